@@ -1,0 +1,48 @@
+//! Everything that touches the outside world: SQL stores (PostgreSQL, SQLite), the
+//! embedded transport, the filesystem object store. Each implements a port from
+//! `shared::ports` and passes that port's conformance suite.
+//!
+//! Architecture invariant: nothing above this crate names a backend type; the wiring
+//! picks one from configuration through [`connect_store`], [`open_transport`] and
+//! [`open_object_store`] and hands out trait objects.
+
+pub mod embedded;
+pub mod object_store;
+pub mod store;
+pub mod testing;
+
+use std::sync::Arc;
+
+use shared::config::{ObjectStoreConfig, StoreConfig, TransportConfig};
+use shared::ports::{ObjectStore, Store, Transport};
+use shared::topology::Topology;
+use shared::{Clock, SystemClock};
+
+pub use store::SqlStore;
+
+/// Connects to the configured store and applies pending migrations.
+pub async fn connect_store(config: &StoreConfig) -> Result<Arc<dyn Store>, store::ConnectError> {
+    let store = SqlStore::connect(config).await?;
+    store.migrate().await?;
+    Ok(Arc::new(store))
+}
+
+/// Opens the configured transport, provisioning the embedded engine from `topology`.
+pub async fn open_transport(
+    config: &TransportConfig,
+    topology: &Topology,
+) -> Result<Arc<dyn Transport>, embedded::EmbeddedError> {
+    match config {
+        TransportConfig::Embedded { path } => {
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            Ok(Arc::new(embedded::EmbeddedTransport::open(path, topology, clock).await?))
+        }
+    }
+}
+
+/// Opens the configured object store.
+pub fn open_object_store(config: &ObjectStoreConfig) -> Arc<dyn ObjectStore> {
+    match config {
+        ObjectStoreConfig::Filesystem { root } => Arc::new(object_store::FilesystemObjectStore::new(root.clone())),
+    }
+}

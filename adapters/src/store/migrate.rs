@@ -1,0 +1,74 @@
+//! A small migration runner: the SQL files under `migrations/<dialect>/`, compiled in,
+//! applied in order inside one transaction each, recorded in `switchyard_migrations`.
+
+use sqlx::{AnyPool, Row};
+
+use super::Dialect;
+
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub(crate) fn migrations(dialect: Dialect) -> &'static [Migration] {
+    match dialect {
+        Dialect::Postgres => &[Migration {
+            version: 1,
+            name: "foundation",
+            sql: include_str!("../../../migrations/postgres/0001_foundation.sql"),
+        }],
+        Dialect::Sqlite => &[Migration {
+            version: 1,
+            name: "foundation",
+            sql: include_str!("../../../migrations/sqlite/0001_foundation.sql"),
+        }],
+    }
+}
+
+/// Applies every migration not yet recorded; returns how many were applied.
+pub(crate) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<usize, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    if dialect == Dialect::Postgres {
+        // Two processes migrating at once take turns.
+        sqlx::query("SELECT pg_advisory_lock(72635401)").execute(&mut *conn).await?;
+    }
+    let result = apply(&mut conn, dialect).await;
+    if dialect == Dialect::Postgres {
+        sqlx::query("SELECT pg_advisory_unlock(72635401)").execute(&mut *conn).await?;
+    }
+    result
+}
+
+async fn apply(conn: &mut sqlx::AnyConnection, dialect: Dialect) -> Result<usize, sqlx::Error> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS switchyard_migrations (
+            version BIGINT PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at BIGINT NOT NULL
+        )",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM switchyard_migrations")
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<i64, _>(0))
+        .collect::<Result<_, _>>()?;
+    let mut count = 0;
+    for migration in migrations(dialect).iter().filter(|m| !applied.contains(&m.version)) {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::raw_sql(migration.sql).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO switchyard_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(shared::Timestamp::now().as_millis())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(version = migration.version, name = migration.name, "applied migration");
+        count += 1;
+    }
+    Ok(count)
+}

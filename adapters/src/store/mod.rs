@@ -1,0 +1,538 @@
+//! The SQL store: one implementation of the store port for PostgreSQL and SQLite,
+//! through sqlx's `Any` driver. The dialects differ only where they must: claiming
+//! outbox rows (PostgreSQL serialises claimers with an advisory lock and skips locked
+//! rows; SQLite has a single writer) and waking the relay (LISTEN/NOTIFY on
+//! PostgreSQL, in-process on SQLite).
+
+mod migrate;
+
+use std::path::Path;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Row, Transaction};
+use tokio::sync::{Notify, OnceCell};
+
+use shared::config::StoreConfig;
+use shared::domain::{
+    ApiKeyRecord, EmailAddress, Feedback, FeedbackMessage, FeedbackStatus, NewFeedback, Rating, Tenant, TenantName,
+};
+use shared::ports::{Appended, EffectTx, OutboxEntry, Store, StoreError};
+use shared::{ApiKeyId, EventEnvelope, EventId, FeedbackId, TenantId, Timestamp};
+
+const OUTBOX_CHANNEL: &str = "switchyard_outbox";
+const CLAIM_LOCK: i64 = 72_635_402;
+const SQLITE_PRAGMAS: [&str; 4] = [
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA busy_timeout = 5000",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("could not connect to the {dialect:?} store")]
+    Connect {
+        dialect: Dialect,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("could not create the directory for the SQLite store at {path}")]
+    Directory {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("migrations failed")]
+    Migrate(#[source] sqlx::Error),
+}
+
+/// PostgreSQL or SQLite behind one implementation of [`Store`].
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+    /// Level-triggered wake-up for the relay.
+    outbox_signal: Arc<Notify>,
+    /// PostgreSQL only: the LISTEN task, started on the first wait.
+    listener: OnceCell<tokio::task::JoinHandle<()>>,
+    database_url: String,
+}
+
+impl Drop for SqlStore {
+    fn drop(&mut self) {
+        if let Some(task) = self.listener.get() {
+            task.abort();
+        }
+    }
+}
+
+fn install_drivers() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(sqlx::any::install_default_drivers);
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+impl SqlStore {
+    pub async fn connect(config: &StoreConfig) -> Result<Self, ConnectError> {
+        install_drivers();
+        let (dialect, url, options) = match config {
+            StoreConfig::Postgres { url, max_connections } => (
+                Dialect::Postgres,
+                url.expose().to_owned(),
+                AnyPoolOptions::new().max_connections(*max_connections).acquire_timeout(Duration::from_secs(10)),
+            ),
+            StoreConfig::Sqlite { path } => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|source| ConnectError::Directory {
+                        path: parent.display().to_string(),
+                        source,
+                    })?;
+                }
+                // One connection: SQLite has one writer, and a single connection turns
+                // "database is locked" races into an orderly queue.
+                let options = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            for pragma in SQLITE_PRAGMAS {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
+                            Ok(())
+                        })
+                    });
+                (Dialect::Sqlite, sqlite_url(path), options)
+            }
+        };
+        let pool = options.connect(&url).await.map_err(|source| ConnectError::Connect { dialect, source })?;
+        Ok(Self { pool, dialect, outbox_signal: Arc::new(Notify::new()), listener: OnceCell::new(), database_url: url })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Applies pending migrations; returns how many.
+    pub async fn migrate(&self) -> Result<usize, ConnectError> {
+        migrate::run(&self.pool, self.dialect).await.map_err(ConnectError::Migrate)
+    }
+
+    /// Commits a transaction that inserted outbox rows and wakes relays.
+    async fn commit_with_outbox(&self, mut tx: Transaction<'static, Any>) -> Result<(), StoreError> {
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')").bind(OUTBOX_CHANNEL).execute(&mut *tx).await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        self.outbox_signal.notify_one();
+        Ok(())
+    }
+
+    async fn start_listener(&self) -> tokio::task::JoinHandle<()> {
+        let signal = self.outbox_signal.clone();
+        let url = self.database_url.clone();
+        tokio::spawn(async move {
+            loop {
+                match sqlx::postgres::PgListener::connect(&url).await {
+                    Ok(mut listener) => {
+                        if let Err(error) = listener.listen(OUTBOX_CHANNEL).await {
+                            tracing::warn!(%error, "LISTEN failed; the relay falls back to its timer");
+                        } else {
+                            // Rows inserted while we were not listening are picked up by this wake-up.
+                            signal.notify_one();
+                            loop {
+                                match listener.recv().await {
+                                    Ok(_) => signal.notify_one(),
+                                    Err(error) => {
+                                        tracing::warn!(%error, "outbox listener lost its connection");
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "could not LISTEN for outbox inserts; retrying"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    }
+}
+
+fn db(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(Box::new(error))
+        }
+        other => StoreError::Database(Box::new(other)),
+    }
+}
+
+fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {error}"))
+}
+
+fn text(row: &AnyRow, column: &str) -> Result<String, StoreError> {
+    row.try_get::<String, _>(column).map_err(db)
+}
+
+fn tenant_from(row: &AnyRow) -> Result<Tenant, StoreError> {
+    Ok(Tenant {
+        id: TenantId::parse(&text(row, "id")?).map_err(|e| corrupt("tenant id", e))?,
+        name: TenantName::parse(&text(row, "name")?).map_err(|e| corrupt("tenant name", e))?,
+        created_at: Timestamp::from_millis(row.try_get("created_at").map_err(db)?),
+    })
+}
+
+fn feedback_from(row: &AnyRow) -> Result<Feedback, StoreError> {
+    let rating: Option<i64> = row.try_get("rating").map_err(db)?;
+    let email: Option<String> = row.try_get("contact_email").map_err(db)?;
+    let metadata: Map<String, Value> = serde_json::from_str(&text(row, "metadata")?).map_err(|e| corrupt("feedback metadata", e))?;
+    let status = text(row, "status")?;
+    Ok(Feedback {
+        id: FeedbackId::parse(&text(row, "id")?).map_err(|e| corrupt("feedback id", e))?,
+        tenant_id: TenantId::parse(&text(row, "tenant_id")?).map_err(|e| corrupt("tenant id", e))?,
+        event_id: EventId::parse(&text(row, "event_id")?).map_err(|e| corrupt("event id", e))?,
+        rating: rating.map(Rating::parse).transpose().map_err(|e| corrupt("rating", e))?,
+        message: FeedbackMessage::parse(&text(row, "message")?).map_err(|e| corrupt("message", e))?,
+        contact_email: email.as_deref().map(EmailAddress::parse).transpose().map_err(|e| corrupt("email", e))?,
+        metadata,
+        status: FeedbackStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        result_key: row.try_get("result_key").map_err(db)?,
+        created_at: Timestamp::from_millis(row.try_get("created_at").map_err(db)?),
+        updated_at: Timestamp::from_millis(row.try_get("updated_at").map_err(db)?),
+    })
+}
+
+async fn insert_outbox(tx: &mut Transaction<'static, Any>, envelope: &EventEnvelope) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO outbox (event_id, tenant_id, envelope, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(envelope.id.to_string())
+        .bind(envelope.tenant_id.to_string())
+        .bind(envelope.to_json())
+        .bind(Timestamp::now().as_millis())
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+fn in_list(first_param: usize, count: usize) -> String {
+    (first_param..first_param + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(tenant.id.to_string())
+            .bind(tenant.name.as_str())
+            .bind(tenant.created_at.as_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError> {
+        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(tenant_from).transpose()
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY id").fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter().map(tenant_from).collect()
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, secret_hash, created_at, revoked_at)
+             SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $2)",
+        )
+        .bind(key.id.to_string())
+        .bind(key.tenant_id.to_string())
+        .bind(key.secret_hash.as_str())
+        .bind(key.created_at.as_millis())
+        .bind(key.revoked_at.map(Timestamp::as_millis))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("tenant {}", key.tenant_id)));
+        }
+        Ok(())
+    }
+
+    async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, tenant_id, secret_hash, created_at, revoked_at FROM api_keys WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let revoked: Option<i64> = row.try_get("revoked_at").map_err(db)?;
+        Ok(Some(ApiKeyRecord {
+            id: ApiKeyId::parse(&text(&row, "id")?).map_err(|e| corrupt("key id", e))?,
+            tenant_id: TenantId::parse(&text(&row, "tenant_id")?).map_err(|e| corrupt("tenant id", e))?,
+            secret_hash: text(&row, "secret_hash")?,
+            created_at: Timestamp::from_millis(row.try_get("created_at").map_err(db)?),
+            revoked_at: revoked.map(Timestamp::from_millis),
+        }))
+    }
+
+    async fn append_event(&self, envelope: &EventEnvelope) -> Result<Appended, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if let Some(key) = &envelope.idempotency_key {
+            let claimed = sqlx::query(
+                "INSERT INTO idempotency_keys (tenant_id, idempotency_key, event_id, created_at)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(envelope.tenant_id.to_string())
+            .bind(key.as_str())
+            .bind(envelope.id.to_string())
+            .bind(Timestamp::now().as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            if claimed.rows_affected() == 0 {
+                tx.rollback().await.map_err(db)?;
+                let existing: String = sqlx::query(
+                    "SELECT event_id FROM idempotency_keys WHERE tenant_id = $1 AND idempotency_key = $2",
+                )
+                .bind(envelope.tenant_id.to_string())
+                .bind(key.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?
+                .try_get(0)
+                .map_err(db)?;
+                return Ok(Appended::Existing(EventId::parse(&existing).map_err(|e| corrupt("event id", e))?));
+            }
+        }
+        insert_outbox(&mut tx, envelope).await?;
+        self.commit_with_outbox(tx).await?;
+        Ok(Appended::Created)
+    }
+
+    async fn submit_feedback(&self, feedback: &NewFeedback, envelope: &EventEnvelope) -> Result<(), StoreError> {
+        let now = Timestamp::now().as_millis();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO feedback (tenant_id, id, event_id, rating, message, contact_email, metadata, status, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        )
+        .bind(envelope.tenant_id.to_string())
+        .bind(feedback.id.to_string())
+        .bind(envelope.id.to_string())
+        .bind(feedback.rating.map(|r| i64::from(r.value())))
+        .bind(feedback.message.as_str())
+        .bind(feedback.contact_email.as_ref().map(|e| e.as_str().to_owned()))
+        .bind(Value::Object(feedback.metadata.clone()).to_string())
+        .bind(FeedbackStatus::Accepted.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        insert_outbox(&mut tx, envelope).await?;
+        self.commit_with_outbox(tx).await
+    }
+
+    async fn feedback(&self, tenant: TenantId, id: FeedbackId) -> Result<Option<Feedback>, StoreError> {
+        let row = sqlx::query(
+            "SELECT tenant_id, id, event_id, rating, message, contact_email, metadata, status, result_key, created_at, updated_at
+             FROM feedback WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(feedback_from).transpose()
+    }
+
+    async fn mark_feedback_processing(&self, tenant: TenantId, id: FeedbackId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE feedback SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND status = $5")
+            .bind(FeedbackStatus::Processing.as_str())
+            .bind(Timestamp::now().as_millis())
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .bind(FeedbackStatus::Accepted.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn claim_outbox(&self, limit: u32, lease: Duration) -> Result<Vec<OutboxEntry>, StoreError> {
+        let now = Timestamp::now();
+        let lock_rows = match self.dialect {
+            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        // A row is claimable when it is pending, due, not leased, and every earlier
+        // pending row of its tenant is claimable too (so a tenant is never reordered).
+        let sql = format!(
+            "UPDATE outbox SET claimed_until = $1
+             WHERE seq IN (
+                 SELECT o.seq FROM outbox o
+                 WHERE o.published_at IS NULL
+                   AND o.not_before <= $2
+                   AND (o.claimed_until IS NULL OR o.claimed_until <= $2)
+                   AND NOT EXISTS (
+                       SELECT 1 FROM outbox e
+                       WHERE e.tenant_id = o.tenant_id AND e.published_at IS NULL AND e.seq < o.seq
+                         AND (e.not_before > $2 OR (e.claimed_until IS NOT NULL AND e.claimed_until > $2))
+                   )
+                 ORDER BY o.seq
+                 LIMIT $3
+                 {lock_rows}
+             )
+             RETURNING seq, envelope, attempts"
+        );
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if self.dialect == Dialect::Postgres {
+            // Claimers take turns, so each sees the claims the previous one committed.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CLAIM_LOCK).execute(&mut *tx).await.map_err(db)?;
+        }
+        let rows = sqlx::query(&sql)
+            .bind(now.plus(lease).as_millis())
+            .bind(now.as_millis())
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let mut entries = rows
+            .iter()
+            .map(|row| {
+                let envelope = EventEnvelope::from_json(&text(row, "envelope")?).map_err(|e| corrupt("outbox envelope", e))?;
+                let attempts: i64 = row.try_get("attempts").map_err(db)?;
+                Ok(OutboxEntry { seq: row.try_get("seq").map_err(db)?, envelope, attempts: u32::try_from(attempts).unwrap_or(u32::MAX) })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        entries.sort_by_key(|e| e.seq);
+        Ok(entries)
+    }
+
+    async fn mark_published(&self, seqs: &[i64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "UPDATE outbox SET published_at = $1, claimed_until = NULL WHERE seq IN ({})",
+            in_list(2, seqs.len())
+        );
+        let mut query = sqlx::query(&sql).bind(Timestamp::now().as_millis());
+        for seq in seqs {
+            query = query.bind(*seq);
+        }
+        query.execute(&self.pool).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn retry_outbox(&self, seq: i64, not_before: Timestamp, error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET claimed_until = NULL, not_before = $1, attempts = attempts + 1, last_error = $2
+             WHERE seq = $3 AND published_at IS NULL",
+        )
+        .bind(not_before.as_millis())
+        .bind(error.chars().take(2_000).collect::<String>())
+        .bind(seq)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn outbox_backlog(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?
+            .try_get(0)
+            .map_err(db)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn wait_for_outbox(&self) {
+        if self.dialect == Dialect::Postgres {
+            self.listener.get_or_init(|| self.start_listener()).await;
+        }
+        self.outbox_signal.notified().await;
+    }
+
+    async fn begin_once(
+        &self,
+        consumer: &str,
+        tenant: TenantId,
+        event_id: EventId,
+    ) -> Result<Option<Box<dyn EffectTx>>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let inserted = sqlx::query(
+            "INSERT INTO inbox (consumer, event_id, tenant_id, processed_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(consumer)
+        .bind(event_id.to_string())
+        .bind(tenant.to_string())
+        .bind(Timestamp::now().as_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if inserted.rows_affected() == 0 {
+            tx.rollback().await.map_err(db)?;
+            return Ok(None);
+        }
+        Ok(Some(Box::new(SqlEffectTx { tx })))
+    }
+}
+
+struct SqlEffectTx {
+    tx: Transaction<'static, Any>,
+}
+
+#[async_trait]
+impl EffectTx for SqlEffectTx {
+    async fn set_feedback_status(
+        &mut self,
+        tenant: TenantId,
+        id: FeedbackId,
+        status: FeedbackStatus,
+        result_key: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query(
+            "UPDATE feedback SET status = $1, result_key = COALESCE($2, result_key), updated_at = $3
+             WHERE tenant_id = $4 AND id = $5",
+        )
+        .bind(status.as_str())
+        .bind(result_key.map(str::to_owned))
+        .bind(Timestamp::now().as_millis())
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(db)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("feedback {id} of tenant {tenant}")));
+        }
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(db)
+    }
+}

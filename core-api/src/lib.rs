@@ -1,0 +1,56 @@
+//! core-api: the tenant-facing REST API.
+//!
+//! Every write validates its body, authenticates the tenant, and commits the domain row
+//! and its outbox row in one store transaction before answering 202 Accepted.
+//!
+//! Architecture invariant: this crate knows the store only through
+//! `shared::ports::Store`; it never names a database, a transport or AWS.
+
+pub mod auth;
+mod body;
+pub mod problem;
+mod routes;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+
+use shared::ports::Store;
+
+pub use auth::{issue_api_key, IssuedKey};
+pub use problem::ApiError;
+
+/// The largest request body the API accepts, in bytes.
+pub const MAX_BODY_BYTES: usize = 262_144;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+}
+
+/// Registers the API's routes (used by the server and by in-process tests).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(routes::health))
+        .service(
+            web::scope("/v1")
+                .route("/events", web::post().to(routes::events::create))
+                .route("/feedback", web::post().to(routes::feedback::create))
+                .route("/feedback/{id}", web::get().to(routes::feedback::get)),
+        )
+        .default_service(web::to(routes::not_found));
+}
+
+/// Builds the HTTP server on a listener the caller owns (port 0 in tests). The caller
+/// stops it through `Server::handle()`; signals are left to the caller.
+pub fn server(listener: TcpListener, state: ApiState) -> std::io::Result<Server> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(configure))
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(10)
+        .run();
+    Ok(server)
+}

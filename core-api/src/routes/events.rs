@@ -1,0 +1,100 @@
+//! `POST /v1/events`: a tenant publishes its own event.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+
+use shared::ports::Appended;
+use shared::topology::reserved_namespaces;
+use shared::{EventEnvelope, EventType, Service};
+
+use crate::auth::authenticate;
+use crate::body::json_object;
+use crate::problem::{ApiError, FieldError};
+use crate::ApiState;
+
+const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The validated request.
+struct NewEvent {
+    event_type: EventType,
+    data: Map<String, Value>,
+    idempotency_key: Option<String>,
+}
+
+fn parse(body: &Map<String, Value>, request: &HttpRequest) -> Result<NewEvent, ApiError> {
+    let mut errors = Vec::new();
+    let event_type = match body.get("type") {
+        None => {
+            errors.push(FieldError::new("type", "is required"));
+            None
+        }
+        Some(Value::String(raw)) => match EventType::parse(raw) {
+            Ok(t) => match reserved_namespaces().find(|ns| t.namespace() == *ns) {
+                Some(ns) => {
+                    errors.push(FieldError::new("type", format!("uses the reserved prefix `{ns}.`; it is for the platform's own events")));
+                    None
+                }
+                None => Some(t),
+            },
+            Err(e) => {
+                errors.push(FieldError::new("type", e.to_string()));
+                None
+            }
+        },
+        Some(_) => {
+            errors.push(FieldError::new("type", "must be a string"));
+            None
+        }
+    };
+    let data = match body.get("data") {
+        None => {
+            errors.push(FieldError::new("data", "is required"));
+            None
+        }
+        Some(Value::Object(map)) => Some(map.clone()),
+        Some(_) => {
+            errors.push(FieldError::new("data", "must be a JSON object"));
+            None
+        }
+    };
+    let idempotency_key = match request.headers().get(IDEMPOTENCY_HEADER) {
+        None => None,
+        Some(value) => match value.to_str() {
+            Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY && key.bytes().all(|b| b.is_ascii_graphic()) => {
+                Some(key.to_owned())
+            }
+            _ => {
+                errors.push(FieldError::new(
+                    IDEMPOTENCY_HEADER,
+                    format!("must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters without spaces"),
+                ));
+                None
+            }
+        },
+    };
+    match (event_type, data) {
+        (Some(event_type), Some(data)) if errors.is_empty() => Ok(NewEvent { event_type, data, idempotency_key }),
+        _ => Err(ApiError::Validation(errors)),
+    }
+}
+
+pub(crate) async fn create(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    let body = json_object(&request, payload).await?;
+    let event = parse(&body, &request)?;
+    let tenant = authenticate(&request, state.store.as_ref()).await?;
+    let mut envelope = EventEnvelope::new(tenant, Service::CoreApi, event.event_type, event.data);
+    envelope.idempotency_key = event.idempotency_key;
+    envelope.trace_context = super::trace_context(&request);
+    match state.store.append_event(&envelope).await? {
+        Appended::Created => {
+            tracing::info!(tenant_id = %tenant, event_id = %envelope.id, event_type = %envelope.event_type, "event accepted");
+            Ok(HttpResponse::Accepted().json(json!({"event_id": envelope.id})))
+        }
+        Appended::Existing(event_id) => Ok(HttpResponse::Ok().json(json!({"event_id": event_id}))),
+    }
+}

@@ -1,0 +1,73 @@
+//! Typed configuration, validated at load time (the loader lives in the CLI).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::topology::{Environment, InstanceName};
+
+/// A secret value (database URL with a password, API keys). Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// Where the source of truth lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    Postgres { url: Secret, max_connections: u32 },
+    Sqlite { path: PathBuf },
+}
+
+/// Which transport carries events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportConfig {
+    /// The embedded engine: a SQLite file with the FIFO topic/queue semantics.
+    Embedded { path: PathBuf },
+}
+
+/// Where result objects are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectStoreConfig {
+    Filesystem { root: PathBuf },
+}
+
+/// The whole runtime configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub instance: InstanceName,
+    pub environment: Environment,
+    pub store: StoreConfig,
+    pub transport: TransportConfig,
+    pub objects: ObjectStoreConfig,
+    pub api_addr: SocketAddr,
+    pub console_addr: SocketAddr,
+    /// How many message groups a worker processes at once.
+    pub worker_concurrency: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let secret = Secret::new("postgres://user:hunter2@db/app");
+        assert!(!format!("{secret:?}").contains("hunter2"));
+        assert_eq!(secret.expose(), "postgres://user:hunter2@db/app");
+    }
+}

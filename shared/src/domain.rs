@@ -1,0 +1,272 @@
+//! Domain records and the validated values they are made of.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::clock::Timestamp;
+use crate::ids::{ApiKeyId, EventId, FeedbackId, TenantId};
+
+/// A tenant of the deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: TenantName,
+    pub created_at: Timestamp,
+}
+
+/// A tenant's display name: 1 to 200 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantName(String);
+
+impl TenantName {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let trimmed = value.trim();
+        if trimmed.is_empty() || trimmed.chars().count() > 200 {
+            return Err("tenant name must be 1 to 200 characters".into());
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err("tenant name must not contain control characters".into());
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TenantName {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<TenantName> for String {
+    fn from(value: TenantName) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for TenantName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A stored API key: only the SHA-256 of the secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: ApiKeyId,
+    pub tenant_id: TenantId,
+    /// Lowercase hex SHA-256 of the full key as shown to the user.
+    pub secret_hash: String,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A feedback rating from 1 to 5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct Rating(u8);
+
+impl Rating {
+    pub fn parse(value: i64) -> Result<Self, String> {
+        match u8::try_from(value) {
+            Ok(v @ 1..=5) => Ok(Self(v)),
+            _ => Err(format!("must be an integer from 1 to 5 (got {value})")),
+        }
+    }
+
+    pub fn value(self) -> u8 {
+        self.0
+    }
+}
+
+impl TryFrom<u8> for Rating {
+    type Error = String;
+    fn try_from(value: u8) -> Result<Self, Self::Error> {
+        Self::parse(i64::from(value))
+    }
+}
+
+impl From<Rating> for u8 {
+    fn from(value: Rating) -> Self {
+        value.0
+    }
+}
+
+/// A feedback message: 1 to 5,000 characters, not only white space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FeedbackMessage(String);
+
+impl FeedbackMessage {
+    pub const MAX_CHARS: usize = 5_000;
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if value.trim().is_empty() {
+            return Err("must not be empty".into());
+        }
+        let chars = value.chars().count();
+        if chars > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters (got {chars})", Self::MAX_CHARS));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for FeedbackMessage {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<FeedbackMessage> for String {
+    fn from(value: FeedbackMessage) -> Self {
+        value.0
+    }
+}
+
+/// An email address: `local@domain` with a dotted domain, at most 254 characters.
+/// Deliberately permissive about the local part; the provider has the final word.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let invalid = || format!("`{}` is not a valid email address", value.chars().take(80).collect::<String>());
+        if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid());
+        }
+        let (local, domain) = value.rsplit_once('@').ok_or_else(invalid)?;
+        let domain_ok = domain.contains('.')
+            && domain.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            });
+        if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
+            return Err(invalid());
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for EmailAddress {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<EmailAddress> for String {
+    fn from(value: EmailAddress) -> Self {
+        value.0
+    }
+}
+
+/// Where a piece of feedback is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedbackStatus {
+    Accepted,
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl FeedbackStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedbackStatus::Accepted => "accepted",
+            FeedbackStatus::Processing => "processing",
+            FeedbackStatus::Completed => "completed",
+            FeedbackStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Accepted, Self::Processing, Self::Completed, Self::Failed].into_iter().find(|s| s.as_str() == value)
+    }
+}
+
+/// Feedback as submitted, already validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewFeedback {
+    pub id: FeedbackId,
+    pub rating: Option<Rating>,
+    pub message: FeedbackMessage,
+    pub contact_email: Option<EmailAddress>,
+    pub metadata: Map<String, Value>,
+}
+
+/// Stored feedback and its processing status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Feedback {
+    pub id: FeedbackId,
+    pub tenant_id: TenantId,
+    pub event_id: EventId,
+    pub rating: Option<Rating>,
+    pub message: FeedbackMessage,
+    pub contact_email: Option<EmailAddress>,
+    pub metadata: Map<String, Value>,
+    pub status: FeedbackStatus,
+    pub result_key: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratings_are_one_to_five() {
+        assert!(Rating::parse(1).is_ok());
+        assert!(Rating::parse(5).is_ok());
+        for bad in [0, 6, -1, 256] {
+            assert!(Rating::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn feedback_message_limits() {
+        assert!(FeedbackMessage::parse("great").is_ok());
+        assert!(FeedbackMessage::parse("   ").is_err());
+        assert!(FeedbackMessage::parse(&"é".repeat(5_000)).is_ok());
+        assert!(FeedbackMessage::parse(&"é".repeat(5_001)).is_err());
+    }
+
+    #[test]
+    fn email_addresses() {
+        for ok in ["a@b.co", "first.last+tag@example.com", "x@sub.domain.org"] {
+            assert!(EmailAddress::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a", "a@b", "@b.com", "a@.com", "a@b..com", "a b@c.com", "a@-b.com", "a@b.com\n"] {
+            assert!(EmailAddress::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tenant_names() {
+        assert_eq!(TenantName::parse("  Acme  ").unwrap().as_str(), "Acme");
+        assert!(TenantName::parse("").is_err());
+        assert!(TenantName::parse("a\u{0}b").is_err());
+    }
+}

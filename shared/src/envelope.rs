@@ -1,0 +1,252 @@
+//! The event envelope: what every service publishes and every worker consumes.
+//!
+//! Wire form (JSON, stable; new optional fields may be added, existing ones never change
+//! meaning without a new `schema_version`):
+//!
+//! ```json
+//! {
+//!   "id": "evt_0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6",   // UUIDv7, also the dedup id
+//!   "tenant_id": "ten_0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6",
+//!   "source": "core-api",                            // core-api | control-plane | adapters
+//!   "type": "order.placed",
+//!   "occurred_at": "2026-11-26T23:57:08.123Z",
+//!   "data": { "...": "..." },                        // always a JSON object
+//!   "idempotency_key": "client-key-1",               // omitted when absent
+//!   "trace_context": { "traceparent": "00-…-…-01" }, // omitted when absent
+//!   "schema_version": 1
+//! }
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::clock::Timestamp;
+use crate::ids::{EventId, TenantId};
+
+/// Event types the platform itself emits.
+pub mod event_types {
+    /// Emitted by `POST /v1/feedback`; consumed by the feedback worker.
+    pub const FEEDBACK_SUBMITTED: &str = "feedback.submitted";
+}
+
+/// The current envelope schema version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The service that published an event; each has its own FIFO topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Service {
+    CoreApi,
+    ControlPlane,
+    Adapters,
+}
+
+impl Service {
+    pub const ALL: [Service; 3] = [Service::CoreApi, Service::ControlPlane, Service::Adapters];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::CoreApi => "core-api",
+            Service::ControlPlane => "control-plane",
+            Service::Adapters => "adapters",
+        }
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Service {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Service::ALL
+            .into_iter()
+            .find(|service| service.as_str() == s)
+            .ok_or_else(|| format!("unknown service `{s}` (expected core-api, control-plane or adapters)"))
+    }
+}
+
+/// Why a string is not an event type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventTypeError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be at most {max} characters (got {len})", max = EventType::MAX_LEN)]
+    TooLong { len: usize },
+    #[error(
+        "must be dot-separated segments of lowercase letters, digits and underscores, each starting with a letter, with at least two segments (like `order.placed`)"
+    )]
+    Malformed,
+}
+
+/// An event type such as `order.placed`: matches
+/// `^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$` and is at most 128 characters.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventType(String);
+
+impl EventType {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(value: &str) -> Result<Self, EventTypeError> {
+        if value.is_empty() {
+            return Err(EventTypeError::Empty);
+        }
+        if value.len() > Self::MAX_LEN {
+            return Err(EventTypeError::TooLong { len: value.len() });
+        }
+        let mut segments = 0;
+        for segment in value.split('.') {
+            let mut bytes = segment.bytes();
+            let starts_with_letter = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
+            let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !starts_with_letter || !rest_ok {
+                return Err(EventTypeError::Malformed);
+            }
+            segments += 1;
+        }
+        if segments < 2 {
+            return Err(EventTypeError::Malformed);
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first segment, e.g. `feedback` for `feedback.submitted`.
+    pub fn namespace(&self) -> &str {
+        self.0.split('.').next().unwrap_or_default()
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventType({})", self.0)
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventType {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// W3C trace context carried with an event so consumers continue the producer's trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceContext {
+    pub traceparent: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
+}
+
+/// One tenant-tagged event. See the module docs for the wire form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    pub id: EventId,
+    pub tenant_id: TenantId,
+    pub source: Service,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    pub occurred_at: Timestamp,
+    pub data: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<TraceContext>,
+    pub schema_version: u32,
+}
+
+impl EventEnvelope {
+    /// A new envelope with a fresh UUIDv7 id, stamped now.
+    pub fn new(tenant_id: TenantId, source: Service, event_type: EventType, data: Map<String, Value>) -> Self {
+        Self {
+            id: EventId::new(),
+            tenant_id,
+            source,
+            event_type,
+            occurred_at: Timestamp::now(),
+            data,
+            idempotency_key: None,
+            trace_context: None,
+            schema_version: SCHEMA_VERSION,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn event_type_accepts_dotted_lowercase() {
+        for ok in ["order.placed", "a.b", "feedback.submitted", "x1_y.z_2.w"] {
+            assert!(EventType::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn event_type_rejects_everything_else() {
+        for bad in ["", "order", "Order.placed", "order.", ".placed", "order..placed", "1order.placed", "order.placed!", "order._x", "order placed.x"] {
+            assert!(EventType::parse(bad).is_err(), "{bad}");
+        }
+        let long = format!("a.{}", "b".repeat(127));
+        assert_eq!(EventType::parse(&long), Err(EventTypeError::TooLong { len: 129 }));
+        assert!(EventType::parse(&format!("a.{}", "b".repeat(126))).is_ok());
+    }
+
+    #[test]
+    fn envelope_wire_form_is_stable() {
+        let tenant = TenantId::parse("ten_0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6").unwrap();
+        let mut envelope = EventEnvelope::new(
+            tenant,
+            Service::CoreApi,
+            EventType::parse("order.placed").unwrap(),
+            json!({"total": 12}).as_object().cloned().unwrap(),
+        );
+        envelope.id = EventId::parse("evt_0192f3a4b5c6d7e8f9a0b1c2d3e4f5a7").unwrap();
+        envelope.occurred_at = Timestamp::from_millis(1_764_201_428_123);
+        let value: Value = serde_json::from_str(&envelope.to_json()).unwrap();
+        assert_eq!(
+            value,
+            json!({
+                "id": "evt_0192f3a4b5c6d7e8f9a0b1c2d3e4f5a7",
+                "tenant_id": "ten_0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6",
+                "source": "core-api",
+                "type": "order.placed",
+                "occurred_at": "2025-11-26T23:57:08.123Z",
+                "data": {"total": 12},
+                "schema_version": 1
+            })
+        );
+        assert_eq!(EventEnvelope::from_json(&envelope.to_json()).unwrap(), envelope);
+    }
+}

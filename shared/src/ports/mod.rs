@@ -1,0 +1,16 @@
+//! The ports: what the platform needs from the outside world, with the contract each
+//! backend must honour written on the trait. Every backend runs the same conformance
+//! suite (`testkit`, behind the `testkit` feature).
+
+pub mod object_store;
+pub mod store;
+pub mod transport;
+
+pub use object_store::{ObjectStore, ObjectStoreError};
+pub use store::{Appended, EffectTx, OutboxEntry, Store, StoreError};
+pub use transport::{
+    DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Transport, TransportError,
+};
+
+/// A boxed error for the `source` of adapter errors.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

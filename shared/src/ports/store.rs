@@ -1,0 +1,127 @@
+//! The store port: the source of truth (tenants, keys, domain rows) plus the outbox
+//! and inbox that make event flow durable and idempotent.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::BoxError;
+use crate::clock::Timestamp;
+use crate::domain::{ApiKeyRecord, Feedback, FeedbackStatus, NewFeedback, Tenant};
+use crate::envelope::EventEnvelope;
+use crate::ids::{ApiKeyId, EventId, FeedbackId, TenantId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("stored data could not be read back: {0}")]
+    Corrupt(String),
+    #[error("the database is unavailable")]
+    Unavailable(#[source] BoxError),
+    #[error("database error")]
+    Database(#[source] BoxError),
+}
+
+impl StoreError {
+    /// Whether trying the same call again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// What [`Store::append_event`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// The event and its outbox row were committed.
+    Created,
+    /// The tenant already used this idempotency key: nothing was written; this is the
+    /// event id the key was first used for.
+    Existing(EventId),
+}
+
+/// One outbox row claimed by a relay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    /// Insertion order; the relay publishes each tenant's rows in this order.
+    pub seq: i64,
+    pub envelope: EventEnvelope,
+    /// How many publish attempts failed before this claim.
+    pub attempts: u32,
+}
+
+/// The store.
+///
+/// Contract:
+/// - Every tenant-scoped read or write takes the tenant first and never returns another
+///   tenant's rows: a row of tenant A asked for as tenant B is `None` / `NotFound`.
+/// - Writes that produce an event ([`Store::append_event`], [`Store::submit_feedback`])
+///   commit the domain row and the outbox row in one transaction; when they return
+///   `Ok`, the event is durable.
+/// - An idempotency key is unique per tenant: concurrent appends with one key commit
+///   exactly one event; the others get [`Appended::Existing`] with its id.
+/// - [`Store::claim_outbox`] hands each pending row to one claimer at a time, even
+///   across processes; a claim lapses after its lease, so a crashed relay's rows are
+///   claimed again. Rows of one tenant are returned in `seq` order, and a tenant whose
+///   earlier row is claimed by someone else or waiting for a retry is skipped entirely,
+///   so one tenant's events are never published out of order.
+/// - [`Store::begin_once`] records `(consumer, event id)` in the inbox inside a
+///   transaction that the consumer's effects join; it returns `None` when that consumer
+///   already committed that event. Dropping the transaction without `commit` rolls
+///   back both the inbox row and the effects.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- tenants and keys (operator-level) ----
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError>;
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+    /// Fails with `NotFound` when the key's tenant does not exist.
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+    /// Looks a key up by its public id (authentication; operator-level by nature).
+    async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    // ---- writes that emit events ----
+    /// Stores a tenant event in the outbox, honouring `envelope.idempotency_key`.
+    async fn append_event(&self, envelope: &EventEnvelope) -> Result<Appended, StoreError>;
+    /// Stores feedback (status `accepted`) and its `feedback.submitted` event.
+    async fn submit_feedback(&self, feedback: &NewFeedback, envelope: &EventEnvelope) -> Result<(), StoreError>;
+    async fn feedback(&self, tenant: TenantId, id: FeedbackId) -> Result<Option<Feedback>, StoreError>;
+    /// Moves feedback from `accepted` to `processing`; no-op in any later status.
+    async fn mark_feedback_processing(&self, tenant: TenantId, id: FeedbackId) -> Result<(), StoreError>;
+
+    // ---- outbox (the relay) ----
+    async fn claim_outbox(&self, limit: u32, lease: Duration) -> Result<Vec<OutboxEntry>, StoreError>;
+    async fn mark_published(&self, seqs: &[i64]) -> Result<(), StoreError>;
+    /// Releases a claimed row for another attempt no earlier than `not_before`.
+    async fn retry_outbox(&self, seq: i64, not_before: Timestamp, error: &str) -> Result<(), StoreError>;
+    /// Rows not yet published.
+    async fn outbox_backlog(&self) -> Result<u64, StoreError>;
+    /// Resolves when rows may have been added since the previous call returned. It is
+    /// level-triggered (a notification that arrives while nobody waits is kept), so a
+    /// relay that checks, finds nothing and then waits never misses an insert. Callers
+    /// bound it with a timeout as a safety net.
+    async fn wait_for_outbox(&self);
+
+    // ---- inbox (consumers) ----
+    async fn begin_once(
+        &self,
+        consumer: &str,
+        tenant: TenantId,
+        event_id: EventId,
+    ) -> Result<Option<Box<dyn EffectTx>>, StoreError>;
+}
+
+/// A consumer's transaction: the inbox row plus the handler's effects, committed together.
+#[async_trait]
+pub trait EffectTx: Send {
+    async fn set_feedback_status(
+        &mut self,
+        tenant: TenantId,
+        id: FeedbackId,
+        status: FeedbackStatus,
+        result_key: Option<&str>,
+    ) -> Result<(), StoreError>;
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}

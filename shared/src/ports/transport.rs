@@ -1,0 +1,143 @@
+//! The transport port: FIFO topics with filtered subscriptions into FIFO queues, each
+//! queue with a dead-letter queue. AWS (SNS FIFO + SQS FIFO) and the embedded engine
+//! implement it with the same semantics.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::BoxError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("no topic named `{0}`")]
+    UnknownTopic(String),
+    #[error("no queue named `{0}`")]
+    UnknownQueue(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("the receipt handle is no longer valid (the message was deleted or received again)")]
+    StaleReceipt,
+    #[error("the transport is throttling requests")]
+    Throttled,
+    #[error("the transport is unavailable")]
+    Unavailable(#[source] BoxError),
+    #[error("transport error")]
+    Other(#[source] BoxError),
+}
+
+impl TransportError {
+    /// Whether the same call may succeed later (throttling, outages).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, TransportError::Throttled | TransportError::Unavailable(_))
+    }
+}
+
+/// One message to publish to a FIFO topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// Ordering lane: messages of one group are delivered in publish order, one
+    /// in-flight batch at a time. Switchyard uses the tenant id.
+    pub group_id: String,
+    /// Messages with a dedup id seen in the last five minutes are accepted and dropped.
+    pub dedup_id: String,
+    pub body: String,
+    /// String attributes; filter policies in attribute scope look at these.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Options for [`Transport::receive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiveOptions {
+    /// 1 to 10.
+    pub max_messages: u32,
+    /// Long-poll: how long to wait for a first message (at most 20 s).
+    pub wait: Duration,
+    /// Overrides the queue's visibility timeout for these messages.
+    pub visibility_timeout: Option<Duration>,
+}
+
+impl Default for ReceiveOptions {
+    fn default() -> Self {
+        Self { max_messages: 10, wait: Duration::from_secs(20), visibility_timeout: None }
+    }
+}
+
+/// Proof of one receipt of a message, used to delete it or change its visibility.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Receipt(pub String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub message_id: String,
+    pub receipt: Receipt,
+    pub group_id: String,
+    pub dedup_id: String,
+    pub body: String,
+    pub attributes: BTreeMap<String, String>,
+    /// 1 on the first delivery.
+    pub receive_count: u32,
+}
+
+/// A message sitting in a dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub message_id: String,
+    pub group_id: String,
+    pub dedup_id: String,
+    pub body: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Approximate counts for one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    pub visible: u64,
+    pub in_flight: u64,
+}
+
+/// The transport.
+///
+/// Contract:
+/// - `publish` takes at most 10 messages and answers entry by entry; an entry whose
+///   dedup id the topic saw in the last five minutes succeeds without delivering again.
+///   Each subscription whose filter policy matches gets its own copy (fan-out).
+/// - Within a group, messages are received in publish order. While a group has a
+///   message in flight (received, not deleted, visibility not expired), no later message
+///   of that group is handed out; other groups are not held back.
+/// - A received message that is not deleted becomes visible again after its visibility
+///   timeout, with `receive_count` one higher. A message received `maxReceiveCount`
+///   (3) times and not deleted moves to the queue's dead-letter queue on its next
+///   receive instead of being delivered.
+/// - `ack` deletes; acking an already-deleted message is not an error. A receipt from
+///   an earlier receive of a message that was received again is `StaleReceipt` for
+///   `change_visibility`.
+/// - Dead letters can be listed (without consuming them), redriven to their source
+///   queue (keeping group and dedup ids; a group's redriven messages stay in their old
+///   order and are not interleaved with each other) and purged.
+/// - Nothing published and acknowledged is lost across a restart of the process.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    async fn publish(
+        &self,
+        topic: &str,
+        batch: &[OutgoingMessage],
+    ) -> Result<Vec<Result<(), TransportError>>, TransportError>;
+
+    async fn receive(&self, queue: &str, options: ReceiveOptions) -> Result<Vec<ReceivedMessage>, TransportError>;
+
+    async fn ack(&self, queue: &str, receipts: &[Receipt]) -> Result<(), TransportError>;
+
+    async fn change_visibility(&self, queue: &str, receipt: &Receipt, timeout: Duration) -> Result<(), TransportError>;
+
+    async fn dead_letters(&self, dlq: &str, max: u32) -> Result<Vec<DeadLetter>, TransportError>;
+
+    /// Moves every message of `dlq` back to the queue it came from; returns how many.
+    async fn redrive(&self, dlq: &str) -> Result<u64, TransportError>;
+
+    /// Deletes every message of `queue`; returns how many (approximate on AWS).
+    async fn purge(&self, queue: &str) -> Result<u64, TransportError>;
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats, TransportError>;
+}

@@ -1,0 +1,310 @@
+//! The transport conformance suite.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{announce, skip};
+use crate::clock::ManualClock;
+use crate::envelope::Service;
+use crate::pattern::{FilterPolicy, FilterPolicyScope};
+use crate::ports::{OutgoingMessage, ReceiveOptions, ReceivedMessage, Transport};
+use crate::topology::{Environment, InstanceName, SubscriptionSpec, Topology, UseCase};
+
+const SUITE: &str = "transport";
+
+/// What a backend can do beyond the contract every backend meets.
+#[derive(Debug, Clone, Copy)]
+pub struct Capabilities {
+    /// The fixture's clock can be moved forward, so windows measured in minutes (dedup)
+    /// can be tested without waiting.
+    pub manual_clock: bool,
+    /// The backend can be closed and opened again on the same durable state.
+    pub restart: bool,
+}
+
+/// One provisioned topology on a backend.
+pub struct Fixture {
+    pub transport: Arc<dyn Transport>,
+    pub topology: Topology,
+    /// Present when `Capabilities::manual_clock`.
+    pub clock: Option<Arc<ManualClock>>,
+}
+
+/// Makes fixtures for the suite.
+pub trait Backend: Send + Sync {
+    /// Provisions `topology` (its names are unique to this call) and returns a transport.
+    fn open(&self, topology: Topology) -> impl Future<Output = Fixture> + Send;
+    /// Drops `fixture`'s transport and opens the same durable state again, as after a
+    /// process restart. Only called when `Capabilities::restart`.
+    fn reopen(&self, fixture: Fixture) -> impl Future<Output = Fixture> + Send;
+}
+
+fn unique_topology() -> Topology {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let instance = InstanceName::parse(&format!("t{}", &suffix[..12])).expect("instance");
+    let mut topology = Topology::new(instance, Environment::Production).expect("topology");
+    // Fan-out: feedback events also reach the analytics queue.
+    let analytics = topology.queue(UseCase::Analytics).name.clone();
+    let policy = json!({"event_type": [{"prefix": "feedback."}]});
+    topology.subscriptions.push(SubscriptionSpec {
+        topic: topology.topic(Service::CoreApi).name.clone(),
+        queue: analytics,
+        filter_policy: FilterPolicy::parse(&policy, FilterPolicyScope::MessageAttributes).expect("policy"),
+        filter_policy_json: policy,
+        raw_delivery: true,
+    });
+    topology
+}
+
+pub fn message(group: &str, dedup: &str, event_type: &str) -> OutgoingMessage {
+    OutgoingMessage {
+        group_id: group.to_owned(),
+        dedup_id: dedup.to_owned(),
+        body: json!({"dedup": dedup, "group": group}).to_string(),
+        attributes: BTreeMap::from([
+            ("event_type".to_owned(), event_type.to_owned()),
+            ("tenant_id".to_owned(), group.to_owned()),
+        ]),
+    }
+}
+
+struct Names {
+    topic: String,
+    feedback: String,
+    feedback_dlq: String,
+    email: String,
+    analytics: String,
+}
+
+fn names(topology: &Topology) -> Names {
+    Names {
+        topic: topology.topic(Service::CoreApi).name.clone(),
+        feedback: topology.queue(UseCase::Feedback).name.clone(),
+        feedback_dlq: topology.queue(UseCase::Feedback).dlq_name.clone(),
+        email: topology.queue(UseCase::Email).name.clone(),
+        analytics: topology.queue(UseCase::Analytics).name.clone(),
+    }
+}
+
+fn quick(max: u32) -> ReceiveOptions {
+    ReceiveOptions { max_messages: max, wait: Duration::from_millis(1500), visibility_timeout: None }
+}
+
+fn short_visibility(max: u32, seconds: u64) -> ReceiveOptions {
+    ReceiveOptions { max_messages: max, wait: Duration::from_millis(1500), visibility_timeout: Some(Duration::from_secs(seconds)) }
+}
+
+async fn publish_all(transport: &dyn Transport, topic: &str, messages: &[OutgoingMessage]) {
+    for chunk in messages.chunks(10) {
+        let results = transport.publish(topic, chunk).await.expect("publish");
+        assert_eq!(results.len(), chunk.len());
+        for result in results {
+            result.expect("entry published");
+        }
+    }
+}
+
+/// Receives and acks until `expected` messages arrived or a receive came back empty.
+async fn drain(transport: &dyn Transport, queue: &str, expected: usize) -> Vec<ReceivedMessage> {
+    let mut all = Vec::new();
+    while all.len() < expected {
+        let batch = transport.receive(queue, quick(10)).await.expect("receive");
+        if batch.is_empty() {
+            break;
+        }
+        let receipts: Vec<_> = batch.iter().map(|m| m.receipt.clone()).collect();
+        transport.ack(queue, &receipts).await.expect("ack");
+        all.extend(batch);
+    }
+    all
+}
+
+fn dedups(messages: &[ReceivedMessage]) -> Vec<String> {
+    messages.iter().map(|m| m.dedup_id.clone()).collect()
+}
+
+/// Runs every transport scenario against `backend`.
+pub async fn run_suite<B: Backend>(capabilities: Capabilities, backend: B) {
+    announce(SUITE, "FIFO order within a group");
+    fifo_order(&backend.open(unique_topology()).await).await;
+    announce(SUITE, "a group in flight does not hold back other groups");
+    independent_groups(&backend.open(unique_topology()).await).await;
+    announce(SUITE, "filter policies and fan-out");
+    filtering_and_fan_out(&backend.open(unique_topology()).await).await;
+    announce(SUITE, "dedup of a message still queued");
+    dedup_while_queued(&backend.open(unique_topology()).await).await;
+    if capabilities.manual_clock {
+        announce(SUITE, "dedup id remembered for five minutes");
+        dedup_window(&backend.open(unique_topology()).await).await;
+    } else {
+        skip(SUITE, "dedup id remembered for five minutes", "the backend's clock cannot be moved");
+    }
+    announce(SUITE, "redelivery after the visibility timeout, with receive counts");
+    redelivery(&backend.open(unique_topology()).await).await;
+    announce(SUITE, "dead-letter queue after 3 receives; list, redrive and purge");
+    dead_letters(&backend.open(unique_topology()).await).await;
+    announce(SUITE, "unknown names and bad batches are errors");
+    errors(&backend.open(unique_topology()).await).await;
+    if capabilities.restart {
+        announce(SUITE, "nothing lost across a restart");
+        restart(&backend, backend.open(unique_topology()).await).await;
+    } else {
+        skip(SUITE, "nothing lost across a restart", "the backend cannot be reopened in-process");
+    }
+}
+
+async fn fifo_order(fixture: &Fixture) {
+    let n = names(&fixture.topology);
+    let t = fixture.transport.as_ref();
+    let messages: Vec<_> = (0..25).map(|i| message(if i % 2 == 0 { "g-a" } else { "g-b" }, &format!("m{i:02}"), "feedback.submitted")).collect();
+    publish_all(t, &n.topic, &messages).await;
+    let received = drain(t, &n.feedback, 25).await;
+    assert_eq!(received.len(), 25);
+    for group in ["g-a", "g-b"] {
+        let got: Vec<String> = received.iter().filter(|m| m.group_id == group).map(|m| m.dedup_id.clone()).collect();
+        let sent: Vec<String> = messages.iter().filter(|m| m.group_id == group).map(|m| m.dedup_id.clone()).collect();
+        assert_eq!(got, sent, "group {group} keeps publish order");
+    }
+    let first = &received[0];
+    assert_eq!(first.attributes.get("event_type").map(String::as_str), Some("feedback.submitted"));
+    assert_eq!(first.receive_count, 1);
+    assert!(serde_json::from_str::<serde_json::Value>(&first.body).is_ok(), "raw delivery keeps the body");
+}
+
+async fn independent_groups(fixture: &Fixture) {
+    let n = names(&fixture.topology);
+    let t = fixture.transport.as_ref();
+    publish_all(t, &n.topic, &[message("g-a", "a1", "feedback.x"), message("g-a", "a2", "feedback.x"), message("g-b", "b1", "feedback.x")]).await;
+    let first = t.receive(&n.feedback, short_visibility(1, 30)).await.expect("receive");
+    assert_eq!(first.len(), 1);
+    let second = t.receive(&n.feedback, short_visibility(1, 30)).await.expect("receive");
+    assert_eq!(second.len(), 1, "another group is not held back");
+    assert_ne!(second[0].group_id, first[0].group_id);
+    let third = t.receive(&n.feedback, quick(10)).await.expect("receive");
+    assert!(
+        third.iter().all(|m| m.group_id != first[0].group_id && m.group_id != second[0].group_id),
+        "groups with a message in flight are held back: {:?}",
+        dedups(&third)
+    );
+    let group_a = if first[0].group_id == "g-a" { &first[0] } else { &second[0] };
+    t.ack(&n.feedback, std::slice::from_ref(&group_a.receipt)).await.expect("ack");
+    let next = t.receive(&n.feedback, quick(10)).await.expect("receive");
+    assert_eq!(dedups(&next), vec!["a2".to_owned()], "the group continues once its message is deleted");
+}
+
+async fn filtering_and_fan_out(fixture: &Fixture) {
+    let n = names(&fixture.topology);
+    let t = fixture.transport.as_ref();
+    publish_all(t, &n.topic, &[message("g", "f1", "feedback.submitted"), message("g", "e1", "email.requested"), message("g", "o1", "order.placed")]).await;
+    assert_eq!(dedups(&drain(t, &n.feedback, 1).await), vec!["f1".to_owned()]);
+    assert_eq!(dedups(&drain(t, &n.email, 1).await), vec!["e1".to_owned()]);
+    assert_eq!(dedups(&drain(t, &n.analytics, 1).await), vec!["f1".to_owned()], "one publish fans out to every matching queue");
+    assert!(t.receive(&n.feedback, quick(10)).await.expect("receive").is_empty(), "no other copies");
+}
+
+async fn dedup_while_queued(fixture: &Fixture) {
+    let n = names(&fixture.topology);
+    let t = fixture.transport.as_ref();
+    publish_all(t, &n.topic, &[message("g", "same", "feedback.x")]).await;
+    publish_all(t, &n.topic, &[message("g", "same", "feedback.x"), message("g", "other", "feedback.x")]).await;
+    assert_eq!(dedups(&drain(t, &n.feedback, 3).await), vec!["same".to_owned(), "other".to_owned()]);
+}
+
+async fn dedup_window(fixture: &Fixture) {
+    let n = names(&fixture.topology);
+    let t = fixture.transport.as_ref();
+    let clock = fixture.clock.as_ref().expect("manual clock");
+    publish_all(t, &n.topic, &[message("g", "d1", "feedback.x")]).await;
+    assert_eq!(drain(t, &n.feedback, 1).await.len(), 1);
+    clock.advance(Duration::from_secs(4 * 60));
+    publish_all(t, &n.topic, &[message("g", "d1", "feedback.x")]).await;
+    assert!(t.receive(&n.feedback, quick(10)).await.expect("receive").is_empty(), "deleted but still within five minutes");
+    clock.advance(Duration::from_secs(61));
+    publish_all(t, &n.topic, &[message("g", "d1", "feedback.x")]).await;
+    assert_eq!(drain(t, &n.feedback, 1).await.len(), 1, "after five minutes the id is new again");
+}
+
+async fn redelivery(fixture: &Fixture) {
+    let n = names(&fixture.topology);
+    let t = fixture.transport.as_ref();
+    publish_all(t, &n.topic, &[message("g", "r1", "feedback.x")]).await;
+    let first = t.receive(&n.feedback, short_visibility(1, 1)).await.expect("receive");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].receive_count, 1);
+    assert!(t.receive(&n.feedback, ReceiveOptions { wait: Duration::ZERO, ..quick(1) }).await.expect("receive").is_empty(), "invisible while in flight");
+    let again = t.receive(&n.feedback, ReceiveOptions { wait: Duration::from_secs(5), ..short_visibility(1, 30) }).await.expect("receive");
+    assert_eq!(dedups(&again), vec!["r1".to_owned()], "visible again after the timeout (long poll waits for it)");
+    assert_eq!(again[0].receive_count, 2);
+    assert!(
+        t.change_visibility(&n.feedback, &first[0].receipt, Duration::ZERO).await.is_err(),
+        "an old receipt cannot move the message"
+    );
+    t.change_visibility(&n.feedback, &again[0].receipt, Duration::ZERO).await.expect("backoff to zero");
+    let third = t.receive(&n.feedback, quick(1)).await.expect("receive");
+    assert_eq!(third[0].receive_count, 3);
+    t.ack(&n.feedback, std::slice::from_ref(&third[0].receipt)).await.expect("ack");
+    t.ack(&n.feedback, std::slice::from_ref(&third[0].receipt)).await.expect("acking twice is fine");
+    assert!(t.receive(&n.feedback, ReceiveOptions { wait: Duration::ZERO, ..quick(1) }).await.expect("receive").is_empty());
+}
+
+async fn dead_letters(fixture: &Fixture) {
+    let n = names(&fixture.topology);
+    let t = fixture.transport.as_ref();
+    publish_all(t, &n.topic, &[message("g", "p1", "feedback.x"), message("g", "p2", "feedback.x")]).await;
+    for attempt in 1..=3 {
+        let got = t.receive(&n.feedback, short_visibility(1, 0)).await.expect("receive");
+        assert_eq!(dedups(&got), vec!["p1".to_owned()], "attempt {attempt}");
+        assert_eq!(got[0].receive_count, attempt);
+    }
+    // The fourth receive moves p1 to the DLQ and hands out p2 instead.
+    let fourth = t.receive(&n.feedback, short_visibility(1, 0)).await.expect("receive");
+    assert_eq!(dedups(&fourth), vec!["p2".to_owned()]);
+    let dead = t.dead_letters(&n.feedback_dlq, 10).await.expect("list");
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].dedup_id.as_str(), dead[0].group_id.as_str()), ("p1", "g"));
+    assert_eq!(t.dead_letters(&n.feedback_dlq, 10).await.expect("list").len(), 1, "listing does not consume");
+    assert_eq!(t.stats(&n.feedback_dlq).await.expect("stats").visible, 1);
+
+    // Redrive returns it to the source queue with its ids.
+    drain(t, &n.feedback, 1).await;
+    assert_eq!(t.redrive(&n.feedback_dlq).await.expect("redrive"), 1);
+    let back = drain(t, &n.feedback, 1).await;
+    assert_eq!(dedups(&back), vec!["p1".to_owned()]);
+    assert_eq!(back[0].group_id, "g");
+    assert!(t.dead_letters(&n.feedback_dlq, 10).await.expect("list").is_empty());
+
+    // Purge empties a queue.
+    publish_all(t, &n.topic, &[message("g", "q1", "feedback.x"), message("h", "q2", "feedback.x")]).await;
+    assert_eq!(t.purge(&n.feedback).await.expect("purge"), 2);
+    assert!(t.receive(&n.feedback, ReceiveOptions { wait: Duration::ZERO, ..quick(10) }).await.expect("receive").is_empty());
+}
+
+async fn errors(fixture: &Fixture) {
+    let n = names(&fixture.topology);
+    let t = fixture.transport.as_ref();
+    assert!(t.publish("no-such-topic.fifo", &[message("g", "x", "a.b")]).await.is_err());
+    assert!(t.receive("no-such-queue.fifo", quick(1)).await.is_err());
+    let eleven: Vec<_> = (0..11).map(|i| message("g", &format!("x{i}"), "a.b")).collect();
+    assert!(t.publish(&n.topic, &eleven).await.is_err(), "a batch holds at most 10 messages");
+    assert!(t.receive(&n.feedback, quick(11)).await.is_err(), "at most 10 per receive");
+}
+
+async fn restart<B: Backend>(backend: &B, fixture: Fixture) {
+    let n = names(&fixture.topology);
+    publish_all(fixture.transport.as_ref(), &n.topic, &[message("g", "k1", "feedback.x"), message("h", "k2", "feedback.x")]).await;
+    let in_flight = fixture.transport.receive(&n.feedback, short_visibility(1, 1)).await.expect("receive");
+    assert_eq!(in_flight.len(), 1);
+    let fixture = backend.reopen(fixture).await;
+    let t = fixture.transport.as_ref();
+    let mut got = dedups(&drain(t, &n.feedback, 2).await);
+    if got.len() < 2 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        got.extend(dedups(&drain(t, &n.feedback, 2).await));
+    }
+    got.sort();
+    assert_eq!(got, vec!["k1".to_owned(), "k2".to_owned()], "queued and in-flight messages survive");
+}

@@ -1,0 +1,255 @@
+//! `switchyard`: run the platform, manage tenants and keys, test event patterns.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use shared::config::{ObjectStoreConfig, StoreConfig};
+use shared::pattern::EventPattern;
+use shared::topology::Topology;
+use shared::TenantId;
+use switchyard::config::{self, Layer};
+use switchyard::dev;
+use switchyard::platform::{Backends, Platform};
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "Multi-tenant event platform")]
+struct Cli {
+    /// A TOML config file (settings as in `SWITCHYARD_*`, lowercase, without the prefix).
+    #[arg(long, global = true, env = "SWITCHYARD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole platform on one machine (embedded engine unless configured otherwise).
+    Dev {
+        /// Where the embedded engine keeps its data.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "ADDR")]
+        api_addr: Option<String>,
+        #[arg(long, value_name = "ADDR")]
+        console_addr: Option<String>,
+    },
+    /// Apply the configured store's migrations.
+    Migrate,
+    /// Manage tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manage tenant API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Work with EventBridge-style event patterns.
+    Pattern {
+        #[command(subcommand)]
+        command: PatternCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant and print its id.
+    Create {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create an API key for a tenant and print it (shown only this once).
+    Create {
+        tenant_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PatternCommand {
+    /// Test an event against a pattern, offline: prints `match` (exit 0), `no match`
+    /// (exit 1), or the pattern's error (exit 2).
+    Test {
+        #[arg(long, value_name = "FILE")]
+        pattern: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        event: PathBuf,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,actix_server=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Pattern { command: PatternCommand::Test { pattern, event } } = &cli.command {
+        return pattern_test(pattern, event);
+    }
+    init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: could not start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn pattern_test(pattern_path: &Path, event_path: &Path) -> ExitCode {
+    let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("could not read {}: {e}", path.display()));
+    let outcome = read(pattern_path).and_then(|text| EventPattern::parse_str(&text).map_err(|e| e.to_string())).and_then(
+        |pattern| {
+            let text = read(event_path)?;
+            let event: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| format!("the event in {} is not JSON: {e}", event_path.display()))?;
+            Ok(pattern.matches(&event))
+        },
+    );
+    match outcome {
+        Ok(true) => {
+            println!("match");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("no match");
+            ExitCode::from(1)
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config_file = cli.config.as_deref();
+    match cli.command {
+        Command::Dev { data_dir, api_addr, console_addr } => {
+            let flags = Layer { data_dir: data_dir.clone(), api_addr, console_addr, ..Layer::default() };
+            let env_data_dir = std::env::var_os("SWITCHYARD_DATA_DIR").map(PathBuf::from);
+            let data_dir = data_dir.or(env_data_dir).unwrap_or_else(|| PathBuf::from(".switchyard"));
+            run_dev(config::load(config_file, flags)?, &data_dir).await
+        }
+        Command::Migrate => {
+            let config = config::load(config_file, Layer::default())?;
+            let store = adapters::SqlStore::connect(&config.store).await?;
+            let applied = store.migrate().await?;
+            println!("applied {applied} migration(s) to the {:?} store", store.dialect());
+            Ok(())
+        }
+        Command::Tenant { command: TenantCommand::Create { name, json } } => {
+            let config = config::load(config_file, Layer::default())?;
+            let store = adapters::connect_store(&config.store).await?;
+            let tenant = dev::create_tenant(store.as_ref(), &name).await?;
+            if json {
+                println!("{}", serde_json::json!({"tenant_id": tenant.id, "name": tenant.name}));
+            } else {
+                println!("{}", tenant.id);
+            }
+            Ok(())
+        }
+        Command::Key { command: KeyCommand::Create { tenant_id, json } } => {
+            let tenant = TenantId::parse(&tenant_id)?;
+            let config = config::load(config_file, Layer::default())?;
+            let store = adapters::connect_store(&config.store).await?;
+            if store.tenant(tenant).await?.is_none() {
+                anyhow::bail!("no tenant {tenant}");
+            }
+            let key = core_api::issue_api_key(store.as_ref(), tenant).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"tenant_id": tenant, "key_id": key.record.id, "api_key": key.plaintext})
+                );
+            } else {
+                println!("{}", key.plaintext);
+            }
+            Ok(())
+        }
+        Command::Pattern { .. } => Ok(()),
+    }
+}
+
+async fn run_dev(config: shared::config::Config, data_dir: &Path) -> anyhow::Result<()> {
+    let topology = Topology::new(config.instance.clone(), config.environment)?;
+    let backends = Backends::open(&config, &topology).await?;
+    let platform = Platform::with_backends(config.clone(), topology, backends.clone())?;
+    let api_url = format!("http://{}:{}", config.api_addr.ip(), platform.api_port());
+    let console_url = format!("http://{}:{}", config.console_addr.ip(), platform.console_port());
+    let (credentials, created) =
+        dev::ensure_demo_tenant(backends.store.as_ref(), data_dir, &api_url, &console_url).await?;
+    let store = match &config.store {
+        StoreConfig::Sqlite { path } => format!("SQLite at {}", path.display()),
+        StoreConfig::Postgres { .. } => "PostgreSQL".to_owned(),
+    };
+    let ObjectStoreConfig::Filesystem { root } = &config.objects;
+    println!(
+        "\nSwitchyard is running ({store}, embedded transport).\n\
+         \n  API:          {api_url}\
+         \n  Console:      {console_url}\
+         \n  Demo tenant:  {tenant}{fresh}\
+         \n  API key:      {key}\
+         \n  Credentials:  {creds}\
+         \n  Results:      {objects}/\
+         \n\nTry it:\n\
+         \n  curl -sS -X POST {api_url}/v1/feedback \\\
+         \n    -H 'Authorization: Bearer {key}' \\\
+         \n    -H 'Content-Type: application/json' \\\
+         \n    -d '{{\"rating\": 5, \"message\": \"Hello from switchyard dev\"}}'\
+         \n\nThen GET {api_url}/v1/feedback/<id> with the same header. Ctrl-C stops.\n",
+        tenant = credentials.tenant_id,
+        fresh = if created { " (created now)" } else { "" },
+        key = credentials.api_key,
+        creds = data_dir.join(dev::CREDENTIALS_FILE).display(),
+        objects = root.display(),
+    );
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        trigger.cancel();
+    });
+    platform.run_until_stopped(shutdown).await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

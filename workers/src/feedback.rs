@@ -1,0 +1,86 @@
+//! The feedback worker: marks feedback processing, writes the result object at a
+//! deterministic key, and marks the feedback completed — in the same store
+//! transaction as its inbox row, so a redelivered event is applied once.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use shared::envelope::event_types::FEEDBACK_SUBMITTED;
+use shared::ports::{ObjectStore, ReceivedMessage, Store};
+use shared::{domain::FeedbackStatus, EventEnvelope, FeedbackId, ObjectKey};
+
+use crate::consumer::{Handler, HandlerError};
+
+/// The inbox name of this worker.
+pub const CONSUMER: &str = "feedback";
+
+pub struct FeedbackWorker {
+    store: Arc<dyn Store>,
+    objects: Arc<dyn ObjectStore>,
+}
+
+impl FeedbackWorker {
+    pub fn new(store: Arc<dyn Store>, objects: Arc<dyn ObjectStore>) -> Self {
+        Self { store, objects }
+    }
+
+    /// `feedback/tenant=<id>/year=…/month=…/day=…/hour=…/<event id>.json`, from the
+    /// event's own time, so a redelivery writes the same key.
+    pub fn result_key(envelope: &EventEnvelope) -> Result<ObjectKey, HandlerError> {
+        ObjectKey::partitioned("feedback", envelope.tenant_id, envelope.occurred_at, &format!("{}.json", envelope.id))
+            .map_err(HandlerError::permanent)
+    }
+}
+
+fn transient_or_permanent<E: Into<shared::ports::BoxError>>(retryable: bool, error: E) -> HandlerError {
+    if retryable {
+        HandlerError::transient(error)
+    } else {
+        HandlerError::permanent(error)
+    }
+}
+
+#[async_trait]
+impl Handler for FeedbackWorker {
+    fn name(&self) -> &str {
+        CONSUMER
+    }
+
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
+        let envelope = EventEnvelope::from_json(&message.body).map_err(HandlerError::permanent)?;
+        if envelope.event_type.as_str() != FEEDBACK_SUBMITTED {
+            tracing::debug!(event_type = %envelope.event_type, "not for the feedback worker; skipped");
+            return Ok(());
+        }
+        let tenant = envelope.tenant_id;
+        let feedback_id = envelope
+            .data
+            .get("feedback_id")
+            .and_then(|v| v.as_str())
+            .and_then(|id| FeedbackId::parse(id).ok())
+            .ok_or_else(|| HandlerError::permanent("feedback.submitted without a valid data.feedback_id"))?;
+        let store_error = |e: shared::ports::StoreError| transient_or_permanent(e.is_retryable(), e);
+        self.store.mark_feedback_processing(tenant, feedback_id).await.map_err(store_error)?;
+
+        let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(store_error)? else {
+            tracing::debug!(tenant_id = %tenant, event_id = %envelope.id, "already applied; skipped");
+            return Ok(());
+        };
+        let key = Self::result_key(&envelope)?;
+        let result = json!({
+            "event_id": envelope.id,
+            "tenant_id": tenant,
+            "feedback_id": feedback_id,
+            "submitted_at": envelope.occurred_at,
+            "feedback": envelope.data,
+        });
+        let body = serde_json::to_vec_pretty(&result).map_err(HandlerError::permanent)?;
+        self.objects.put(&key, body, "application/json").await.map_err(|e| transient_or_permanent(e.is_retryable(), e))?;
+        tx.set_feedback_status(tenant, feedback_id, FeedbackStatus::Completed, Some(key.as_str())).await.map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        tracing::info!(tenant_id = %tenant, feedback_id = %feedback_id, key = key.as_str(), "feedback completed");
+        Ok(())
+    }
+}

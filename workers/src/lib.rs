@@ -1,0 +1,12 @@
+//! workers: the outbox relay, the consumer runtime and the workers that consume the
+//! platform's queues.
+//!
+//! Architecture invariant: workers see the store, the transport and the object store
+//! only through the port traits in `shared::ports`.
+
+pub mod consumer;
+pub mod feedback;
+pub mod relay;
+
+pub use consumer::{Consumer, ConsumerConfig, Handler, HandlerError};
+pub use relay::{OutboxRelay, RelayConfig};

@@ -1,0 +1,176 @@
+//! The outbox relay: moves committed outbox rows to the transport.
+//!
+//! It claims pending rows (the store keeps claimers apart and each tenant in order),
+//! publishes them to their service's FIFO topic in batches of up to 10 with
+//! group = tenant and dedup id = event id, marks them published, and schedules failed
+//! rows for a retry with exponential backoff. A tenant whose row failed has its later
+//! rows in the same claim released too, so it is never published out of order. The
+//! relay sleeps until the store signals an insert (with a timer as a safety net).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use shared::ports::{OutboxEntry, OutgoingMessage, Store, StoreError, Transport};
+use shared::topology::Topology;
+use shared::{EventEnvelope, TenantId, Timestamp};
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Rows claimed per round.
+    pub claim_limit: u32,
+    /// How long a claim is exclusive; a crashed relay's rows are retried after it.
+    pub lease: Duration,
+    /// The safety-net wake-up when no insert notification arrives.
+    pub idle_wake: Duration,
+    /// First retry delay; doubles per failed attempt up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            claim_limit: 100,
+            lease: Duration::from_secs(30),
+            idle_wake: Duration::from_secs(1),
+            base_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+pub struct OutboxRelay {
+    store: Arc<dyn Store>,
+    transport: Arc<dyn Transport>,
+    topology: Topology,
+    config: RelayConfig,
+}
+
+/// What one round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RoundOutcome {
+    pub published: usize,
+    pub retried: usize,
+}
+
+/// The message the relay publishes for an event.
+pub fn outgoing(envelope: &EventEnvelope) -> OutgoingMessage {
+    let mut attributes = BTreeMap::from([
+        ("tenant_id".to_owned(), envelope.tenant_id.to_string()),
+        ("event_type".to_owned(), envelope.event_type.to_string()),
+        ("event_id".to_owned(), envelope.id.to_string()),
+    ]);
+    if let Some(trace) = &envelope.trace_context {
+        attributes.insert("traceparent".to_owned(), trace.traceparent.clone());
+    }
+    OutgoingMessage {
+        group_id: envelope.tenant_id.to_string(),
+        dedup_id: envelope.id.to_string(),
+        body: envelope.to_json(),
+        attributes,
+    }
+}
+
+impl OutboxRelay {
+    pub fn new(store: Arc<dyn Store>, transport: Arc<dyn Transport>, topology: Topology, config: RelayConfig) -> Self {
+        Self { store, transport, topology, config }
+    }
+
+    fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.min(16));
+        self.config.base_backoff.saturating_mul(factor).min(self.config.max_backoff)
+    }
+
+    /// Claims and publishes one batch of rows.
+    pub async fn run_once(&self) -> Result<RoundOutcome, StoreError> {
+        let entries = self.store.claim_outbox(self.config.claim_limit, self.config.lease).await?;
+        let mut outcome = RoundOutcome::default();
+        if entries.is_empty() {
+            return Ok(outcome);
+        }
+        let mut failed_tenants: HashSet<TenantId> = HashSet::new();
+        let mut published = Vec::new();
+        let mut by_topic: BTreeMap<&str, Vec<&OutboxEntry>> = BTreeMap::new();
+        for entry in &entries {
+            by_topic.entry(self.topology.topic(entry.envelope.source).name.as_str()).or_default().push(entry);
+        }
+        for (topic, rows) in by_topic {
+            for chunk in rows.chunks(10) {
+                // Later rows of a tenant that already failed wait for that tenant's retry.
+                let (ready, held): (Vec<&OutboxEntry>, Vec<&OutboxEntry>) =
+                    chunk.iter().partition(|e| !failed_tenants.contains(&e.envelope.tenant_id));
+                for entry in held {
+                    self.retry(entry, "an earlier event of this tenant failed to publish").await?;
+                    outcome.retried += 1;
+                }
+                if ready.is_empty() {
+                    continue;
+                }
+                let messages: Vec<OutgoingMessage> = ready.iter().map(|e| outgoing(&e.envelope)).collect();
+                let results = match self.transport.publish(topic, &messages).await {
+                    Ok(results) => results.into_iter().map(|r| r.map_err(|e| e.to_string())).collect(),
+                    Err(error) => vec![Err(error.to_string()); ready.len()],
+                };
+                for (entry, result) in ready.iter().zip(results) {
+                    let tenant = entry.envelope.tenant_id;
+                    match result {
+                        Ok(()) if !failed_tenants.contains(&tenant) => published.push(entry.seq),
+                        Ok(()) => {
+                            // Published after its tenant's failure within one batch: keep
+                            // it for the retry too; the dedup id drops the second copy.
+                            self.retry(entry, "an earlier event of this tenant failed to publish").await?;
+                            outcome.retried += 1;
+                        }
+                        Err(error) => {
+                            tracing::warn!(tenant_id = %tenant, event_id = %entry.envelope.id, %error, attempts = entry.attempts + 1, "publish failed; will retry");
+                            failed_tenants.insert(tenant);
+                            self.retry(entry, &error).await?;
+                            outcome.retried += 1;
+                        }
+                    }
+                }
+            }
+        }
+        self.store.mark_published(&published).await?;
+        outcome.published = published.len();
+        Ok(outcome)
+    }
+
+    async fn retry(&self, entry: &OutboxEntry, error: &str) -> Result<(), StoreError> {
+        let not_before = Timestamp::now().plus(self.backoff(entry.attempts));
+        self.store.retry_outbox(entry.seq, not_before, error).await
+    }
+
+    /// Runs until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!("outbox relay started");
+        while !shutdown.is_cancelled() {
+            match self.run_once().await {
+                Ok(outcome) if outcome.published + outcome.retried > 0 => {
+                    if outcome.retried > 0 {
+                        // Failed rows are due later; don't spin on them.
+                        self.idle(&shutdown, self.config.base_backoff).await;
+                    }
+                    continue;
+                }
+                Ok(_) => self.idle(&shutdown, self.config.idle_wake).await,
+                Err(error) => {
+                    tracing::error!(%error, "outbox relay round failed");
+                    self.idle(&shutdown, self.config.base_backoff).await;
+                }
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    async fn idle(&self, shutdown: &CancellationToken, at_most: Duration) {
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = self.store.wait_for_outbox() => {}
+            () = tokio::time::sleep(at_most) => {}
+        }
+    }
+}
