@@ -16,7 +16,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { field: field.into(), detail: detail.into() }
+        Self {
+            field: field.into(),
+            detail: detail.into(),
+        }
     }
 }
 
@@ -68,8 +71,12 @@ impl ApiError {
             ApiError::Unauthorized(_) => ("/problems/unauthorized", "Unauthorized"),
             ApiError::MalformedJson(_) => ("/problems/malformed-json", "Malformed JSON"),
             ApiError::Validation(_) => ("/problems/validation", "Invalid request"),
-            ApiError::PayloadTooLarge { .. } => ("/problems/payload-too-large", "Payload too large"),
-            ApiError::UnsupportedMediaType => ("/problems/unsupported-media-type", "Unsupported media type"),
+            ApiError::PayloadTooLarge { .. } => {
+                ("/problems/payload-too-large", "Payload too large")
+            }
+            ApiError::UnsupportedMediaType => {
+                ("/problems/unsupported-media-type", "Unsupported media type")
+            }
             ApiError::NotFound(_) => ("/problems/not-found", "Not found"),
             ApiError::Unavailable(_) => ("/problems/unavailable", "Service unavailable"),
             ApiError::Internal(_) => ("/problems/internal", "Internal server error"),
@@ -78,7 +85,9 @@ impl ApiError {
 
     fn detail(&self) -> String {
         match self {
-            ApiError::Validation(errors) if errors.len() == 1 => format!("`{}` {}", errors[0].field, errors[0].detail),
+            ApiError::Validation(errors) if errors.len() == 1 => {
+                format!("`{}` {}", errors[0].field, errors[0].detail)
+            }
             ApiError::Validation(errors) => format!("{} fields are invalid", errors.len()),
             other => other.to_string(),
         }
@@ -120,7 +129,13 @@ impl ResponseError for ApiError {
             ApiError::Validation(errors) => Some(errors.as_slice()),
             _ => None,
         };
-        let problem = Problem { kind, title, status: status.as_u16(), detail: self.detail(), errors };
+        let problem = Problem {
+            kind,
+            title,
+            status: status.as_u16(),
+            detail: self.detail(),
+            errors,
+        };
         let mut response = HttpResponse::build(status);
         response.content_type("application/problem+json");
         if matches!(self, ApiError::Unauthorized(_)) {

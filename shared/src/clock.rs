@@ -22,13 +22,18 @@ impl Timestamp {
     }
 
     pub fn now() -> Self {
-        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         Self(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
     }
 
     #[must_use]
     pub fn plus(self, duration: Duration) -> Self {
-        Self(self.0.saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)))
+        Self(
+            self.0
+                .saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// How long from `self` until `later` (zero when `later` is not after `self`).
@@ -122,7 +127,8 @@ impl ManualClock {
 
     pub fn advance(&self, by: Duration) {
         let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
-        self.offset_ms.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+        self.offset_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -141,7 +147,10 @@ mod tests {
     fn formats_and_parses_rfc3339_with_millis() {
         let ts = Timestamp::from_millis(1_764_201_428_123);
         assert_eq!(ts.to_rfc3339(), "2025-11-26T23:57:08.123Z");
-        assert_eq!(Timestamp::parse_rfc3339("2025-11-26T23:57:08.123Z").unwrap(), ts);
+        assert_eq!(
+            Timestamp::parse_rfc3339("2025-11-26T23:57:08.123Z").unwrap(),
+            ts
+        );
         assert_eq!(ts.utc_parts(), (2025, 11, 26, 23));
     }
 

@@ -18,7 +18,8 @@ use tokio::sync::{Notify, OnceCell};
 
 use shared::config::StoreConfig;
 use shared::domain::{
-    ApiKeyRecord, EmailAddress, Feedback, FeedbackMessage, FeedbackStatus, NewFeedback, Rating, Tenant, TenantName,
+    ApiKeyRecord, EmailAddress, Feedback, FeedbackMessage, FeedbackStatus, NewFeedback, Rating,
+    Tenant, TenantName,
 };
 use shared::ports::{Appended, EffectTx, OutboxEntry, Store, StoreError};
 use shared::{ApiKeyId, EventEnvelope, EventId, FeedbackId, TenantId, Timestamp};
@@ -89,10 +90,15 @@ impl SqlStore {
     pub async fn connect(config: &StoreConfig) -> Result<Self, ConnectError> {
         install_drivers();
         let (dialect, url, options) = match config {
-            StoreConfig::Postgres { url, max_connections } => (
+            StoreConfig::Postgres {
+                url,
+                max_connections,
+            } => (
                 Dialect::Postgres,
                 url.expose().to_owned(),
-                AnyPoolOptions::new().max_connections(*max_connections).acquire_timeout(Duration::from_secs(10)),
+                AnyPoolOptions::new()
+                    .max_connections(*max_connections)
+                    .acquire_timeout(Duration::from_secs(10)),
             ),
             StoreConfig::Sqlite { path } => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -117,8 +123,17 @@ impl SqlStore {
                 (Dialect::Sqlite, sqlite_url(path), options)
             }
         };
-        let pool = options.connect(&url).await.map_err(|source| ConnectError::Connect { dialect, source })?;
-        Ok(Self { pool, dialect, outbox_signal: Arc::new(Notify::new()), listener: OnceCell::new(), database_url: url })
+        let pool = options
+            .connect(&url)
+            .await
+            .map_err(|source| ConnectError::Connect { dialect, source })?;
+        Ok(Self {
+            pool,
+            dialect,
+            outbox_signal: Arc::new(Notify::new()),
+            listener: OnceCell::new(),
+            database_url: url,
+        })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -127,13 +142,22 @@ impl SqlStore {
 
     /// Applies pending migrations; returns how many.
     pub async fn migrate(&self) -> Result<usize, ConnectError> {
-        migrate::run(&self.pool, self.dialect).await.map_err(ConnectError::Migrate)
+        migrate::run(&self.pool, self.dialect)
+            .await
+            .map_err(ConnectError::Migrate)
     }
 
     /// Commits a transaction that inserted outbox rows and wakes relays.
-    async fn commit_with_outbox(&self, mut tx: Transaction<'static, Any>) -> Result<(), StoreError> {
+    async fn commit_with_outbox(
+        &self,
+        mut tx: Transaction<'static, Any>,
+    ) -> Result<(), StoreError> {
         if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')").bind(OUTBOX_CHANNEL).execute(&mut *tx).await.map_err(db)?;
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(OUTBOX_CHANNEL)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
         self.outbox_signal.notify_one();
@@ -163,7 +187,9 @@ impl SqlStore {
                             }
                         }
                     }
-                    Err(error) => tracing::warn!(%error, "could not LISTEN for outbox inserts; retrying"),
+                    Err(error) => {
+                        tracing::warn!(%error, "could not LISTEN for outbox inserts; retrying")
+                    }
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -173,9 +199,10 @@ impl SqlStore {
 
 fn db(error: sqlx::Error) -> StoreError {
     match error {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-            StoreError::Unavailable(Box::new(error))
-        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(Box::new(error)),
         other => StoreError::Database(Box::new(other)),
     }
 }
@@ -199,15 +226,25 @@ fn tenant_from(row: &AnyRow) -> Result<Tenant, StoreError> {
 fn feedback_from(row: &AnyRow) -> Result<Feedback, StoreError> {
     let rating: Option<i64> = row.try_get("rating").map_err(db)?;
     let email: Option<String> = row.try_get("contact_email").map_err(db)?;
-    let metadata: Map<String, Value> = serde_json::from_str(&text(row, "metadata")?).map_err(|e| corrupt("feedback metadata", e))?;
+    let metadata: Map<String, Value> = serde_json::from_str(&text(row, "metadata")?)
+        .map_err(|e| corrupt("feedback metadata", e))?;
     let status = text(row, "status")?;
     Ok(Feedback {
         id: FeedbackId::parse(&text(row, "id")?).map_err(|e| corrupt("feedback id", e))?,
-        tenant_id: TenantId::parse(&text(row, "tenant_id")?).map_err(|e| corrupt("tenant id", e))?,
+        tenant_id: TenantId::parse(&text(row, "tenant_id")?)
+            .map_err(|e| corrupt("tenant id", e))?,
         event_id: EventId::parse(&text(row, "event_id")?).map_err(|e| corrupt("event id", e))?,
-        rating: rating.map(Rating::parse).transpose().map_err(|e| corrupt("rating", e))?,
-        message: FeedbackMessage::parse(&text(row, "message")?).map_err(|e| corrupt("message", e))?,
-        contact_email: email.as_deref().map(EmailAddress::parse).transpose().map_err(|e| corrupt("email", e))?,
+        rating: rating
+            .map(Rating::parse)
+            .transpose()
+            .map_err(|e| corrupt("rating", e))?,
+        message: FeedbackMessage::parse(&text(row, "message")?)
+            .map_err(|e| corrupt("message", e))?,
+        contact_email: email
+            .as_deref()
+            .map(EmailAddress::parse)
+            .transpose()
+            .map_err(|e| corrupt("email", e))?,
         metadata,
         status: FeedbackStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
         result_key: row.try_get("result_key").map_err(db)?,
@@ -216,20 +253,28 @@ fn feedback_from(row: &AnyRow) -> Result<Feedback, StoreError> {
     })
 }
 
-async fn insert_outbox(tx: &mut Transaction<'static, Any>, envelope: &EventEnvelope) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO outbox (event_id, tenant_id, envelope, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(envelope.id.to_string())
-        .bind(envelope.tenant_id.to_string())
-        .bind(envelope.to_json())
-        .bind(Timestamp::now().as_millis())
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
+async fn insert_outbox(
+    tx: &mut Transaction<'static, Any>,
+    envelope: &EventEnvelope,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (event_id, tenant_id, envelope, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(envelope.id.to_string())
+    .bind(envelope.tenant_id.to_string())
+    .bind(envelope.to_json())
+    .bind(Timestamp::now().as_millis())
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
     Ok(())
 }
 
 fn in_list(first_param: usize, count: usize) -> String {
-    (first_param..first_param + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (first_param..first_param + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[async_trait]
@@ -255,7 +300,10 @@ impl Store for SqlStore {
     }
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY id").fetch_all(&self.pool).await.map_err(db)?;
+        let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         rows.iter().map(tenant_from).collect()
     }
 
@@ -279,16 +327,19 @@ impl Store for SqlStore {
     }
 
     async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let row = sqlx::query("SELECT id, tenant_id, secret_hash, created_at, revoked_at FROM api_keys WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
+        let row = sqlx::query(
+            "SELECT id, tenant_id, secret_hash, created_at, revoked_at FROM api_keys WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
         let Some(row) = row else { return Ok(None) };
         let revoked: Option<i64> = row.try_get("revoked_at").map_err(db)?;
         Ok(Some(ApiKeyRecord {
             id: ApiKeyId::parse(&text(&row, "id")?).map_err(|e| corrupt("key id", e))?,
-            tenant_id: TenantId::parse(&text(&row, "tenant_id")?).map_err(|e| corrupt("tenant id", e))?,
+            tenant_id: TenantId::parse(&text(&row, "tenant_id")?)
+                .map_err(|e| corrupt("tenant id", e))?,
             secret_hash: text(&row, "secret_hash")?,
             created_at: Timestamp::from_millis(row.try_get("created_at").map_err(db)?),
             revoked_at: revoked.map(Timestamp::from_millis),
@@ -321,7 +372,9 @@ impl Store for SqlStore {
                 .map_err(db)?
                 .try_get(0)
                 .map_err(db)?;
-                return Ok(Appended::Existing(EventId::parse(&existing).map_err(|e| corrupt("event id", e))?));
+                return Ok(Appended::Existing(
+                    EventId::parse(&existing).map_err(|e| corrupt("event id", e))?,
+                ));
             }
         }
         insert_outbox(&mut tx, envelope).await?;
@@ -329,7 +382,11 @@ impl Store for SqlStore {
         Ok(Appended::Created)
     }
 
-    async fn submit_feedback(&self, feedback: &NewFeedback, envelope: &EventEnvelope) -> Result<(), StoreError> {
+    async fn submit_feedback(
+        &self,
+        feedback: &NewFeedback,
+        envelope: &EventEnvelope,
+    ) -> Result<(), StoreError> {
         let now = Timestamp::now().as_millis();
         let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query(
@@ -352,7 +409,11 @@ impl Store for SqlStore {
         self.commit_with_outbox(tx).await
     }
 
-    async fn feedback(&self, tenant: TenantId, id: FeedbackId) -> Result<Option<Feedback>, StoreError> {
+    async fn feedback(
+        &self,
+        tenant: TenantId,
+        id: FeedbackId,
+    ) -> Result<Option<Feedback>, StoreError> {
         let row = sqlx::query(
             "SELECT tenant_id, id, event_id, rating, message, contact_email, metadata, status, result_key, created_at, updated_at
              FROM feedback WHERE tenant_id = $1 AND id = $2",
@@ -365,7 +426,11 @@ impl Store for SqlStore {
         row.as_ref().map(feedback_from).transpose()
     }
 
-    async fn mark_feedback_processing(&self, tenant: TenantId, id: FeedbackId) -> Result<(), StoreError> {
+    async fn mark_feedback_processing(
+        &self,
+        tenant: TenantId,
+        id: FeedbackId,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE feedback SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND status = $5")
             .bind(FeedbackStatus::Processing.as_str())
             .bind(Timestamp::now().as_millis())
@@ -378,7 +443,11 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn claim_outbox(&self, limit: u32, lease: Duration) -> Result<Vec<OutboxEntry>, StoreError> {
+    async fn claim_outbox(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
         let now = Timestamp::now();
         let lock_rows = match self.dialect {
             Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
@@ -407,7 +476,11 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await.map_err(db)?;
         if self.dialect == Dialect::Postgres {
             // Claimers take turns, so each sees the claims the previous one committed.
-            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CLAIM_LOCK).execute(&mut *tx).await.map_err(db)?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(CLAIM_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
         }
         let rows = sqlx::query(&sql)
             .bind(now.plus(lease).as_millis())
@@ -420,9 +493,14 @@ impl Store for SqlStore {
         let mut entries = rows
             .iter()
             .map(|row| {
-                let envelope = EventEnvelope::from_json(&text(row, "envelope")?).map_err(|e| corrupt("outbox envelope", e))?;
+                let envelope = EventEnvelope::from_json(&text(row, "envelope")?)
+                    .map_err(|e| corrupt("outbox envelope", e))?;
                 let attempts: i64 = row.try_get("attempts").map_err(db)?;
-                Ok(OutboxEntry { seq: row.try_get("seq").map_err(db)?, envelope, attempts: u32::try_from(attempts).unwrap_or(u32::MAX) })
+                Ok(OutboxEntry {
+                    seq: row.try_get("seq").map_err(db)?,
+                    envelope,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         entries.sort_by_key(|e| e.seq);
@@ -445,7 +523,12 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn retry_outbox(&self, seq: i64, not_before: Timestamp, error: &str) -> Result<(), StoreError> {
+    async fn retry_outbox(
+        &self,
+        seq: i64,
+        not_before: Timestamp,
+        error: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE outbox SET claimed_until = NULL, not_before = $1, attempts = attempts + 1, last_error = $2
              WHERE seq = $3 AND published_at IS NULL",
@@ -527,7 +610,9 @@ impl EffectTx for SqlEffectTx {
         .await
         .map_err(db)?;
         if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("feedback {id} of tenant {tenant}")));
+            return Err(StoreError::NotFound(format!(
+                "feedback {id} of tenant {tenant}"
+            )));
         }
         Ok(())
     }

@@ -86,16 +86,37 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a tenant event in the outbox, honouring `envelope.idempotency_key`.
     async fn append_event(&self, envelope: &EventEnvelope) -> Result<Appended, StoreError>;
     /// Stores feedback (status `accepted`) and its `feedback.submitted` event.
-    async fn submit_feedback(&self, feedback: &NewFeedback, envelope: &EventEnvelope) -> Result<(), StoreError>;
-    async fn feedback(&self, tenant: TenantId, id: FeedbackId) -> Result<Option<Feedback>, StoreError>;
+    async fn submit_feedback(
+        &self,
+        feedback: &NewFeedback,
+        envelope: &EventEnvelope,
+    ) -> Result<(), StoreError>;
+    async fn feedback(
+        &self,
+        tenant: TenantId,
+        id: FeedbackId,
+    ) -> Result<Option<Feedback>, StoreError>;
     /// Moves feedback from `accepted` to `processing`; no-op in any later status.
-    async fn mark_feedback_processing(&self, tenant: TenantId, id: FeedbackId) -> Result<(), StoreError>;
+    async fn mark_feedback_processing(
+        &self,
+        tenant: TenantId,
+        id: FeedbackId,
+    ) -> Result<(), StoreError>;
 
     // ---- outbox (the relay) ----
-    async fn claim_outbox(&self, limit: u32, lease: Duration) -> Result<Vec<OutboxEntry>, StoreError>;
+    async fn claim_outbox(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
     async fn mark_published(&self, seqs: &[i64]) -> Result<(), StoreError>;
     /// Releases a claimed row for another attempt no earlier than `not_before`.
-    async fn retry_outbox(&self, seq: i64, not_before: Timestamp, error: &str) -> Result<(), StoreError>;
+    async fn retry_outbox(
+        &self,
+        seq: i64,
+        not_before: Timestamp,
+        error: &str,
+    ) -> Result<(), StoreError>;
     /// Rows not yet published.
     async fn outbox_backlog(&self) -> Result<u64, StoreError>;
     /// Resolves when rows may have been added since the previous call returned. It is

@@ -1,0 +1,227 @@
+//! The `switchyard` binary, driven as a user would: `pattern test`, `tenant create`,
+//! `key create` and `dev` (first start, the feedback flow, Ctrl-C).
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+fn switchyard(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    command
+        .env("SWITCHYARD_DATA_DIR", data_dir)
+        .env_remove("SWITCHYARD_DATABASE_URL")
+        .env_remove("SWITCHYARD_STORE")
+        .env_remove("SWITCHYARD_CONFIG")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("run switchyard")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[test]
+fn pattern_test_reports_match_no_match_and_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, value: &Value| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, value.to_string()).expect("write");
+        path
+    };
+    let pattern = write(
+        "pattern.json",
+        &json!({"source": ["shop"], "detail": {"total": [{"numeric": [">", 100]}]}}),
+    );
+    let big = write(
+        "big.json",
+        &json!({"source": "shop", "detail": {"total": 250}}),
+    );
+    let small = write(
+        "small.json",
+        &json!({"source": "shop", "detail": {"total": 5}}),
+    );
+    let invalid = write("invalid.json", &json!({"source": "shop"}));
+
+    let test = |pattern: &Path, event: &Path| {
+        run(switchyard(dir.path())
+            .args(["pattern", "test", "--pattern"])
+            .arg(pattern)
+            .arg("--event")
+            .arg(event))
+    };
+    let matched = test(&pattern, &big);
+    assert_eq!(
+        (matched.status.code(), stdout(&matched).as_str()),
+        (Some(0), "match")
+    );
+    let missed = test(&pattern, &small);
+    assert_eq!(
+        (missed.status.code(), stdout(&missed).as_str()),
+        (Some(1), "no match")
+    );
+    let error = test(&invalid, &big);
+    assert_eq!(error.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&error.stderr);
+    assert!(
+        message.contains("`source`") && message.contains("array"),
+        "{message}"
+    );
+    let missing = test(&dir.path().join("nope.json"), &big);
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn tenant_and_key_commands_print_ids_for_scripts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let created = run(switchyard(dir.path()).args(["tenant", "create", "Acme Corp", "--json"]));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let tenant: Value = serde_json::from_str(&stdout(&created)).expect("json");
+    let tenant_id = tenant["tenant_id"].as_str().expect("tenant id");
+    assert!(tenant_id.starts_with("ten_"));
+    assert_eq!(tenant["name"], "Acme Corp");
+
+    let key = run(switchyard(dir.path()).args(["key", "create", tenant_id]));
+    assert!(
+        key.status.success(),
+        "{}",
+        String::from_utf8_lossy(&key.stderr)
+    );
+    assert!(stdout(&key).starts_with("sk_"));
+
+    let unknown =
+        run(switchyard(dir.path()).args(["key", "create", "ten_0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6"]));
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no tenant"));
+    let malformed = run(switchyard(dir.path()).args(["key", "create", "acme"]));
+    assert!(!malformed.status.success());
+
+    let migrate = run(switchyard(dir.path()).arg("migrate"));
+    assert!(migrate.status.success());
+    assert!(
+        stdout(&migrate).contains("applied 0 migration"),
+        "{}",
+        stdout(&migrate)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_runs_the_feedback_flow_and_stops_cleanly_on_ctrl_c() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let mut child = switchyard(&data_dir)
+        .args(["dev", "--data-dir"])
+        .arg(&data_dir)
+        .args(["--api-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn dev");
+
+    let credentials_path = data_dir.join("dev-credentials.json");
+    let mut credentials = None;
+    for _ in 0..300 {
+        if let Some(found) = std::fs::read_to_string(&credentials_path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        {
+            credentials = Some(found);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let credentials = credentials.expect("dev writes its credentials file");
+    for field in ["tenant_id", "api_key", "api_url", "console_url"] {
+        assert!(credentials[field].is_string(), "{field} in {credentials}");
+    }
+    let api_url = credentials["api_url"].as_str().expect("api url");
+    let key = credentials["api_key"].as_str().expect("key");
+
+    let client = reqwest::Client::new();
+    let accepted: Value = client
+        .post(format!("{api_url}/v1/feedback"))
+        .bearer_auth(key)
+        .json(&json!({"rating": 5, "message": "Hello from the CLI test"}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    let id = accepted["id"].as_str().expect("id");
+    let mut completed = Value::Null;
+    for _ in 0..200 {
+        completed = client
+            .get(format!("{api_url}/v1/feedback/{id}"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if completed["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(completed["status"], "completed", "{completed}");
+    let object = data_dir
+        .join("objects")
+        .join(completed["result_key"].as_str().expect("key"));
+    assert!(object.is_file(), "result object at {}", object.display());
+
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(interrupted.success());
+    let mut status = None;
+    for _ in 0..300 {
+        if let Some(exit) = child.try_wait().expect("wait") {
+            status = Some(exit);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = status.expect("dev exits after Ctrl-C");
+    assert_eq!(status.code(), Some(0));
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut printed)
+        .expect("read");
+    assert!(printed.contains(key), "prints the API key");
+    assert!(
+        printed.contains("curl"),
+        "prints a ready-to-paste curl command"
+    );
+
+    // A second start reuses the demo tenant.
+    let mut second = switchyard(&data_dir)
+        .args(["dev", "--data-dir"])
+        .arg(&data_dir)
+        .args(["--api-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again: Value =
+        serde_json::from_str(&std::fs::read_to_string(&credentials_path).expect("read"))
+            .expect("json");
+    assert_eq!(again["tenant_id"], credentials["tenant_id"]);
+    assert_eq!(again["api_key"], credentials["api_key"]);
+    Command::new("kill")
+        .args(["-INT", &second.id().to_string()])
+        .status()
+        .expect("kill");
+    assert_eq!(second.wait().expect("wait").code(), Some(0));
+}

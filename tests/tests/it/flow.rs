@@ -1,0 +1,173 @@
+//! Feedback travels API → outbox → topic → FIFO queue → worker → partitioned object.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use shared::ports::ReceiveOptions;
+use shared::{EventEnvelope, ObjectKey};
+
+use crate::helpers::{json, spawn_app, Engine, TestApp};
+
+async fn wait_for_completion(app: &TestApp, id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let body = json(app.get(&format!("/v1/feedback/{id}"), &app.acme.key).await).await;
+        if body["status"] == "completed" {
+            return body;
+        }
+        assert!(
+            ["accepted", "processing"].contains(&body["status"].as_str().unwrap_or_default()),
+            "unexpected status: {body}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "feedback did not complete: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn feedback_flow(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let response = app
+        .post_json(
+            "/v1/feedback",
+            Some(&app.acme.key),
+            &json!({"rating": 4, "message": "The export button is hard to find", "contact_email": "ana@example.com", "metadata": {"app_version": "2.1.0"}}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let accepted = json(response).await;
+    assert_eq!(accepted["status"], "accepted");
+    let id = accepted["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with("fbk_"));
+
+    let done = wait_for_completion(&app, &id).await;
+    let key = done["result_key"].as_str().expect("result key");
+    let event_id = accepted["event_id"].as_str().expect("event id");
+    let prefix = format!("feedback/tenant={}/year=", app.acme.id);
+    assert!(key.starts_with(&prefix), "{key}");
+    assert!(key.ends_with(&format!("/{event_id}.json")), "{key}");
+    let parts: Vec<&str> = key.split('/').collect();
+    assert!(
+        parts[3].starts_with("month=")
+            && parts[4].starts_with("day=")
+            && parts[5].starts_with("hour="),
+        "{key}"
+    );
+
+    let object = app
+        .backends
+        .objects
+        .get(&ObjectKey::parse(key).expect("key"))
+        .await
+        .expect("get")
+        .expect("object exists");
+    let object: Value = serde_json::from_slice(&object).expect("json object");
+    assert_eq!(object["tenant_id"], app.acme.id.to_string());
+    assert_eq!(
+        object["feedback"]["message"],
+        "The export button is hard to find"
+    );
+    assert_eq!(object["feedback"]["rating"], 4);
+
+    // Another tenant cannot see it.
+    assert_eq!(
+        app.get(&format!("/v1/feedback/{id}"), &app.globex.key)
+            .await
+            .status(),
+        404
+    );
+    app.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_flows_end_to_end_on_the_embedded_engine() {
+    feedback_flow(Engine::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_flows_end_to_end_on_postgres() {
+    feedback_flow(Engine::Postgres).await;
+}
+
+async fn events_reach_the_core_api_topic(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let mut sent = Vec::new();
+    for n in 0..5 {
+        let response = app
+            .post_json(
+                "/v1/events",
+                Some(&app.acme.key),
+                &json!({"type": "order.placed", "data": {"n": n}}),
+            )
+            .await;
+        assert_eq!(response.status(), 202);
+        sent.push(
+            json(response).await["event_id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    let mut received = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while received.len() < sent.len() && tokio::time::Instant::now() < deadline {
+        let options = ReceiveOptions {
+            max_messages: 10,
+            wait: Duration::from_secs(2),
+            visibility_timeout: None,
+        };
+        for message in app
+            .backends
+            .transport
+            .receive(&app.order_queue, options)
+            .await
+            .expect("receive")
+        {
+            assert_eq!(
+                message.group_id,
+                app.acme.id.to_string(),
+                "message group = tenant"
+            );
+            assert_eq!(
+                message.attributes.get("tenant_id"),
+                Some(&app.acme.id.to_string())
+            );
+            assert_eq!(
+                message.attributes.get("event_type").map(String::as_str),
+                Some("order.placed")
+            );
+            let envelope = EventEnvelope::from_json(&message.body).expect("envelope body");
+            assert_eq!(envelope.tenant_id, app.acme.id);
+            assert_eq!(
+                message.dedup_id,
+                envelope.id.to_string(),
+                "dedup id = event id"
+            );
+            assert_eq!(
+                message.attributes.get("event_id"),
+                Some(&envelope.id.to_string())
+            );
+            received.push(envelope.id.to_string());
+            app.backends
+                .transport
+                .ack(&app.order_queue, &[message.receipt])
+                .await
+                .expect("ack");
+        }
+    }
+    assert_eq!(received, sent, "every event is published once, in order");
+    app.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_events_are_published_in_order_on_the_embedded_engine() {
+    events_reach_the_core_api_topic(Engine::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_events_are_published_in_order_on_postgres() {
+    events_reach_the_core_api_topic(Engine::Postgres).await;
+}

@@ -1,0 +1,6 @@
+//! End-to-end suites: the whole platform in-process, on the embedded engine and on
+//! PostgreSQL with the embedded transport.
+
+mod api;
+mod flow;
+mod helpers;
