@@ -417,8 +417,17 @@ impl Transport for EmbeddedTransport {
         let mut results = Vec::with_capacity(batch.len());
         let mut woken: Vec<&str> = Vec::new();
         let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut rejected_groups: Vec<&str> = Vec::new();
         for message in batch {
+            if rejected_groups.contains(&message.group_id.as_str()) {
+                results.push(Err(TransportError::Invalid(format!(
+                    "an earlier message of group `{}` in this batch was rejected",
+                    message.group_id
+                ))));
+                continue;
+            }
             if let Err(error) = validate(message) {
+                rejected_groups.push(&message.group_id);
                 results.push(Err(error));
                 continue;
             }

@@ -49,10 +49,12 @@ CREATE TABLE outbox (
     claimed_until BIGINT,
     attempts BIGINT NOT NULL DEFAULT 0,
     last_error TEXT,
-    published_at BIGINT
+    published_at BIGINT,
+    -- Set when the relay gave up on the row: kept for operators, no longer claimed.
+    failed_at BIGINT
 );
-CREATE INDEX outbox_pending ON outbox (seq) WHERE published_at IS NULL;
-CREATE INDEX outbox_pending_tenant ON outbox (tenant_id, seq) WHERE published_at IS NULL;
+CREATE INDEX outbox_pending ON outbox (seq) WHERE published_at IS NULL AND failed_at IS NULL;
+CREATE INDEX outbox_pending_tenant ON outbox (tenant_id, seq) WHERE published_at IS NULL AND failed_at IS NULL;
 
 CREATE TABLE inbox (
     consumer TEXT NOT NULL,

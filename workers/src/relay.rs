@@ -28,6 +28,9 @@ pub struct RelayConfig {
     /// First retry delay; doubles per failed attempt up to `max_backoff`.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// Failed attempts after which a row is given up on (kept in the outbox, marked
+    /// failed, logged as an error) so that it no longer blocks its tenant.
+    pub max_attempts: u32,
 }
 
 impl Default for RelayConfig {
@@ -38,6 +41,7 @@ impl Default for RelayConfig {
             idle_wake: Duration::from_secs(1),
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
+            max_attempts: 25,
         }
     }
 }
@@ -109,6 +113,7 @@ impl OutboxRelay {
         }
         let mut failed_tenants: HashSet<TenantId> = HashSet::new();
         let mut published = Vec::new();
+        let mut released = Vec::new();
         let mut by_topic: BTreeMap<&str, Vec<&OutboxEntry>> = BTreeMap::new();
         for entry in &entries {
             by_topic
@@ -122,11 +127,7 @@ impl OutboxRelay {
                 let (ready, held): (Vec<&OutboxEntry>, Vec<&OutboxEntry>) = chunk
                     .iter()
                     .partition(|e| !failed_tenants.contains(&e.envelope.tenant_id));
-                for entry in held {
-                    self.retry(entry, "an earlier event of this tenant failed to publish")
-                        .await?;
-                    outcome.retried += 1;
-                }
+                released.extend(held.iter().map(|e| e.seq));
                 if ready.is_empty() {
                     continue;
                 }
@@ -141,15 +142,14 @@ impl OutboxRelay {
                 };
                 for (entry, result) in ready.iter().zip(results) {
                     let tenant = entry.envelope.tenant_id;
+                    if failed_tenants.contains(&tenant) {
+                        // Rejected (or, against the contract, accepted) after its tenant's
+                        // failure in this batch: it waits without counting an attempt.
+                        released.push(entry.seq);
+                        continue;
+                    }
                     match result {
-                        Ok(()) if !failed_tenants.contains(&tenant) => published.push(entry.seq),
-                        Ok(()) => {
-                            // Published after its tenant's failure within one batch: keep
-                            // it for the retry too; the dedup id drops the second copy.
-                            self.retry(entry, "an earlier event of this tenant failed to publish")
-                                .await?;
-                            outcome.retried += 1;
-                        }
+                        Ok(()) => published.push(entry.seq),
                         Err(error) => {
                             tracing::warn!(tenant_id = %tenant, event_id = %entry.envelope.id, %error, attempts = entry.attempts + 1, "publish failed; will retry");
                             failed_tenants.insert(tenant);
@@ -160,12 +160,24 @@ impl OutboxRelay {
                 }
             }
         }
+        self.store.release_outbox(&released).await?;
+        outcome.retried += released.len();
         self.store.mark_published(&published).await?;
         outcome.published = published.len();
         Ok(outcome)
     }
 
     async fn retry(&self, entry: &OutboxEntry, error: &str) -> Result<(), StoreError> {
+        if entry.attempts + 1 >= self.config.max_attempts {
+            tracing::error!(
+                tenant_id = %entry.envelope.tenant_id,
+                event_id = %entry.envelope.id,
+                attempts = entry.attempts + 1,
+                error,
+                "giving up on publishing an event; it stays in the outbox marked failed"
+            );
+            return self.store.fail_outbox(entry.seq, error).await;
+        }
         let not_before = Timestamp::now().plus(self.backoff(entry.attempts));
         self.store.retry_outbox(entry.seq, not_before, error).await
     }

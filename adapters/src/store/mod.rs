@@ -459,12 +459,13 @@ impl Store for SqlStore {
             "UPDATE outbox SET claimed_until = $1
              WHERE seq IN (
                  SELECT o.seq FROM outbox o
-                 WHERE o.published_at IS NULL
+                 WHERE o.published_at IS NULL AND o.failed_at IS NULL
                    AND o.not_before <= $2
                    AND (o.claimed_until IS NULL OR o.claimed_until <= $2)
                    AND NOT EXISTS (
                        SELECT 1 FROM outbox e
-                       WHERE e.tenant_id = o.tenant_id AND e.published_at IS NULL AND e.seq < o.seq
+                       WHERE e.tenant_id = o.tenant_id AND e.published_at IS NULL AND e.failed_at IS NULL
+                         AND e.seq < o.seq
                          AND (e.not_before > $2 OR (e.claimed_until IS NOT NULL AND e.claimed_until > $2))
                    )
                  ORDER BY o.seq
@@ -542,13 +543,45 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn release_outbox(&self, seqs: &[i64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "UPDATE outbox SET claimed_until = NULL WHERE seq IN ({})",
+            in_list(1, seqs.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for seq in seqs {
+            query = query.bind(*seq);
+        }
+        query.execute(&self.pool).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn fail_outbox(&self, seq: i64, error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET claimed_until = NULL, failed_at = $1, attempts = attempts + 1, last_error = $2
+             WHERE seq = $3 AND published_at IS NULL",
+        )
+        .bind(Timestamp::now().as_millis())
+        .bind(error.chars().take(2_000).collect::<String>())
+        .bind(seq)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
     async fn outbox_backlog(&self) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?
-            .try_get(0)
-            .map_err(db)?;
+        let count: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL AND failed_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?
+        .try_get(0)
+        .map_err(db)?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 

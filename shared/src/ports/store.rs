@@ -117,7 +117,13 @@ pub trait Store: Send + Sync + 'static {
         not_before: Timestamp,
         error: &str,
     ) -> Result<(), StoreError>;
-    /// Rows not yet published.
+    /// Releases claimed rows untouched (no attempt counted), for rows that waited on an
+    /// earlier row of their tenant.
+    async fn release_outbox(&self, seqs: &[i64]) -> Result<(), StoreError>;
+    /// Gives up on a claimed row: it stays in the outbox for operators, is no longer
+    /// claimed, and no longer holds back its tenant's later rows.
+    async fn fail_outbox(&self, seq: i64, error: &str) -> Result<(), StoreError>;
+    /// Rows not yet published (failed rows excluded).
     async fn outbox_backlog(&self) -> Result<u64, StoreError>;
     /// Resolves when rows may have been added since the previous call returned. It is
     /// level-triggered (a notification that arrives while nobody waits is kept), so a

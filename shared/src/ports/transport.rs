@@ -109,7 +109,9 @@ pub struct QueueStats {
 /// Contract:
 /// - `publish` takes at most 10 messages and answers entry by entry; an entry whose
 ///   dedup id the topic saw in the last five minutes succeeds without delivering again.
-///   Each subscription whose filter policy matches gets its own copy (fan-out).
+///   Each subscription whose filter policy matches gets its own copy (fan-out). When an
+///   entry is rejected, every later entry of the same group in that batch is rejected
+///   too, so a group is never published out of order.
 /// - Within a group, messages are received in publish order. While a group has a
 ///   message in flight (received, not deleted, visibility not expired), no later message
 ///   of that group is handed out; other groups are not held back.

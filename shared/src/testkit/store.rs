@@ -309,6 +309,29 @@ async fn outbox_claims(store: Arc<dyn Store>) {
         .expect("claim")
         .is_empty());
 
+    // A released row is claimable again at once, with no attempt counted.
+    store
+        .append_event(&envelope(globex.id, "order.placed", None))
+        .await
+        .expect("append");
+    let claimed = store
+        .claim_outbox(10, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    store
+        .release_outbox(&[claimed[0].seq])
+        .await
+        .expect("release");
+    let again = store
+        .claim_outbox(10, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    assert_eq!((again[0].seq, again[0].attempts), (claimed[0].seq, 0));
+    store
+        .mark_published(&[again[0].seq])
+        .await
+        .expect("published");
+
     // An expired lease makes the row claimable again.
     store
         .append_event(&envelope(acme.id, "order.placed", None))
@@ -384,6 +407,31 @@ async fn outbox_tenant_order(store: Arc<dyn Store>) {
     );
     assert_eq!(retried[0].attempts, 2, "failed attempts are counted");
     assert_eq!(retried[1].attempts, 0);
+
+    // Giving up on a row releases the tenant's later rows and leaves the backlog.
+    let a3 = envelope(acme.id, "order.closed", None);
+    store.append_event(&a3).await.expect("append");
+    store
+        .fail_outbox(retried[0].seq, "gave up")
+        .await
+        .expect("fail");
+    store
+        .retry_outbox(retried[1].seq, Timestamp::now(), "try again")
+        .await
+        .expect("retry");
+    let after = store
+        .claim_outbox(10, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    assert_eq!(
+        after.iter().map(|e| e.envelope.id).collect::<Vec<_>>(),
+        vec![a2.id, a3.id]
+    );
+    assert_eq!(
+        store.outbox_backlog().await.expect("backlog"),
+        3,
+        "a2, a3 and g1 are pending; a1 has failed"
+    );
 }
 
 async fn concurrent_claims(store: Arc<dyn Store>) {

@@ -166,7 +166,7 @@ pub async fn run_suite<B: Backend>(capabilities: Capabilities, backend: B) {
         "dead-letter queue after 3 receives; list, redrive and purge",
     );
     dead_letters(&backend.open(unique_topology()).await).await;
-    announce(SUITE, "unknown names and bad batches are errors");
+    announce(SUITE, "unknown names, rejected entries and bad batches");
     errors(&backend.open(unique_topology()).await).await;
     if capabilities.restart {
         announce(SUITE, "nothing lost across a restart");
@@ -498,6 +498,21 @@ async fn errors(fixture: &Fixture) {
         .await
         .is_err());
     assert!(t.receive("no-such-queue.fifo", quick(1)).await.is_err());
+    // A rejected entry takes its group's later entries with it; other groups go through.
+    let mut oversized = message("g", "big", "feedback.x");
+    oversized.body = "x".repeat(300_000);
+    let batch = [
+        message("g", "ok1", "feedback.x"),
+        oversized,
+        message("h", "other", "feedback.x"),
+        message("g", "after", "feedback.x"),
+    ];
+    let results = t.publish(&n.topic, &batch).await.expect("publish");
+    let accepted: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    assert_eq!(accepted, vec![true, false, true, false]);
+    let mut got = dedups(&drain(t, &n.feedback, 2).await);
+    got.sort();
+    assert_eq!(got, vec!["ok1".to_owned(), "other".to_owned()]);
     let eleven: Vec<_> = (0..11)
         .map(|i| message("g", &format!("x{i}"), "a.b"))
         .collect();

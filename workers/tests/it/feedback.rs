@@ -1,0 +1,157 @@
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use adapters::object_store::FilesystemObjectStore;
+use shared::domain::{FeedbackMessage, FeedbackStatus, NewFeedback};
+use shared::envelope::event_types::FEEDBACK_SUBMITTED;
+use shared::ports::{ObjectStore, ObjectStoreError, Receipt, ReceivedMessage};
+use shared::{EventEnvelope, EventType, FeedbackId, ObjectKey, Service};
+use workers::feedback::FeedbackWorker;
+use workers::{Handler, HandlerError};
+
+use crate::helpers::Env;
+
+/// Counts puts and fails the first `fail_first` of them.
+struct CountingObjects {
+    inner: FilesystemObjectStore,
+    puts: AtomicUsize,
+    fail_first: usize,
+}
+
+#[async_trait]
+impl ObjectStore for CountingObjects {
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), ObjectStoreError> {
+        if self.puts.fetch_add(1, Ordering::SeqCst) < self.fail_first {
+            return Err(ObjectStoreError::Unavailable("injected".into()));
+        }
+        self.inner.put(key, body, content_type).await
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>, ObjectStoreError> {
+        self.inner.get(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, ObjectStoreError> {
+        self.inner.list(prefix).await
+    }
+}
+
+fn delivery(envelope: &EventEnvelope, count: u32) -> ReceivedMessage {
+    ReceivedMessage {
+        message_id: format!("m{count}"),
+        receipt: Receipt(format!("r{count}")),
+        group_id: envelope.tenant_id.to_string(),
+        dedup_id: envelope.id.to_string(),
+        body: envelope.to_json(),
+        attributes: BTreeMap::new(),
+        receive_count: count,
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_event_is_applied_once_and_a_failed_attempt_leaves_nothing_behind() {
+    let env = Env::new().await;
+    let tenant = env.tenant("Acme").await;
+    let feedback = NewFeedback {
+        id: FeedbackId::new(),
+        rating: None,
+        message: FeedbackMessage::parse("Hi").expect("message"),
+        contact_email: None,
+        metadata: Default::default(),
+    };
+    let data = json!({"feedback_id": feedback.id, "message": "Hi"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let envelope = EventEnvelope::new(
+        tenant,
+        Service::CoreApi,
+        EventType::parse(FEEDBACK_SUBMITTED).expect("type"),
+        data,
+    );
+    env.store
+        .submit_feedback(&feedback, &envelope)
+        .await
+        .expect("submit");
+
+    let objects = Arc::new(CountingObjects {
+        inner: FilesystemObjectStore::new(env.dir.path().join("objects")),
+        puts: AtomicUsize::new(0),
+        fail_first: 1,
+    });
+    let worker = FeedbackWorker::new(env.store.clone(), objects.clone());
+
+    let error = worker
+        .handle(&delivery(&envelope, 1))
+        .await
+        .expect_err("object store down");
+    assert!(matches!(error, HandlerError::Transient(_)), "{error:?}");
+    let status = env
+        .store
+        .feedback(tenant, feedback.id)
+        .await
+        .expect("get")
+        .expect("present")
+        .status;
+    assert_eq!(
+        status,
+        FeedbackStatus::Processing,
+        "not completed, and the inbox rolled back"
+    );
+
+    worker
+        .handle(&delivery(&envelope, 2))
+        .await
+        .expect("second attempt applies");
+    worker
+        .handle(&delivery(&envelope, 3))
+        .await
+        .expect("a duplicate is acknowledged");
+    assert_eq!(
+        objects.puts.load(Ordering::SeqCst),
+        2,
+        "the duplicate writes nothing"
+    );
+    let stored = env
+        .store
+        .feedback(tenant, feedback.id)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(stored.status, FeedbackStatus::Completed);
+    let key = FeedbackWorker::result_key(&envelope).expect("key");
+    assert_eq!(stored.result_key.as_deref(), Some(key.as_str()));
+    assert!(objects.get(&key).await.expect("get").is_some());
+}
+
+#[tokio::test]
+async fn malformed_messages_are_permanent_failures() {
+    let env = Env::new().await;
+    let objects = Arc::new(FilesystemObjectStore::new(env.dir.path().join("objects")));
+    let worker = FeedbackWorker::new(env.store.clone(), objects);
+    let mut message = delivery(
+        &EventEnvelope::new(
+            env.tenant("Acme").await,
+            Service::CoreApi,
+            EventType::parse(FEEDBACK_SUBMITTED).expect("type"),
+            Default::default(),
+        ),
+        1,
+    );
+    let missing_id = worker.handle(&message).await.expect_err("no feedback id");
+    assert!(matches!(missing_id, HandlerError::Permanent(_)));
+    message.body = "not json".into();
+    assert!(matches!(
+        worker.handle(&message).await,
+        Err(HandlerError::Permanent(_))
+    ));
+}

@@ -1,0 +1,218 @@
+//! A SQLite store and an embedded transport in a temp dir, plus transports that fail
+//! on purpose.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{json, Map};
+
+use adapters::embedded::EmbeddedTransport;
+use adapters::SqlStore;
+use shared::config::StoreConfig;
+use shared::domain::{Tenant, TenantName};
+use shared::ports::{
+    DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Store,
+    Transport, TransportError,
+};
+use shared::topology::{Environment, InstanceName, Topology, UseCase};
+use shared::{EventEnvelope, EventType, Service, SystemClock, TenantId, Timestamp};
+
+pub struct Env {
+    pub store: Arc<dyn Store>,
+    pub embedded: Arc<EmbeddedTransport>,
+    pub topology: Topology,
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqlStore::connect(&StoreConfig::Sqlite {
+            path: dir.path().join("store.db"),
+        })
+        .await
+        .expect("store");
+        store.migrate().await.expect("migrate");
+        let topology = Topology::new(
+            InstanceName::parse("w").expect("name"),
+            Environment::Production,
+        )
+        .expect("topology");
+        let embedded = EmbeddedTransport::open(
+            &dir.path().join("transport.db"),
+            &topology,
+            Arc::new(SystemClock),
+        )
+        .await
+        .expect("transport");
+        Self {
+            store: Arc::new(store),
+            embedded: Arc::new(embedded),
+            topology,
+            dir,
+        }
+    }
+
+    pub fn queue(&self, use_case: UseCase) -> String {
+        self.topology.queue(use_case).name.clone()
+    }
+
+    pub fn topic(&self) -> String {
+        self.topology.topic(Service::CoreApi).name.clone()
+    }
+
+    pub async fn tenant(&self, name: &str) -> TenantId {
+        let tenant = Tenant {
+            id: TenantId::new(),
+            name: TenantName::parse(name).expect("name"),
+            created_at: Timestamp::now(),
+        };
+        self.store.create_tenant(&tenant).await.expect("tenant");
+        tenant.id
+    }
+
+    /// Appends a tenant event of `event_type` (`feedback.x` reaches the feedback queue).
+    pub async fn append(&self, tenant: TenantId, event_type: &str, n: u64) -> EventEnvelope {
+        let data: Map<_, _> = json!({"n": n}).as_object().cloned().unwrap_or_default();
+        let envelope = EventEnvelope::new(
+            tenant,
+            Service::CoreApi,
+            EventType::parse(event_type).expect("type"),
+            data,
+        );
+        self.store.append_event(&envelope).await.expect("append");
+        envelope
+    }
+
+    /// Receives and acks everything on `queue` until a receive waits `wait` in vain.
+    pub async fn drain(&self, queue: &str, wait: Duration) -> Vec<ReceivedMessage> {
+        let mut all = Vec::new();
+        loop {
+            let options = ReceiveOptions {
+                max_messages: 10,
+                wait,
+                visibility_timeout: None,
+            };
+            let batch = self
+                .embedded
+                .receive(queue, options)
+                .await
+                .expect("receive");
+            if batch.is_empty() {
+                return all;
+            }
+            let receipts: Vec<Receipt> = batch.iter().map(|m| m.receipt.clone()).collect();
+            self.embedded.ack(queue, &receipts).await.expect("ack");
+            all.extend(batch);
+        }
+    }
+}
+
+/// How a [`FaultyTransport`] misbehaves.
+#[derive(Default)]
+pub struct Faults {
+    /// Whole publish calls to fail before succeeding.
+    pub failing_calls: usize,
+    /// Dedup ids (event ids) whose entries fail, every time.
+    pub failing_entries: HashSet<String>,
+}
+
+/// Wraps the embedded transport, recording publish batch sizes and injecting faults.
+pub struct FaultyTransport {
+    pub inner: Arc<EmbeddedTransport>,
+    pub faults: Mutex<Faults>,
+    pub batch_sizes: Mutex<Vec<usize>>,
+}
+
+impl FaultyTransport {
+    pub fn new(inner: Arc<EmbeddedTransport>, faults: Faults) -> Self {
+        Self {
+            inner,
+            faults: Mutex::new(faults),
+            batch_sizes: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for FaultyTransport {
+    async fn publish(
+        &self,
+        topic: &str,
+        batch: &[OutgoingMessage],
+    ) -> Result<Vec<Result<(), TransportError>>, TransportError> {
+        self.batch_sizes.lock().expect("lock").push(batch.len());
+        let failing: HashSet<String> = {
+            let mut faults = self.faults.lock().expect("lock");
+            if faults.failing_calls > 0 {
+                faults.failing_calls -= 1;
+                return Err(TransportError::Unavailable("injected outage".into()));
+            }
+            faults.failing_entries.clone()
+        };
+        // Like every transport, a rejected entry rejects its group's later entries too.
+        let mut rejected_groups = HashSet::new();
+        let (bad, good): (Vec<usize>, Vec<usize>) = (0..batch.len()).partition(|i| {
+            let reject = failing.contains(&batch[*i].dedup_id)
+                || rejected_groups.contains(&batch[*i].group_id);
+            if reject {
+                rejected_groups.insert(batch[*i].group_id.clone());
+            }
+            reject
+        });
+        let good_messages: Vec<OutgoingMessage> = good.iter().map(|i| batch[*i].clone()).collect();
+        let mut results: Vec<Result<(), TransportError>> =
+            (0..batch.len()).map(|_| Ok(())).collect();
+        if !good_messages.is_empty() {
+            for (i, result) in good
+                .iter()
+                .zip(self.inner.publish(topic, &good_messages).await?)
+            {
+                results[*i] = result;
+            }
+        }
+        for i in bad {
+            results[i] = Err(TransportError::Invalid("injected entry failure".into()));
+        }
+        Ok(results)
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        options: ReceiveOptions,
+    ) -> Result<Vec<ReceivedMessage>, TransportError> {
+        self.inner.receive(queue, options).await
+    }
+
+    async fn ack(&self, queue: &str, receipts: &[Receipt]) -> Result<(), TransportError> {
+        self.inner.ack(queue, receipts).await
+    }
+
+    async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt: &Receipt,
+        timeout: Duration,
+    ) -> Result<(), TransportError> {
+        self.inner.change_visibility(queue, receipt, timeout).await
+    }
+
+    async fn dead_letters(&self, dlq: &str, max: u32) -> Result<Vec<DeadLetter>, TransportError> {
+        self.inner.dead_letters(dlq, max).await
+    }
+
+    async fn redrive(&self, dlq: &str) -> Result<u64, TransportError> {
+        self.inner.redrive(dlq).await
+    }
+
+    async fn purge(&self, queue: &str) -> Result<u64, TransportError> {
+        self.inner.purge(queue).await
+    }
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats, TransportError> {
+        self.inner.stats(queue).await
+    }
+}

@@ -1,0 +1,6 @@
+//! The relay, the consumer runtime and the feedback worker on the embedded engine.
+
+mod consumer;
+mod feedback;
+mod helpers;
+mod relay;
