@@ -104,9 +104,7 @@ impl Platform {
         } = self;
         let api = core_api::server(
             api_listener,
-            core_api::ApiState {
-                store: backends.store.clone(),
-            },
+            core_api::ApiState::new(backends.store.clone()),
         )?;
         let console = control_plane::server(console_listener)?;
         let (api_handle, console_handle) = (api.handle(), console.handle());

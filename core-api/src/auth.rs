@@ -4,6 +4,10 @@
 //! is issued; the store keeps only the key id and the SHA-256 of the whole key. The
 //! `sk_` prefix makes leaked keys easy to recognise (and to scan for).
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
 use actix_web::http::header;
 use actix_web::HttpRequest;
 use rand::RngCore;
@@ -63,8 +67,50 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Recently verified keys, so that a busy client costs one store lookup per minute
+/// rather than one per request. A revoked key keeps working for at most [`KEY_CACHE_TTL`]
+/// in each API process.
+#[derive(Default)]
+pub struct KeyCache {
+    entries: RwLock<HashMap<ApiKeyId, (ApiKeyRecord, Instant)>>,
+}
+
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
+const KEY_CACHE_CAPACITY: usize = 10_000;
+
+impl KeyCache {
+    async fn lookup(
+        &self,
+        store: &dyn Store,
+        id: ApiKeyId,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        if let Ok(entries) = self.entries.read() {
+            if let Some((record, fetched)) = entries.get(&id) {
+                if fetched.elapsed() < KEY_CACHE_TTL {
+                    return Ok(Some(record.clone()));
+                }
+            }
+        }
+        let found = store.api_key(id).await?;
+        if let (Some(record), Ok(mut entries)) = (&found, self.entries.write()) {
+            if entries.len() >= KEY_CACHE_CAPACITY {
+                entries.retain(|_, (_, fetched)| fetched.elapsed() < KEY_CACHE_TTL);
+                if entries.len() >= KEY_CACHE_CAPACITY {
+                    entries.clear();
+                }
+            }
+            entries.insert(id, (record.clone(), Instant::now()));
+        }
+        Ok(found)
+    }
+}
+
 /// The tenant a request's `Authorization: Bearer sk_…` header belongs to.
-pub async fn authenticate(request: &HttpRequest, store: &dyn Store) -> Result<TenantId, ApiError> {
+pub async fn authenticate(
+    request: &HttpRequest,
+    store: &dyn Store,
+    keys: &KeyCache,
+) -> Result<TenantId, ApiError> {
     let header = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -81,7 +127,7 @@ pub async fn authenticate(request: &HttpRequest, store: &dyn Store) -> Result<Te
         ))?;
     const UNKNOWN: ApiError = ApiError::Unauthorized("unknown or revoked API key");
     let id = key_id(token).ok_or(UNKNOWN)?;
-    let record = store.api_key(id).await?.ok_or(UNKNOWN)?;
+    let record = keys.lookup(store, id).await?.ok_or(UNKNOWN)?;
     if record.revoked_at.is_some()
         || !constant_time_eq(record.secret_hash.as_bytes(), hash(token).as_bytes())
     {

@@ -29,6 +29,23 @@ pub const MAX_BODY_BYTES: usize = 262_144;
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Arc<dyn Store>,
+    pub keys: Arc<auth::KeyCache>,
+}
+
+impl ApiState {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            keys: Arc::default(),
+        }
+    }
+
+    pub(crate) async fn authenticate(
+        &self,
+        request: &actix_web::HttpRequest,
+    ) -> Result<shared::TenantId, ApiError> {
+        auth::authenticate(request, self.store.as_ref(), &self.keys).await
+    }
 }
 
 /// Registers the API's routes (used by the server and by in-process tests).

@@ -4,6 +4,7 @@
 //! rows; SQLite has a single writer) and waking the relay (LISTEN/NOTIFY on
 //! PostgreSQL, in-process on SQLite).
 
+mod append;
 mod migrate;
 
 use std::path::Path;
@@ -24,7 +25,7 @@ use shared::domain::{
 use shared::ports::{Appended, EffectTx, OutboxEntry, Store, StoreError};
 use shared::{ApiKeyId, EventEnvelope, EventId, FeedbackId, TenantId, Timestamp};
 
-const OUTBOX_CHANNEL: &str = "switchyard_outbox";
+pub(crate) const OUTBOX_CHANNEL: &str = "switchyard_outbox";
 const CLAIM_LOCK: i64 = 72_635_402;
 const SQLITE_PRAGMAS: [&str; 4] = [
     "PRAGMA journal_mode = WAL",
@@ -67,6 +68,8 @@ pub struct SqlStore {
     /// PostgreSQL only: the LISTEN task, started on the first wait.
     listener: OnceCell<tokio::task::JoinHandle<()>>,
     database_url: String,
+    writer: append::Writer,
+    appender: append::Appender,
 }
 
 impl Drop for SqlStore {
@@ -127,12 +130,25 @@ impl SqlStore {
             .connect(&url)
             .await
             .map_err(|source| ConnectError::Connect { dialect, source })?;
+        let outbox_signal = Arc::new(Notify::new());
+        let writer = append::Writer {
+            pool: pool.clone(),
+            dialect,
+            outbox_signal: outbox_signal.clone(),
+        };
+        let workers = match dialect {
+            Dialect::Postgres => 4,
+            Dialect::Sqlite => 1,
+        };
+        let appender = append::Appender::start(writer.clone(), workers);
         Ok(Self {
             pool,
             dialect,
-            outbox_signal: Arc::new(Notify::new()),
+            outbox_signal,
             listener: OnceCell::new(),
             database_url: url,
+            writer,
+            appender,
         })
     }
 
@@ -145,23 +161,6 @@ impl SqlStore {
         migrate::run(&self.pool, self.dialect)
             .await
             .map_err(ConnectError::Migrate)
-    }
-
-    /// Commits a transaction that inserted outbox rows and wakes relays.
-    async fn commit_with_outbox(
-        &self,
-        mut tx: Transaction<'static, Any>,
-    ) -> Result<(), StoreError> {
-        if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(OUTBOX_CHANNEL)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
-        self.outbox_signal.notify_one();
-        Ok(())
     }
 
     async fn start_listener(&self) -> tokio::task::JoinHandle<()> {
@@ -197,7 +196,7 @@ impl SqlStore {
     }
 }
 
-fn db(error: sqlx::Error) -> StoreError {
+pub(crate) fn db(error: sqlx::Error) -> StoreError {
     match error {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
@@ -207,7 +206,7 @@ fn db(error: sqlx::Error) -> StoreError {
     }
 }
 
-fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {error}"))
 }
 
@@ -347,39 +346,7 @@ impl Store for SqlStore {
     }
 
     async fn append_event(&self, envelope: &EventEnvelope) -> Result<Appended, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        if let Some(key) = &envelope.idempotency_key {
-            let claimed = sqlx::query(
-                "INSERT INTO idempotency_keys (tenant_id, idempotency_key, event_id, created_at)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            )
-            .bind(envelope.tenant_id.to_string())
-            .bind(key.as_str())
-            .bind(envelope.id.to_string())
-            .bind(Timestamp::now().as_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-            if claimed.rows_affected() == 0 {
-                tx.rollback().await.map_err(db)?;
-                let existing: String = sqlx::query(
-                    "SELECT event_id FROM idempotency_keys WHERE tenant_id = $1 AND idempotency_key = $2",
-                )
-                .bind(envelope.tenant_id.to_string())
-                .bind(key.as_str())
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db)?
-                .try_get(0)
-                .map_err(db)?;
-                return Ok(Appended::Existing(
-                    EventId::parse(&existing).map_err(|e| corrupt("event id", e))?,
-                ));
-            }
-        }
-        insert_outbox(&mut tx, envelope).await?;
-        self.commit_with_outbox(tx).await?;
-        Ok(Appended::Created)
+        self.appender.append(envelope).await
     }
 
     async fn submit_feedback(
@@ -406,7 +373,7 @@ impl Store for SqlStore {
         .await
         .map_err(db)?;
         insert_outbox(&mut tx, envelope).await?;
-        self.commit_with_outbox(tx).await
+        self.writer.commit_with_outbox(tx).await
     }
 
     async fn feedback(

@@ -123,3 +123,52 @@ async fn object_store_conformance_filesystem() {
     )))
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_wakes_a_relay_in_another_process_through_listen_notify() {
+    use shared::domain::{Tenant, TenantName};
+    use shared::{EventEnvelope, EventType, Service, TenantId, Timestamp};
+
+    let url = fresh_postgres_database().await.expect("test database");
+    let config = StoreConfig::Postgres {
+        url: Secret::new(url),
+        max_connections: 4,
+    };
+    let relay_side = Arc::new(SqlStore::connect(&config).await.expect("connect"));
+    relay_side.migrate().await.expect("migrate");
+    let api_side = SqlStore::connect(&config).await.expect("connect");
+
+    // The first wait starts the listener (and may return at once for rows it could have missed).
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        relay_side.wait_for_outbox(),
+    )
+    .await;
+    let waiter = {
+        let store = relay_side.clone();
+        tokio::spawn(async move { store.wait_for_outbox().await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished(), "nothing was inserted yet");
+
+    let tenant = Tenant {
+        id: TenantId::new(),
+        name: TenantName::parse("Acme").expect("name"),
+        created_at: Timestamp::now(),
+    };
+    api_side.create_tenant(&tenant).await.expect("tenant");
+    let envelope = EventEnvelope::new(
+        tenant.id,
+        Service::CoreApi,
+        EventType::parse("order.placed").expect("type"),
+        Default::default(),
+    );
+    api_side.append_event(&envelope).await.expect("append");
+    shared::testkit::within(
+        std::time::Duration::from_secs(5),
+        "a NOTIFY from the other store",
+        waiter,
+    )
+    .await
+    .expect("join");
+}

@@ -7,7 +7,6 @@ use shared::ports::Appended;
 use shared::topology::reserved_namespaces;
 use shared::{EventEnvelope, EventType, Service};
 
-use crate::auth::authenticate;
 use crate::body::json_object;
 use crate::problem::{ApiError, FieldError};
 use crate::ApiState;
@@ -96,7 +95,7 @@ pub(crate) async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = json_object(&request, payload).await?;
     let event = parse(&body, &request)?;
-    let tenant = authenticate(&request, state.store.as_ref()).await?;
+    let tenant = state.authenticate(&request).await?;
     let mut envelope = EventEnvelope::new(tenant, Service::CoreApi, event.event_type, event.data);
     envelope.idempotency_key = event.idempotency_key;
     envelope.trace_context = super::trace_context(&request);

@@ -7,7 +7,6 @@ use shared::domain::{EmailAddress, FeedbackMessage, NewFeedback, Rating};
 use shared::envelope::event_types::FEEDBACK_SUBMITTED;
 use shared::{EventEnvelope, EventType, FeedbackId, Service};
 
-use crate::auth::authenticate;
 use crate::body::json_object;
 use crate::problem::{ApiError, FieldError};
 use crate::ApiState;
@@ -78,7 +77,7 @@ pub(crate) async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = json_object(&request, payload).await?;
     let feedback = parse(&body)?;
-    let tenant = authenticate(&request, state.store.as_ref()).await?;
+    let tenant = state.authenticate(&request).await?;
     let data = json!({
         "feedback_id": feedback.id,
         "rating": feedback.rating,
@@ -106,7 +105,7 @@ pub(crate) async fn get(
     path: web::Path<String>,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant = authenticate(&request, state.store.as_ref()).await?;
+    let tenant = state.authenticate(&request).await?;
     let not_found = || {
         ApiError::NotFound(format!(
             "feedback {}",

@@ -33,6 +33,11 @@ where
     idempotent_append(make().await).await;
     announce(SUITE, "concurrent appends with one idempotency key");
     concurrent_idempotency(make().await).await;
+    announce(
+        SUITE,
+        "a failing append does not fail its concurrent neighbours",
+    );
+    failing_neighbour(make().await).await;
     announce(SUITE, "feedback is tenant-scoped");
     feedback_scoped(make().await).await;
     announce(SUITE, "outbox claim, publish and lease");
@@ -179,6 +184,32 @@ async fn concurrent_idempotency(store: Arc<dyn Store>) {
         "all others see the committed id"
     );
     assert_eq!(store.outbox_backlog().await.expect("backlog"), 1);
+}
+
+async fn failing_neighbour(store: Arc<dyn Store>) {
+    let acme = tenant(store.as_ref(), "Acme").await;
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store = store.clone();
+        // Every fourth append names a tenant that does not exist.
+        let owner = if i % 4 == 3 { TenantId::new() } else { acme.id };
+        let key = format!("k-{i}");
+        tasks.push(tokio::spawn(async move {
+            (
+                owner == acme.id,
+                store
+                    .append_event(&envelope(owner, "order.placed", Some(&key)))
+                    .await,
+            )
+        }));
+    }
+    for task in tasks {
+        match task.await.expect("join") {
+            (true, result) => assert_eq!(result.expect("a good append"), Appended::Created),
+            (false, result) => assert!(result.is_err(), "an append for an unknown tenant fails"),
+        }
+    }
+    assert_eq!(store.outbox_backlog().await.expect("backlog"), 9);
 }
 
 fn new_feedback() -> NewFeedback {

@@ -1,0 +1,53 @@
+//! Switchyard's benchmarks. Each reports ratios measured in one run on one machine.
+//!
+//! - `api`: `POST /v1/events` on PostgreSQL at N connections (requests/s, p50, p99),
+//!   next to pgbench running the outbox's single-row INSERT at N clients.
+//! - `e2e`: feedback end to end (202 → status completed) on the embedded engine at a
+//!   steady request rate (p50, p99).
+//!
+//! Run `bench/run` to do both and write `bench/results/latest.md`.
+
+mod api;
+mod e2e;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "switchyard-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// API throughput on PostgreSQL next to pgbench.
+    Api {
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// End-to-end feedback latency on the embedded engine at a steady rate.
+    E2e {
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Api {
+            connections,
+            seconds,
+        } => runtime.block_on(api::run(connections, seconds)),
+        Command::E2e { rate, seconds } => runtime.block_on(e2e::run(rate, seconds)),
+    }
+}
