@@ -20,10 +20,7 @@ pub enum ConfigError {
     #[error("the config file {path} is not valid: {message}")]
     Parse { path: String, message: String },
     #[error("invalid setting `{setting}`: {message}")]
-    Invalid {
-        setting: &'static str,
-        message: String,
-    },
+    Invalid { setting: &'static str, message: String },
 }
 
 /// Every setting, all optional: one layer of configuration.
@@ -77,14 +74,10 @@ impl Layer {
     }
 
     pub fn from_file(path: &Path) -> Result<Layer, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })
     }
 
     /// Reads `SWITCHYARD_<SETTING>` variables through `get` (the process environment in
@@ -92,12 +85,7 @@ impl Layer {
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Layer, ConfigError> {
         let number = |setting: &'static str, var: &str| -> Result<Option<u64>, ConfigError> {
             get(var)
-                .map(|v| {
-                    v.parse::<u64>().map_err(|e| ConfigError::Invalid {
-                        setting,
-                        message: format!("{var}: {e}"),
-                    })
-                })
+                .map(|v| v.parse::<u64>().map_err(|e| ConfigError::Invalid { setting, message: format!("{var}: {e}") }))
                 .transpose()
         };
         Ok(Layer {
@@ -106,11 +94,8 @@ impl Layer {
             data_dir: get("SWITCHYARD_DATA_DIR").map(PathBuf::from),
             store: get("SWITCHYARD_STORE"),
             database_url: get("SWITCHYARD_DATABASE_URL"),
-            database_max_connections: number(
-                "database_max_connections",
-                "SWITCHYARD_DATABASE_MAX_CONNECTIONS",
-            )?
-            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            database_max_connections: number("database_max_connections", "SWITCHYARD_DATABASE_MAX_CONNECTIONS")?
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             sqlite_path: get("SWITCHYARD_SQLITE_PATH").map(PathBuf::from),
             transport: get("SWITCHYARD_TRANSPORT"),
             transport_path: get("SWITCHYARD_TRANSPORT_PATH").map(PathBuf::from),
@@ -125,58 +110,37 @@ impl Layer {
     /// Validates the merged layers into a [`Config`], filling in defaults.
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let invalid = |setting, message: String| ConfigError::Invalid { setting, message };
-        let data_dir = self
-            .data_dir
-            .unwrap_or_else(|| PathBuf::from(".switchyard"));
-        let instance = InstanceName::parse(self.instance.as_deref().unwrap_or("dev"))
-            .map_err(|m| invalid("instance", m))?;
-        let environment: Environment = self
-            .environment
-            .as_deref()
-            .unwrap_or("production")
-            .parse()
-            .map_err(|m| invalid("environment", m))?;
-        let store_kind = self.store.unwrap_or_else(|| {
-            if self.database_url.is_some() {
-                "postgres".into()
-            } else {
-                "sqlite".into()
-            }
-        });
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(".switchyard"));
+        let instance =
+            InstanceName::parse(self.instance.as_deref().unwrap_or("dev")).map_err(|m| invalid("instance", m))?;
+        let environment: Environment =
+            self.environment.as_deref().unwrap_or("production").parse().map_err(|m| invalid("environment", m))?;
+        let store_kind =
+            self.store.unwrap_or_else(|| if self.database_url.is_some() { "postgres".into() } else { "sqlite".into() });
         let store = match store_kind.as_str() {
             "postgres" => StoreConfig::Postgres {
                 url: Secret::new(self.database_url.ok_or_else(|| {
-                    invalid("database_url", "the postgres store needs SWITCHYARD_DATABASE_URL (or database_url in the file)".into())
+                    invalid(
+                        "database_url",
+                        "the postgres store needs SWITCHYARD_DATABASE_URL (or database_url in the file)".into(),
+                    )
                 })?),
                 max_connections: self.database_max_connections.unwrap_or(16).max(1),
             },
-            "sqlite" => StoreConfig::Sqlite { path: self.sqlite_path.unwrap_or_else(|| data_dir.join("switchyard.db")) },
+            "sqlite" => {
+                StoreConfig::Sqlite { path: self.sqlite_path.unwrap_or_else(|| data_dir.join("switchyard.db")) }
+            }
             other => return Err(invalid("store", format!("`{other}` is not a store; use postgres or sqlite"))),
         };
         let transport = match self.transport.as_deref().unwrap_or("embedded") {
-            "embedded" => TransportConfig::Embedded {
-                path: self
-                    .transport_path
-                    .unwrap_or_else(|| data_dir.join("transport.db")),
-            },
-            other => {
-                return Err(invalid(
-                    "transport",
-                    format!("`{other}` is not a transport; use embedded"),
-                ))
+            "embedded" => {
+                TransportConfig::Embedded { path: self.transport_path.unwrap_or_else(|| data_dir.join("transport.db")) }
             }
+            other => return Err(invalid("transport", format!("`{other}` is not a transport; use embedded"))),
         };
-        let addr = |setting: &'static str,
-                    value: Option<String>,
-                    default: &str|
-         -> Result<SocketAddr, ConfigError> {
+        let addr = |setting: &'static str, value: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
             let text = value.unwrap_or_else(|| default.to_owned());
-            text.parse().map_err(|e| {
-                invalid(
-                    setting,
-                    format!("`{text}` is not an address like 127.0.0.1:8080 ({e})"),
-                )
-            })
+            text.parse().map_err(|e| invalid(setting, format!("`{text}` is not an address like 127.0.0.1:8080 ({e})")))
         };
         Ok(Config {
             instance,
@@ -211,34 +175,16 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         move |name| map.get(name).cloned()
     }
 
     #[test]
     fn defaults_run_everything_embedded_under_the_data_dir() {
         let config = Layer::default().into_config().unwrap();
-        assert_eq!(
-            config.store,
-            StoreConfig::Sqlite {
-                path: PathBuf::from(".switchyard/switchyard.db")
-            }
-        );
-        assert_eq!(
-            config.transport,
-            TransportConfig::Embedded {
-                path: PathBuf::from(".switchyard/transport.db")
-            }
-        );
-        assert_eq!(
-            config.objects,
-            ObjectStoreConfig::Filesystem {
-                root: PathBuf::from(".switchyard/objects")
-            }
-        );
+        assert_eq!(config.store, StoreConfig::Sqlite { path: PathBuf::from(".switchyard/switchyard.db") });
+        assert_eq!(config.transport, TransportConfig::Embedded { path: PathBuf::from(".switchyard/transport.db") });
+        assert_eq!(config.objects, ObjectStoreConfig::Filesystem { root: PathBuf::from(".switchyard/objects") });
         assert_eq!(config.api_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.console_addr.to_string(), "127.0.0.1:8081");
         assert_eq!(config.instance.as_str(), "dev");
@@ -248,39 +194,24 @@ mod tests {
     fn environment_beats_file_and_flags_beat_environment() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("switchyard.toml");
-        std::fs::write(
-            &file,
-            "instance = \"from-file\"\napi_addr = \"127.0.0.1:9000\"\ndata_dir = \"/srv/sy\"\n",
-        )
-        .unwrap();
+        std::fs::write(&file, "instance = \"from-file\"\napi_addr = \"127.0.0.1:9000\"\ndata_dir = \"/srv/sy\"\n")
+            .unwrap();
         let layered = Layer::default()
             .merged(Layer::from_file(&file).unwrap())
             .merged(Layer::from_env(env(&[("SWITCHYARD_INSTANCE", "from-env")])).unwrap())
-            .merged(Layer {
-                console_addr: Some("127.0.0.1:9001".into()),
-                ..Layer::default()
-            });
+            .merged(Layer { console_addr: Some("127.0.0.1:9001".into()), ..Layer::default() });
         let config = layered.into_config().unwrap();
         assert_eq!(config.instance.as_str(), "from-env");
         assert_eq!(config.api_addr.to_string(), "127.0.0.1:9000");
         assert_eq!(config.console_addr.to_string(), "127.0.0.1:9001");
-        assert_eq!(
-            config.store,
-            StoreConfig::Sqlite {
-                path: PathBuf::from("/srv/sy/switchyard.db")
-            }
-        );
+        assert_eq!(config.store, StoreConfig::Sqlite { path: PathBuf::from("/srv/sy/switchyard.db") });
     }
 
     #[test]
     fn a_database_url_selects_postgres() {
-        let layer =
-            Layer::from_env(env(&[("SWITCHYARD_DATABASE_URL", "postgres://db/app")])).unwrap();
+        let layer = Layer::from_env(env(&[("SWITCHYARD_DATABASE_URL", "postgres://db/app")])).unwrap();
         match layer.into_config().unwrap().store {
-            StoreConfig::Postgres {
-                url,
-                max_connections,
-            } => {
+            StoreConfig::Postgres { url, max_connections } => {
                 assert_eq!(url.expose(), "postgres://db/app");
                 assert_eq!(max_connections, 16);
             }
@@ -291,48 +222,12 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         let cases = [
-            (
-                Layer {
-                    store: Some("mysql".into()),
-                    ..Layer::default()
-                },
-                "store",
-            ),
-            (
-                Layer {
-                    store: Some("postgres".into()),
-                    ..Layer::default()
-                },
-                "database_url",
-            ),
-            (
-                Layer {
-                    transport: Some("kafka".into()),
-                    ..Layer::default()
-                },
-                "transport",
-            ),
-            (
-                Layer {
-                    api_addr: Some("localhost".into()),
-                    ..Layer::default()
-                },
-                "api_addr",
-            ),
-            (
-                Layer {
-                    instance: Some("Bad Name".into()),
-                    ..Layer::default()
-                },
-                "instance",
-            ),
-            (
-                Layer {
-                    environment: Some("qa".into()),
-                    ..Layer::default()
-                },
-                "environment",
-            ),
+            (Layer { store: Some("mysql".into()), ..Layer::default() }, "store"),
+            (Layer { store: Some("postgres".into()), ..Layer::default() }, "database_url"),
+            (Layer { transport: Some("kafka".into()), ..Layer::default() }, "transport"),
+            (Layer { api_addr: Some("localhost".into()), ..Layer::default() }, "api_addr"),
+            (Layer { instance: Some("Bad Name".into()), ..Layer::default() }, "instance"),
+            (Layer { environment: Some("qa".into()), ..Layer::default() }, "environment"),
         ];
         for (layer, setting) in cases {
             let error = layer.into_config().unwrap_err();

@@ -23,15 +23,8 @@ pub const CREDENTIALS_FILE: &str = "dev-credentials.json";
 /// Creates a tenant and prints nothing; used by `dev` and `tenant create`.
 pub async fn create_tenant(store: &dyn Store, name: &str) -> anyhow::Result<Tenant> {
     let name = TenantName::parse(name).map_err(anyhow::Error::msg)?;
-    let tenant = Tenant {
-        id: TenantId::new(),
-        name,
-        created_at: Timestamp::now(),
-    };
-    store
-        .create_tenant(&tenant)
-        .await
-        .context("creating the tenant")?;
+    let tenant = Tenant { id: TenantId::new(), name, created_at: Timestamp::now() };
+    store.create_tenant(&tenant).await.context("creating the tenant")?;
     Ok(tenant)
 }
 
@@ -44,16 +37,13 @@ pub async fn ensure_demo_tenant(
     console_url: &str,
 ) -> anyhow::Result<(DevCredentials, bool)> {
     let path = data_dir.join(CREDENTIALS_FILE);
-    let existing: Option<DevCredentials> = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok());
+    let existing: Option<DevCredentials> =
+        std::fs::read_to_string(&path).ok().and_then(|text| serde_json::from_str(&text).ok());
     let (mut credentials, created) = match existing {
         Some(found) if store.tenant(found.tenant_id).await?.is_some() => (found, false),
         _ => {
             let tenant = create_tenant(store, "Demo tenant").await?;
-            let key = core_api::issue_api_key(store, tenant.id)
-                .await
-                .context("creating the demo API key")?;
+            let key = core_api::issue_api_key(store, tenant.id).await.context("creating the demo API key")?;
             let credentials = DevCredentials {
                 tenant_id: tenant.id,
                 api_key: key.plaintext,
@@ -65,8 +55,7 @@ pub async fn ensure_demo_tenant(
     };
     credentials.api_url = api_url.to_owned();
     credentials.console_url = console_url.to_owned();
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     std::fs::write(&path, serde_json::to_string_pretty(&credentials)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
     #[cfg(unix)]

@@ -90,18 +90,12 @@ enum PatternCommand {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,actix_server=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Pattern {
-        command: PatternCommand::Test { pattern, event },
-    } = &cli.command
-    {
+    if let Command::Pattern { command: PatternCommand::Test { pattern, event } } = &cli.command {
         return pattern_test(pattern, event);
     }
     init_tracing();
@@ -122,9 +116,8 @@ fn main() -> ExitCode {
 }
 
 fn pattern_test(pattern_path: &Path, event_path: &Path) -> ExitCode {
-    let read = |path: &Path| {
-        std::fs::read_to_string(path).map_err(|e| format!("could not read {}: {e}", path.display()))
-    };
+    let read =
+        |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("could not read {}: {e}", path.display()));
     let outcome = read(pattern_path)
         .and_then(|text| EventPattern::parse_str(&text).map_err(|e| e.to_string()))
         .and_then(|pattern| {
@@ -152,52 +145,31 @@ fn pattern_test(pattern_path: &Path, event_path: &Path) -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config_file = cli.config.as_deref();
     match cli.command {
-        Command::Dev {
-            data_dir,
-            api_addr,
-            console_addr,
-        } => {
-            let flags = Layer {
-                data_dir: data_dir.clone(),
-                api_addr,
-                console_addr,
-                ..Layer::default()
-            };
+        Command::Dev { data_dir, api_addr, console_addr } => {
+            let flags = Layer { data_dir: data_dir.clone(), api_addr, console_addr, ..Layer::default() };
             let env_data_dir = std::env::var_os("SWITCHYARD_DATA_DIR").map(PathBuf::from);
-            let data_dir = data_dir
-                .or(env_data_dir)
-                .unwrap_or_else(|| PathBuf::from(".switchyard"));
+            let data_dir = data_dir.or(env_data_dir).unwrap_or_else(|| PathBuf::from(".switchyard"));
             run_dev(config::load(config_file, flags)?, &data_dir).await
         }
         Command::Migrate => {
             let config = config::load(config_file, Layer::default())?;
             let store = adapters::SqlStore::connect(&config.store).await?;
             let applied = store.migrate().await?;
-            println!(
-                "applied {applied} migration(s) to the {:?} store",
-                store.dialect()
-            );
+            println!("applied {applied} migration(s) to the {:?} store", store.dialect());
             Ok(())
         }
-        Command::Tenant {
-            command: TenantCommand::Create { name, json },
-        } => {
+        Command::Tenant { command: TenantCommand::Create { name, json } } => {
             let config = config::load(config_file, Layer::default())?;
             let store = adapters::connect_store(&config.store).await?;
             let tenant = dev::create_tenant(store.as_ref(), &name).await?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"tenant_id": tenant.id, "name": tenant.name})
-                );
+                println!("{}", serde_json::json!({"tenant_id": tenant.id, "name": tenant.name}));
             } else {
                 println!("{}", tenant.id);
             }
             Ok(())
         }
-        Command::Key {
-            command: KeyCommand::Create { tenant_id, json },
-        } => {
+        Command::Key { command: KeyCommand::Create { tenant_id, json } } => {
             let tenant = TenantId::parse(&tenant_id)?;
             let config = config::load(config_file, Layer::default())?;
             let store = adapters::connect_store(&config.store).await?;
@@ -224,11 +196,7 @@ async fn run_dev(config: shared::config::Config, data_dir: &Path) -> anyhow::Res
     let backends = Backends::open(&config, &topology).await?;
     let platform = Platform::with_backends(config.clone(), topology, backends.clone())?;
     let api_url = format!("http://{}:{}", config.api_addr.ip(), platform.api_port());
-    let console_url = format!(
-        "http://{}:{}",
-        config.console_addr.ip(),
-        platform.console_port()
-    );
+    let console_url = format!("http://{}:{}", config.console_addr.ip(), platform.console_port());
     let (credentials, created) =
         dev::ensure_demo_tenant(backends.store.as_ref(), data_dir, &api_url, &console_url).await?;
     let store = match &config.store {

@@ -25,18 +25,10 @@ pub struct Backends {
 impl Backends {
     /// Opens the configured backends (and migrates the store).
     pub async fn open(config: &Config, topology: &Topology) -> anyhow::Result<Self> {
-        let store = adapters::connect_store(&config.store)
-            .await
-            .context("opening the store")?;
-        let transport = adapters::open_transport(&config.transport, topology)
-            .await
-            .context("opening the transport")?;
+        let store = adapters::connect_store(&config.store).await.context("opening the store")?;
+        let transport = adapters::open_transport(&config.transport, topology).await.context("opening the transport")?;
         let objects = adapters::open_object_store(&config.objects);
-        Ok(Self {
-            store,
-            transport,
-            objects,
-        })
+        Ok(Self { store, transport, objects })
     }
 }
 
@@ -56,36 +48,20 @@ impl Platform {
         Self::with_backends(config, topology, backends)
     }
 
-    pub fn with_backends(
-        config: Config,
-        topology: Topology,
-        backends: Backends,
-    ) -> anyhow::Result<Self> {
-        let api_listener = TcpListener::bind(config.api_addr)
-            .with_context(|| format!("binding the API to {}", config.api_addr))?;
+    pub fn with_backends(config: Config, topology: Topology, backends: Backends) -> anyhow::Result<Self> {
+        let api_listener =
+            TcpListener::bind(config.api_addr).with_context(|| format!("binding the API to {}", config.api_addr))?;
         let console_listener = TcpListener::bind(config.console_addr)
             .with_context(|| format!("binding the console to {}", config.console_addr))?;
-        Ok(Self {
-            backends,
-            topology,
-            config,
-            api_listener,
-            console_listener,
-        })
+        Ok(Self { backends, topology, config, api_listener, console_listener })
     }
 
     pub fn api_port(&self) -> u16 {
-        self.api_listener
-            .local_addr()
-            .map(|a| a.port())
-            .unwrap_or_default()
+        self.api_listener.local_addr().map(|a| a.port()).unwrap_or_default()
     }
 
     pub fn console_port(&self) -> u16 {
-        self.console_listener
-            .local_addr()
-            .map(|a| a.port())
-            .unwrap_or_default()
+        self.console_listener.local_addr().map(|a| a.port()).unwrap_or_default()
     }
 
     pub fn backends(&self) -> &Backends {
@@ -95,17 +71,8 @@ impl Platform {
     /// Runs everything until `shutdown` is cancelled, then stops receiving, lets
     /// in-flight requests and messages finish, and returns.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Platform {
-            backends,
-            topology,
-            config,
-            api_listener,
-            console_listener,
-        } = self;
-        let api = core_api::server(
-            api_listener,
-            core_api::ApiState::new(backends.store.clone()),
-        )?;
+        let Platform { backends, topology, config, api_listener, console_listener } = self;
+        let api = core_api::server(api_listener, core_api::ApiState::new(backends.store.clone()))?;
         let console = control_plane::server(console_listener)?;
         let (api_handle, console_handle) = (api.handle(), console.handle());
 
@@ -118,16 +85,10 @@ impl Platform {
         );
         tasks.spawn(relay.run(shutdown.clone()));
         let feedback = FeedbackWorker::new(backends.store.clone(), backends.objects.clone());
-        let mut consumer_config =
-            ConsumerConfig::new(topology.queue(UseCase::Feedback).name.clone());
+        let mut consumer_config = ConsumerConfig::new(topology.queue(UseCase::Feedback).name.clone());
         consumer_config.concurrency = config.worker_concurrency;
         tasks.spawn(
-            Consumer::new(
-                backends.transport.clone(),
-                Arc::new(feedback),
-                consumer_config,
-            )
-            .run(shutdown.clone()),
+            Consumer::new(backends.transport.clone(), Arc::new(feedback), consumer_config).run(shutdown.clone()),
         );
 
         // The servers run as their own tasks: a `Server` future must keep being polled
@@ -146,9 +107,7 @@ impl Platform {
         }
         tokio::join!(api_handle.stop(true), console_handle.stop(true));
         while let Some(result) = servers.join_next().await {
-            result
-                .context("an HTTP server panicked")?
-                .context("stopping an HTTP server")?;
+            result.context("an HTTP server panicked")?.context("stopping an HTTP server")?;
         }
         while let Some(result) = tasks.join_next().await {
             result.context("a background task panicked")?;

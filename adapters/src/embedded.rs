@@ -18,16 +18,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::Notify;
 
 use shared::pattern::FilterPolicy;
 use shared::ports::{
-    DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Transport,
-    TransportError,
+    DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Transport, TransportError,
 };
 use shared::topology::Topology;
 use shared::{Clock, Timestamp};
@@ -110,16 +108,10 @@ fn millis(duration: Duration) -> i64 {
 
 impl EmbeddedTransport {
     /// Opens (creating if needed) the transport database at `path` and provisions `topology`.
-    pub async fn open(
-        path: &Path,
-        topology: &Topology,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, EmbeddedError> {
+    pub async fn open(path: &Path, topology: &Topology, clock: Arc<dyn Clock>) -> Result<Self, EmbeddedError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| EmbeddedError::Directory {
-                path: parent.display().to_string(),
-                source,
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|source| EmbeddedError::Directory { path: parent.display().to_string(), source })?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -129,10 +121,7 @@ impl EmbeddedTransport {
             .busy_timeout(Duration::from_secs(5));
         // One connection: every operation is a short transaction, and one writer avoids
         // SQLite lock contention entirely.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
 
         let mut queues = HashMap::new();
@@ -158,11 +147,8 @@ impl EmbeddedTransport {
                 },
             );
         }
-        let mut topics: HashMap<String, Vec<Subscription>> = topology
-            .topics
-            .iter()
-            .map(|t| (t.name.clone(), Vec::new()))
-            .collect();
+        let mut topics: HashMap<String, Vec<Subscription>> =
+            topology.topics.iter().map(|t| (t.name.clone(), Vec::new())).collect();
         for sub in &topology.subscriptions {
             if let Some(list) = topics.get_mut(&sub.topic) {
                 list.push(Subscription {
@@ -172,18 +158,11 @@ impl EmbeddedTransport {
                 });
             }
         }
-        Ok(Self {
-            pool,
-            clock,
-            topics,
-            queues,
-        })
+        Ok(Self { pool, clock, topics, queues })
     }
 
     fn queue(&self, name: &str) -> Result<&QueueInfo, TransportError> {
-        self.queues
-            .get(name)
-            .ok_or_else(|| TransportError::UnknownQueue(name.to_owned()))
+        self.queues.get(name).ok_or_else(|| TransportError::UnknownQueue(name.to_owned()))
     }
 
     /// Records `dedup_id` in `scope`; false when it was already seen within the window.
@@ -309,11 +288,7 @@ impl EmbeddedTransport {
         tx.commit().await.map_err(db)?;
         if moved_to_dlq {
             if let Some((dlq, _)) = &info.dead_letter {
-                tracing::warn!(
-                    queue,
-                    dlq = dlq.as_str(),
-                    "moved a message to its dead-letter queue"
-                );
+                tracing::warn!(queue, dlq = dlq.as_str(), "moved a message to its dead-letter queue");
                 if let Some(dlq_info) = self.queues.get(dlq) {
                     dlq_info.wake.notify_waiters();
                 }
@@ -324,13 +299,14 @@ impl EmbeddedTransport {
 
     /// When the earliest in-flight message of `queue` becomes visible again.
     async fn next_visible(&self, queue: &str) -> Result<Option<Timestamp>, TransportError> {
-        let next: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(visible_at) FROM messages WHERE queue = ?1 AND receipt IS NOT NULL AND visible_at > ?2")
-                .bind(queue)
-                .bind(self.clock.now().as_millis())
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db)?;
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(visible_at) FROM messages WHERE queue = ?1 AND receipt IS NOT NULL AND visible_at > ?2",
+        )
+        .bind(queue)
+        .bind(self.clock.now().as_millis())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
         Ok(next.map(Timestamp::from_millis))
     }
 }
@@ -352,11 +328,8 @@ fn received_from(row: &SqliteRow, receipt: String, receive_count: i64) -> Receiv
 }
 
 fn sns_notification(topic: &str, message: &OutgoingMessage, now: Timestamp) -> String {
-    let attributes: serde_json::Map<String, Value> = message
-        .attributes
-        .iter()
-        .map(|(k, v)| (k.clone(), json!({"Type": "String", "Value": v})))
-        .collect();
+    let attributes: serde_json::Map<String, Value> =
+        message.attributes.iter().map(|(k, v)| (k.clone(), json!({"Type": "String", "Value": v}))).collect();
     json!({
         "Type": "Notification",
         "MessageId": uuid::Uuid::new_v4().to_string(),
@@ -370,28 +343,16 @@ fn sns_notification(topic: &str, message: &OutgoingMessage, now: Timestamp) -> S
 }
 
 fn validate(message: &OutgoingMessage) -> Result<(), TransportError> {
-    let id_ok =
-        |id: &str| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic());
+    let id_ok = |id: &str| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic());
     if !id_ok(&message.group_id) {
-        return Err(TransportError::Invalid(
-            "group id must be 1 to 128 printable ASCII characters".into(),
-        ));
+        return Err(TransportError::Invalid("group id must be 1 to 128 printable ASCII characters".into()));
     }
     if !id_ok(&message.dedup_id) {
-        return Err(TransportError::Invalid(
-            "dedup id must be 1 to 128 printable ASCII characters".into(),
-        ));
+        return Err(TransportError::Invalid("dedup id must be 1 to 128 printable ASCII characters".into()));
     }
-    let size = message.body.len()
-        + message
-            .attributes
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>();
+    let size = message.body.len() + message.attributes.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
     if size > MAX_MESSAGE_BYTES {
-        return Err(TransportError::Invalid(format!(
-            "message is {size} bytes; the limit is {MAX_MESSAGE_BYTES}"
-        )));
+        return Err(TransportError::Invalid(format!("message is {size} bytes; the limit is {MAX_MESSAGE_BYTES}")));
     }
     Ok(())
 }
@@ -403,10 +364,7 @@ impl Transport for EmbeddedTransport {
         topic: &str,
         batch: &[OutgoingMessage],
     ) -> Result<Vec<Result<(), TransportError>>, TransportError> {
-        let subscriptions = self
-            .topics
-            .get(topic)
-            .ok_or_else(|| TransportError::UnknownTopic(topic.to_owned()))?;
+        let subscriptions = self.topics.get(topic).ok_or_else(|| TransportError::UnknownTopic(topic.to_owned()))?;
         if batch.is_empty() || batch.len() > MAX_BATCH {
             return Err(TransportError::Invalid(format!(
                 "a batch holds 1 to {MAX_BATCH} messages (got {})",
@@ -432,18 +390,13 @@ impl Transport for EmbeddedTransport {
                 continue;
             }
             if Self::first_sighting(&mut tx, topic, &message.dedup_id, now).await? {
-                for sub in subscriptions
-                    .iter()
-                    .filter(|s| s.policy.matches_message(&message.attributes, &message.body))
+                for sub in subscriptions.iter().filter(|s| s.policy.matches_message(&message.attributes, &message.body))
                 {
                     if !Self::first_sighting(&mut tx, &sub.queue, &message.dedup_id, now).await? {
                         continue;
                     }
-                    let body = if sub.raw_delivery {
-                        message.body.clone()
-                    } else {
-                        sns_notification(topic, message, now)
-                    };
+                    let body =
+                        if sub.raw_delivery { message.body.clone() } else { sns_notification(topic, message, now) };
                     Self::enqueue(&mut tx, &sub.queue, message, &body, now).await?;
                     woken.push(&sub.queue);
                 }
@@ -459,11 +412,7 @@ impl Transport for EmbeddedTransport {
         Ok(results)
     }
 
-    async fn receive(
-        &self,
-        queue: &str,
-        options: ReceiveOptions,
-    ) -> Result<Vec<ReceivedMessage>, TransportError> {
+    async fn receive(&self, queue: &str, options: ReceiveOptions) -> Result<Vec<ReceivedMessage>, TransportError> {
         let info = self.queue(queue)?;
         if !(1..=10).contains(&options.max_messages) {
             return Err(TransportError::Invalid(format!(
@@ -472,17 +421,13 @@ impl Transport for EmbeddedTransport {
             )));
         }
         let wait = options.wait.min(MAX_WAIT);
-        let visibility = options
-            .visibility_timeout
-            .unwrap_or(info.visibility_timeout);
+        let visibility = options.visibility_timeout.unwrap_or(info.visibility_timeout);
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let woken = info.wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let messages = self
-                .try_receive(queue, info, options.max_messages, visibility)
-                .await?;
+            let messages = self.try_receive(queue, info, options.max_messages, visibility).await?;
             let now = tokio::time::Instant::now();
             if !messages.is_empty() || now >= deadline {
                 return Ok(messages);
@@ -501,9 +446,7 @@ impl Transport for EmbeddedTransport {
     async fn ack(&self, queue: &str, receipts: &[Receipt]) -> Result<(), TransportError> {
         let info = self.queue(queue)?;
         if receipts.len() > MAX_BATCH {
-            return Err(TransportError::Invalid(format!(
-                "at most {MAX_BATCH} receipts per call"
-            )));
+            return Err(TransportError::Invalid(format!("at most {MAX_BATCH} receipts per call")));
         }
         let mut tx = self.pool.begin().await.map_err(db)?;
         for receipt in receipts {
@@ -519,27 +462,21 @@ impl Transport for EmbeddedTransport {
         Ok(())
     }
 
-    async fn change_visibility(
-        &self,
-        queue: &str,
-        receipt: &Receipt,
-        timeout: Duration,
-    ) -> Result<(), TransportError> {
+    async fn change_visibility(&self, queue: &str, receipt: &Receipt, timeout: Duration) -> Result<(), TransportError> {
         let info = self.queue(queue)?;
         if timeout > Duration::from_secs(12 * 60 * 60) {
-            return Err(TransportError::Invalid(
-                "visibility timeout is at most 12 hours".into(),
-            ));
+            return Err(TransportError::Invalid("visibility timeout is at most 12 hours".into()));
         }
         let now = self.clock.now();
-        let updated = sqlx::query("UPDATE messages SET visible_at = ?1 WHERE queue = ?2 AND receipt = ?3 AND visible_at > ?4")
-            .bind(now.plus(timeout).as_millis())
-            .bind(queue)
-            .bind(&receipt.0)
-            .bind(now.as_millis())
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
+        let updated =
+            sqlx::query("UPDATE messages SET visible_at = ?1 WHERE queue = ?2 AND receipt = ?3 AND visible_at > ?4")
+                .bind(now.plus(timeout).as_millis())
+                .bind(queue)
+                .bind(&receipt.0)
+                .bind(now.as_millis())
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
         if updated.rows_affected() == 0 {
             return Err(TransportError::StaleReceipt);
         }
@@ -572,9 +509,11 @@ impl Transport for EmbeddedTransport {
     }
 
     async fn redrive(&self, dlq: &str) -> Result<u64, TransportError> {
-        let source = self.queue(dlq)?.redrive_to.clone().ok_or_else(|| {
-            TransportError::Invalid(format!("`{dlq}` is not a dead-letter queue"))
-        })?;
+        let source = self
+            .queue(dlq)?
+            .redrive_to
+            .clone()
+            .ok_or_else(|| TransportError::Invalid(format!("`{dlq}` is not a dead-letter queue")))?;
         let now = self.clock.now().as_millis();
         let mut tx = self.pool.begin().await.map_err(db)?;
         // Appended in their DLQ order, so each group's messages keep their order and stay together.
@@ -589,11 +528,7 @@ impl Transport for EmbeddedTransport {
         .await
         .map_err(db)?
         .rows_affected();
-        sqlx::query("DELETE FROM messages WHERE queue = ?1")
-            .bind(dlq)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        sqlx::query("DELETE FROM messages WHERE queue = ?1").bind(dlq).execute(&mut *tx).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
         if let Some(info) = self.queues.get(&source) {
             info.wake.notify_waiters();
@@ -603,11 +538,8 @@ impl Transport for EmbeddedTransport {
 
     async fn purge(&self, queue: &str) -> Result<u64, TransportError> {
         self.queue(queue)?;
-        let deleted = sqlx::query("DELETE FROM messages WHERE queue = ?1")
-            .bind(queue)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
+        let deleted =
+            sqlx::query("DELETE FROM messages WHERE queue = ?1").bind(queue).execute(&self.pool).await.map_err(db)?;
         Ok(deleted.rows_affected())
     }
 
@@ -625,9 +557,6 @@ impl Transport for EmbeddedTransport {
         .await
         .map_err(db)?;
         let count = |column: &str| u64::try_from(row.get::<i64, _>(column)).unwrap_or(0);
-        Ok(QueueStats {
-            visible: count("visible"),
-            in_flight: count("in_flight"),
-        })
+        Ok(QueueStats { visible: count("visible"), in_flight: count("in_flight") })
     }
 }

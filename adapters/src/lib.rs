@@ -35,9 +35,7 @@ pub async fn open_transport(
     match config {
         TransportConfig::Embedded { path } => {
             let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-            Ok(Arc::new(
-                embedded::EmbeddedTransport::open(path, topology, clock).await?,
-            ))
+            Ok(Arc::new(embedded::EmbeddedTransport::open(path, topology, clock).await?))
         }
     }
 }
@@ -45,8 +43,6 @@ pub async fn open_transport(
 /// Opens the configured object store.
 pub fn open_object_store(config: &ObjectStoreConfig) -> Arc<dyn ObjectStore> {
     match config {
-        ObjectStoreConfig::Filesystem { root } => {
-            Arc::new(object_store::FilesystemObjectStore::new(root.clone()))
-        }
+        ObjectStoreConfig::Filesystem { root } => Arc::new(object_store::FilesystemObjectStore::new(root.clone())),
     }
 }

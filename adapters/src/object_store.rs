@@ -33,12 +33,7 @@ fn io(error: std::io::Error) -> ObjectStoreError {
 
 #[async_trait]
 impl ObjectStore for FilesystemObjectStore {
-    async fn put(
-        &self,
-        key: &ObjectKey,
-        body: Vec<u8>,
-        _content_type: &str,
-    ) -> Result<(), ObjectStoreError> {
+    async fn put(&self, key: &ObjectKey, body: Vec<u8>, _content_type: &str) -> Result<(), ObjectStoreError> {
         let path = self.path(key);
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(io)?;
@@ -75,9 +70,7 @@ impl ObjectStore for FilesystemObjectStore {
                 let Ok(relative) = path.strip_prefix(&self.root) else {
                     continue;
                 };
-                let key = relative
-                    .to_string_lossy()
-                    .replace(std::path::MAIN_SEPARATOR, "/");
+                let key = relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
                 if key.starts_with(prefix) && !key.contains(".tmp-") {
                     if let Ok(key) = ObjectKey::parse(&key) {
                         keys.push(key);

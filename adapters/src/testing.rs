@@ -15,9 +15,7 @@ pub async fn fresh_postgres_database() -> Result<String, sqlx::Error> {
     let server = test_server_url();
     let name = format!("switchyard_test_{}", uuid::Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&server).await?;
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
     admin.close().await?;
     let (base, query) = match server.split_once('?') {
         Some((base, query)) => (base, format!("?{query}")),

@@ -60,22 +60,13 @@ pub async fn run(rate: u64, seconds: u64) -> anyhow::Result<()> {
     tracing::subscriber::set_global_default(subscriber)?;
 
     let dir = tempfile::tempdir()?;
-    let topology = Topology::new(
-        InstanceName::parse("bench").map_err(anyhow::Error::msg)?,
-        Environment::Production,
-    )?;
+    let topology = Topology::new(InstanceName::parse("bench").map_err(anyhow::Error::msg)?, Environment::Production)?;
     let config = Config {
         instance: topology.instance.clone(),
         environment: topology.environment,
-        store: StoreConfig::Sqlite {
-            path: dir.path().join("switchyard.db"),
-        },
-        transport: TransportConfig::Embedded {
-            path: dir.path().join("transport.db"),
-        },
-        objects: ObjectStoreConfig::Filesystem {
-            root: dir.path().join("objects"),
-        },
+        store: StoreConfig::Sqlite { path: dir.path().join("switchyard.db") },
+        transport: TransportConfig::Embedded { path: dir.path().join("transport.db") },
+        objects: ObjectStoreConfig::Filesystem { root: dir.path().join("objects") },
         api_addr: "127.0.0.1:0".parse()?,
         console_addr: "127.0.0.1:0".parse()?,
         worker_concurrency: 8,
@@ -83,9 +74,7 @@ pub async fn run(rate: u64, seconds: u64) -> anyhow::Result<()> {
     let platform = Platform::build(config, topology).await?;
     let store = platform.backends().store.clone();
     let tenant = switchyard::dev::create_tenant(store.as_ref(), "Bench").await?;
-    let key = core_api::issue_api_key(store.as_ref(), tenant.id)
-        .await?
-        .plaintext;
+    let key = core_api::issue_api_key(store.as_ref(), tenant.id).await?.plaintext;
     let url = format!("http://127.0.0.1:{}/v1/feedback", platform.api_port());
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(platform.run_until_stopped(shutdown.clone()));
@@ -101,13 +90,7 @@ pub async fn run(rate: u64, seconds: u64) -> anyhow::Result<()> {
         let (client, url, key) = (client.clone(), url.clone(), key.clone());
         sends.push(tokio::spawn(async move {
             let body = json!({"rating": 5, "message": format!("benchmark feedback {n}")});
-            let response = client
-                .post(&url)
-                .bearer_auth(&key)
-                .json(&body)
-                .send()
-                .await
-                .ok()?;
+            let response = client.post(&url).bearer_auth(&key).json(&body).send().await.ok()?;
             let accepted_at = Instant::now();
             if response.status().as_u16() != 202 {
                 return None;
@@ -137,29 +120,14 @@ pub async fn run(rate: u64, seconds: u64) -> anyhow::Result<()> {
     let done = completions.lock().map(|c| c.clone()).unwrap_or_default();
     let latencies: Vec<Duration> = accepted
         .iter()
-        .filter_map(|(id, at)| {
-            done.get(id)
-                .map(|finished| finished.saturating_duration_since(*at))
-        })
+        .filter_map(|(id, at)| done.get(id).map(|finished| finished.saturating_duration_since(*at)))
         .collect();
     let summary = summarize(latencies);
     println!("## Feedback end to end on the embedded engine, {rate} requests/s for {seconds} s\n");
     println!("| measure | value |");
     println!("|---|---|");
-    println!(
-        "| sent / accepted / completed | {total} / {} / {} |",
-        accepted.len(),
-        summary.count
-    );
-    println!(
-        "| 202 → completed p50 / p99 / max | {} / {} / {} |",
-        ms(summary.p50),
-        ms(summary.p99),
-        ms(summary.max)
-    );
-    println!(
-        "| **p99 / 50 ms target** | **{:.2}×** |",
-        summary.p99.as_secs_f64() * 1000.0 / 50.0
-    );
+    println!("| sent / accepted / completed | {total} / {} / {} |", accepted.len(), summary.count);
+    println!("| 202 → completed p50 / p99 / max | {} / {} / {} |", ms(summary.p50), ms(summary.p99), ms(summary.max));
+    println!("| **p99 / 50 ms target** | **{:.2}×** |", summary.p99.as_secs_f64() * 1000.0 / 50.0);
     Ok(())
 }

@@ -40,14 +40,9 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Api {
-            connections,
-            seconds,
-        } => runtime.block_on(api::run(connections, seconds)),
+        Command::Api { connections, seconds } => runtime.block_on(api::run(connections, seconds)),
         Command::E2e { rate, seconds } => runtime.block_on(e2e::run(rate, seconds)),
     }
 }

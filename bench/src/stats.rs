@@ -18,12 +18,7 @@ pub fn summarize(mut samples: Vec<Duration>) -> Summary {
         let index = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
         samples[index]
     };
-    Summary {
-        count: samples.len(),
-        p50: at(0.50),
-        p99: at(0.99),
-        max: samples.last().copied().unwrap_or_default(),
-    }
+    Summary { count: samples.len(), p50: at(0.50), p99: at(0.99), max: samples.last().copied().unwrap_or_default() }
 }
 
 pub fn ms(duration: Duration) -> String {

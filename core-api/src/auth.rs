@@ -37,11 +37,7 @@ pub async fn issue_api_key(store: &dyn Store, tenant: TenantId) -> Result<Issued
     let id = ApiKeyId::new();
     let mut secret = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut secret);
-    let plaintext = format!(
-        "{KEY_PREFIX}{}_{}",
-        id.as_uuid().simple(),
-        hex::encode(secret)
-    );
+    let plaintext = format!("{KEY_PREFIX}{}_{}", id.as_uuid().simple(), hex::encode(secret));
     let record = ApiKeyRecord {
         id,
         tenant_id: tenant,
@@ -79,11 +75,7 @@ pub const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
 const KEY_CACHE_CAPACITY: usize = 10_000;
 
 impl KeyCache {
-    async fn lookup(
-        &self,
-        store: &dyn Store,
-        id: ApiKeyId,
-    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+    async fn lookup(&self, store: &dyn Store, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
         if let Ok(entries) = self.entries.read() {
             if let Some((record, fetched)) = entries.get(&id) {
                 if fetched.elapsed() < KEY_CACHE_TTL {
@@ -106,31 +98,21 @@ impl KeyCache {
 }
 
 /// The tenant a request's `Authorization: Bearer sk_…` header belongs to.
-pub async fn authenticate(
-    request: &HttpRequest,
-    store: &dyn Store,
-    keys: &KeyCache,
-) -> Result<TenantId, ApiError> {
+pub async fn authenticate(request: &HttpRequest, store: &dyn Store, keys: &KeyCache) -> Result<TenantId, ApiError> {
     let header = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or(ApiError::Unauthorized(
-            "missing `Authorization: Bearer <API key>` header",
-        ))?;
+        .ok_or(ApiError::Unauthorized("missing `Authorization: Bearer <API key>` header"))?;
     let token = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
         .map(str::trim)
-        .ok_or(ApiError::Unauthorized(
-            "the Authorization header must use the Bearer scheme",
-        ))?;
+        .ok_or(ApiError::Unauthorized("the Authorization header must use the Bearer scheme"))?;
     const UNKNOWN: ApiError = ApiError::Unauthorized("unknown or revoked API key");
     let id = key_id(token).ok_or(UNKNOWN)?;
     let record = keys.lookup(store, id).await?.ok_or(UNKNOWN)?;
-    if record.revoked_at.is_some()
-        || !constant_time_eq(record.secret_hash.as_bytes(), hash(token).as_bytes())
-    {
+    if record.revoked_at.is_some() || !constant_time_eq(record.secret_hash.as_bytes(), hash(token).as_bytes()) {
         return Err(UNKNOWN);
     }
     Ok(record.tenant_id)
@@ -148,10 +130,7 @@ mod tests {
         assert_eq!(key_id(&good.replacen("sk_", "pk_", 1)), None);
         assert_eq!(key_id(&good[..good.len() - 1]), None);
         assert_eq!(key_id("sk_"), None);
-        assert_eq!(
-            key_id(&format!("sk_{}_{}", id.as_uuid().simple(), "z".repeat(64))),
-            None
-        );
+        assert_eq!(key_id(&format!("sk_{}_{}", id.as_uuid().simple(), "z".repeat(64))), None);
     }
 
     #[test]

@@ -10,21 +10,11 @@ use crate::problem::{ApiError, FieldError};
 use crate::MAX_BODY_BYTES;
 
 fn is_json(request: &HttpRequest) -> bool {
-    let Some(value) = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(value) = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Reads the body as a JSON object.
@@ -38,18 +28,13 @@ pub(crate) async fn json_object(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
-        return Err(ApiError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        });
+        return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
     }
     let mut bytes = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::MalformedJson(format!("could not read the body: {e}")))?;
+        let chunk = chunk.map_err(|e| ApiError::MalformedJson(format!("could not read the body: {e}")))?;
         if bytes.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge {
-                limit: MAX_BODY_BYTES,
-            });
+            return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
         }
         bytes.extend_from_slice(&chunk);
     }
@@ -58,10 +43,7 @@ pub(crate) async fn json_object(
     }
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::Validation(vec![FieldError::new(
-            "(body)",
-            "must be a JSON object",
-        )])),
+        Ok(_) => Err(ApiError::Validation(vec![FieldError::new("(body)", "must be a JSON object")])),
         Err(error) => Err(ApiError::MalformedJson(error.to_string())),
     }
 }

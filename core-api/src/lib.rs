@@ -34,16 +34,10 @@ pub struct ApiState {
 
 impl ApiState {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self {
-            store,
-            keys: Arc::default(),
-        }
+        Self { store, keys: Arc::default() }
     }
 
-    pub(crate) async fn authenticate(
-        &self,
-        request: &actix_web::HttpRequest,
-    ) -> Result<shared::TenantId, ApiError> {
+    pub(crate) async fn authenticate(&self, request: &actix_web::HttpRequest) -> Result<shared::TenantId, ApiError> {
         auth::authenticate(request, self.store.as_ref(), &self.keys).await
     }
 }

@@ -16,10 +16,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            detail: detail.into(),
-        }
+        Self { field: field.into(), detail: detail.into() }
     }
 }
 
@@ -71,12 +68,8 @@ impl ApiError {
             ApiError::Unauthorized(_) => ("/problems/unauthorized", "Unauthorized"),
             ApiError::MalformedJson(_) => ("/problems/malformed-json", "Malformed JSON"),
             ApiError::Validation(_) => ("/problems/validation", "Invalid request"),
-            ApiError::PayloadTooLarge { .. } => {
-                ("/problems/payload-too-large", "Payload too large")
-            }
-            ApiError::UnsupportedMediaType => {
-                ("/problems/unsupported-media-type", "Unsupported media type")
-            }
+            ApiError::PayloadTooLarge { .. } => ("/problems/payload-too-large", "Payload too large"),
+            ApiError::UnsupportedMediaType => ("/problems/unsupported-media-type", "Unsupported media type"),
             ApiError::NotFound(_) => ("/problems/not-found", "Not found"),
             ApiError::Unavailable(_) => ("/problems/unavailable", "Service unavailable"),
             ApiError::Internal(_) => ("/problems/internal", "Internal server error"),
@@ -129,13 +122,7 @@ impl ResponseError for ApiError {
             ApiError::Validation(errors) => Some(errors.as_slice()),
             _ => None,
         };
-        let problem = Problem {
-            kind,
-            title,
-            status: status.as_u16(),
-            detail: self.detail(),
-            errors,
-        };
+        let problem = Problem { kind, title, status: status.as_u16(), detail: self.detail(), errors };
         let mut response = HttpResponse::build(status);
         response.content_type("application/problem+json");
         if matches!(self, ApiError::Unauthorized(_)) {

@@ -22,18 +22,13 @@ impl Timestamp {
     }
 
     pub fn now() -> Self {
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Self(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
     }
 
     #[must_use]
     pub fn plus(self, duration: Duration) -> Self {
-        Self(
-            self.0
-                .saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
-        )
+        Self(self.0.saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)))
     }
 
     /// How long from `self` until `later` (zero when `later` is not after `self`).
@@ -42,8 +37,7 @@ impl Timestamp {
     }
 
     fn datetime(self) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
     /// Calendar parts (year, month, day, hour) in UTC, used for partitioned object keys.
@@ -127,8 +121,7 @@ impl ManualClock {
 
     pub fn advance(&self, by: Duration) {
         let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
-        self.offset_ms
-            .fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+        self.offset_ms.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -147,10 +140,7 @@ mod tests {
     fn formats_and_parses_rfc3339_with_millis() {
         let ts = Timestamp::from_millis(1_764_201_428_123);
         assert_eq!(ts.to_rfc3339(), "2025-11-26T23:57:08.123Z");
-        assert_eq!(
-            Timestamp::parse_rfc3339("2025-11-26T23:57:08.123Z").unwrap(),
-            ts
-        );
+        assert_eq!(Timestamp::parse_rfc3339("2025-11-26T23:57:08.123Z").unwrap(), ts);
         assert_eq!(ts.utc_parts(), (2025, 11, 26, 23));
     }
 

@@ -113,10 +113,7 @@ impl FeedbackMessage {
         }
         let chars = value.chars().count();
         if chars > Self::MAX_CHARS {
-            return Err(format!(
-                "must be at most {} characters (got {chars})",
-                Self::MAX_CHARS
-            ));
+            return Err(format!("must be at most {} characters (got {chars})", Self::MAX_CHARS));
         }
         Ok(Self(value.to_owned()))
     }
@@ -147,12 +144,7 @@ pub struct EmailAddress(String);
 
 impl EmailAddress {
     pub fn parse(value: &str) -> Result<Self, String> {
-        let invalid = || {
-            format!(
-                "`{}` is not a valid email address",
-                value.chars().take(80).collect::<String>()
-            )
-        };
+        let invalid = || format!("`{}` is not a valid email address", value.chars().take(80).collect::<String>());
         if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid());
         }
@@ -210,14 +202,7 @@ impl FeedbackStatus {
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [
-            Self::Accepted,
-            Self::Processing,
-            Self::Completed,
-            Self::Failed,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == value)
+        [Self::Accepted, Self::Processing, Self::Completed, Self::Failed].into_iter().find(|s| s.as_str() == value)
     }
 }
 
@@ -273,17 +258,7 @@ mod tests {
         for ok in ["a@b.co", "first.last+tag@example.com", "x@sub.domain.org"] {
             assert!(EmailAddress::parse(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "a",
-            "a@b",
-            "@b.com",
-            "a@.com",
-            "a@b..com",
-            "a b@c.com",
-            "a@-b.com",
-            "a@b.com\n",
-        ] {
+        for bad in ["", "a", "a@b", "@b.com", "a@.com", "a@b..com", "a b@c.com", "a@-b.com", "a@b.com\n"] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad}");
         }
     }

@@ -68,9 +68,7 @@ impl FromStr for Service {
         Service::ALL
             .into_iter()
             .find(|service| service.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown service `{s}` (expected core-api, control-plane or adapters)")
-            })
+            .ok_or_else(|| format!("unknown service `{s}` (expected core-api, control-plane or adapters)"))
     }
 }
 
@@ -180,12 +178,7 @@ pub struct EventEnvelope {
 
 impl EventEnvelope {
     /// A new envelope with a fresh UUIDv7 id, stamped now.
-    pub fn new(
-        tenant_id: TenantId,
-        source: Service,
-        event_type: EventType,
-        data: Map<String, Value>,
-    ) -> Self {
+    pub fn new(tenant_id: TenantId, source: Service, event_type: EventType, data: Map<String, Value>) -> Self {
         Self {
             id: EventId::new(),
             tenant_id,
@@ -237,10 +230,7 @@ mod tests {
             assert!(EventType::parse(bad).is_err(), "{bad}");
         }
         let long = format!("a.{}", "b".repeat(127));
-        assert_eq!(
-            EventType::parse(&long),
-            Err(EventTypeError::TooLong { len: 129 })
-        );
+        assert_eq!(EventType::parse(&long), Err(EventTypeError::TooLong { len: 129 }));
         assert!(EventType::parse(&format!("a.{}", "b".repeat(126))).is_ok());
     }
 
@@ -268,9 +258,6 @@ mod tests {
                 "schema_version": 1
             })
         );
-        assert_eq!(
-            EventEnvelope::from_json(&envelope.to_json()).unwrap(),
-            envelope
-        );
+        assert_eq!(EventEnvelope::from_json(&envelope.to_json()).unwrap(), envelope);
     }
 }

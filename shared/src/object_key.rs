@@ -20,32 +20,21 @@ pub struct ObjectKey(String);
 
 impl ObjectKey {
     pub fn parse(key: &str) -> Result<Self, ObjectKeyError> {
-        let error = |reason| ObjectKeyError {
-            key: key.chars().take(120).collect(),
-            reason,
-        };
+        let error = |reason| ObjectKeyError { key: key.chars().take(120).collect(), reason };
         if key.is_empty() || key.len() > 1024 {
             return Err(error("must be 1 to 1024 bytes"));
         }
         if !key.bytes().all(|b| b.is_ascii_graphic()) || key.contains('\\') {
             return Err(error("only printable ASCII without spaces or backslashes"));
         }
-        if key
-            .split('/')
-            .any(|segment| segment.is_empty() || segment == "." || segment == "..")
-        {
+        if key.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
             return Err(error("segments must not be empty, `.` or `..`"));
         }
         Ok(Self(key.to_owned()))
     }
 
     /// `<prefix>/tenant=<id>/year=YYYY/month=MM/day=DD/hour=HH/<name>` for the UTC hour of `at`.
-    pub fn partitioned(
-        prefix: &str,
-        tenant: TenantId,
-        at: Timestamp,
-        name: &str,
-    ) -> Result<Self, ObjectKeyError> {
+    pub fn partitioned(prefix: &str, tenant: TenantId, at: Timestamp, name: &str) -> Result<Self, ObjectKeyError> {
         let (year, month, day, hour) = at.utc_parts();
         Self::parse(&format!(
             "{prefix}/tenant={tenant}/year={year:04}/month={month:02}/day={day:02}/hour={hour:02}/{name}"
@@ -76,13 +65,8 @@ mod tests {
     #[test]
     fn builds_the_partitioned_layout() {
         let tenant = TenantId::parse("ten_0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6").unwrap();
-        let key = ObjectKey::partitioned(
-            "feedback",
-            tenant,
-            Timestamp::from_millis(1_764_201_428_123),
-            "evt_1.json",
-        )
-        .unwrap();
+        let key = ObjectKey::partitioned("feedback", tenant, Timestamp::from_millis(1_764_201_428_123), "evt_1.json")
+            .unwrap();
         assert_eq!(
             key.as_str(),
             "feedback/tenant=ten_0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6/year=2025/month=11/day=26/hour=23/evt_1.json"
@@ -91,16 +75,7 @@ mod tests {
 
     #[test]
     fn rejects_escaping_keys() {
-        for bad in [
-            "",
-            "/abs",
-            "a//b",
-            "a/../b",
-            "a/./b",
-            "a b",
-            "a\\b",
-            "trailing/",
-        ] {
+        for bad in ["", "/abs", "a//b", "a/../b", "a/./b", "a b", "a\\b", "trailing/"] {
             assert!(ObjectKey::parse(bad).is_err(), "{bad}");
         }
     }

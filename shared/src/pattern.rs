@@ -131,24 +131,15 @@ impl fmt::Display for Path<'_> {
 
 impl<'a> Path<'a> {
     fn key(&'a self, key: &'a str) -> Path<'a> {
-        Path {
-            parent: Some(self),
-            segment: Segment::Key(key),
-        }
+        Path { parent: Some(self), segment: Segment::Key(key) }
     }
 
     fn index(&'a self, i: usize) -> Path<'a> {
-        Path {
-            parent: Some(self),
-            segment: Segment::Index(i),
-        }
+        Path { parent: Some(self), segment: Segment::Index(i) }
     }
 
     fn error(&self, message: impl Into<String>) -> PatternError {
-        PatternError {
-            path: self.to_string(),
-            message: message.into(),
-        }
+        PatternError { path: self.to_string(), message: message.into() }
     }
 }
 
@@ -163,33 +154,22 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-const OPERATORS: &str =
-    "prefix, suffix, equals-ignore-case, wildcard, anything-but, numeric, cidr, exists";
+const OPERATORS: &str = "prefix, suffix, equals-ignore-case, wildcard, anything-but, numeric, cidr, exists";
 
 impl EventPattern {
     /// Parses a pattern from JSON text.
     pub fn parse_str(text: &str) -> Result<Self, PatternError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| PatternError {
-            path: "(root)".into(),
-            message: format!("not valid JSON: {e}"),
-        })?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| PatternError { path: "(root)".into(), message: format!("not valid JSON: {e}") })?;
         Self::parse(&value)
     }
 
     /// Parses a pattern from a JSON value.
     pub fn parse(value: &Value) -> Result<Self, PatternError> {
-        let root = Path {
-            parent: None,
-            segment: Segment::Root,
-        };
+        let root = Path { parent: None, segment: Segment::Root };
         match value {
-            Value::Object(map) => Ok(Self {
-                root: parse_node(map, &root, Nesting::Allowed)?,
-            }),
-            other => Err(root.error(format!(
-                "a pattern must be a JSON object, found {}",
-                kind_of(other)
-            ))),
+            Value::Object(map) => Ok(Self { root: parse_node(map, &root, Nesting::Allowed)? }),
+            other => Err(root.error(format!("a pattern must be a JSON object, found {}", kind_of(other)))),
         }
     }
 
@@ -208,26 +188,16 @@ enum Nesting {
     Forbidden,
 }
 
-fn parse_node(
-    map: &Map<String, Value>,
-    path: &Path<'_>,
-    nesting: Nesting,
-) -> Result<Node, PatternError> {
+fn parse_node(map: &Map<String, Value>, path: &Path<'_>, nesting: Nesting) -> Result<Node, PatternError> {
     if map.is_empty() {
         return Err(path.error("a pattern object must have at least one field"));
     }
-    let mut node = Node {
-        fields: Vec::new(),
-        any_of: Vec::new(),
-    };
+    let mut node = Node { fields: Vec::new(), any_of: Vec::new() };
     for (key, value) in map {
         let here = path.key(key);
         if key == "$or" {
             let Value::Array(alternatives) = value else {
-                return Err(here.error(format!(
-                    "`$or` takes an array of pattern objects, found {}",
-                    kind_of(value)
-                )));
+                return Err(here.error(format!("`$or` takes an array of pattern objects, found {}", kind_of(value))));
             };
             if alternatives.len() < 2 {
                 return Err(here.error("`$or` needs at least two alternatives"));
@@ -236,10 +206,9 @@ fn parse_node(
             for (i, alternative) in alternatives.iter().enumerate() {
                 let at = here.index(i);
                 let Value::Object(inner) = alternative else {
-                    return Err(at.error(format!(
-                        "each `$or` alternative must be an object, found {}",
-                        kind_of(alternative)
-                    )));
+                    return Err(
+                        at.error(format!("each `$or` alternative must be an object, found {}", kind_of(alternative)))
+                    );
                 };
                 parsed.push(parse_node(inner, &at, nesting)?);
             }
@@ -247,12 +216,9 @@ fn parse_node(
             continue;
         }
         let field = match value {
-            Value::Object(inner) if nesting == Nesting::Allowed => {
-                Field::Nested(parse_node(inner, &here, nesting)?)
-            }
+            Value::Object(inner) if nesting == Nesting::Allowed => Field::Nested(parse_node(inner, &here, nesting)?),
             Value::Object(_) => {
-                return Err(here
-                    .error("nested keys are only allowed in a MessageBody-scoped filter policy"));
+                return Err(here.error("nested keys are only allowed in a MessageBody-scoped filter policy"));
             }
             Value::Array(items) if items.is_empty() => {
                 return Err(here.error("a match list must not be empty"));
@@ -265,10 +231,8 @@ fn parse_node(
                     .collect::<Result<_, _>>()?,
             ),
             other => {
-                return Err(here.error(format!(
-                    "match values must be in an array (like [\"value\"]), found {}",
-                    kind_of(other)
-                )));
+                return Err(here
+                    .error(format!("match values must be in an array (like [\"value\"]), found {}", kind_of(other))));
             }
         };
         node.fields.push((key.clone(), field));
@@ -276,24 +240,11 @@ fn parse_node(
     Ok(node)
 }
 
-fn expect_str<'v>(
-    value: &'v Value,
-    path: &Path<'_>,
-    operator: &str,
-) -> Result<&'v str, PatternError> {
-    value.as_str().ok_or_else(|| {
-        path.error(format!(
-            "`{operator}` takes a string, found {}",
-            kind_of(value)
-        ))
-    })
+fn expect_str<'v>(value: &'v Value, path: &Path<'_>, operator: &str) -> Result<&'v str, PatternError> {
+    value.as_str().ok_or_else(|| path.error(format!("`{operator}` takes a string, found {}", kind_of(value))))
 }
 
-fn parse_affix(
-    value: &Value,
-    path: &Path<'_>,
-    operator: &str,
-) -> Result<(String, Case), PatternError> {
+fn parse_affix(value: &Value, path: &Path<'_>, operator: &str) -> Result<(String, Case), PatternError> {
     match value {
         Value::String(text) => Ok((text.clone(), Case::Sensitive)),
         Value::Object(map) if map.len() == 1 && map.contains_key("equals-ignore-case") => {
@@ -307,66 +258,41 @@ fn parse_affix(
     }
 }
 
-fn string_list(
-    value: &Value,
-    path: &Path<'_>,
-    operator: &str,
-) -> Result<Vec<String>, PatternError> {
+fn string_list(value: &Value, path: &Path<'_>, operator: &str) -> Result<Vec<String>, PatternError> {
     match value {
         Value::String(s) => Ok(vec![s.clone()]),
-        Value::Array(items) if !items.is_empty() => items
-            .iter()
-            .map(|item| expect_str(item, path, operator).map(str::to_owned))
-            .collect(),
-        other => Err(path.error(format!(
-            "`{operator}` takes a string or a non-empty array of strings, found {}",
-            kind_of(other)
-        ))),
+        Value::Array(items) if !items.is_empty() => {
+            items.iter().map(|item| expect_str(item, path, operator).map(str::to_owned)).collect()
+        }
+        other => Err(path
+            .error(format!("`{operator}` takes a string or a non-empty array of strings, found {}", kind_of(other)))),
     }
 }
 
 fn parse_matcher(value: &Value, path: &Path<'_>) -> Result<Matcher, PatternError> {
     let map = match value {
-        Value::String(_) | Value::Number(_) | Value::Null | Value::Bool(_) => {
-            return Ok(Matcher::Exact(value.clone()))
-        }
+        Value::String(_) | Value::Number(_) | Value::Null | Value::Bool(_) => return Ok(Matcher::Exact(value.clone())),
         Value::Array(_) => return Err(path.error("nested arrays are not allowed in a match list")),
         Value::Object(map) => map,
     };
     let mut entries = map.iter();
     let (Some((operator, argument)), None) = (entries.next(), entries.next()) else {
-        return Err(path.error(format!(
-            "a matcher object must have exactly one operator ({OPERATORS})"
-        )));
+        return Err(path.error(format!("a matcher object must have exactly one operator ({OPERATORS})")));
     };
     let at = path.key(operator);
     match operator.as_str() {
-        "prefix" => {
-            parse_affix(argument, &at, operator).map(|(text, case)| Matcher::Prefix { text, case })
-        }
-        "suffix" => {
-            parse_affix(argument, &at, operator).map(|(text, case)| Matcher::Suffix { text, case })
-        }
-        "equals-ignore-case" => Ok(Matcher::EqualsIgnoreCase(
-            expect_str(argument, &at, operator)?.to_lowercase(),
-        )),
-        "wildcard" => Ok(Matcher::Wildcard(Wildcard::parse(
-            expect_str(argument, &at, operator)?,
-            &at,
-        )?)),
+        "prefix" => parse_affix(argument, &at, operator).map(|(text, case)| Matcher::Prefix { text, case }),
+        "suffix" => parse_affix(argument, &at, operator).map(|(text, case)| Matcher::Suffix { text, case }),
+        "equals-ignore-case" => Ok(Matcher::EqualsIgnoreCase(expect_str(argument, &at, operator)?.to_lowercase())),
+        "wildcard" => Ok(Matcher::Wildcard(Wildcard::parse(expect_str(argument, &at, operator)?, &at)?)),
         "anything-but" => parse_anything_but(argument, &at).map(Matcher::AnythingBut),
         "numeric" => parse_numeric(argument, &at).map(Matcher::Numeric),
         "cidr" => Cidr::parse(expect_str(argument, &at, operator)?, &at).map(Matcher::Cidr),
         "exists" => match argument {
             Value::Bool(b) => Ok(Matcher::Exists(*b)),
-            other => Err(at.error(format!(
-                "`exists` takes true or false, found {}",
-                kind_of(other)
-            ))),
+            other => Err(at.error(format!("`exists` takes true or false, found {}", kind_of(other)))),
         },
-        other => Err(path.error(format!(
-            "unknown operator `{other}` (expected one of {OPERATORS})"
-        ))),
+        other => Err(path.error(format!("unknown operator `{other}` (expected one of {OPERATORS})"))),
     }
 }
 
@@ -409,15 +335,11 @@ fn parse_anything_but(argument: &Value, path: &Path<'_>) -> Result<AnythingBut, 
     }
 }
 
-fn parse_numeric(
-    argument: &Value,
-    path: &Path<'_>,
-) -> Result<Vec<(Comparison, f64)>, PatternError> {
+fn parse_numeric(argument: &Value, path: &Path<'_>) -> Result<Vec<(Comparison, f64)>, PatternError> {
     let Value::Array(items) = argument else {
-        return Err(path.error(format!(
-            "`numeric` takes an array like [\">\", 0, \"<=\", 5], found {}",
-            kind_of(argument)
-        )));
+        return Err(
+            path.error(format!("`numeric` takes an array like [\">\", 0, \"<=\", 5], found {}", kind_of(argument)))
+        );
     };
     if items.is_empty() || items.len() > 4 || items.len() % 2 != 0 {
         return Err(path.error("`numeric` takes one or two (operator, number) pairs"));
@@ -433,22 +355,21 @@ fn parse_numeric(
             Some(">=") => Comparison::GreaterOrEqual,
             _ => return Err(op_path.error("expected one of \"<\", \"<=\", \"=\", \">\", \">=\"")),
         };
-        let number = pair[1].as_f64().ok_or_else(|| {
-            path.index(i * 2 + 1)
-                .error(format!("expected a number, found {}", kind_of(&pair[1])))
-        })?;
+        let number = pair[1]
+            .as_f64()
+            .ok_or_else(|| path.index(i * 2 + 1).error(format!("expected a number, found {}", kind_of(&pair[1]))))?;
         conditions.push((comparison, number));
     }
     if let [(lower, low), (upper, high)] = conditions.as_slice() {
         let lower_ok = matches!(lower, Comparison::Greater | Comparison::GreaterOrEqual);
         let upper_ok = matches!(upper, Comparison::Less | Comparison::LessOrEqual);
         if !lower_ok || !upper_ok {
-            return Err(path.error("a numeric range must be a lower bound (> or >=) followed by an upper bound (< or <=)"));
+            return Err(
+                path.error("a numeric range must be a lower bound (> or >=) followed by an upper bound (< or <=)")
+            );
         }
         if low > high {
-            return Err(path.error(format!(
-                "the lower bound {low} is above the upper bound {high}"
-            )));
+            return Err(path.error(format!("the lower bound {low} is above the upper bound {high}")));
         }
     }
     Ok(conditions)
@@ -462,17 +383,11 @@ impl Wildcard {
             match c {
                 '\\' => match chars.next() {
                     Some(escaped @ ('*' | '\\')) => tokens.push(WildcardToken::Char(escaped)),
-                    _ => {
-                        return Err(
-                            path.error("in a wildcard, `\\` must be followed by `*` or `\\`")
-                        )
-                    }
+                    _ => return Err(path.error("in a wildcard, `\\` must be followed by `*` or `\\`")),
                 },
                 '*' => {
                     if tokens.last() == Some(&WildcardToken::Star) {
-                        return Err(
-                            path.error("consecutive wildcard characters (`**`) are not allowed")
-                        );
+                        return Err(path.error("consecutive wildcard characters (`**`) are not allowed"));
                     }
                     tokens.push(WildcardToken::Star);
                 }
@@ -508,9 +423,7 @@ impl Wildcard {
                 },
             }
         }
-        tokens[p..]
-            .iter()
-            .all(|token| *token == WildcardToken::Star)
+        tokens[p..].iter().all(|token| *token == WildcardToken::Star)
     }
 }
 
@@ -523,11 +436,7 @@ fn ip_bits(ip: IpAddr) -> (u128, bool) {
 
 impl Cidr {
     fn parse(text: &str, path: &Path<'_>) -> Result<Self, PatternError> {
-        let invalid = || {
-            path.error(format!(
-                "`{text}` is not a CIDR block like 10.0.0.0/24 or 2001:db8::/32"
-            ))
-        };
+        let invalid = || path.error(format!("`{text}` is not a CIDR block like 10.0.0.0/24 or 2001:db8::/32"));
         let (address, prefix) = text.split_once('/').ok_or_else(invalid)?;
         let ip: IpAddr = address.parse().map_err(|_| invalid())?;
         let prefix_len: u8 = prefix.parse().map_err(|_| invalid())?;
@@ -536,22 +445,14 @@ impl Cidr {
         if prefix_len > width {
             return Err(invalid());
         }
-        Ok(Self {
-            network: bits & Self::mask(prefix_len, width),
-            prefix_len,
-            v6,
-        })
+        Ok(Self { network: bits & Self::mask(prefix_len, width), prefix_len, v6 })
     }
 
     fn mask(prefix_len: u8, width: u8) -> u128 {
         if prefix_len == 0 {
             return 0;
         }
-        let full = if width == 128 {
-            u128::MAX
-        } else {
-            u128::from(u32::MAX)
-        };
+        let full = if width == 128 { u128::MAX } else { u128::from(u32::MAX) };
         (full << (width - prefix_len)) & full
     }
 
@@ -593,36 +494,25 @@ impl Matcher {
                 Case::Sensitive => s.ends_with(suffix.as_str()),
                 Case::Insensitive => s.to_lowercase().ends_with(suffix.as_str()),
             }),
-            Matcher::EqualsIgnoreCase(expected) => {
-                text.is_some_and(|s| s.to_lowercase() == *expected)
-            }
+            Matcher::EqualsIgnoreCase(expected) => text.is_some_and(|s| s.to_lowercase() == *expected),
             Matcher::Wildcard(wildcard) => text.is_some_and(|s| wildcard.matches(s)),
             Matcher::AnythingBut(rule) => match rule {
                 AnythingBut::Values(values) => {
-                    (value.is_string() || value.is_number())
-                        && !values.iter().any(|v| same_scalar(v, value))
+                    (value.is_string() || value.is_number()) && !values.iter().any(|v| same_scalar(v, value))
                 }
-                AnythingBut::Prefix(prefix) => {
-                    text.is_some_and(|s| !s.starts_with(prefix.as_str()))
-                }
+                AnythingBut::Prefix(prefix) => text.is_some_and(|s| !s.starts_with(prefix.as_str())),
                 AnythingBut::Suffix(suffix) => text.is_some_and(|s| !s.ends_with(suffix.as_str())),
-                AnythingBut::EqualsIgnoreCase(values) => {
-                    text.is_some_and(|s| !values.contains(&s.to_lowercase()))
-                }
-                AnythingBut::Wildcard(wildcards) => {
-                    text.is_some_and(|s| !wildcards.iter().any(|w| w.matches(s)))
-                }
+                AnythingBut::EqualsIgnoreCase(values) => text.is_some_and(|s| !values.contains(&s.to_lowercase())),
+                AnythingBut::Wildcard(wildcards) => text.is_some_and(|s| !wildcards.iter().any(|w| w.matches(s))),
             },
             Matcher::Numeric(conditions) => value.as_f64().is_some_and(|n| {
-                conditions
-                    .iter()
-                    .all(|(comparison, bound)| match comparison {
-                        Comparison::Less => n < *bound,
-                        Comparison::LessOrEqual => n <= *bound,
-                        Comparison::Equal => n == *bound,
-                        Comparison::Greater => n > *bound,
-                        Comparison::GreaterOrEqual => n >= *bound,
-                    })
+                conditions.iter().all(|(comparison, bound)| match comparison {
+                    Comparison::Less => n < *bound,
+                    Comparison::LessOrEqual => n <= *bound,
+                    Comparison::Equal => n == *bound,
+                    Comparison::Greater => n > *bound,
+                    Comparison::GreaterOrEqual => n >= *bound,
+                })
             }),
             Matcher::Cidr(cidr) => text.is_some_and(|s| cidr.contains(s)),
             Matcher::Exists(expected) => *expected,
@@ -649,19 +539,14 @@ impl Node {
                 Field::Leaf(matchers) => leaf_matches(matchers, value),
                 Field::Nested(node) => match value {
                     Some(Value::Object(inner)) => node.matches(Some(inner)),
-                    Some(Value::Array(items)) => items.iter().any(|item| {
-                        item.as_object()
-                            .is_some_and(|inner| node.matches(Some(inner)))
-                    }),
+                    Some(Value::Array(items)) => {
+                        items.iter().any(|item| item.as_object().is_some_and(|inner| node.matches(Some(inner))))
+                    }
                     _ => node.matches(None),
                 },
             }
         });
-        fields_match
-            && self
-                .any_of
-                .iter()
-                .all(|alternatives| alternatives.iter().any(|alt| alt.matches(object)))
+        fields_match && self.any_of.iter().all(|alternatives| alternatives.iter().any(|alt| alt.matches(object)))
     }
 }
 
@@ -683,26 +568,15 @@ pub struct FilterPolicy {
 
 impl FilterPolicy {
     pub fn parse(policy: &Value, scope: FilterPolicyScope) -> Result<Self, PatternError> {
-        let root = Path {
-            parent: None,
-            segment: Segment::Root,
-        };
+        let root = Path { parent: None, segment: Segment::Root };
         let Value::Object(map) = policy else {
-            return Err(root.error(format!(
-                "a filter policy must be a JSON object, found {}",
-                kind_of(policy)
-            )));
+            return Err(root.error(format!("a filter policy must be a JSON object, found {}", kind_of(policy))));
         };
         let nesting = match scope {
             FilterPolicyScope::MessageAttributes => Nesting::Forbidden,
             FilterPolicyScope::MessageBody => Nesting::Allowed,
         };
-        Ok(Self {
-            scope,
-            pattern: EventPattern {
-                root: parse_node(map, &root, nesting)?,
-            },
-        })
+        Ok(Self { scope, pattern: EventPattern { root: parse_node(map, &root, nesting)? } })
     }
 
     pub fn scope(&self) -> FilterPolicyScope {
@@ -714,10 +588,8 @@ impl FilterPolicy {
     pub fn matches_message(&self, attributes: &BTreeMap<String, String>, body: &str) -> bool {
         match self.scope {
             FilterPolicyScope::MessageAttributes => {
-                let object: Map<String, Value> = attributes
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                    .collect();
+                let object: Map<String, Value> =
+                    attributes.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
                 self.pattern.root.matches(Some(&object))
             }
             FilterPolicyScope::MessageBody => match serde_json::from_str::<Value>(body) {

@@ -35,9 +35,7 @@ impl FromStr for Environment {
         match s {
             "production" => Ok(Self::Production),
             "staging" => Ok(Self::Staging),
-            other => Err(format!(
-                "unknown environment `{other}` (expected production or staging)"
-            )),
+            other => Err(format!("unknown environment `{other}` (expected production or staging)")),
         }
     }
 }
@@ -53,13 +51,8 @@ pub enum UseCase {
 }
 
 impl UseCase {
-    pub const ALL: [UseCase; 5] = [
-        UseCase::Feedback,
-        UseCase::Email,
-        UseCase::Analytics,
-        UseCase::Testflight,
-        UseCase::AccessRequests,
-    ];
+    pub const ALL: [UseCase; 5] =
+        [UseCase::Feedback, UseCase::Email, UseCase::Analytics, UseCase::Testflight, UseCase::AccessRequests];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -115,9 +108,7 @@ impl InstanceName {
         let ok = !value.is_empty()
             && value.len() <= 40
             && value.starts_with(|c: char| c.is_ascii_lowercase())
-            && value
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if ok {
             Ok(Self(value.to_owned()))
         } else {
@@ -182,28 +173,17 @@ fn queue_timings(use_case: UseCase, environment: Environment) -> (Duration, Dura
         UseCase::AccessRequests => (14, MINUTE, 30),
     };
     match environment {
-        Environment::Production => (
-            Duration::from_secs(production_retention_days * DAY),
-            Duration::from_secs(production_visibility),
-        ),
-        Environment::Staging => (
-            Duration::from_secs(7 * DAY),
-            Duration::from_secs(staging_visibility),
-        ),
+        Environment::Production => {
+            (Duration::from_secs(production_retention_days * DAY), Duration::from_secs(production_visibility))
+        }
+        Environment::Staging => (Duration::from_secs(7 * DAY), Duration::from_secs(staging_visibility)),
     }
 }
 
 impl Topology {
     pub fn new(instance: InstanceName, environment: Environment) -> Result<Self, PatternError> {
-        let topic_name =
-            |service: Service| format!("{}-{}.fifo", instance.as_str(), service.as_str());
-        let topics = Service::ALL
-            .into_iter()
-            .map(|service| TopicSpec {
-                service,
-                name: topic_name(service),
-            })
-            .collect();
+        let topic_name = |service: Service| format!("{}-{}.fifo", instance.as_str(), service.as_str());
+        let topics = Service::ALL.into_iter().map(|service| TopicSpec { service, name: topic_name(service) }).collect();
         let dlq_retention = match environment {
             Environment::Production => Duration::from_secs(14 * DAY),
             Environment::Staging => Duration::from_secs(7 * DAY),
@@ -234,28 +214,16 @@ impl Topology {
                 raw_delivery: true,
             });
         }
-        Ok(Self {
-            instance,
-            environment,
-            topics,
-            queues,
-            subscriptions,
-        })
+        Ok(Self { instance, environment, topics, queues, subscriptions })
     }
 
     pub fn topic(&self, service: Service) -> &TopicSpec {
         // Every service has a topic by construction.
-        self.topics
-            .iter()
-            .find(|t| t.service == service)
-            .unwrap_or(&self.topics[0])
+        self.topics.iter().find(|t| t.service == service).unwrap_or(&self.topics[0])
     }
 
     pub fn queue(&self, use_case: UseCase) -> &QueueSpec {
-        self.queues
-            .iter()
-            .find(|q| q.use_case == use_case)
-            .unwrap_or(&self.queues[0])
+        self.queues.iter().find(|q| q.use_case == use_case).unwrap_or(&self.queues[0])
     }
 }
 
@@ -264,29 +232,19 @@ mod tests {
     use super::*;
 
     fn production() -> Topology {
-        Topology::new(
-            InstanceName::parse("acme").unwrap(),
-            Environment::Production,
-        )
-        .unwrap()
+        Topology::new(InstanceName::parse("acme").unwrap(), Environment::Production).unwrap()
     }
 
     #[test]
     fn names_follow_the_convention() {
         let topology = production();
         assert_eq!(topology.topic(Service::CoreApi).name, "acme-core-api.fifo");
-        assert_eq!(
-            topology.topic(Service::ControlPlane).name,
-            "acme-control-plane.fifo"
-        );
+        assert_eq!(topology.topic(Service::ControlPlane).name, "acme-control-plane.fifo");
         assert_eq!(topology.topic(Service::Adapters).name, "acme-adapters.fifo");
         let feedback = topology.queue(UseCase::Feedback);
         assert_eq!(feedback.name, "acme-feedback.fifo");
         assert_eq!(feedback.dlq_name, "acme-feedback-dlq.fifo");
-        assert_eq!(
-            topology.queue(UseCase::AccessRequests).dlq_name,
-            "acme-access-requests-dlq.fifo"
-        );
+        assert_eq!(topology.queue(UseCase::AccessRequests).dlq_name, "acme-access-requests-dlq.fifo");
     }
 
     #[test]
@@ -302,11 +260,7 @@ mod tests {
         for (use_case, days, visibility) in expect {
             let q = topology.queue(use_case);
             assert_eq!(q.retention, Duration::from_secs(days * DAY), "{use_case}");
-            assert_eq!(
-                q.visibility_timeout,
-                Duration::from_secs(visibility),
-                "{use_case}"
-            );
+            assert_eq!(q.visibility_timeout, Duration::from_secs(visibility), "{use_case}");
             assert_eq!(q.max_receive_count, 3);
             assert_eq!(q.dlq_retention, Duration::from_secs(14 * DAY));
         }
@@ -314,11 +268,7 @@ mod tests {
 
     #[test]
     fn staging_keeps_seven_days_with_shorter_visibility() {
-        let staging = Topology::new(
-            InstanceName::parse("acme-stg").unwrap(),
-            Environment::Staging,
-        )
-        .unwrap();
+        let staging = Topology::new(InstanceName::parse("acme-stg").unwrap(), Environment::Staging).unwrap();
         let production = production();
         for use_case in UseCase::ALL {
             let (s, p) = (staging.queue(use_case), production.queue(use_case));
@@ -331,32 +281,14 @@ mod tests {
     #[test]
     fn subscriptions_filter_on_event_type() {
         let topology = production();
-        let feedback = topology
-            .subscriptions
-            .iter()
-            .find(|s| s.queue == "acme-feedback.fifo")
-            .unwrap();
+        let feedback = topology.subscriptions.iter().find(|s| s.queue == "acme-feedback.fifo").unwrap();
         assert_eq!(feedback.topic, "acme-core-api.fifo");
         assert!(feedback.raw_delivery);
-        let attrs = |t: &str| {
-            [("event_type".to_owned(), t.to_owned())]
-                .into_iter()
-                .collect()
-        };
-        assert!(feedback
-            .filter_policy
-            .matches_message(&attrs("feedback.submitted"), "{}"));
-        assert!(!feedback
-            .filter_policy
-            .matches_message(&attrs("email.requested"), "{}"));
-        let access = topology
-            .subscriptions
-            .iter()
-            .find(|s| s.queue == "acme-access-requests.fifo")
-            .unwrap();
-        assert!(access
-            .filter_policy
-            .matches_message(&attrs("access_request.submitted"), "{}"));
+        let attrs = |t: &str| [("event_type".to_owned(), t.to_owned())].into_iter().collect();
+        assert!(feedback.filter_policy.matches_message(&attrs("feedback.submitted"), "{}"));
+        assert!(!feedback.filter_policy.matches_message(&attrs("email.requested"), "{}"));
+        let access = topology.subscriptions.iter().find(|s| s.queue == "acme-access-requests.fifo").unwrap();
+        assert!(access.filter_policy.matches_message(&attrs("access_request.submitted"), "{}"));
     }
 
     #[test]

@@ -34,44 +34,22 @@ fn pattern_test_reports_match_no_match_and_errors() {
         std::fs::write(&path, value.to_string()).expect("write");
         path
     };
-    let pattern = write(
-        "pattern.json",
-        &json!({"source": ["shop"], "detail": {"total": [{"numeric": [">", 100]}]}}),
-    );
-    let big = write(
-        "big.json",
-        &json!({"source": "shop", "detail": {"total": 250}}),
-    );
-    let small = write(
-        "small.json",
-        &json!({"source": "shop", "detail": {"total": 5}}),
-    );
+    let pattern = write("pattern.json", &json!({"source": ["shop"], "detail": {"total": [{"numeric": [">", 100]}]}}));
+    let big = write("big.json", &json!({"source": "shop", "detail": {"total": 250}}));
+    let small = write("small.json", &json!({"source": "shop", "detail": {"total": 5}}));
     let invalid = write("invalid.json", &json!({"source": "shop"}));
 
     let test = |pattern: &Path, event: &Path| {
-        run(switchyard(dir.path())
-            .args(["pattern", "test", "--pattern"])
-            .arg(pattern)
-            .arg("--event")
-            .arg(event))
+        run(switchyard(dir.path()).args(["pattern", "test", "--pattern"]).arg(pattern).arg("--event").arg(event))
     };
     let matched = test(&pattern, &big);
-    assert_eq!(
-        (matched.status.code(), stdout(&matched).as_str()),
-        (Some(0), "match")
-    );
+    assert_eq!((matched.status.code(), stdout(&matched).as_str()), (Some(0), "match"));
     let missed = test(&pattern, &small);
-    assert_eq!(
-        (missed.status.code(), stdout(&missed).as_str()),
-        (Some(1), "no match")
-    );
+    assert_eq!((missed.status.code(), stdout(&missed).as_str()), (Some(1), "no match"));
     let error = test(&invalid, &big);
     assert_eq!(error.status.code(), Some(2));
     let message = String::from_utf8_lossy(&error.stderr);
-    assert!(
-        message.contains("`source`") && message.contains("array"),
-        "{message}"
-    );
+    assert!(message.contains("`source`") && message.contains("array"), "{message}");
     let missing = test(&dir.path().join("nope.json"), &big);
     assert_eq!(missing.status.code(), Some(2));
 }
@@ -80,26 +58,17 @@ fn pattern_test_reports_match_no_match_and_errors() {
 fn tenant_and_key_commands_print_ids_for_scripts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let created = run(switchyard(dir.path()).args(["tenant", "create", "Acme Corp", "--json"]));
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let tenant: Value = serde_json::from_str(&stdout(&created)).expect("json");
     let tenant_id = tenant["tenant_id"].as_str().expect("tenant id");
     assert!(tenant_id.starts_with("ten_"));
     assert_eq!(tenant["name"], "Acme Corp");
 
     let key = run(switchyard(dir.path()).args(["key", "create", tenant_id]));
-    assert!(
-        key.status.success(),
-        "{}",
-        String::from_utf8_lossy(&key.stderr)
-    );
+    assert!(key.status.success(), "{}", String::from_utf8_lossy(&key.stderr));
     assert!(stdout(&key).starts_with("sk_"));
 
-    let unknown =
-        run(switchyard(dir.path()).args(["key", "create", "ten_0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6"]));
+    let unknown = run(switchyard(dir.path()).args(["key", "create", "ten_0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6"]));
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no tenant"));
     let malformed = run(switchyard(dir.path()).args(["key", "create", "acme"]));
@@ -107,11 +76,7 @@ fn tenant_and_key_commands_print_ids_for_scripts() {
 
     let migrate = run(switchyard(dir.path()).arg("migrate"));
     assert!(migrate.status.success());
-    assert!(
-        stdout(&migrate).contains("applied 0 migration"),
-        "{}",
-        stdout(&migrate)
-    );
+    assert!(stdout(&migrate).contains("applied 0 migration"), "{}", stdout(&migrate));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,9 +95,8 @@ async fn dev_runs_the_feedback_flow_and_stops_cleanly_on_ctrl_c() {
     let credentials_path = data_dir.join("dev-credentials.json");
     let mut credentials = None;
     for _ in 0..300 {
-        if let Some(found) = std::fs::read_to_string(&credentials_path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        if let Some(found) =
+            std::fs::read_to_string(&credentials_path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok())
         {
             credentials = Some(found);
             break;
@@ -175,15 +139,10 @@ async fn dev_runs_the_feedback_flow_and_stops_cleanly_on_ctrl_c() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(completed["status"], "completed", "{completed}");
-    let object = data_dir
-        .join("objects")
-        .join(completed["result_key"].as_str().expect("key"));
+    let object = data_dir.join("objects").join(completed["result_key"].as_str().expect("key"));
     assert!(object.is_file(), "result object at {}", object.display());
 
-    let interrupted = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
+    let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
     assert!(interrupted.success());
     let mut status = None;
     for _ in 0..300 {
@@ -196,13 +155,9 @@ async fn dev_runs_the_feedback_flow_and_stops_cleanly_on_ctrl_c() {
     let status = status.expect("dev exits after Ctrl-C");
     assert_eq!(status.code(), Some(0));
     let mut printed = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut printed)
-        .expect("read");
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut printed).expect("read");
     assert!(printed.contains(key), "prints the API key");
-    assert!(
-        printed.contains("curl"),
-        "prints a ready-to-paste curl command"
-    );
+    assert!(printed.contains("curl"), "prints a ready-to-paste curl command");
 
     // A second start reuses the demo tenant.
     let mut second = switchyard(&data_dir)
@@ -214,14 +169,9 @@ async fn dev_runs_the_feedback_flow_and_stops_cleanly_on_ctrl_c() {
         .spawn()
         .expect("spawn");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let again: Value =
-        serde_json::from_str(&std::fs::read_to_string(&credentials_path).expect("read"))
-            .expect("json");
+    let again: Value = serde_json::from_str(&std::fs::read_to_string(&credentials_path).expect("read")).expect("json");
     assert_eq!(again["tenant_id"], credentials["tenant_id"]);
     assert_eq!(again["api_key"], credentials["api_key"]);
-    Command::new("kill")
-        .args(["-INT", &second.id().to_string()])
-        .status()
-        .expect("kill");
+    Command::new("kill").args(["-INT", &second.id().to_string()]).status().expect("kill");
     assert_eq!(second.wait().expect("wait").code(), Some(0));
 }

@@ -16,9 +16,7 @@ use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use shared::ports::{
-    BoxError, Receipt, ReceiveOptions, ReceivedMessage, Transport, TransportError,
-};
+use shared::ports::{BoxError, Receipt, ReceiveOptions, ReceivedMessage, Transport, TransportError};
 
 /// Why a handler did not finish a message.
 #[derive(Debug, thiserror::Error)]
@@ -88,24 +86,13 @@ enum Outcome {
 }
 
 impl Consumer {
-    pub fn new(
-        transport: Arc<dyn Transport>,
-        handler: Arc<dyn Handler>,
-        config: ConsumerConfig,
-    ) -> Self {
-        Self {
-            transport,
-            handler,
-            config,
-        }
+    pub fn new(transport: Arc<dyn Transport>, handler: Arc<dyn Handler>, config: ConsumerConfig) -> Self {
+        Self { transport, handler, config }
     }
 
     fn backoff(&self, receive_count: u32) -> Duration {
         let factor = 2u32.saturating_pow(receive_count.saturating_sub(1).min(16));
-        self.config
-            .base_backoff
-            .saturating_mul(factor)
-            .min(self.config.max_backoff)
+        self.config.base_backoff.saturating_mul(factor).min(self.config.max_backoff)
     }
 
     /// Handles one group's messages in order; stops at the first failure.
@@ -135,10 +122,7 @@ impl Consumer {
                         error = %error,
                         "handler failed"
                     );
-                    outcomes.push(Outcome::Failed {
-                        receipt: message.receipt,
-                        delay,
-                    });
+                    outcomes.push(Outcome::Failed { receipt: message.receipt, delay });
                 }
             }
         }
@@ -148,19 +132,12 @@ impl Consumer {
     /// Receives one batch (waiting up to `wait`) and handles it. Returns how many
     /// messages were received.
     pub async fn run_once(&self, wait: Duration) -> Result<usize, TransportError> {
-        let messages = self
-            .transport
-            .receive(&self.config.queue, self.receive_options(wait))
-            .await?;
+        let messages = self.transport.receive(&self.config.queue, self.receive_options(wait)).await?;
         self.handle_batch(messages).await
     }
 
     fn receive_options(&self, wait: Duration) -> ReceiveOptions {
-        ReceiveOptions {
-            max_messages: 10,
-            wait,
-            visibility_timeout: None,
-        }
+        ReceiveOptions { max_messages: 10, wait, visibility_timeout: None }
     }
 
     async fn handle_batch(&self, messages: Vec<ReceivedMessage>) -> Result<usize, TransportError> {
@@ -197,11 +174,7 @@ impl Consumer {
     }
 
     async fn set_visibility(&self, receipt: &Receipt, delay: Duration) {
-        if let Err(error) = self
-            .transport
-            .change_visibility(&self.config.queue, receipt, delay)
-            .await
-        {
+        if let Err(error) = self.transport.change_visibility(&self.config.queue, receipt, delay).await {
             // The message becomes visible at its normal timeout instead.
             tracing::warn!(queue = self.config.queue.as_str(), %error, "could not change visibility");
         }
@@ -210,11 +183,7 @@ impl Consumer {
     /// Runs until `shutdown` is cancelled. A cancellation interrupts only the wait for
     /// messages; a batch in hand is always finished.
     pub async fn run(self, shutdown: CancellationToken) {
-        tracing::info!(
-            worker = self.handler.name(),
-            queue = self.config.queue.as_str(),
-            "consumer started"
-        );
+        tracing::info!(worker = self.handler.name(), queue = self.config.queue.as_str(), "consumer started");
         loop {
             let received = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -231,10 +200,6 @@ impl Consumer {
                 }
             }
         }
-        tracing::info!(
-            worker = self.handler.name(),
-            queue = self.config.queue.as_str(),
-            "consumer stopped"
-        );
+        tracing::info!(worker = self.handler.name(), queue = self.config.queue.as_str(), "consumer stopped");
     }
 }

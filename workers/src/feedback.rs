@@ -29,20 +29,12 @@ impl FeedbackWorker {
     /// `feedback/tenant=<id>/year=…/month=…/day=…/hour=…/<event id>.json`, from the
     /// event's own time, so a redelivery writes the same key.
     pub fn result_key(envelope: &EventEnvelope) -> Result<ObjectKey, HandlerError> {
-        ObjectKey::partitioned(
-            "feedback",
-            envelope.tenant_id,
-            envelope.occurred_at,
-            &format!("{}.json", envelope.id),
-        )
-        .map_err(HandlerError::permanent)
+        ObjectKey::partitioned("feedback", envelope.tenant_id, envelope.occurred_at, &format!("{}.json", envelope.id))
+            .map_err(HandlerError::permanent)
     }
 }
 
-fn transient_or_permanent<E: Into<shared::ports::BoxError>>(
-    retryable: bool,
-    error: E,
-) -> HandlerError {
+fn transient_or_permanent<E: Into<shared::ports::BoxError>>(retryable: bool, error: E) -> HandlerError {
     if retryable {
         HandlerError::transient(error)
     } else {
@@ -68,22 +60,11 @@ impl Handler for FeedbackWorker {
             .get("feedback_id")
             .and_then(|v| v.as_str())
             .and_then(|id| FeedbackId::parse(id).ok())
-            .ok_or_else(|| {
-                HandlerError::permanent("feedback.submitted without a valid data.feedback_id")
-            })?;
-        let store_error =
-            |e: shared::ports::StoreError| transient_or_permanent(e.is_retryable(), e);
-        self.store
-            .mark_feedback_processing(tenant, feedback_id)
-            .await
-            .map_err(store_error)?;
+            .ok_or_else(|| HandlerError::permanent("feedback.submitted without a valid data.feedback_id"))?;
+        let store_error = |e: shared::ports::StoreError| transient_or_permanent(e.is_retryable(), e);
+        self.store.mark_feedback_processing(tenant, feedback_id).await.map_err(store_error)?;
 
-        let Some(mut tx) = self
-            .store
-            .begin_once(CONSUMER, tenant, envelope.id)
-            .await
-            .map_err(store_error)?
-        else {
+        let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(store_error)? else {
             tracing::debug!(tenant_id = %tenant, event_id = %envelope.id, "already applied; skipped");
             return Ok(());
         };
@@ -100,14 +81,9 @@ impl Handler for FeedbackWorker {
             .put(&key, body, "application/json")
             .await
             .map_err(|e| transient_or_permanent(e.is_retryable(), e))?;
-        tx.set_feedback_status(
-            tenant,
-            feedback_id,
-            FeedbackStatus::Completed,
-            Some(key.as_str()),
-        )
-        .await
-        .map_err(store_error)?;
+        tx.set_feedback_status(tenant, feedback_id, FeedbackStatus::Completed, Some(key.as_str()))
+            .await
+            .map_err(store_error)?;
         tx.commit().await.map_err(store_error)?;
         tracing::info!(tenant_id = %tenant, feedback_id = %feedback_id, key = key.as_str(), "feedback completed");
         Ok(())

@@ -79,34 +79,18 @@ pub fn outgoing(envelope: &EventEnvelope) -> OutgoingMessage {
 }
 
 impl OutboxRelay {
-    pub fn new(
-        store: Arc<dyn Store>,
-        transport: Arc<dyn Transport>,
-        topology: Topology,
-        config: RelayConfig,
-    ) -> Self {
-        Self {
-            store,
-            transport,
-            topology,
-            config,
-        }
+    pub fn new(store: Arc<dyn Store>, transport: Arc<dyn Transport>, topology: Topology, config: RelayConfig) -> Self {
+        Self { store, transport, topology, config }
     }
 
     fn backoff(&self, attempts: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempts.min(16));
-        self.config
-            .base_backoff
-            .saturating_mul(factor)
-            .min(self.config.max_backoff)
+        self.config.base_backoff.saturating_mul(factor).min(self.config.max_backoff)
     }
 
     /// Claims and publishes one batch of rows.
     pub async fn run_once(&self) -> Result<RoundOutcome, StoreError> {
-        let entries = self
-            .store
-            .claim_outbox(self.config.claim_limit, self.config.lease)
-            .await?;
+        let entries = self.store.claim_outbox(self.config.claim_limit, self.config.lease).await?;
         let mut outcome = RoundOutcome::default();
         if entries.is_empty() {
             return Ok(outcome);
@@ -116,28 +100,20 @@ impl OutboxRelay {
         let mut released = Vec::new();
         let mut by_topic: BTreeMap<&str, Vec<&OutboxEntry>> = BTreeMap::new();
         for entry in &entries {
-            by_topic
-                .entry(self.topology.topic(entry.envelope.source).name.as_str())
-                .or_default()
-                .push(entry);
+            by_topic.entry(self.topology.topic(entry.envelope.source).name.as_str()).or_default().push(entry);
         }
         for (topic, rows) in by_topic {
             for chunk in rows.chunks(10) {
                 // Later rows of a tenant that already failed wait for that tenant's retry.
-                let (ready, held): (Vec<&OutboxEntry>, Vec<&OutboxEntry>) = chunk
-                    .iter()
-                    .partition(|e| !failed_tenants.contains(&e.envelope.tenant_id));
+                let (ready, held): (Vec<&OutboxEntry>, Vec<&OutboxEntry>) =
+                    chunk.iter().partition(|e| !failed_tenants.contains(&e.envelope.tenant_id));
                 released.extend(held.iter().map(|e| e.seq));
                 if ready.is_empty() {
                     continue;
                 }
-                let messages: Vec<OutgoingMessage> =
-                    ready.iter().map(|e| outgoing(&e.envelope)).collect();
+                let messages: Vec<OutgoingMessage> = ready.iter().map(|e| outgoing(&e.envelope)).collect();
                 let results = match self.transport.publish(topic, &messages).await {
-                    Ok(results) => results
-                        .into_iter()
-                        .map(|r| r.map_err(|e| e.to_string()))
-                        .collect(),
+                    Ok(results) => results.into_iter().map(|r| r.map_err(|e| e.to_string())).collect(),
                     Err(error) => vec![Err(error.to_string()); ready.len()],
                 };
                 for (entry, result) in ready.iter().zip(results) {

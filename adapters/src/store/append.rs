@@ -16,52 +16,64 @@ use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 use shared::ports::{Appended, StoreError};
 use shared::{EventEnvelope, EventId, Timestamp};
 
-use super::{corrupt, db, Dialect, OUTBOX_CHANNEL};
+use super::{corrupt, db, OUTBOX_CHANNEL};
 
 /// The most appends one transaction carries.
 const MAX_BATCH: usize = 64;
 
-/// What a write needs: the pool, the dialect and the relay's wake-up.
+/// What a write needs: the pool, the dialect and the relays' wake-ups.
 #[derive(Clone)]
 pub(crate) struct Writer {
     pub pool: AnyPool,
-    pub dialect: Dialect,
+    /// Relays in this process.
     pub outbox_signal: Arc<Notify>,
+    /// PostgreSQL: asks the notifier task for a NOTIFY (relays in other processes).
+    pub remote_wake: Option<mpsc::Sender<()>>,
 }
 
 impl Writer {
-    /// Commits a transaction that inserted outbox rows and wakes relays.
-    pub async fn commit_with_outbox(
-        &self,
-        mut tx: Transaction<'static, Any>,
-    ) -> Result<(), StoreError> {
-        if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(OUTBOX_CHANNEL)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
+    /// Tells relays that outbox rows were committed. The NOTIFY is sent after the
+    /// commit by one task that coalesces bursts, so commits never queue behind
+    /// PostgreSQL's notification lock.
+    pub fn outbox_committed(&self) {
         self.outbox_signal.notify_one();
+        if let Some(wake) = &self.remote_wake {
+            // A full channel means a NOTIFY is already pending: nothing is lost.
+            let _ = wake.try_send(());
+        }
+    }
+
+    /// Commits a transaction that inserted outbox rows and wakes relays.
+    pub async fn commit_with_outbox(&self, tx: Transaction<'static, Any>) -> Result<(), StoreError> {
+        tx.commit().await.map_err(db)?;
+        self.outbox_committed();
         Ok(())
     }
 
-    async fn existing_event(
-        &self,
-        envelope: &EventEnvelope,
-        key: &str,
-    ) -> Result<EventId, StoreError> {
-        let existing: String = sqlx::query(
-            "SELECT event_id FROM idempotency_keys WHERE tenant_id = $1 AND idempotency_key = $2",
-        )
-        .bind(envelope.tenant_id.to_string())
-        .bind(key)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?
-        .try_get(0)
-        .map_err(db)?;
+    /// Starts the task that turns wake-up requests into NOTIFYs; it stops when every
+    /// `Writer` is gone.
+    pub fn start_notifier(pool: AnyPool) -> mpsc::Sender<()> {
+        let (sender, mut requests) = mpsc::channel::<()>(1);
+        tokio::spawn(async move {
+            while requests.recv().await.is_some() {
+                if let Err(error) = sqlx::query("SELECT pg_notify($1, '')").bind(OUTBOX_CHANNEL).execute(&pool).await {
+                    tracing::warn!(%error, "could not NOTIFY relays; they fall back to their timer");
+                }
+            }
+        });
+        sender
+    }
+
+    async fn existing_event(&self, envelope: &EventEnvelope, key: &str) -> Result<EventId, StoreError> {
+        let existing: String =
+            sqlx::query("SELECT event_id FROM idempotency_keys WHERE tenant_id = $1 AND idempotency_key = $2")
+                .bind(envelope.tenant_id.to_string())
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?
+                .try_get(0)
+                .map_err(db)?;
         EventId::parse(&existing).map_err(|e| corrupt("event id", e))
     }
 
@@ -85,19 +97,19 @@ impl Writer {
         let mut keyed: Vec<(&(String, &str), &usize)> = leader.iter().collect();
         keyed.sort();
 
+        if keyed.is_empty() {
+            // Nothing to check: one statement, committed on its own.
+            let all: Vec<usize> = (0..batch.len()).collect();
+            let sql = insert_outbox_sql(all.len());
+            bind_outbox_rows(sqlx::query(&sql), batch, &all, now).execute(&self.pool).await.map_err(db)?;
+            self.outbox_committed();
+            return Ok(vec![Appended::Created; batch.len()]);
+        }
         let mut tx = self.pool.begin().await.map_err(db)?;
         let mut claimed: HashSet<usize> = HashSet::new();
         if !keyed.is_empty() {
             let values: Vec<String> = (0..keyed.len())
-                .map(|r| {
-                    format!(
-                        "(${}, ${}, ${}, ${})",
-                        r * 4 + 1,
-                        r * 4 + 2,
-                        r * 4 + 3,
-                        r * 4 + 4
-                    )
-                })
+                .map(|r| format!("(${}, ${}, ${}, ${})", r * 4 + 1, r * 4 + 2, r * 4 + 3, r * 4 + 4))
                 .collect();
             let sql = format!(
                 "INSERT INTO idempotency_keys (tenant_id, idempotency_key, event_id, created_at) VALUES {}
@@ -106,11 +118,7 @@ impl Writer {
             );
             let mut query = sqlx::query(&sql);
             for ((tenant, key), &i) in &keyed {
-                query = query
-                    .bind(tenant.clone())
-                    .bind(key.to_string())
-                    .bind(batch[i].id.to_string())
-                    .bind(now);
+                query = query.bind(tenant.clone()).bind(key.to_string()).bind(batch[i].id.to_string()).bind(now);
             }
             for row in query.fetch_all(&mut *tx).await.map_err(db)? {
                 let tenant: String = row.try_get(0).map_err(db)?;
@@ -121,38 +129,13 @@ impl Writer {
             }
         }
         let creates: Vec<usize> = (0..batch.len())
-            .filter(|&i| {
-                follows[i].is_none() && (batch[i].idempotency_key.is_none() || claimed.contains(&i))
-            })
+            .filter(|&i| follows[i].is_none() && (batch[i].idempotency_key.is_none() || claimed.contains(&i)))
             .collect();
         if creates.is_empty() {
             tx.commit().await.map_err(db)?;
         } else {
-            let values: Vec<String> = (0..creates.len())
-                .map(|r| {
-                    format!(
-                        "(${}, ${}, ${}, ${})",
-                        r * 4 + 1,
-                        r * 4 + 2,
-                        r * 4 + 3,
-                        r * 4 + 4
-                    )
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO outbox (event_id, tenant_id, envelope, created_at) VALUES {}",
-                values.join(", ")
-            );
-            let mut query = sqlx::query(&sql);
-            for &i in &creates {
-                let envelope = batch[i];
-                query = query
-                    .bind(envelope.id.to_string())
-                    .bind(envelope.tenant_id.to_string())
-                    .bind(envelope.to_json())
-                    .bind(now);
-            }
-            query.execute(&mut *tx).await.map_err(db)?;
+            let sql = insert_outbox_sql(creates.len());
+            bind_outbox_rows(sqlx::query(&sql), batch, &creates, now).execute(&mut *tx).await.map_err(db)?;
             self.commit_with_outbox(tx).await?;
         }
 
@@ -162,9 +145,7 @@ impl Writer {
         }
         for (&(_, key), &i) in &leader {
             if answers[i].is_none() {
-                answers[i] = Some(Appended::Existing(
-                    self.existing_event(batch[i], key).await?,
-                ));
+                answers[i] = Some(Appended::Existing(self.existing_event(batch[i], key).await?));
             }
         }
         for i in 0..batch.len() {
@@ -175,11 +156,30 @@ impl Writer {
                 });
             }
         }
-        Ok(answers
-            .into_iter()
-            .map(|a| a.unwrap_or(Appended::Created))
-            .collect())
+        Ok(answers.into_iter().map(|a| a.unwrap_or(Appended::Created)).collect())
     }
+}
+
+/// The multi-row INSERT for `rows` outbox rows.
+pub(crate) fn insert_outbox_sql(rows: usize) -> String {
+    let values: Vec<String> =
+        (0..rows).map(|r| format!("(${}, ${}, ${}, ${})", r * 4 + 1, r * 4 + 2, r * 4 + 3, r * 4 + 4)).collect();
+    format!("INSERT INTO outbox (event_id, tenant_id, envelope, created_at) VALUES {}", values.join(", "))
+}
+
+/// Binds `batch[i]` for each `i` in `rows` to [`insert_outbox_sql`]'s query.
+pub(crate) fn bind_outbox_rows<'q>(
+    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    batch: &[&EventEnvelope],
+    rows: &[usize],
+    now: i64,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for &i in rows {
+        let envelope = batch[i];
+        query =
+            query.bind(envelope.id.to_string()).bind(envelope.tenant_id.to_string()).bind(envelope.to_json()).bind(now);
+    }
+    query
 }
 
 struct Request {
@@ -207,13 +207,7 @@ impl Appender {
     pub async fn append(&self, envelope: &EventEnvelope) -> Result<Appended, StoreError> {
         let (reply, answer) = oneshot::channel();
         let closed = || StoreError::Unavailable("the store's writer stopped".into());
-        self.sender
-            .send(Request {
-                envelope: envelope.clone(),
-                reply,
-            })
-            .await
-            .map_err(|_| closed())?;
+        self.sender.send(Request { envelope: envelope.clone(), reply }).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
 }
@@ -249,10 +243,7 @@ async fn work(writer: Writer, receiver: Arc<Mutex<mpsc::Receiver<Request>>>) {
             Err(error) => {
                 tracing::warn!(%error, size = batch.len(), "group commit failed; appending one by one");
                 for request in batch {
-                    let answer = writer
-                        .append_batch(&[&request.envelope])
-                        .await
-                        .map(|mut a| a.remove(0));
+                    let answer = writer.append_batch(&[&request.envelope]).await.map(|mut a| a.remove(0));
                     let _ = request.reply.send(answer);
                 }
             }

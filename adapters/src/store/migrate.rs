@@ -31,15 +31,11 @@ pub(crate) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<usize, sqlx:
     let mut conn = pool.acquire().await?;
     if dialect == Dialect::Postgres {
         // Two processes migrating at once take turns.
-        sqlx::query("SELECT pg_advisory_lock(72635401)")
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query("SELECT pg_advisory_lock(72635401)").execute(&mut *conn).await?;
     }
     let result = apply(&mut conn, dialect).await;
     if dialect == Dialect::Postgres {
-        sqlx::query("SELECT pg_advisory_unlock(72635401)")
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query("SELECT pg_advisory_unlock(72635401)").execute(&mut *conn).await?;
     }
     result
 }
@@ -61,26 +57,17 @@ async fn apply(conn: &mut sqlx::AnyConnection, dialect: Dialect) -> Result<usize
         .map(|row| row.try_get::<i64, _>(0))
         .collect::<Result<_, _>>()?;
     let mut count = 0;
-    for migration in migrations(dialect)
-        .iter()
-        .filter(|m| !applied.contains(&m.version))
-    {
+    for migration in migrations(dialect).iter().filter(|m| !applied.contains(&m.version)) {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         sqlx::raw_sql(migration.sql).execute(&mut *tx).await?;
-        sqlx::query(
-            "INSERT INTO switchyard_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-        )
-        .bind(migration.version)
-        .bind(migration.name)
-        .bind(shared::Timestamp::now().as_millis())
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("INSERT INTO switchyard_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(shared::Timestamp::now().as_millis())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        tracing::info!(
-            version = migration.version,
-            name = migration.name,
-            "applied migration"
-        );
+        tracing::info!(version = migration.version, name = migration.name, "applied migration");
         count += 1;
     }
     Ok(count)

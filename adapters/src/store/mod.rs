@@ -19,8 +19,7 @@ use tokio::sync::{Notify, OnceCell};
 
 use shared::config::StoreConfig;
 use shared::domain::{
-    ApiKeyRecord, EmailAddress, Feedback, FeedbackMessage, FeedbackStatus, NewFeedback, Rating,
-    Tenant, TenantName,
+    ApiKeyRecord, EmailAddress, Feedback, FeedbackMessage, FeedbackStatus, NewFeedback, Rating, Tenant, TenantName,
 };
 use shared::ports::{Appended, EffectTx, OutboxEntry, Store, StoreError};
 use shared::{ApiKeyId, EventEnvelope, EventId, FeedbackId, TenantId, Timestamp};
@@ -93,22 +92,15 @@ impl SqlStore {
     pub async fn connect(config: &StoreConfig) -> Result<Self, ConnectError> {
         install_drivers();
         let (dialect, url, options) = match config {
-            StoreConfig::Postgres {
-                url,
-                max_connections,
-            } => (
+            StoreConfig::Postgres { url, max_connections } => (
                 Dialect::Postgres,
                 url.expose().to_owned(),
-                AnyPoolOptions::new()
-                    .max_connections(*max_connections)
-                    .acquire_timeout(Duration::from_secs(10)),
+                AnyPoolOptions::new().max_connections(*max_connections).acquire_timeout(Duration::from_secs(10)),
             ),
             StoreConfig::Sqlite { path } => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(|source| ConnectError::Directory {
-                        path: parent.display().to_string(),
-                        source,
-                    })?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(|source| ConnectError::Directory { path: parent.display().to_string(), source })?;
                 }
                 // One connection: SQLite has one writer, and a single connection turns
                 // "database is locked" races into an orderly queue.
@@ -126,30 +118,16 @@ impl SqlStore {
                 (Dialect::Sqlite, sqlite_url(path), options)
             }
         };
-        let pool = options
-            .connect(&url)
-            .await
-            .map_err(|source| ConnectError::Connect { dialect, source })?;
+        let pool = options.connect(&url).await.map_err(|source| ConnectError::Connect { dialect, source })?;
         let outbox_signal = Arc::new(Notify::new());
-        let writer = append::Writer {
-            pool: pool.clone(),
-            dialect,
-            outbox_signal: outbox_signal.clone(),
-        };
+        let remote_wake = (dialect == Dialect::Postgres).then(|| append::Writer::start_notifier(pool.clone()));
+        let writer = append::Writer { pool: pool.clone(), outbox_signal: outbox_signal.clone(), remote_wake };
         let workers = match dialect {
             Dialect::Postgres => 4,
             Dialect::Sqlite => 1,
         };
         let appender = append::Appender::start(writer.clone(), workers);
-        Ok(Self {
-            pool,
-            dialect,
-            outbox_signal,
-            listener: OnceCell::new(),
-            database_url: url,
-            writer,
-            appender,
-        })
+        Ok(Self { pool, dialect, outbox_signal, listener: OnceCell::new(), database_url: url, writer, appender })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -158,9 +136,7 @@ impl SqlStore {
 
     /// Applies pending migrations; returns how many.
     pub async fn migrate(&self) -> Result<usize, ConnectError> {
-        migrate::run(&self.pool, self.dialect)
-            .await
-            .map_err(ConnectError::Migrate)
+        migrate::run(&self.pool, self.dialect).await.map_err(ConnectError::Migrate)
     }
 
     async fn start_listener(&self) -> tokio::task::JoinHandle<()> {
@@ -198,10 +174,9 @@ impl SqlStore {
 
 pub(crate) fn db(error: sqlx::Error) -> StoreError {
     match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_) => StoreError::Unavailable(Box::new(error)),
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(Box::new(error))
+        }
         other => StoreError::Database(Box::new(other)),
     }
 }
@@ -225,25 +200,16 @@ fn tenant_from(row: &AnyRow) -> Result<Tenant, StoreError> {
 fn feedback_from(row: &AnyRow) -> Result<Feedback, StoreError> {
     let rating: Option<i64> = row.try_get("rating").map_err(db)?;
     let email: Option<String> = row.try_get("contact_email").map_err(db)?;
-    let metadata: Map<String, Value> = serde_json::from_str(&text(row, "metadata")?)
-        .map_err(|e| corrupt("feedback metadata", e))?;
+    let metadata: Map<String, Value> =
+        serde_json::from_str(&text(row, "metadata")?).map_err(|e| corrupt("feedback metadata", e))?;
     let status = text(row, "status")?;
     Ok(Feedback {
         id: FeedbackId::parse(&text(row, "id")?).map_err(|e| corrupt("feedback id", e))?,
-        tenant_id: TenantId::parse(&text(row, "tenant_id")?)
-            .map_err(|e| corrupt("tenant id", e))?,
+        tenant_id: TenantId::parse(&text(row, "tenant_id")?).map_err(|e| corrupt("tenant id", e))?,
         event_id: EventId::parse(&text(row, "event_id")?).map_err(|e| corrupt("event id", e))?,
-        rating: rating
-            .map(Rating::parse)
-            .transpose()
-            .map_err(|e| corrupt("rating", e))?,
-        message: FeedbackMessage::parse(&text(row, "message")?)
-            .map_err(|e| corrupt("message", e))?,
-        contact_email: email
-            .as_deref()
-            .map(EmailAddress::parse)
-            .transpose()
-            .map_err(|e| corrupt("email", e))?,
+        rating: rating.map(Rating::parse).transpose().map_err(|e| corrupt("rating", e))?,
+        message: FeedbackMessage::parse(&text(row, "message")?).map_err(|e| corrupt("message", e))?,
+        contact_email: email.as_deref().map(EmailAddress::parse).transpose().map_err(|e| corrupt("email", e))?,
         metadata,
         status: FeedbackStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
         result_key: row.try_get("result_key").map_err(db)?,
@@ -252,28 +218,17 @@ fn feedback_from(row: &AnyRow) -> Result<Feedback, StoreError> {
     })
 }
 
-async fn insert_outbox(
-    tx: &mut Transaction<'static, Any>,
-    envelope: &EventEnvelope,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO outbox (event_id, tenant_id, envelope, created_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(envelope.id.to_string())
-    .bind(envelope.tenant_id.to_string())
-    .bind(envelope.to_json())
-    .bind(Timestamp::now().as_millis())
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
+async fn insert_outbox(tx: &mut Transaction<'static, Any>, envelope: &EventEnvelope) -> Result<(), StoreError> {
+    let sql = append::insert_outbox_sql(1);
+    append::bind_outbox_rows(sqlx::query(&sql), &[envelope], &[0], Timestamp::now().as_millis())
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
     Ok(())
 }
 
 fn in_list(first_param: usize, count: usize) -> String {
-    (first_param..first_param + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    (first_param..first_param + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 #[async_trait]
@@ -326,19 +281,16 @@ impl Store for SqlStore {
     }
 
     async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, tenant_id, secret_hash, created_at, revoked_at FROM api_keys WHERE id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
+        let row = sqlx::query("SELECT id, tenant_id, secret_hash, created_at, revoked_at FROM api_keys WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
         let Some(row) = row else { return Ok(None) };
         let revoked: Option<i64> = row.try_get("revoked_at").map_err(db)?;
         Ok(Some(ApiKeyRecord {
             id: ApiKeyId::parse(&text(&row, "id")?).map_err(|e| corrupt("key id", e))?,
-            tenant_id: TenantId::parse(&text(&row, "tenant_id")?)
-                .map_err(|e| corrupt("tenant id", e))?,
+            tenant_id: TenantId::parse(&text(&row, "tenant_id")?).map_err(|e| corrupt("tenant id", e))?,
             secret_hash: text(&row, "secret_hash")?,
             created_at: Timestamp::from_millis(row.try_get("created_at").map_err(db)?),
             revoked_at: revoked.map(Timestamp::from_millis),
@@ -349,11 +301,7 @@ impl Store for SqlStore {
         self.appender.append(envelope).await
     }
 
-    async fn submit_feedback(
-        &self,
-        feedback: &NewFeedback,
-        envelope: &EventEnvelope,
-    ) -> Result<(), StoreError> {
+    async fn submit_feedback(&self, feedback: &NewFeedback, envelope: &EventEnvelope) -> Result<(), StoreError> {
         let now = Timestamp::now().as_millis();
         let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query(
@@ -376,11 +324,7 @@ impl Store for SqlStore {
         self.writer.commit_with_outbox(tx).await
     }
 
-    async fn feedback(
-        &self,
-        tenant: TenantId,
-        id: FeedbackId,
-    ) -> Result<Option<Feedback>, StoreError> {
+    async fn feedback(&self, tenant: TenantId, id: FeedbackId) -> Result<Option<Feedback>, StoreError> {
         let row = sqlx::query(
             "SELECT tenant_id, id, event_id, rating, message, contact_email, metadata, status, result_key, created_at, updated_at
              FROM feedback WHERE tenant_id = $1 AND id = $2",
@@ -393,28 +337,22 @@ impl Store for SqlStore {
         row.as_ref().map(feedback_from).transpose()
     }
 
-    async fn mark_feedback_processing(
-        &self,
-        tenant: TenantId,
-        id: FeedbackId,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE feedback SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND status = $5")
-            .bind(FeedbackStatus::Processing.as_str())
-            .bind(Timestamp::now().as_millis())
-            .bind(tenant.to_string())
-            .bind(id.to_string())
-            .bind(FeedbackStatus::Accepted.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
+    async fn mark_feedback_processing(&self, tenant: TenantId, id: FeedbackId) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE feedback SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND status = $5",
+        )
+        .bind(FeedbackStatus::Processing.as_str())
+        .bind(Timestamp::now().as_millis())
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .bind(FeedbackStatus::Accepted.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
         Ok(())
     }
 
-    async fn claim_outbox(
-        &self,
-        limit: u32,
-        lease: Duration,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
+    async fn claim_outbox(&self, limit: u32, lease: Duration) -> Result<Vec<OutboxEntry>, StoreError> {
         let now = Timestamp::now();
         let lock_rows = match self.dialect {
             Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
@@ -444,11 +382,7 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await.map_err(db)?;
         if self.dialect == Dialect::Postgres {
             // Claimers take turns, so each sees the claims the previous one committed.
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(CLAIM_LOCK)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CLAIM_LOCK).execute(&mut *tx).await.map_err(db)?;
         }
         let rows = sqlx::query(&sql)
             .bind(now.plus(lease).as_millis())
@@ -461,8 +395,8 @@ impl Store for SqlStore {
         let mut entries = rows
             .iter()
             .map(|row| {
-                let envelope = EventEnvelope::from_json(&text(row, "envelope")?)
-                    .map_err(|e| corrupt("outbox envelope", e))?;
+                let envelope =
+                    EventEnvelope::from_json(&text(row, "envelope")?).map_err(|e| corrupt("outbox envelope", e))?;
                 let attempts: i64 = row.try_get("attempts").map_err(db)?;
                 Ok(OutboxEntry {
                     seq: row.try_get("seq").map_err(db)?,
@@ -491,12 +425,7 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn retry_outbox(
-        &self,
-        seq: i64,
-        not_before: Timestamp,
-        error: &str,
-    ) -> Result<(), StoreError> {
+    async fn retry_outbox(&self, seq: i64, not_before: Timestamp, error: &str) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE outbox SET claimed_until = NULL, not_before = $1, attempts = attempts + 1, last_error = $2
              WHERE seq = $3 AND published_at IS NULL",
@@ -514,10 +443,7 @@ impl Store for SqlStore {
         if seqs.is_empty() {
             return Ok(());
         }
-        let sql = format!(
-            "UPDATE outbox SET claimed_until = NULL WHERE seq IN ({})",
-            in_list(1, seqs.len())
-        );
+        let sql = format!("UPDATE outbox SET claimed_until = NULL WHERE seq IN ({})", in_list(1, seqs.len()));
         let mut query = sqlx::query(&sql);
         for seq in seqs {
             query = query.bind(*seq);
@@ -541,14 +467,12 @@ impl Store for SqlStore {
     }
 
     async fn outbox_backlog(&self) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query(
-            "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL AND failed_at IS NULL",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?
-        .try_get(0)
-        .map_err(db)?;
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL AND failed_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?
+            .try_get(0)
+            .map_err(db)?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
@@ -610,9 +534,7 @@ impl EffectTx for SqlEffectTx {
         .await
         .map_err(db)?;
         if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!(
-                "feedback {id} of tenant {tenant}"
-            )));
+            return Err(StoreError::NotFound(format!("feedback {id} of tenant {tenant}")));
         }
         Ok(())
     }

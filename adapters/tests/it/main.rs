@@ -15,32 +15,18 @@ use shared::topology::Topology;
 use shared::Clock;
 
 async fn sqlite_store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
-    let path = dir
-        .path()
-        .join(format!("{}.db", uuid::Uuid::new_v4().simple()));
-    let store = SqlStore::connect(&StoreConfig::Sqlite { path })
-        .await
-        .expect("connect");
+    let path = dir.path().join(format!("{}.db", uuid::Uuid::new_v4().simple()));
+    let store = SqlStore::connect(&StoreConfig::Sqlite { path }).await.expect("connect");
     store.migrate().await.expect("migrate");
     Arc::new(store)
 }
 
 async fn postgres_store() -> Arc<dyn Store> {
-    let url = fresh_postgres_database()
-        .await
-        .expect("create a test database (is PostgreSQL running?)");
-    let store = SqlStore::connect(&StoreConfig::Postgres {
-        url: Secret::new(url),
-        max_connections: 8,
-    })
-    .await
-    .expect("connect");
+    let url = fresh_postgres_database().await.expect("create a test database (is PostgreSQL running?)");
+    let store =
+        SqlStore::connect(&StoreConfig::Postgres { url: Secret::new(url), max_connections: 8 }).await.expect("connect");
     assert_eq!(store.migrate().await.expect("migrate"), 1);
-    assert_eq!(
-        store.migrate().await.expect("migrate again"),
-        0,
-        "migrations apply once"
-    );
+    assert_eq!(store.migrate().await.expect("migrate again"), 0, "migrations apply once");
     Arc::new(store)
 }
 
@@ -61,9 +47,7 @@ struct Embedded {
 
 impl Embedded {
     fn path(&self, topology: &Topology) -> PathBuf {
-        self.dir
-            .path()
-            .join(format!("{}.db", topology.instance.as_str()))
+        self.dir.path().join(format!("{}.db", topology.instance.as_str()))
     }
 }
 
@@ -71,57 +55,29 @@ impl Backend for Embedded {
     async fn open(&self, topology: Topology) -> Fixture {
         let clock = Arc::new(ManualClock::new());
         let dyn_clock: Arc<dyn Clock> = clock.clone();
-        let transport = EmbeddedTransport::open(&self.path(&topology), &topology, dyn_clock)
-            .await
-            .expect("open");
-        Fixture {
-            transport: Arc::new(transport),
-            topology,
-            clock: Some(clock),
-        }
+        let transport = EmbeddedTransport::open(&self.path(&topology), &topology, dyn_clock).await.expect("open");
+        Fixture { transport: Arc::new(transport), topology, clock: Some(clock) }
     }
 
     async fn reopen(&self, fixture: Fixture) -> Fixture {
-        let Fixture {
-            transport,
-            topology,
-            clock,
-        } = fixture;
+        let Fixture { transport, topology, clock } = fixture;
         drop(transport);
         let dyn_clock: Arc<dyn Clock> = clock.clone().expect("clock");
-        let transport = EmbeddedTransport::open(&self.path(&topology), &topology, dyn_clock)
-            .await
-            .expect("reopen");
-        Fixture {
-            transport: Arc::new(transport),
-            topology,
-            clock,
-        }
+        let transport = EmbeddedTransport::open(&self.path(&topology), &topology, dyn_clock).await.expect("reopen");
+        Fixture { transport: Arc::new(transport), topology, clock }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transport_conformance_embedded() {
-    let backend = Embedded {
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
-    shared::testkit::transport::run_suite(
-        Capabilities {
-            manual_clock: true,
-            restart: true,
-        },
-        backend,
-    )
-    .await;
+    let backend = Embedded { dir: tempfile::tempdir().expect("tempdir") };
+    shared::testkit::transport::run_suite(Capabilities { manual_clock: true, restart: true }, backend).await;
 }
 
 #[tokio::test]
 async fn object_store_conformance_filesystem() {
     let dir = tempfile::tempdir().expect("tempdir");
-    shared::testkit::object_store::run_suite(Arc::new(FilesystemObjectStore::new(
-        dir.path().join("objects"),
-    )))
-    .await;
+    shared::testkit::object_store::run_suite(Arc::new(FilesystemObjectStore::new(dir.path().join("objects")))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,20 +86,13 @@ async fn postgres_wakes_a_relay_in_another_process_through_listen_notify() {
     use shared::{EventEnvelope, EventType, Service, TenantId, Timestamp};
 
     let url = fresh_postgres_database().await.expect("test database");
-    let config = StoreConfig::Postgres {
-        url: Secret::new(url),
-        max_connections: 4,
-    };
+    let config = StoreConfig::Postgres { url: Secret::new(url), max_connections: 4 };
     let relay_side = Arc::new(SqlStore::connect(&config).await.expect("connect"));
     relay_side.migrate().await.expect("migrate");
     let api_side = SqlStore::connect(&config).await.expect("connect");
 
     // The first wait starts the listener (and may return at once for rows it could have missed).
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_millis(500),
-        relay_side.wait_for_outbox(),
-    )
-    .await;
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), relay_side.wait_for_outbox()).await;
     let waiter = {
         let store = relay_side.clone();
         tokio::spawn(async move { store.wait_for_outbox().await })
@@ -151,11 +100,8 @@ async fn postgres_wakes_a_relay_in_another_process_through_listen_notify() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(!waiter.is_finished(), "nothing was inserted yet");
 
-    let tenant = Tenant {
-        id: TenantId::new(),
-        name: TenantName::parse("Acme").expect("name"),
-        created_at: Timestamp::now(),
-    };
+    let tenant =
+        Tenant { id: TenantId::new(), name: TenantName::parse("Acme").expect("name"), created_at: Timestamp::now() };
     api_side.create_tenant(&tenant).await.expect("tenant");
     let envelope = EventEnvelope::new(
         tenant.id,
@@ -164,11 +110,7 @@ async fn postgres_wakes_a_relay_in_another_process_through_listen_notify() {
         Default::default(),
     );
     api_side.append_event(&envelope).await.expect("append");
-    shared::testkit::within(
-        std::time::Duration::from_secs(5),
-        "a NOTIFY from the other store",
-        waiter,
-    )
-    .await
-    .expect("join");
+    shared::testkit::within(std::time::Duration::from_secs(5), "a NOTIFY from the other store", waiter)
+        .await
+        .expect("join");
 }

@@ -28,21 +28,22 @@ fn parse(body: &Map<String, Value>, request: &HttpRequest) -> Result<NewEvent, A
             errors.push(FieldError::new("type", "is required"));
             None
         }
-        Some(Value::String(raw)) => {
-            match EventType::parse(raw) {
-                Ok(t) => match reserved_namespaces().find(|ns| t.namespace() == *ns) {
-                    Some(ns) => {
-                        errors.push(FieldError::new("type", format!("uses the reserved prefix `{ns}.`; it is for the platform's own events")));
-                        None
-                    }
-                    None => Some(t),
-                },
-                Err(e) => {
-                    errors.push(FieldError::new("type", e.to_string()));
+        Some(Value::String(raw)) => match EventType::parse(raw) {
+            Ok(t) => match reserved_namespaces().find(|ns| t.namespace() == *ns) {
+                Some(ns) => {
+                    errors.push(FieldError::new(
+                        "type",
+                        format!("uses the reserved prefix `{ns}.`; it is for the platform's own events"),
+                    ));
                     None
                 }
+                None => Some(t),
+            },
+            Err(e) => {
+                errors.push(FieldError::new("type", e.to_string()));
+                None
             }
-        }
+        },
         Some(_) => {
             errors.push(FieldError::new("type", "must be a string"));
             None
@@ -63,9 +64,7 @@ fn parse(body: &Map<String, Value>, request: &HttpRequest) -> Result<NewEvent, A
         None => None,
         Some(value) => match value.to_str() {
             Ok(key)
-                if !key.is_empty()
-                    && key.len() <= MAX_IDEMPOTENCY_KEY
-                    && key.bytes().all(|b| b.is_ascii_graphic()) =>
+                if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY && key.bytes().all(|b| b.is_ascii_graphic()) =>
             {
                 Some(key.to_owned())
             }
@@ -79,11 +78,7 @@ fn parse(body: &Map<String, Value>, request: &HttpRequest) -> Result<NewEvent, A
         },
     };
     match (event_type, data) {
-        (Some(event_type), Some(data)) if errors.is_empty() => Ok(NewEvent {
-            event_type,
-            data,
-            idempotency_key,
-        }),
+        (Some(event_type), Some(data)) if errors.is_empty() => Ok(NewEvent { event_type, data, idempotency_key }),
         _ => Err(ApiError::Validation(errors)),
     }
 }

@@ -15,26 +15,24 @@ fn parse(body: &Map<String, Value>) -> Result<NewFeedback, ApiError> {
     let mut errors = Vec::new();
     let rating = match body.get("rating") {
         None | Some(Value::Null) => None,
-        Some(value) => match value
-            .as_i64()
-            .ok_or_else(|| "must be an integer from 1 to 5".to_owned())
-            .and_then(Rating::parse)
-        {
-            Ok(rating) => Some(rating),
-            Err(detail) => {
-                errors.push(FieldError::new("rating", detail));
-                None
+        Some(value) => {
+            match value.as_i64().ok_or_else(|| "must be an integer from 1 to 5".to_owned()).and_then(Rating::parse) {
+                Ok(rating) => Some(rating),
+                Err(detail) => {
+                    errors.push(FieldError::new("rating", detail));
+                    None
+                }
             }
-        },
+        }
     };
     let message = match body.get("message") {
         None | Some(Value::Null) => {
             errors.push(FieldError::new("message", "is required"));
             None
         }
-        Some(Value::String(text)) => FeedbackMessage::parse(text)
-            .map_err(|d| errors.push(FieldError::new("message", d)))
-            .ok(),
+        Some(Value::String(text)) => {
+            FeedbackMessage::parse(text).map_err(|d| errors.push(FieldError::new("message", d))).ok()
+        }
         Some(_) => {
             errors.push(FieldError::new("message", "must be a string"));
             None
@@ -42,9 +40,9 @@ fn parse(body: &Map<String, Value>) -> Result<NewFeedback, ApiError> {
     };
     let contact_email = match body.get("contact_email") {
         None | Some(Value::Null) => None,
-        Some(Value::String(text)) => EmailAddress::parse(text)
-            .map_err(|d| errors.push(FieldError::new("contact_email", d)))
-            .ok(),
+        Some(Value::String(text)) => {
+            EmailAddress::parse(text).map_err(|d| errors.push(FieldError::new("contact_email", d))).ok()
+        }
         Some(_) => {
             errors.push(FieldError::new("contact_email", "must be a string"));
             None
@@ -59,13 +57,9 @@ fn parse(body: &Map<String, Value>) -> Result<NewFeedback, ApiError> {
         }
     };
     match message {
-        Some(message) if errors.is_empty() => Ok(NewFeedback {
-            id: FeedbackId::new(),
-            rating,
-            message,
-            contact_email,
-            metadata,
-        }),
+        Some(message) if errors.is_empty() => {
+            Ok(NewFeedback { id: FeedbackId::new(), rating, message, contact_email, metadata })
+        }
         _ => Err(ApiError::Validation(errors)),
     }
 }
@@ -85,19 +79,13 @@ pub(crate) async fn create(
         "contact_email": feedback.contact_email,
         "metadata": feedback.metadata,
     });
-    let event_type = EventType::parse(FEEDBACK_SUBMITTED)
-        .map_err(|_| ApiError::NotFound("event type".into()))?;
-    let mut envelope = EventEnvelope::new(
-        tenant,
-        Service::CoreApi,
-        event_type,
-        data.as_object().cloned().unwrap_or_default(),
-    );
+    let event_type = EventType::parse(FEEDBACK_SUBMITTED).map_err(|_| ApiError::NotFound("event type".into()))?;
+    let mut envelope =
+        EventEnvelope::new(tenant, Service::CoreApi, event_type, data.as_object().cloned().unwrap_or_default());
     envelope.trace_context = super::trace_context(&request);
     state.store.submit_feedback(&feedback, &envelope).await?;
     tracing::info!(tenant_id = %tenant, feedback_id = %feedback.id, event_id = %envelope.id, "feedback accepted");
-    Ok(HttpResponse::Accepted()
-        .json(json!({"id": feedback.id, "status": "accepted", "event_id": envelope.id})))
+    Ok(HttpResponse::Accepted().json(json!({"id": feedback.id, "status": "accepted", "event_id": envelope.id})))
 }
 
 pub(crate) async fn get(
@@ -106,19 +94,10 @@ pub(crate) async fn get(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = state.authenticate(&request).await?;
-    let not_found = || {
-        ApiError::NotFound(format!(
-            "feedback {}",
-            path.as_str().chars().take(64).collect::<String>()
-        ))
-    };
+    let not_found = || ApiError::NotFound(format!("feedback {}", path.as_str().chars().take(64).collect::<String>()));
     // A malformed id and another tenant's id look the same: not found.
     let id = FeedbackId::parse(&path).map_err(|_| not_found())?;
-    let feedback = state
-        .store
-        .feedback(tenant, id)
-        .await?
-        .ok_or_else(not_found)?;
+    let feedback = state.store.feedback(tenant, id).await?.ok_or_else(not_found)?;
     let mut body = json!({
         "id": feedback.id,
         "status": feedback.status,

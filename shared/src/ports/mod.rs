@@ -9,8 +9,7 @@ pub mod transport;
 pub use object_store::{ObjectStore, ObjectStoreError};
 pub use store::{Appended, EffectTx, OutboxEntry, Store, StoreError};
 pub use transport::{
-    DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Transport,
-    TransportError,
+    DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Transport, TransportError,
 };
 
 /// A boxed error for the `source` of adapter errors.

@@ -28,12 +28,7 @@ impl ObjectStoreError {
 /// `list` returns every key starting with `prefix`, sorted.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + 'static {
-    async fn put(
-        &self,
-        key: &ObjectKey,
-        body: Vec<u8>,
-        content_type: &str,
-    ) -> Result<(), ObjectStoreError>;
+    async fn put(&self, key: &ObjectKey, body: Vec<u8>, content_type: &str) -> Result<(), ObjectStoreError>;
     async fn get(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>, ObjectStoreError>;
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, ObjectStoreError>;
 }

@@ -86,37 +86,16 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a tenant event in the outbox, honouring `envelope.idempotency_key`.
     async fn append_event(&self, envelope: &EventEnvelope) -> Result<Appended, StoreError>;
     /// Stores feedback (status `accepted`) and its `feedback.submitted` event.
-    async fn submit_feedback(
-        &self,
-        feedback: &NewFeedback,
-        envelope: &EventEnvelope,
-    ) -> Result<(), StoreError>;
-    async fn feedback(
-        &self,
-        tenant: TenantId,
-        id: FeedbackId,
-    ) -> Result<Option<Feedback>, StoreError>;
+    async fn submit_feedback(&self, feedback: &NewFeedback, envelope: &EventEnvelope) -> Result<(), StoreError>;
+    async fn feedback(&self, tenant: TenantId, id: FeedbackId) -> Result<Option<Feedback>, StoreError>;
     /// Moves feedback from `accepted` to `processing`; no-op in any later status.
-    async fn mark_feedback_processing(
-        &self,
-        tenant: TenantId,
-        id: FeedbackId,
-    ) -> Result<(), StoreError>;
+    async fn mark_feedback_processing(&self, tenant: TenantId, id: FeedbackId) -> Result<(), StoreError>;
 
     // ---- outbox (the relay) ----
-    async fn claim_outbox(
-        &self,
-        limit: u32,
-        lease: Duration,
-    ) -> Result<Vec<OutboxEntry>, StoreError>;
+    async fn claim_outbox(&self, limit: u32, lease: Duration) -> Result<Vec<OutboxEntry>, StoreError>;
     async fn mark_published(&self, seqs: &[i64]) -> Result<(), StoreError>;
     /// Releases a claimed row for another attempt no earlier than `not_before`.
-    async fn retry_outbox(
-        &self,
-        seq: i64,
-        not_before: Timestamp,
-        error: &str,
-    ) -> Result<(), StoreError>;
+    async fn retry_outbox(&self, seq: i64, not_before: Timestamp, error: &str) -> Result<(), StoreError>;
     /// Releases claimed rows untouched (no attempt counted), for rows that waited on an
     /// earlier row of their tenant.
     async fn release_outbox(&self, seqs: &[i64]) -> Result<(), StoreError>;

@@ -30,10 +30,7 @@ pub enum TransportError {
 impl TransportError {
     /// Whether the same call may succeed later (throttling, outages).
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            TransportError::Throttled | TransportError::Unavailable(_)
-        )
+        matches!(self, TransportError::Throttled | TransportError::Unavailable(_))
     }
 }
 
@@ -63,11 +60,7 @@ pub struct ReceiveOptions {
 
 impl Default for ReceiveOptions {
     fn default() -> Self {
-        Self {
-            max_messages: 10,
-            wait: Duration::from_secs(20),
-            visibility_timeout: None,
-        }
+        Self { max_messages: 10, wait: Duration::from_secs(20), visibility_timeout: None }
     }
 }
 
@@ -134,20 +127,11 @@ pub trait Transport: Send + Sync + 'static {
         batch: &[OutgoingMessage],
     ) -> Result<Vec<Result<(), TransportError>>, TransportError>;
 
-    async fn receive(
-        &self,
-        queue: &str,
-        options: ReceiveOptions,
-    ) -> Result<Vec<ReceivedMessage>, TransportError>;
+    async fn receive(&self, queue: &str, options: ReceiveOptions) -> Result<Vec<ReceivedMessage>, TransportError>;
 
     async fn ack(&self, queue: &str, receipts: &[Receipt]) -> Result<(), TransportError>;
 
-    async fn change_visibility(
-        &self,
-        queue: &str,
-        receipt: &Receipt,
-        timeout: Duration,
-    ) -> Result<(), TransportError>;
+    async fn change_visibility(&self, queue: &str, receipt: &Receipt, timeout: Duration) -> Result<(), TransportError>;
 
     async fn dead_letters(&self, dlq: &str, max: u32) -> Result<Vec<DeadLetter>, TransportError>;
 

@@ -10,8 +10,7 @@ use serde_json::{json, Map, Value};
 use super::{announce, within};
 use crate::clock::Timestamp;
 use crate::domain::{
-    ApiKeyRecord, EmailAddress, FeedbackMessage, FeedbackStatus, NewFeedback, Rating, Tenant,
-    TenantName,
+    ApiKeyRecord, EmailAddress, FeedbackMessage, FeedbackStatus, NewFeedback, Rating, Tenant, TenantName,
 };
 use crate::envelope::{EventEnvelope, EventType, Service};
 use crate::ids::{ApiKeyId, EventId, FeedbackId, TenantId};
@@ -33,10 +32,7 @@ where
     idempotent_append(make().await).await;
     announce(SUITE, "concurrent appends with one idempotency key");
     concurrent_idempotency(make().await).await;
-    announce(
-        SUITE,
-        "a failing append does not fail its concurrent neighbours",
-    );
+    announce(SUITE, "a failing append does not fail its concurrent neighbours");
     failing_neighbour(make().await).await;
     announce(SUITE, "feedback is tenant-scoped");
     feedback_scoped(make().await).await;
@@ -53,11 +49,8 @@ where
 }
 
 pub async fn tenant(store: &dyn Store, name: &str) -> Tenant {
-    let tenant = Tenant {
-        id: TenantId::new(),
-        name: TenantName::parse(name).expect("name"),
-        created_at: Timestamp::now(),
-    };
+    let tenant =
+        Tenant { id: TenantId::new(), name: TenantName::parse(name).expect("name"), created_at: Timestamp::now() };
     store.create_tenant(&tenant).await.expect("create tenant");
     tenant
 }
@@ -65,12 +58,7 @@ pub async fn tenant(store: &dyn Store, name: &str) -> Tenant {
 fn envelope(tenant: TenantId, event_type: &str, key: Option<&str>) -> EventEnvelope {
     let mut data = Map::new();
     data.insert("n".into(), Value::from(1));
-    let mut envelope = EventEnvelope::new(
-        tenant,
-        Service::CoreApi,
-        EventType::parse(event_type).expect("type"),
-        data,
-    );
+    let mut envelope = EventEnvelope::new(tenant, Service::CoreApi, EventType::parse(event_type).expect("type"), data);
     envelope.idempotency_key = key.map(str::to_owned);
     envelope
 }
@@ -78,18 +66,9 @@ fn envelope(tenant: TenantId, event_type: &str, key: Option<&str>) -> EventEnvel
 async fn tenants(store: Arc<dyn Store>) {
     let acme = tenant(store.as_ref(), "Acme").await;
     let globex = tenant(store.as_ref(), "Globex").await;
-    assert_eq!(
-        store.tenant(acme.id).await.expect("get"),
-        Some(acme.clone())
-    );
+    assert_eq!(store.tenant(acme.id).await.expect("get"), Some(acme.clone()));
     assert_eq!(store.tenant(TenantId::new()).await.expect("get"), None);
-    let all: HashSet<TenantId> = store
-        .list_tenants()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|t| t.id)
-        .collect();
+    let all: HashSet<TenantId> = store.list_tenants().await.expect("list").into_iter().map(|t| t.id).collect();
     assert_eq!(all, HashSet::from([acme.id, globex.id]));
 }
 
@@ -105,15 +84,8 @@ async fn api_keys(store: Arc<dyn Store>) {
     store.create_api_key(&key).await.expect("create key");
     assert_eq!(store.api_key(key.id).await.expect("get"), Some(key.clone()));
     assert_eq!(store.api_key(ApiKeyId::new()).await.expect("get"), None);
-    let orphan = ApiKeyRecord {
-        id: ApiKeyId::new(),
-        tenant_id: TenantId::new(),
-        ..key
-    };
-    let error = store
-        .create_api_key(&orphan)
-        .await
-        .expect_err("unknown tenant");
+    let orphan = ApiKeyRecord { id: ApiKeyId::new(), tenant_id: TenantId::new(), ..key };
+    let error = store.create_api_key(&orphan).await.expect_err("unknown tenant");
     assert!(matches!(error, StoreError::NotFound(_)), "{error:?}");
 }
 
@@ -121,37 +93,19 @@ async fn idempotent_append(store: Arc<dyn Store>) {
     let acme = tenant(store.as_ref(), "Acme").await;
     let globex = tenant(store.as_ref(), "Globex").await;
     let first = envelope(acme.id, "order.placed", Some("k-1"));
-    assert_eq!(
-        store.append_event(&first).await.expect("append"),
-        Appended::Created
-    );
+    assert_eq!(store.append_event(&first).await.expect("append"), Appended::Created);
     let again = envelope(acme.id, "order.placed", Some("k-1"));
-    assert_eq!(
-        store.append_event(&again).await.expect("append"),
-        Appended::Existing(first.id)
-    );
+    assert_eq!(store.append_event(&again).await.expect("append"), Appended::Existing(first.id));
     let other_tenant = envelope(globex.id, "order.placed", Some("k-1"));
-    assert_eq!(
-        store.append_event(&other_tenant).await.expect("append"),
-        Appended::Created
-    );
+    assert_eq!(store.append_event(&other_tenant).await.expect("append"), Appended::Created);
     let no_key = envelope(acme.id, "order.placed", None);
-    assert_eq!(
-        store.append_event(&no_key).await.expect("append"),
-        Appended::Created
-    );
+    assert_eq!(store.append_event(&no_key).await.expect("append"), Appended::Created);
     assert_eq!(store.outbox_backlog().await.expect("backlog"), 3);
-    let claimed = store
-        .claim_outbox(10, Duration::from_secs(30))
-        .await
-        .expect("claim");
+    let claimed = store.claim_outbox(10, Duration::from_secs(30)).await.expect("claim");
     let ids: Vec<EventId> = claimed.iter().map(|e| e.envelope.id).collect();
     assert!(ids.contains(&first.id) && ids.contains(&other_tenant.id) && ids.contains(&no_key.id));
     assert!(!ids.contains(&again.id));
-    let stored = claimed
-        .iter()
-        .find(|e| e.envelope.id == first.id)
-        .expect("first");
+    let stored = claimed.iter().find(|e| e.envelope.id == first.id).expect("first");
     assert_eq!(stored.envelope, first, "the envelope round-trips unchanged");
 }
 
@@ -161,12 +115,7 @@ async fn concurrent_idempotency(store: Arc<dyn Store>) {
     for _ in 0..20 {
         let store = store.clone();
         let envelope = envelope(acme.id, "order.placed", Some("same-key"));
-        tasks.push(tokio::spawn(async move {
-            (
-                envelope.id,
-                store.append_event(&envelope).await.expect("append"),
-            )
-        }));
+        tasks.push(tokio::spawn(async move { (envelope.id, store.append_event(&envelope).await.expect("append")) }));
     }
     let mut created = Vec::new();
     let mut existing = HashSet::new();
@@ -179,10 +128,7 @@ async fn concurrent_idempotency(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(created.len(), 1, "exactly one append commits");
-    assert!(
-        existing.iter().all(|id| *id == created[0]),
-        "all others see the committed id"
-    );
+    assert!(existing.iter().all(|id| *id == created[0]), "all others see the committed id");
     assert_eq!(store.outbox_backlog().await.expect("backlog"), 1);
 }
 
@@ -195,12 +141,7 @@ async fn failing_neighbour(store: Arc<dyn Store>) {
         let owner = if i % 4 == 3 { TenantId::new() } else { acme.id };
         let key = format!("k-{i}");
         tasks.push(tokio::spawn(async move {
-            (
-                owner == acme.id,
-                store
-                    .append_event(&envelope(owner, "order.placed", Some(&key)))
-                    .await,
-            )
+            (owner == acme.id, store.append_event(&envelope(owner, "order.placed", Some(&key))).await)
         }));
     }
     for task in tasks {
@@ -218,10 +159,7 @@ fn new_feedback() -> NewFeedback {
         rating: Some(Rating::parse(4).expect("rating")),
         message: FeedbackMessage::parse("Love it").expect("message"),
         contact_email: Some(EmailAddress::parse("ana@example.com").expect("email")),
-        metadata: json!({"app_version": "1.2.3"})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
+        metadata: json!({"app_version": "1.2.3"}).as_object().cloned().unwrap_or_default(),
     }
 }
 
@@ -230,55 +168,26 @@ async fn feedback_scoped(store: Arc<dyn Store>) {
     let globex = tenant(store.as_ref(), "Globex").await;
     let feedback = new_feedback();
     let event = envelope(acme.id, "feedback.submitted", None);
-    store
-        .submit_feedback(&feedback, &event)
-        .await
-        .expect("submit");
-    let stored = store
-        .feedback(acme.id, feedback.id)
-        .await
-        .expect("get")
-        .expect("present");
+    store.submit_feedback(&feedback, &event).await.expect("submit");
+    let stored = store.feedback(acme.id, feedback.id).await.expect("get").expect("present");
     assert_eq!(stored.status, FeedbackStatus::Accepted);
     assert_eq!(stored.event_id, event.id);
     assert_eq!(stored.message, feedback.message);
     assert_eq!(stored.rating, feedback.rating);
     assert_eq!(stored.contact_email, feedback.contact_email);
     assert_eq!(stored.metadata, feedback.metadata);
+    assert_eq!(store.feedback(globex.id, feedback.id).await.expect("get"), None, "another tenant sees nothing");
+    store.mark_feedback_processing(globex.id, feedback.id).await.expect("no-op for another tenant");
     assert_eq!(
-        store.feedback(globex.id, feedback.id).await.expect("get"),
-        None,
-        "another tenant sees nothing"
-    );
-    store
-        .mark_feedback_processing(globex.id, feedback.id)
-        .await
-        .expect("no-op for another tenant");
-    assert_eq!(
-        store
-            .feedback(acme.id, feedback.id)
-            .await
-            .expect("get")
-            .map(|f| f.status),
+        store.feedback(acme.id, feedback.id).await.expect("get").map(|f| f.status),
         Some(FeedbackStatus::Accepted)
     );
-    store
-        .mark_feedback_processing(acme.id, feedback.id)
-        .await
-        .expect("processing");
+    store.mark_feedback_processing(acme.id, feedback.id).await.expect("processing");
     assert_eq!(
-        store
-            .feedback(acme.id, feedback.id)
-            .await
-            .expect("get")
-            .map(|f| f.status),
+        store.feedback(acme.id, feedback.id).await.expect("get").map(|f| f.status),
         Some(FeedbackStatus::Processing)
     );
-    assert_eq!(
-        store.outbox_backlog().await.expect("backlog"),
-        1,
-        "the event is in the outbox"
-    );
+    assert_eq!(store.outbox_backlog().await.expect("backlog"), 1, "the event is in the outbox");
 }
 
 async fn outbox_claims(store: Arc<dyn Store>) {
@@ -291,97 +200,40 @@ async fn outbox_claims(store: Arc<dyn Store>) {
         acme_ids.push(e.id);
     }
     for _ in 0..2 {
-        store
-            .append_event(&envelope(globex.id, "order.placed", None))
-            .await
-            .expect("append");
+        store.append_event(&envelope(globex.id, "order.placed", None)).await.expect("append");
     }
-    let first = store
-        .claim_outbox(4, Duration::from_secs(30))
-        .await
-        .expect("claim");
+    let first = store.claim_outbox(4, Duration::from_secs(30)).await.expect("claim");
     assert_eq!(first.len(), 4, "the limit is honoured");
     assert!(
-        store
-            .claim_outbox(10, Duration::from_secs(30))
-            .await
-            .expect("claim")
-            .is_empty(),
+        store.claim_outbox(10, Duration::from_secs(30)).await.expect("claim").is_empty(),
         "claimed rows are leased, and the fifth row waits behind its tenant's leased row"
     );
-    let acme_claimed: Vec<EventId> = first
-        .iter()
-        .filter(|e| e.envelope.tenant_id == acme.id)
-        .map(|e| e.envelope.id)
-        .collect();
-    assert_eq!(
-        acme_claimed, acme_ids,
-        "a tenant's rows come in insertion order"
-    );
+    let acme_claimed: Vec<EventId> =
+        first.iter().filter(|e| e.envelope.tenant_id == acme.id).map(|e| e.envelope.id).collect();
+    assert_eq!(acme_claimed, acme_ids, "a tenant's rows come in insertion order");
     let seqs: Vec<i64> = first.iter().map(|e| e.seq).collect();
     store.mark_published(&seqs).await.expect("published");
-    let last = store
-        .claim_outbox(10, Duration::from_secs(30))
-        .await
-        .expect("claim");
-    assert_eq!(
-        last.len(),
-        1,
-        "published rows release their tenant's next row"
-    );
-    store
-        .mark_published(&[last[0].seq])
-        .await
-        .expect("published");
+    let last = store.claim_outbox(10, Duration::from_secs(30)).await.expect("claim");
+    assert_eq!(last.len(), 1, "published rows release their tenant's next row");
+    store.mark_published(&[last[0].seq]).await.expect("published");
     assert_eq!(store.outbox_backlog().await.expect("backlog"), 0);
-    assert!(store
-        .claim_outbox(10, Duration::from_secs(30))
-        .await
-        .expect("claim")
-        .is_empty());
+    assert!(store.claim_outbox(10, Duration::from_secs(30)).await.expect("claim").is_empty());
 
     // A released row is claimable again at once, with no attempt counted.
-    store
-        .append_event(&envelope(globex.id, "order.placed", None))
-        .await
-        .expect("append");
-    let claimed = store
-        .claim_outbox(10, Duration::from_secs(30))
-        .await
-        .expect("claim");
-    store
-        .release_outbox(&[claimed[0].seq])
-        .await
-        .expect("release");
-    let again = store
-        .claim_outbox(10, Duration::from_secs(30))
-        .await
-        .expect("claim");
+    store.append_event(&envelope(globex.id, "order.placed", None)).await.expect("append");
+    let claimed = store.claim_outbox(10, Duration::from_secs(30)).await.expect("claim");
+    store.release_outbox(&[claimed[0].seq]).await.expect("release");
+    let again = store.claim_outbox(10, Duration::from_secs(30)).await.expect("claim");
     assert_eq!((again[0].seq, again[0].attempts), (claimed[0].seq, 0));
-    store
-        .mark_published(&[again[0].seq])
-        .await
-        .expect("published");
+    store.mark_published(&[again[0].seq]).await.expect("published");
 
     // An expired lease makes the row claimable again.
-    store
-        .append_event(&envelope(acme.id, "order.placed", None))
-        .await
-        .expect("append");
-    let leased = store
-        .claim_outbox(10, Duration::from_millis(1))
-        .await
-        .expect("claim");
+    store.append_event(&envelope(acme.id, "order.placed", None)).await.expect("append");
+    let leased = store.claim_outbox(10, Duration::from_millis(1)).await.expect("claim");
     assert_eq!(leased.len(), 1);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let again = store
-        .claim_outbox(10, Duration::from_secs(30))
-        .await
-        .expect("claim");
-    assert_eq!(
-        again.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        vec![leased[0].seq]
-    );
+    let again = store.claim_outbox(10, Duration::from_secs(30)).await.expect("claim");
+    assert_eq!(again.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![leased[0].seq]);
 }
 
 async fn outbox_tenant_order(store: Arc<dyn Store>) {
@@ -393,76 +245,37 @@ async fn outbox_tenant_order(store: Arc<dyn Store>) {
     for e in [&a1, &a2, &g1] {
         store.append_event(e).await.expect("append");
     }
-    let claimed = store
-        .claim_outbox(1, Duration::from_secs(30))
-        .await
-        .expect("claim");
+    let claimed = store.claim_outbox(1, Duration::from_secs(30)).await.expect("claim");
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].envelope.id, a1.id);
-    let next = store
-        .claim_outbox(10, Duration::from_secs(30))
-        .await
-        .expect("claim");
+    let next = store.claim_outbox(10, Duration::from_secs(30)).await.expect("claim");
     assert_eq!(
         next.iter().map(|e| e.envelope.id).collect::<Vec<_>>(),
         vec![g1.id],
         "a tenant whose earlier row is claimed is skipped entirely"
     );
     store
-        .retry_outbox(
-            claimed[0].seq,
-            Timestamp::now().plus(Duration::from_secs(60)),
-            "topic unavailable",
-        )
+        .retry_outbox(claimed[0].seq, Timestamp::now().plus(Duration::from_secs(60)), "topic unavailable")
         .await
         .expect("retry");
     assert!(
-        store
-            .claim_outbox(10, Duration::from_secs(30))
-            .await
-            .expect("claim")
-            .is_empty(),
+        store.claim_outbox(10, Duration::from_secs(30)).await.expect("claim").is_empty(),
         "a row waiting for its retry holds back its tenant's later rows"
     );
-    store
-        .retry_outbox(claimed[0].seq, Timestamp::now(), "try now")
-        .await
-        .expect("retry");
-    let retried = store
-        .claim_outbox(10, Duration::from_secs(30))
-        .await
-        .expect("claim");
-    assert_eq!(
-        retried.iter().map(|e| e.envelope.id).collect::<Vec<_>>(),
-        vec![a1.id, a2.id]
-    );
+    store.retry_outbox(claimed[0].seq, Timestamp::now(), "try now").await.expect("retry");
+    let retried = store.claim_outbox(10, Duration::from_secs(30)).await.expect("claim");
+    assert_eq!(retried.iter().map(|e| e.envelope.id).collect::<Vec<_>>(), vec![a1.id, a2.id]);
     assert_eq!(retried[0].attempts, 2, "failed attempts are counted");
     assert_eq!(retried[1].attempts, 0);
 
     // Giving up on a row releases the tenant's later rows and leaves the backlog.
     let a3 = envelope(acme.id, "order.closed", None);
     store.append_event(&a3).await.expect("append");
-    store
-        .fail_outbox(retried[0].seq, "gave up")
-        .await
-        .expect("fail");
-    store
-        .retry_outbox(retried[1].seq, Timestamp::now(), "try again")
-        .await
-        .expect("retry");
-    let after = store
-        .claim_outbox(10, Duration::from_secs(30))
-        .await
-        .expect("claim");
-    assert_eq!(
-        after.iter().map(|e| e.envelope.id).collect::<Vec<_>>(),
-        vec![a2.id, a3.id]
-    );
-    assert_eq!(
-        store.outbox_backlog().await.expect("backlog"),
-        3,
-        "a2, a3 and g1 are pending; a1 has failed"
-    );
+    store.fail_outbox(retried[0].seq, "gave up").await.expect("fail");
+    store.retry_outbox(retried[1].seq, Timestamp::now(), "try again").await.expect("retry");
+    let after = store.claim_outbox(10, Duration::from_secs(30)).await.expect("claim");
+    assert_eq!(after.iter().map(|e| e.envelope.id).collect::<Vec<_>>(), vec![a2.id, a3.id]);
+    assert_eq!(store.outbox_backlog().await.expect("backlog"), 3, "a2, a3 and g1 are pending; a1 has failed");
 }
 
 async fn concurrent_claims(store: Arc<dyn Store>) {
@@ -473,11 +286,7 @@ async fn concurrent_claims(store: Arc<dyn Store>) {
     for round in 0..10 {
         for t in &tenants {
             store
-                .append_event(&envelope(
-                    t.id,
-                    if round % 2 == 0 { "a.b" } else { "c.d" },
-                    None,
-                ))
+                .append_event(&envelope(t.id, if round % 2 == 0 { "a.b" } else { "c.d" }, None))
                 .await
                 .expect("append");
         }
@@ -485,10 +294,7 @@ async fn concurrent_claims(store: Arc<dyn Store>) {
     let claimer = |store: Arc<dyn Store>| async move {
         let mut mine = Vec::new();
         loop {
-            let batch = store
-                .claim_outbox(7, Duration::from_secs(60))
-                .await
-                .expect("claim");
+            let batch = store.claim_outbox(7, Duration::from_secs(60)).await.expect("claim");
             if batch.is_empty() {
                 break;
             }
@@ -498,16 +304,10 @@ async fn concurrent_claims(store: Arc<dyn Store>) {
         }
         mine
     };
-    let (a, b) = tokio::join!(
-        tokio::spawn(claimer(store.clone())),
-        tokio::spawn(claimer(store.clone()))
-    );
+    let (a, b) = tokio::join!(tokio::spawn(claimer(store.clone())), tokio::spawn(claimer(store.clone())));
     let (a, b) = (a.expect("join"), b.expect("join"));
     let a_set: HashSet<i64> = a.iter().copied().collect();
-    assert!(
-        b.iter().all(|seq| !a_set.contains(seq)),
-        "no row is claimed twice"
-    );
+    assert!(b.iter().all(|seq| !a_set.contains(seq)), "no row is claimed twice");
     assert_eq!(a.len() + b.len(), 80, "every row is claimed");
     assert_eq!(store.outbox_backlog().await.expect("backlog"), 0);
 }
@@ -521,110 +321,43 @@ async fn outbox_wakeup(store: Arc<dyn Store>) {
         tokio::spawn(async move { store.wait_for_outbox().await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    store
-        .append_event(&envelope(acme.id, "order.placed", None))
-        .await
-        .expect("append");
-    within(
-        Duration::from_secs(5),
-        "the outbox wake-up after an insert",
-        waiter,
-    )
-    .await
-    .expect("join");
+    store.append_event(&envelope(acme.id, "order.placed", None)).await.expect("append");
+    within(Duration::from_secs(5), "the outbox wake-up after an insert", waiter).await.expect("join");
     // Level-triggered: an insert while nobody waits is still seen by the next wait.
-    store
-        .append_event(&envelope(acme.id, "order.placed", None))
-        .await
-        .expect("append");
+    store.append_event(&envelope(acme.id, "order.placed", None)).await.expect("append");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    within(
-        Duration::from_secs(5),
-        "a kept wake-up",
-        store.wait_for_outbox(),
-    )
-    .await;
+    within(Duration::from_secs(5), "a kept wake-up", store.wait_for_outbox()).await;
 }
 
 async fn inbox_once(store: Arc<dyn Store>) {
     let acme = tenant(store.as_ref(), "Acme").await;
     let feedback = new_feedback();
     let event = envelope(acme.id, "feedback.submitted", None);
-    store
-        .submit_feedback(&feedback, &event)
-        .await
-        .expect("submit");
+    store.submit_feedback(&feedback, &event).await.expect("submit");
 
     // A transaction dropped without commit leaves nothing behind.
     {
-        let mut tx = store
-            .begin_once("feedback", acme.id, event.id)
-            .await
-            .expect("begin")
-            .expect("first time");
-        tx.set_feedback_status(
-            acme.id,
-            feedback.id,
-            FeedbackStatus::Completed,
-            Some("k/1.json"),
-        )
-        .await
-        .expect("set");
+        let mut tx = store.begin_once("feedback", acme.id, event.id).await.expect("begin").expect("first time");
+        tx.set_feedback_status(acme.id, feedback.id, FeedbackStatus::Completed, Some("k/1.json")).await.expect("set");
     }
-    let status = store
-        .feedback(acme.id, feedback.id)
-        .await
-        .expect("get")
-        .map(|f| f.status);
+    let status = store.feedback(acme.id, feedback.id).await.expect("get").map(|f| f.status);
     assert_eq!(status, Some(FeedbackStatus::Accepted), "rolled back");
 
-    let mut tx = store
-        .begin_once("feedback", acme.id, event.id)
-        .await
-        .expect("begin")
-        .expect("not applied yet");
-    tx.set_feedback_status(
-        acme.id,
-        feedback.id,
-        FeedbackStatus::Completed,
-        Some("k/1.json"),
-    )
-    .await
-    .expect("set");
+    let mut tx = store.begin_once("feedback", acme.id, event.id).await.expect("begin").expect("not applied yet");
+    tx.set_feedback_status(acme.id, feedback.id, FeedbackStatus::Completed, Some("k/1.json")).await.expect("set");
     tx.commit().await.expect("commit");
-    let stored = store
-        .feedback(acme.id, feedback.id)
-        .await
-        .expect("get")
-        .expect("present");
+    let stored = store.feedback(acme.id, feedback.id).await.expect("get").expect("present");
     assert_eq!(stored.status, FeedbackStatus::Completed);
     assert_eq!(stored.result_key.as_deref(), Some("k/1.json"));
 
-    assert!(
-        store
-            .begin_once("feedback", acme.id, event.id)
-            .await
-            .expect("begin")
-            .is_none(),
-        "applied once"
-    );
-    assert!(
-        store
-            .begin_once("analytics", acme.id, event.id)
-            .await
-            .expect("begin")
-            .is_some(),
-        "per consumer"
-    );
+    assert!(store.begin_once("feedback", acme.id, event.id).await.expect("begin").is_none(), "applied once");
+    assert!(store.begin_once("analytics", acme.id, event.id).await.expect("begin").is_some(), "per consumer");
 
     // Concurrent duplicates: exactly one gets the transaction.
     let other = envelope(acme.id, "feedback.submitted", None);
     let (a, b) = tokio::join!(
         async {
-            let tx = store
-                .begin_once("feedback", acme.id, other.id)
-                .await
-                .expect("begin");
+            let tx = store.begin_once("feedback", acme.id, other.id).await.expect("begin");
             let got = tx.is_some();
             if let Some(tx) = tx {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -634,10 +367,7 @@ async fn inbox_once(store: Arc<dyn Store>) {
         },
         async {
             tokio::time::sleep(Duration::from_millis(10)).await;
-            let tx = store
-                .begin_once("feedback", acme.id, other.id)
-                .await
-                .expect("begin");
+            let tx = store.begin_once("feedback", acme.id, other.id).await.expect("begin");
             let got = tx.is_some();
             if let Some(tx) = tx {
                 tx.commit().await.expect("commit");
@@ -645,8 +375,5 @@ async fn inbox_once(store: Arc<dyn Store>) {
             got
         }
     );
-    assert!(
-        a ^ b,
-        "exactly one of two concurrent deliveries applies (got {a} and {b})"
-    );
+    assert!(a ^ b, "exactly one of two concurrent deliveries applies (got {a} and {b})");
 }

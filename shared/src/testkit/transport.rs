@@ -53,8 +53,7 @@ fn unique_topology() -> Topology {
     topology.subscriptions.push(SubscriptionSpec {
         topic: topology.topic(Service::CoreApi).name.clone(),
         queue: analytics,
-        filter_policy: FilterPolicy::parse(&policy, FilterPolicyScope::MessageAttributes)
-            .expect("policy"),
+        filter_policy: FilterPolicy::parse(&policy, FilterPolicyScope::MessageAttributes).expect("policy"),
         filter_policy_json: policy,
         raw_delivery: true,
     });
@@ -92,11 +91,7 @@ fn names(topology: &Topology) -> Names {
 }
 
 fn quick(max: u32) -> ReceiveOptions {
-    ReceiveOptions {
-        max_messages: max,
-        wait: Duration::from_millis(1500),
-        visibility_timeout: None,
-    }
+    ReceiveOptions { max_messages: max, wait: Duration::from_millis(1500), visibility_timeout: None }
 }
 
 fn short_visibility(max: u32, seconds: u64) -> ReceiveOptions {
@@ -150,21 +145,11 @@ pub async fn run_suite<B: Backend>(capabilities: Capabilities, backend: B) {
         announce(SUITE, "dedup id remembered for five minutes");
         dedup_window(&backend.open(unique_topology()).await).await;
     } else {
-        skip(
-            SUITE,
-            "dedup id remembered for five minutes",
-            "the backend's clock cannot be moved",
-        );
+        skip(SUITE, "dedup id remembered for five minutes", "the backend's clock cannot be moved");
     }
-    announce(
-        SUITE,
-        "redelivery after the visibility timeout, with receive counts",
-    );
+    announce(SUITE, "redelivery after the visibility timeout, with receive counts");
     redelivery(&backend.open(unique_topology()).await).await;
-    announce(
-        SUITE,
-        "dead-letter queue after 3 receives; list, redrive and purge",
-    );
+    announce(SUITE, "dead-letter queue after 3 receives; list, redrive and purge");
     dead_letters(&backend.open(unique_topology()).await).await;
     announce(SUITE, "unknown names, rejected entries and bad batches");
     errors(&backend.open(unique_topology()).await).await;
@@ -172,11 +157,7 @@ pub async fn run_suite<B: Backend>(capabilities: Capabilities, backend: B) {
         announce(SUITE, "nothing lost across a restart");
         restart(&backend, backend.open(unique_topology()).await).await;
     } else {
-        skip(
-            SUITE,
-            "nothing lost across a restart",
-            "the backend cannot be reopened in-process",
-        );
+        skip(SUITE, "nothing lost across a restart", "the backend cannot be reopened in-process");
     }
 }
 
@@ -184,40 +165,20 @@ async fn fifo_order(fixture: &Fixture) {
     let n = names(&fixture.topology);
     let t = fixture.transport.as_ref();
     let messages: Vec<_> = (0..25)
-        .map(|i| {
-            message(
-                if i % 2 == 0 { "g-a" } else { "g-b" },
-                &format!("m{i:02}"),
-                "feedback.submitted",
-            )
-        })
+        .map(|i| message(if i % 2 == 0 { "g-a" } else { "g-b" }, &format!("m{i:02}"), "feedback.submitted"))
         .collect();
     publish_all(t, &n.topic, &messages).await;
     let received = drain(t, &n.feedback, 25).await;
     assert_eq!(received.len(), 25);
     for group in ["g-a", "g-b"] {
-        let got: Vec<String> = received
-            .iter()
-            .filter(|m| m.group_id == group)
-            .map(|m| m.dedup_id.clone())
-            .collect();
-        let sent: Vec<String> = messages
-            .iter()
-            .filter(|m| m.group_id == group)
-            .map(|m| m.dedup_id.clone())
-            .collect();
+        let got: Vec<String> = received.iter().filter(|m| m.group_id == group).map(|m| m.dedup_id.clone()).collect();
+        let sent: Vec<String> = messages.iter().filter(|m| m.group_id == group).map(|m| m.dedup_id.clone()).collect();
         assert_eq!(got, sent, "group {group} keeps publish order");
     }
     let first = &received[0];
-    assert_eq!(
-        first.attributes.get("event_type").map(String::as_str),
-        Some("feedback.submitted")
-    );
+    assert_eq!(first.attributes.get("event_type").map(String::as_str), Some("feedback.submitted"));
     assert_eq!(first.receive_count, 1);
-    assert!(
-        serde_json::from_str::<serde_json::Value>(&first.body).is_ok(),
-        "raw delivery keeps the body"
-    );
+    assert!(serde_json::from_str::<serde_json::Value>(&first.body).is_ok(), "raw delivery keeps the body");
 }
 
 async fn independent_groups(fixture: &Fixture) {
@@ -226,46 +187,24 @@ async fn independent_groups(fixture: &Fixture) {
     publish_all(
         t,
         &n.topic,
-        &[
-            message("g-a", "a1", "feedback.x"),
-            message("g-a", "a2", "feedback.x"),
-            message("g-b", "b1", "feedback.x"),
-        ],
+        &[message("g-a", "a1", "feedback.x"), message("g-a", "a2", "feedback.x"), message("g-b", "b1", "feedback.x")],
     )
     .await;
-    let first = t
-        .receive(&n.feedback, short_visibility(1, 30))
-        .await
-        .expect("receive");
+    let first = t.receive(&n.feedback, short_visibility(1, 30)).await.expect("receive");
     assert_eq!(first.len(), 1);
-    let second = t
-        .receive(&n.feedback, short_visibility(1, 30))
-        .await
-        .expect("receive");
+    let second = t.receive(&n.feedback, short_visibility(1, 30)).await.expect("receive");
     assert_eq!(second.len(), 1, "another group is not held back");
     assert_ne!(second[0].group_id, first[0].group_id);
     let third = t.receive(&n.feedback, quick(10)).await.expect("receive");
     assert!(
-        third
-            .iter()
-            .all(|m| m.group_id != first[0].group_id && m.group_id != second[0].group_id),
+        third.iter().all(|m| m.group_id != first[0].group_id && m.group_id != second[0].group_id),
         "groups with a message in flight are held back: {:?}",
         dedups(&third)
     );
-    let group_a = if first[0].group_id == "g-a" {
-        &first[0]
-    } else {
-        &second[0]
-    };
-    t.ack(&n.feedback, std::slice::from_ref(&group_a.receipt))
-        .await
-        .expect("ack");
+    let group_a = if first[0].group_id == "g-a" { &first[0] } else { &second[0] };
+    t.ack(&n.feedback, std::slice::from_ref(&group_a.receipt)).await.expect("ack");
     let next = t.receive(&n.feedback, quick(10)).await.expect("receive");
-    assert_eq!(
-        dedups(&next),
-        vec!["a2".to_owned()],
-        "the group continues once its message is deleted"
-    );
+    assert_eq!(dedups(&next), vec!["a2".to_owned()], "the group continues once its message is deleted");
 }
 
 async fn filtering_and_fan_out(fixture: &Fixture) {
@@ -281,42 +220,22 @@ async fn filtering_and_fan_out(fixture: &Fixture) {
         ],
     )
     .await;
-    assert_eq!(
-        dedups(&drain(t, &n.feedback, 1).await),
-        vec!["f1".to_owned()]
-    );
+    assert_eq!(dedups(&drain(t, &n.feedback, 1).await), vec!["f1".to_owned()]);
     assert_eq!(dedups(&drain(t, &n.email, 1).await), vec!["e1".to_owned()]);
     assert_eq!(
         dedups(&drain(t, &n.analytics, 1).await),
         vec!["f1".to_owned()],
         "one publish fans out to every matching queue"
     );
-    assert!(
-        t.receive(&n.feedback, quick(10))
-            .await
-            .expect("receive")
-            .is_empty(),
-        "no other copies"
-    );
+    assert!(t.receive(&n.feedback, quick(10)).await.expect("receive").is_empty(), "no other copies");
 }
 
 async fn dedup_while_queued(fixture: &Fixture) {
     let n = names(&fixture.topology);
     let t = fixture.transport.as_ref();
     publish_all(t, &n.topic, &[message("g", "same", "feedback.x")]).await;
-    publish_all(
-        t,
-        &n.topic,
-        &[
-            message("g", "same", "feedback.x"),
-            message("g", "other", "feedback.x"),
-        ],
-    )
-    .await;
-    assert_eq!(
-        dedups(&drain(t, &n.feedback, 3).await),
-        vec!["same".to_owned(), "other".to_owned()]
-    );
+    publish_all(t, &n.topic, &[message("g", "same", "feedback.x"), message("g", "other", "feedback.x")]).await;
+    assert_eq!(dedups(&drain(t, &n.feedback, 3).await), vec!["same".to_owned(), "other".to_owned()]);
 }
 
 async fn dedup_window(fixture: &Fixture) {
@@ -328,85 +247,42 @@ async fn dedup_window(fixture: &Fixture) {
     clock.advance(Duration::from_secs(4 * 60));
     publish_all(t, &n.topic, &[message("g", "d1", "feedback.x")]).await;
     assert!(
-        t.receive(&n.feedback, quick(10))
-            .await
-            .expect("receive")
-            .is_empty(),
+        t.receive(&n.feedback, quick(10)).await.expect("receive").is_empty(),
         "deleted but still within five minutes"
     );
     clock.advance(Duration::from_secs(61));
     publish_all(t, &n.topic, &[message("g", "d1", "feedback.x")]).await;
-    assert_eq!(
-        drain(t, &n.feedback, 1).await.len(),
-        1,
-        "after five minutes the id is new again"
-    );
+    assert_eq!(drain(t, &n.feedback, 1).await.len(), 1, "after five minutes the id is new again");
 }
 
 async fn redelivery(fixture: &Fixture) {
     let n = names(&fixture.topology);
     let t = fixture.transport.as_ref();
     publish_all(t, &n.topic, &[message("g", "r1", "feedback.x")]).await;
-    let first = t
-        .receive(&n.feedback, short_visibility(1, 1))
-        .await
-        .expect("receive");
+    let first = t.receive(&n.feedback, short_visibility(1, 1)).await.expect("receive");
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].receive_count, 1);
     assert!(
-        t.receive(
-            &n.feedback,
-            ReceiveOptions {
-                wait: Duration::ZERO,
-                ..quick(1)
-            }
-        )
-        .await
-        .expect("receive")
-        .is_empty(),
+        t.receive(&n.feedback, ReceiveOptions { wait: Duration::ZERO, ..quick(1) }).await.expect("receive").is_empty(),
         "invisible while in flight"
     );
     let again = t
-        .receive(
-            &n.feedback,
-            ReceiveOptions {
-                wait: Duration::from_secs(5),
-                ..short_visibility(1, 30)
-            },
-        )
+        .receive(&n.feedback, ReceiveOptions { wait: Duration::from_secs(5), ..short_visibility(1, 30) })
         .await
         .expect("receive");
-    assert_eq!(
-        dedups(&again),
-        vec!["r1".to_owned()],
-        "visible again after the timeout (long poll waits for it)"
-    );
+    assert_eq!(dedups(&again), vec!["r1".to_owned()], "visible again after the timeout (long poll waits for it)");
     assert_eq!(again[0].receive_count, 2);
     assert!(
-        t.change_visibility(&n.feedback, &first[0].receipt, Duration::ZERO)
-            .await
-            .is_err(),
+        t.change_visibility(&n.feedback, &first[0].receipt, Duration::ZERO).await.is_err(),
         "an old receipt cannot move the message"
     );
-    t.change_visibility(&n.feedback, &again[0].receipt, Duration::ZERO)
-        .await
-        .expect("backoff to zero");
+    t.change_visibility(&n.feedback, &again[0].receipt, Duration::ZERO).await.expect("backoff to zero");
     let third = t.receive(&n.feedback, quick(1)).await.expect("receive");
     assert_eq!(third[0].receive_count, 3);
-    t.ack(&n.feedback, std::slice::from_ref(&third[0].receipt))
-        .await
-        .expect("ack");
-    t.ack(&n.feedback, std::slice::from_ref(&third[0].receipt))
-        .await
-        .expect("acking twice is fine");
+    t.ack(&n.feedback, std::slice::from_ref(&third[0].receipt)).await.expect("ack");
+    t.ack(&n.feedback, std::slice::from_ref(&third[0].receipt)).await.expect("acking twice is fine");
     assert!(t
-        .receive(
-            &n.feedback,
-            ReceiveOptions {
-                wait: Duration::ZERO,
-                ..quick(1)
-            }
-        )
+        .receive(&n.feedback, ReceiveOptions { wait: Duration::ZERO, ..quick(1) })
         .await
         .expect("receive")
         .is_empty());
@@ -415,43 +291,19 @@ async fn redelivery(fixture: &Fixture) {
 async fn dead_letters(fixture: &Fixture) {
     let n = names(&fixture.topology);
     let t = fixture.transport.as_ref();
-    publish_all(
-        t,
-        &n.topic,
-        &[
-            message("g", "p1", "feedback.x"),
-            message("g", "p2", "feedback.x"),
-        ],
-    )
-    .await;
+    publish_all(t, &n.topic, &[message("g", "p1", "feedback.x"), message("g", "p2", "feedback.x")]).await;
     for attempt in 1..=3 {
-        let got = t
-            .receive(&n.feedback, short_visibility(1, 0))
-            .await
-            .expect("receive");
+        let got = t.receive(&n.feedback, short_visibility(1, 0)).await.expect("receive");
         assert_eq!(dedups(&got), vec!["p1".to_owned()], "attempt {attempt}");
         assert_eq!(got[0].receive_count, attempt);
     }
     // The fourth receive moves p1 to the DLQ and hands out p2 instead.
-    let fourth = t
-        .receive(&n.feedback, short_visibility(1, 0))
-        .await
-        .expect("receive");
+    let fourth = t.receive(&n.feedback, short_visibility(1, 0)).await.expect("receive");
     assert_eq!(dedups(&fourth), vec!["p2".to_owned()]);
     let dead = t.dead_letters(&n.feedback_dlq, 10).await.expect("list");
     assert_eq!(dead.len(), 1);
-    assert_eq!(
-        (dead[0].dedup_id.as_str(), dead[0].group_id.as_str()),
-        ("p1", "g")
-    );
-    assert_eq!(
-        t.dead_letters(&n.feedback_dlq, 10)
-            .await
-            .expect("list")
-            .len(),
-        1,
-        "listing does not consume"
-    );
+    assert_eq!((dead[0].dedup_id.as_str(), dead[0].group_id.as_str()), ("p1", "g"));
+    assert_eq!(t.dead_letters(&n.feedback_dlq, 10).await.expect("list").len(), 1, "listing does not consume");
     assert_eq!(t.stats(&n.feedback_dlq).await.expect("stats").visible, 1);
 
     // Redrive returns it to the source queue with its ids.
@@ -460,31 +312,13 @@ async fn dead_letters(fixture: &Fixture) {
     let back = drain(t, &n.feedback, 1).await;
     assert_eq!(dedups(&back), vec!["p1".to_owned()]);
     assert_eq!(back[0].group_id, "g");
-    assert!(t
-        .dead_letters(&n.feedback_dlq, 10)
-        .await
-        .expect("list")
-        .is_empty());
+    assert!(t.dead_letters(&n.feedback_dlq, 10).await.expect("list").is_empty());
 
     // Purge empties a queue.
-    publish_all(
-        t,
-        &n.topic,
-        &[
-            message("g", "q1", "feedback.x"),
-            message("h", "q2", "feedback.x"),
-        ],
-    )
-    .await;
+    publish_all(t, &n.topic, &[message("g", "q1", "feedback.x"), message("h", "q2", "feedback.x")]).await;
     assert_eq!(t.purge(&n.feedback).await.expect("purge"), 2);
     assert!(t
-        .receive(
-            &n.feedback,
-            ReceiveOptions {
-                wait: Duration::ZERO,
-                ..quick(10)
-            }
-        )
+        .receive(&n.feedback, ReceiveOptions { wait: Duration::ZERO, ..quick(10) })
         .await
         .expect("receive")
         .is_empty());
@@ -493,10 +327,7 @@ async fn dead_letters(fixture: &Fixture) {
 async fn errors(fixture: &Fixture) {
     let n = names(&fixture.topology);
     let t = fixture.transport.as_ref();
-    assert!(t
-        .publish("no-such-topic.fifo", &[message("g", "x", "a.b")])
-        .await
-        .is_err());
+    assert!(t.publish("no-such-topic.fifo", &[message("g", "x", "a.b")]).await.is_err());
     assert!(t.receive("no-such-queue.fifo", quick(1)).await.is_err());
     // A rejected entry takes its group's later entries with it; other groups go through.
     let mut oversized = message("g", "big", "feedback.x");
@@ -513,17 +344,9 @@ async fn errors(fixture: &Fixture) {
     let mut got = dedups(&drain(t, &n.feedback, 2).await);
     got.sort();
     assert_eq!(got, vec!["ok1".to_owned(), "other".to_owned()]);
-    let eleven: Vec<_> = (0..11)
-        .map(|i| message("g", &format!("x{i}"), "a.b"))
-        .collect();
-    assert!(
-        t.publish(&n.topic, &eleven).await.is_err(),
-        "a batch holds at most 10 messages"
-    );
-    assert!(
-        t.receive(&n.feedback, quick(11)).await.is_err(),
-        "at most 10 per receive"
-    );
+    let eleven: Vec<_> = (0..11).map(|i| message("g", &format!("x{i}"), "a.b")).collect();
+    assert!(t.publish(&n.topic, &eleven).await.is_err(), "a batch holds at most 10 messages");
+    assert!(t.receive(&n.feedback, quick(11)).await.is_err(), "at most 10 per receive");
 }
 
 async fn restart<B: Backend>(backend: &B, fixture: Fixture) {
@@ -531,17 +354,10 @@ async fn restart<B: Backend>(backend: &B, fixture: Fixture) {
     publish_all(
         fixture.transport.as_ref(),
         &n.topic,
-        &[
-            message("g", "k1", "feedback.x"),
-            message("h", "k2", "feedback.x"),
-        ],
+        &[message("g", "k1", "feedback.x"), message("h", "k2", "feedback.x")],
     )
     .await;
-    let in_flight = fixture
-        .transport
-        .receive(&n.feedback, short_visibility(1, 1))
-        .await
-        .expect("receive");
+    let in_flight = fixture.transport.receive(&n.feedback, short_visibility(1, 1)).await.expect("receive");
     assert_eq!(in_flight.len(), 1);
     let fixture = backend.reopen(fixture).await;
     let t = fixture.transport.as_ref();
@@ -551,9 +367,5 @@ async fn restart<B: Backend>(backend: &B, fixture: Fixture) {
         got.extend(dedups(&drain(t, &n.feedback, 2).await));
     }
     got.sort();
-    assert_eq!(
-        got,
-        vec!["k1".to_owned(), "k2".to_owned()],
-        "queued and in-flight messages survive"
-    );
+    assert_eq!(got, vec!["k1".to_owned(), "k2".to_owned()], "queued and in-flight messages survive");
 }

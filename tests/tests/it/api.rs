@@ -8,29 +8,17 @@ use crate::helpers::{json, spawn_app, store, Engine, TestApp};
 
 async fn problem(response: reqwest::Response, status: u16) -> Value {
     assert_eq!(response.status(), status);
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert_eq!(content_type, "application/problem+json");
     let body = json(response).await;
     assert_eq!(body["status"], status);
-    assert!(
-        body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(),
-        "{body}"
-    );
+    assert!(body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(), "{body}");
     body
 }
 
 fn failing_fields(body: &Value) -> HashSet<String> {
-    body["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| e["field"].as_str().expect("field").to_owned())
-        .collect()
+    body["errors"].as_array().expect("errors").iter().map(|e| e["field"].as_str().expect("field").to_owned()).collect()
 }
 
 async fn backlog(app: &TestApp) -> u64 {
@@ -60,10 +48,7 @@ async fn events_contract() {
     };
     let first = send("order-42", app.acme.key.clone()).await;
     assert_eq!(first.status(), 202);
-    let first_id = json(first).await["event_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let first_id = json(first).await["event_id"].as_str().expect("id").to_owned();
     assert!(first_id.starts_with("evt_"));
     let again = send("order-42", app.acme.key.clone()).await;
     assert_eq!(again.status(), 200);
@@ -73,8 +58,7 @@ async fn events_contract() {
     assert_ne!(json(other).await["event_id"], first_id);
 
     // Twenty concurrent requests with one key: exactly one 202, one event id.
-    let responses =
-        futures::future::join_all((0..20).map(|_| send("burst", app.acme.key.clone()))).await;
+    let responses = futures::future::join_all((0..20).map(|_| send("burst", app.acme.key.clone()))).await;
     let mut accepted = 0;
     let mut ids = HashSet::new();
     for response in responses {
@@ -83,79 +67,31 @@ async fn events_contract() {
             200 => {}
             other => panic!("unexpected status {other}"),
         }
-        ids.insert(
-            json(response).await["event_id"]
-                .as_str()
-                .expect("id")
-                .to_owned(),
-        );
+        ids.insert(json(response).await["event_id"].as_str().expect("id").to_owned());
     }
     assert_eq!(accepted, 1);
     assert_eq!(ids.len(), 1);
 
     // Reserved namespaces.
-    for reserved in [
-        "feedback.submitted",
-        "email.sent",
-        "analytics.track",
-        "testflight.invited",
-        "access_request.approved",
-    ] {
-        let response = app
-            .post_json(
-                "/v1/events",
-                Some(&app.acme.key),
-                &json!({"type": reserved, "data": {}}),
-            )
-            .await;
+    for reserved in
+        ["feedback.submitted", "email.sent", "analytics.track", "testflight.invited", "access_request.approved"]
+    {
+        let response = app.post_json("/v1/events", Some(&app.acme.key), &json!({"type": reserved, "data": {}})).await;
         let body = problem(response, 400).await;
         let prefix = reserved.split('.').next().expect("prefix");
-        assert!(
-            body["errors"][0]["detail"]
-                .as_str()
-                .expect("detail")
-                .contains(&format!("`{prefix}.`")),
-            "{body}"
-        );
+        assert!(body["errors"][0]["detail"].as_str().expect("detail").contains(&format!("`{prefix}.`")), "{body}");
     }
 
     // Each failing field is listed; nothing is written.
     let before = backlog(&app).await;
-    let body = problem(
-        app.post_json(
-            "/v1/events",
-            Some(&app.acme.key),
-            &json!({"type": "Order", "data": [1]}),
-        )
-        .await,
-        400,
-    )
-    .await;
-    assert_eq!(
-        failing_fields(&body),
-        HashSet::from(["type".to_owned(), "data".to_owned()])
-    );
-    let body = problem(
-        app.post_json("/v1/events", Some(&app.acme.key), &json!({}))
-            .await,
-        400,
-    )
-    .await;
-    assert_eq!(
-        failing_fields(&body),
-        HashSet::from(["type".to_owned(), "data".to_owned()])
-    );
+    let body =
+        problem(app.post_json("/v1/events", Some(&app.acme.key), &json!({"type": "Order", "data": [1]})).await, 400)
+            .await;
+    assert_eq!(failing_fields(&body), HashSet::from(["type".to_owned(), "data".to_owned()]));
+    let body = problem(app.post_json("/v1/events", Some(&app.acme.key), &json!({})).await, 400).await;
+    assert_eq!(failing_fields(&body), HashSet::from(["type".to_owned(), "data".to_owned()]));
     let long_type = format!("a.{}", "b".repeat(127));
-    problem(
-        app.post_json(
-            "/v1/events",
-            Some(&app.acme.key),
-            &json!({"type": long_type, "data": {}}),
-        )
-        .await,
-        400,
-    )
-    .await;
+    problem(app.post_json("/v1/events", Some(&app.acme.key), &json!({"type": long_type, "data": {}})).await, 400).await;
     let bad_key = app
         .client
         .post(format!("{}/v1/events", app.api_url))
@@ -165,15 +101,8 @@ async fn events_contract() {
         .send()
         .await
         .expect("send");
-    assert_eq!(
-        failing_fields(&problem(bad_key, 400).await),
-        HashSet::from(["Idempotency-Key".to_owned()])
-    );
-    assert_eq!(
-        backlog(&app).await,
-        before,
-        "rejected requests change nothing"
-    );
+    assert_eq!(failing_fields(&problem(bad_key, 400).await), HashSet::from(["Idempotency-Key".to_owned()]));
+    assert_eq!(backlog(&app).await, before, "rejected requests change nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,15 +112,8 @@ async fn authentication_and_body_errors() {
     let url = format!("{}/v1/events", app.api_url);
 
     let body = problem(app.post_json("/v1/events", None, &good).await, 401).await;
-    assert!(body["detail"]
-        .as_str()
-        .expect("detail")
-        .contains("Authorization"));
-    problem(
-        app.post_json("/v1/events", Some("sk_nope"), &good).await,
-        401,
-    )
-    .await;
+    assert!(body["detail"].as_str().expect("detail").contains("Authorization"));
+    problem(app.post_json("/v1/events", Some("sk_nope"), &good).await, 401).await;
     let forged = format!("{}0", &app.acme.key[..app.acme.key.len() - 1]);
     problem(app.post_json("/v1/events", Some(&forged), &good).await, 401).await;
 
@@ -207,11 +129,7 @@ async fn authentication_and_body_errors() {
         .expect("send");
     problem(malformed, 400).await;
     let huge = json!({"type": "order.placed", "data": {"blob": "x".repeat(262_145)}});
-    problem(
-        app.post_json("/v1/events", Some("sk_bad"), &huge).await,
-        413,
-    )
-    .await;
+    problem(app.post_json("/v1/events", Some("sk_bad"), &huge).await, 413).await;
     let chunked = app
         .client
         .post(&url)
@@ -234,13 +152,9 @@ async fn authentication_and_body_errors() {
         .await
         .expect("send");
     problem(text, 415).await;
-    let invalid = app
-        .post_json("/v1/events", Some("sk_bad"), &json!({"type": "nope"}))
-        .await;
+    let invalid = app.post_json("/v1/events", Some("sk_bad"), &json!({"type": "nope"})).await;
     problem(invalid, 400).await;
-    let array = app
-        .post_json("/v1/events", Some(&app.acme.key), &json!([1, 2]))
-        .await;
+    let array = app.post_json("/v1/events", Some(&app.acme.key), &json!([1, 2])).await;
     problem(array, 400).await;
 
     // Unknown routes are problems too.
@@ -263,55 +177,22 @@ async fn feedback_validation_and_tenancy() {
     .await;
     assert_eq!(
         failing_fields(&body),
-        HashSet::from([
-            "rating".into(),
-            "message".into(),
-            "contact_email".into(),
-            "metadata".into()
-        ])
+        HashSet::from(["rating".into(), "message".into(), "contact_email".into(), "metadata".into()])
     );
     let too_long = json!({"message": "x".repeat(5_001)});
-    let body = problem(
-        app.post_json("/v1/feedback", Some(&app.acme.key), &too_long)
-            .await,
-        400,
-    )
-    .await;
+    let body = problem(app.post_json("/v1/feedback", Some(&app.acme.key), &too_long).await, 400).await;
     assert_eq!(failing_fields(&body), HashSet::from(["message".to_owned()]));
     let fractional = json!({"message": "ok", "rating": 4.5});
-    problem(
-        app.post_json("/v1/feedback", Some(&app.acme.key), &fractional)
-            .await,
-        400,
-    )
-    .await;
-    assert_eq!(
-        backlog(&app).await,
-        before,
-        "rejected feedback changes nothing"
-    );
+    problem(app.post_json("/v1/feedback", Some(&app.acme.key), &fractional).await, 400).await;
+    assert_eq!(backlog(&app).await, before, "rejected feedback changes nothing");
 
-    let minimal = app
-        .post_json(
-            "/v1/feedback",
-            Some(&app.acme.key),
-            &json!({"message": "Just a message"}),
-        )
-        .await;
+    let minimal = app.post_json("/v1/feedback", Some(&app.acme.key), &json!({"message": "Just a message"})).await;
     assert_eq!(minimal.status(), 202);
     let id = json(minimal).await["id"].as_str().expect("id").to_owned();
     let mine = app.get(&format!("/v1/feedback/{id}"), &app.acme.key).await;
     assert_eq!(mine.status(), 200);
-    let theirs = problem(
-        app.get(&format!("/v1/feedback/{id}"), &app.globex.key)
-            .await,
-        404,
-    )
-    .await;
-    assert!(
-        !theirs.to_string().contains("Just a message"),
-        "never another tenant's data"
-    );
+    let theirs = problem(app.get(&format!("/v1/feedback/{id}"), &app.globex.key).await, 404).await;
+    assert!(!theirs.to_string().contains("Just a message"), "never another tenant's data");
     problem(app.get("/v1/feedback/not-an-id", &app.acme.key).await, 404).await;
     problem(app.get(&format!("/v1/feedback/{id}"), "sk_bad").await, 401).await;
 }
@@ -319,18 +200,8 @@ async fn feedback_validation_and_tenancy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_routes_answer() {
     let app: TestApp = spawn_app(Engine::Embedded).await;
-    let api = app
-        .client
-        .get(format!("{}/health", app.api_url))
-        .send()
-        .await
-        .expect("send");
+    let api = app.client.get(format!("{}/health", app.api_url)).send().await.expect("send");
     assert_eq!(api.status(), 200);
-    let console = app
-        .client
-        .get(format!("{}/health", app.console_url))
-        .send()
-        .await
-        .expect("send");
+    let console = app.client.get(format!("{}/health", app.console_url)).send().await.expect("send");
     assert_eq!(json(console).await["service"], "control-plane");
 }

@@ -20,10 +20,7 @@ async fn wait_for_completion(app: &TestApp, id: &str) -> Value {
             ["accepted", "processing"].contains(&body["status"].as_str().unwrap_or_default()),
             "unexpected status: {body}"
         );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "feedback did not complete: {body}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "feedback did not complete: {body}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -50,35 +47,17 @@ async fn feedback_flow(engine: Engine) {
     assert!(key.starts_with(&prefix), "{key}");
     assert!(key.ends_with(&format!("/{event_id}.json")), "{key}");
     let parts: Vec<&str> = key.split('/').collect();
-    assert!(
-        parts[3].starts_with("month=")
-            && parts[4].starts_with("day=")
-            && parts[5].starts_with("hour="),
-        "{key}"
-    );
+    assert!(parts[3].starts_with("month=") && parts[4].starts_with("day=") && parts[5].starts_with("hour="), "{key}");
 
-    let object = app
-        .backends
-        .objects
-        .get(&ObjectKey::parse(key).expect("key"))
-        .await
-        .expect("get")
-        .expect("object exists");
+    let object =
+        app.backends.objects.get(&ObjectKey::parse(key).expect("key")).await.expect("get").expect("object exists");
     let object: Value = serde_json::from_slice(&object).expect("json object");
     assert_eq!(object["tenant_id"], app.acme.id.to_string());
-    assert_eq!(
-        object["feedback"]["message"],
-        "The export button is hard to find"
-    );
+    assert_eq!(object["feedback"]["message"], "The export button is hard to find");
     assert_eq!(object["feedback"]["rating"], 4);
 
     // Another tenant cannot see it.
-    assert_eq!(
-        app.get(&format!("/v1/feedback/{id}"), &app.globex.key)
-            .await
-            .status(),
-        404
-    );
+    assert_eq!(app.get(&format!("/v1/feedback/{id}"), &app.globex.key).await.status(), 404);
     app.stop().await.expect("clean shutdown");
 }
 
@@ -96,66 +75,25 @@ async fn events_reach_the_core_api_topic(engine: Engine) {
     let app = spawn_app(engine).await;
     let mut sent = Vec::new();
     for n in 0..5 {
-        let response = app
-            .post_json(
-                "/v1/events",
-                Some(&app.acme.key),
-                &json!({"type": "order.placed", "data": {"n": n}}),
-            )
-            .await;
+        let response =
+            app.post_json("/v1/events", Some(&app.acme.key), &json!({"type": "order.placed", "data": {"n": n}})).await;
         assert_eq!(response.status(), 202);
-        sent.push(
-            json(response).await["event_id"]
-                .as_str()
-                .expect("id")
-                .to_owned(),
-        );
+        sent.push(json(response).await["event_id"].as_str().expect("id").to_owned());
     }
     let mut received = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while received.len() < sent.len() && tokio::time::Instant::now() < deadline {
-        let options = ReceiveOptions {
-            max_messages: 10,
-            wait: Duration::from_secs(2),
-            visibility_timeout: None,
-        };
-        for message in app
-            .backends
-            .transport
-            .receive(&app.order_queue, options)
-            .await
-            .expect("receive")
-        {
-            assert_eq!(
-                message.group_id,
-                app.acme.id.to_string(),
-                "message group = tenant"
-            );
-            assert_eq!(
-                message.attributes.get("tenant_id"),
-                Some(&app.acme.id.to_string())
-            );
-            assert_eq!(
-                message.attributes.get("event_type").map(String::as_str),
-                Some("order.placed")
-            );
+        let options = ReceiveOptions { max_messages: 10, wait: Duration::from_secs(2), visibility_timeout: None };
+        for message in app.backends.transport.receive(&app.order_queue, options).await.expect("receive") {
+            assert_eq!(message.group_id, app.acme.id.to_string(), "message group = tenant");
+            assert_eq!(message.attributes.get("tenant_id"), Some(&app.acme.id.to_string()));
+            assert_eq!(message.attributes.get("event_type").map(String::as_str), Some("order.placed"));
             let envelope = EventEnvelope::from_json(&message.body).expect("envelope body");
             assert_eq!(envelope.tenant_id, app.acme.id);
-            assert_eq!(
-                message.dedup_id,
-                envelope.id.to_string(),
-                "dedup id = event id"
-            );
-            assert_eq!(
-                message.attributes.get("event_id"),
-                Some(&envelope.id.to_string())
-            );
+            assert_eq!(message.dedup_id, envelope.id.to_string(), "dedup id = event id");
+            assert_eq!(message.attributes.get("event_id"), Some(&envelope.id.to_string()));
             received.push(envelope.id.to_string());
-            app.backends
-                .transport
-                .ack(&app.order_queue, &[message.receipt])
-                .await
-                .expect("ack");
+            app.backends.transport.ack(&app.order_queue, &[message.receipt]).await.expect("ack");
         }
     }
     assert_eq!(received, sent, "every event is published once, in order");

@@ -52,24 +52,15 @@ impl Handler for Recorder {
                 HandlerError::transient("provider down")
             });
         }
-        self.handled
-            .lock()
-            .expect("lock")
-            .push(message.dedup_id.clone());
+        self.handled.lock().expect("lock").push(message.dedup_id.clone());
         Ok(())
     }
 }
 
 async fn publish(env: &Env, messages: &[(&str, &str)]) {
-    let batch: Vec<_> = messages
-        .iter()
-        .map(|(group, id)| message(group, id, "feedback.x"))
-        .collect();
+    let batch: Vec<_> = messages.iter().map(|(group, id)| message(group, id, "feedback.x")).collect();
     for chunk in batch.chunks(10) {
-        env.embedded
-            .publish(&env.topic(), chunk)
-            .await
-            .expect("publish");
+        env.embedded.publish(&env.topic(), chunk).await.expect("publish");
     }
 }
 
@@ -83,62 +74,27 @@ fn consumer(env: &Env, handler: Arc<Recorder>, concurrency: usize) -> Consumer {
 }
 
 fn position(list: &[String], id: &str) -> usize {
-    list.iter()
-        .position(|x| x == id)
-        .unwrap_or_else(|| panic!("{id} not handled: {list:?}"))
+    list.iter().position(|x| x == id).unwrap_or_else(|| panic!("{id} not handled: {list:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_run_in_order_and_concurrently_up_to_the_limit() {
     let env = Env::new().await;
-    publish(
-        &env,
-        &[
-            ("a", "a1"),
-            ("b", "b1"),
-            ("c", "c1"),
-            ("a", "a2"),
-            ("b", "b2"),
-            ("c", "c2"),
-            ("a", "a3"),
-        ],
-    )
-    .await;
+    publish(&env, &[("a", "a1"), ("b", "b1"), ("c", "c1"), ("a", "a2"), ("b", "b2"), ("c", "c2"), ("a", "a3")]).await;
     let handler = Arc::new(Recorder::default());
-    let received = consumer(&env, handler.clone(), 2)
-        .run_once(Duration::from_secs(1))
-        .await
-        .expect("run");
+    let received = consumer(&env, handler.clone(), 2).run_once(Duration::from_secs(1)).await.expect("run");
     assert_eq!(received, 7, "one batch");
     let handled = handler.handled.lock().expect("lock").clone();
     assert_eq!(handled.len(), 7);
-    assert!(
-        position(&handled, "a1") < position(&handled, "a2")
-            && position(&handled, "a2") < position(&handled, "a3")
-    );
+    assert!(position(&handled, "a1") < position(&handled, "a2") && position(&handled, "a2") < position(&handled, "a3"));
     assert!(position(&handled, "b1") < position(&handled, "b2"));
-    assert_eq!(
-        handler.max_in_flight.load(Ordering::SeqCst),
-        2,
-        "two groups at a time, never more"
-    );
-    assert_eq!(
-        env.embedded
-            .stats(&env.queue(UseCase::Feedback))
-            .await
-            .expect("stats")
-            .visible,
-        0,
-        "all acked"
-    );
+    assert_eq!(handler.max_in_flight.load(Ordering::SeqCst), 2, "two groups at a time, never more");
+    assert_eq!(env.embedded.stats(&env.queue(UseCase::Feedback)).await.expect("stats").visible, 0, "all acked");
 
     let serial = Env::new().await;
     publish(&serial, &[("a", "a1"), ("b", "b1"), ("c", "c1")]).await;
     let one = Arc::new(Recorder::default());
-    consumer(&serial, one.clone(), 1)
-        .run_once(Duration::from_secs(1))
-        .await
-        .expect("run");
+    consumer(&serial, one.clone(), 1).run_once(Duration::from_secs(1)).await.expect("run");
     assert_eq!(one.max_in_flight.load(Ordering::SeqCst), 1);
 }
 
@@ -147,67 +103,28 @@ async fn a_failure_backs_off_and_its_group_waits_in_order() {
     let env = Env::new().await;
     publish(&env, &[("a", "a1"), ("a", "a2"), ("b", "b1")]).await;
     let handler = Arc::new(Recorder::default());
-    handler
-        .failures
-        .lock()
-        .expect("lock")
-        .insert("a1".into(), 1);
+    handler.failures.lock().expect("lock").insert("a1".into(), 1);
     let consumer = consumer(&env, handler.clone(), 4);
-    consumer
-        .run_once(Duration::from_secs(1))
-        .await
-        .expect("run");
-    assert_eq!(
-        *handler.handled.lock().expect("lock"),
-        vec!["b1".to_owned()],
-        "a2 is not handled before a1"
-    );
-    assert_eq!(
-        consumer.run_once(Duration::ZERO).await.expect("run"),
-        0,
-        "group a waits for a1's backoff"
-    );
+    consumer.run_once(Duration::from_secs(1)).await.expect("run");
+    assert_eq!(*handler.handled.lock().expect("lock"), vec!["b1".to_owned()], "a2 is not handled before a1");
+    assert_eq!(consumer.run_once(Duration::ZERO).await.expect("run"), 0, "group a waits for a1's backoff");
     tokio::time::sleep(Duration::from_millis(350)).await;
-    consumer
-        .run_once(Duration::from_secs(1))
-        .await
-        .expect("run");
-    assert_eq!(
-        *handler.handled.lock().expect("lock"),
-        vec!["b1".to_owned(), "a1".to_owned(), "a2".to_owned()]
-    );
+    consumer.run_once(Duration::from_secs(1)).await.expect("run");
+    assert_eq!(*handler.handled.lock().expect("lock"), vec!["b1".to_owned(), "a1".to_owned(), "a2".to_owned()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_keeps_failing_moves_to_the_dead_letter_queue_after_three_receives() {
     let env = Env::new().await;
     publish(&env, &[("a", "poison")]).await;
-    let handler = Arc::new(Recorder {
-        permanent: true,
-        ..Recorder::default()
-    });
-    handler
-        .failures
-        .lock()
-        .expect("lock")
-        .insert("poison".into(), usize::MAX);
+    let handler = Arc::new(Recorder { permanent: true, ..Recorder::default() });
+    handler.failures.lock().expect("lock").insert("poison".into(), usize::MAX);
     let consumer = consumer(&env, handler.clone(), 4);
     for _ in 0..4 {
-        consumer
-            .run_once(Duration::from_millis(200))
-            .await
-            .expect("run");
+        consumer.run_once(Duration::from_millis(200)).await.expect("run");
     }
-    assert_eq!(
-        handler.calls.load(Ordering::SeqCst),
-        3,
-        "three receives, then the DLQ"
-    );
-    let dead = env
-        .embedded
-        .dead_letters(&env.topology.queue(UseCase::Feedback).dlq_name, 10)
-        .await
-        .expect("dlq");
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 3, "three receives, then the DLQ");
+    let dead = env.embedded.dead_letters(&env.topology.queue(UseCase::Feedback).dlq_name, 10).await.expect("dlq");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].dedup_id, "poison");
 }

@@ -24,12 +24,7 @@ struct CountingObjects {
 
 #[async_trait]
 impl ObjectStore for CountingObjects {
-    async fn put(
-        &self,
-        key: &ObjectKey,
-        body: Vec<u8>,
-        content_type: &str,
-    ) -> Result<(), ObjectStoreError> {
+    async fn put(&self, key: &ObjectKey, body: Vec<u8>, content_type: &str) -> Result<(), ObjectStoreError> {
         if self.puts.fetch_add(1, Ordering::SeqCst) < self.fail_first {
             return Err(ObjectStoreError::Unavailable("injected".into()));
         }
@@ -68,20 +63,10 @@ async fn a_redelivered_event_is_applied_once_and_a_failed_attempt_leaves_nothing
         contact_email: None,
         metadata: Default::default(),
     };
-    let data = json!({"feedback_id": feedback.id, "message": "Hi"})
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let envelope = EventEnvelope::new(
-        tenant,
-        Service::CoreApi,
-        EventType::parse(FEEDBACK_SUBMITTED).expect("type"),
-        data,
-    );
-    env.store
-        .submit_feedback(&feedback, &envelope)
-        .await
-        .expect("submit");
+    let data = json!({"feedback_id": feedback.id, "message": "Hi"}).as_object().cloned().unwrap_or_default();
+    let envelope =
+        EventEnvelope::new(tenant, Service::CoreApi, EventType::parse(FEEDBACK_SUBMITTED).expect("type"), data);
+    env.store.submit_feedback(&feedback, &envelope).await.expect("submit");
 
     let objects = Arc::new(CountingObjects {
         inner: FilesystemObjectStore::new(env.dir.path().join("objects")),
@@ -90,43 +75,15 @@ async fn a_redelivered_event_is_applied_once_and_a_failed_attempt_leaves_nothing
     });
     let worker = FeedbackWorker::new(env.store.clone(), objects.clone());
 
-    let error = worker
-        .handle(&delivery(&envelope, 1))
-        .await
-        .expect_err("object store down");
+    let error = worker.handle(&delivery(&envelope, 1)).await.expect_err("object store down");
     assert!(matches!(error, HandlerError::Transient(_)), "{error:?}");
-    let status = env
-        .store
-        .feedback(tenant, feedback.id)
-        .await
-        .expect("get")
-        .expect("present")
-        .status;
-    assert_eq!(
-        status,
-        FeedbackStatus::Processing,
-        "not completed, and the inbox rolled back"
-    );
+    let status = env.store.feedback(tenant, feedback.id).await.expect("get").expect("present").status;
+    assert_eq!(status, FeedbackStatus::Processing, "not completed, and the inbox rolled back");
 
-    worker
-        .handle(&delivery(&envelope, 2))
-        .await
-        .expect("second attempt applies");
-    worker
-        .handle(&delivery(&envelope, 3))
-        .await
-        .expect("a duplicate is acknowledged");
-    assert_eq!(
-        objects.puts.load(Ordering::SeqCst),
-        2,
-        "the duplicate writes nothing"
-    );
-    let stored = env
-        .store
-        .feedback(tenant, feedback.id)
-        .await
-        .expect("get")
-        .expect("present");
+    worker.handle(&delivery(&envelope, 2)).await.expect("second attempt applies");
+    worker.handle(&delivery(&envelope, 3)).await.expect("a duplicate is acknowledged");
+    assert_eq!(objects.puts.load(Ordering::SeqCst), 2, "the duplicate writes nothing");
+    let stored = env.store.feedback(tenant, feedback.id).await.expect("get").expect("present");
     assert_eq!(stored.status, FeedbackStatus::Completed);
     let key = FeedbackWorker::result_key(&envelope).expect("key");
     assert_eq!(stored.result_key.as_deref(), Some(key.as_str()));
@@ -150,8 +107,5 @@ async fn malformed_messages_are_permanent_failures() {
     let missing_id = worker.handle(&message).await.expect_err("no feedback id");
     assert!(matches!(missing_id, HandlerError::Permanent(_)));
     message.body = "not json".into();
-    assert!(matches!(
-        worker.handle(&message).await,
-        Err(HandlerError::Permanent(_))
-    ));
+    assert!(matches!(worker.handle(&message).await, Err(HandlerError::Permanent(_))));
 }

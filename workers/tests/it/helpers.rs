@@ -13,8 +13,7 @@ use adapters::SqlStore;
 use shared::config::StoreConfig;
 use shared::domain::{Tenant, TenantName};
 use shared::ports::{
-    DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Store,
-    Transport, TransportError,
+    DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Store, Transport, TransportError,
 };
 use shared::topology::{Environment, InstanceName, Topology, UseCase};
 use shared::{EventEnvelope, EventType, Service, SystemClock, TenantId, Timestamp};
@@ -29,30 +28,14 @@ pub struct Env {
 impl Env {
     pub async fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqlStore::connect(&StoreConfig::Sqlite {
-            path: dir.path().join("store.db"),
-        })
-        .await
-        .expect("store");
+        let store = SqlStore::connect(&StoreConfig::Sqlite { path: dir.path().join("store.db") }).await.expect("store");
         store.migrate().await.expect("migrate");
-        let topology = Topology::new(
-            InstanceName::parse("w").expect("name"),
-            Environment::Production,
-        )
-        .expect("topology");
-        let embedded = EmbeddedTransport::open(
-            &dir.path().join("transport.db"),
-            &topology,
-            Arc::new(SystemClock),
-        )
-        .await
-        .expect("transport");
-        Self {
-            store: Arc::new(store),
-            embedded: Arc::new(embedded),
-            topology,
-            dir,
-        }
+        let topology =
+            Topology::new(InstanceName::parse("w").expect("name"), Environment::Production).expect("topology");
+        let embedded = EmbeddedTransport::open(&dir.path().join("transport.db"), &topology, Arc::new(SystemClock))
+            .await
+            .expect("transport");
+        Self { store: Arc::new(store), embedded: Arc::new(embedded), topology, dir }
     }
 
     pub fn queue(&self, use_case: UseCase) -> String {
@@ -64,11 +47,8 @@ impl Env {
     }
 
     pub async fn tenant(&self, name: &str) -> TenantId {
-        let tenant = Tenant {
-            id: TenantId::new(),
-            name: TenantName::parse(name).expect("name"),
-            created_at: Timestamp::now(),
-        };
+        let tenant =
+            Tenant { id: TenantId::new(), name: TenantName::parse(name).expect("name"), created_at: Timestamp::now() };
         self.store.create_tenant(&tenant).await.expect("tenant");
         tenant.id
     }
@@ -76,12 +56,7 @@ impl Env {
     /// Appends a tenant event of `event_type` (`feedback.x` reaches the feedback queue).
     pub async fn append(&self, tenant: TenantId, event_type: &str, n: u64) -> EventEnvelope {
         let data: Map<_, _> = json!({"n": n}).as_object().cloned().unwrap_or_default();
-        let envelope = EventEnvelope::new(
-            tenant,
-            Service::CoreApi,
-            EventType::parse(event_type).expect("type"),
-            data,
-        );
+        let envelope = EventEnvelope::new(tenant, Service::CoreApi, EventType::parse(event_type).expect("type"), data);
         self.store.append_event(&envelope).await.expect("append");
         envelope
     }
@@ -90,16 +65,8 @@ impl Env {
     pub async fn drain(&self, queue: &str, wait: Duration) -> Vec<ReceivedMessage> {
         let mut all = Vec::new();
         loop {
-            let options = ReceiveOptions {
-                max_messages: 10,
-                wait,
-                visibility_timeout: None,
-            };
-            let batch = self
-                .embedded
-                .receive(queue, options)
-                .await
-                .expect("receive");
+            let options = ReceiveOptions { max_messages: 10, wait, visibility_timeout: None };
+            let batch = self.embedded.receive(queue, options).await.expect("receive");
             if batch.is_empty() {
                 return all;
             }
@@ -128,11 +95,7 @@ pub struct FaultyTransport {
 
 impl FaultyTransport {
     pub fn new(inner: Arc<EmbeddedTransport>, faults: Faults) -> Self {
-        Self {
-            inner,
-            faults: Mutex::new(faults),
-            batch_sizes: Mutex::new(Vec::new()),
-        }
+        Self { inner, faults: Mutex::new(faults), batch_sizes: Mutex::new(Vec::new()) }
     }
 }
 
@@ -155,21 +118,16 @@ impl Transport for FaultyTransport {
         // Like every transport, a rejected entry rejects its group's later entries too.
         let mut rejected_groups = HashSet::new();
         let (bad, good): (Vec<usize>, Vec<usize>) = (0..batch.len()).partition(|i| {
-            let reject = failing.contains(&batch[*i].dedup_id)
-                || rejected_groups.contains(&batch[*i].group_id);
+            let reject = failing.contains(&batch[*i].dedup_id) || rejected_groups.contains(&batch[*i].group_id);
             if reject {
                 rejected_groups.insert(batch[*i].group_id.clone());
             }
             reject
         });
         let good_messages: Vec<OutgoingMessage> = good.iter().map(|i| batch[*i].clone()).collect();
-        let mut results: Vec<Result<(), TransportError>> =
-            (0..batch.len()).map(|_| Ok(())).collect();
+        let mut results: Vec<Result<(), TransportError>> = (0..batch.len()).map(|_| Ok(())).collect();
         if !good_messages.is_empty() {
-            for (i, result) in good
-                .iter()
-                .zip(self.inner.publish(topic, &good_messages).await?)
-            {
+            for (i, result) in good.iter().zip(self.inner.publish(topic, &good_messages).await?) {
                 results[*i] = result;
             }
         }
@@ -179,11 +137,7 @@ impl Transport for FaultyTransport {
         Ok(results)
     }
 
-    async fn receive(
-        &self,
-        queue: &str,
-        options: ReceiveOptions,
-    ) -> Result<Vec<ReceivedMessage>, TransportError> {
+    async fn receive(&self, queue: &str, options: ReceiveOptions) -> Result<Vec<ReceivedMessage>, TransportError> {
         self.inner.receive(queue, options).await
     }
 
@@ -191,12 +145,7 @@ impl Transport for FaultyTransport {
         self.inner.ack(queue, receipts).await
     }
 
-    async fn change_visibility(
-        &self,
-        queue: &str,
-        receipt: &Receipt,
-        timeout: Duration,
-    ) -> Result<(), TransportError> {
+    async fn change_visibility(&self, queue: &str, receipt: &Receipt, timeout: Duration) -> Result<(), TransportError> {
         self.inner.change_visibility(queue, receipt, timeout).await
     }
 

@@ -11,17 +11,11 @@ use workers::{OutboxRelay, RelayConfig};
 use crate::helpers::{Env, Faults, FaultyTransport};
 
 fn fast() -> RelayConfig {
-    RelayConfig {
-        base_backoff: Duration::from_millis(100),
-        ..RelayConfig::default()
-    }
+    RelayConfig { base_backoff: Duration::from_millis(100), ..RelayConfig::default() }
 }
 
 fn bodies(messages: &[shared::ports::ReceivedMessage]) -> Vec<EventEnvelope> {
-    messages
-        .iter()
-        .map(|m| EventEnvelope::from_json(&m.body).expect("envelope"))
-        .collect()
+    messages.iter().map(|m| EventEnvelope::from_json(&m.body).expect("envelope")).collect()
 }
 
 #[tokio::test]
@@ -32,42 +26,19 @@ async fn publishes_in_batches_of_ten_in_order_and_marks_rows_published() {
     for n in 0..25 {
         sent.push(env.append(tenant, "feedback.x", n).await.id);
     }
-    let transport = Arc::new(FaultyTransport::new(
-        env.embedded.clone(),
-        Faults::default(),
-    ));
-    let relay = OutboxRelay::new(
-        env.store.clone(),
-        transport.clone(),
-        env.topology.clone(),
-        fast(),
-    );
+    let transport = Arc::new(FaultyTransport::new(env.embedded.clone(), Faults::default()));
+    let relay = OutboxRelay::new(env.store.clone(), transport.clone(), env.topology.clone(), fast());
     let outcome = relay.run_once().await.expect("round");
     assert_eq!(outcome.published, 25);
-    assert_eq!(
-        *transport.batch_sizes.lock().expect("lock"),
-        vec![10, 10, 5]
-    );
+    assert_eq!(*transport.batch_sizes.lock().expect("lock"), vec![10, 10, 5]);
     assert_eq!(env.store.outbox_backlog().await.expect("backlog"), 0);
-    let received = env
-        .drain(&env.queue(UseCase::Feedback), Duration::from_millis(100))
-        .await;
-    assert_eq!(
-        bodies(&received).iter().map(|e| e.id).collect::<Vec<_>>(),
-        sent
-    );
+    let received = env.drain(&env.queue(UseCase::Feedback), Duration::from_millis(100)).await;
+    assert_eq!(bodies(&received).iter().map(|e| e.id).collect::<Vec<_>>(), sent);
     let first = &received[0];
     assert_eq!(first.group_id, tenant.to_string());
-    assert_eq!(
-        first.attributes.get("event_type").map(String::as_str),
-        Some("feedback.x")
-    );
+    assert_eq!(first.attributes.get("event_type").map(String::as_str), Some("feedback.x"));
     assert_eq!(first.attributes.get("tenant_id"), Some(&tenant.to_string()));
-    assert_eq!(
-        relay.run_once().await.expect("round").published,
-        0,
-        "nothing is published twice"
-    );
+    assert_eq!(relay.run_once().await.expect("round").published, 0, "nothing is published twice");
 }
 
 #[tokio::test]
@@ -75,35 +46,17 @@ async fn an_outage_is_retried_with_backoff_and_nothing_is_lost() {
     let env = Env::new().await;
     let tenant = env.tenant("Acme").await;
     let sent: Vec<_> = futures_ids(&env, tenant, 3).await;
-    let transport = Arc::new(FaultyTransport::new(
-        env.embedded.clone(),
-        Faults {
-            failing_calls: 1,
-            ..Faults::default()
-        },
-    ));
+    let transport =
+        Arc::new(FaultyTransport::new(env.embedded.clone(), Faults { failing_calls: 1, ..Faults::default() }));
     let relay = OutboxRelay::new(env.store.clone(), transport, env.topology.clone(), fast());
     let outcome = relay.run_once().await.expect("round");
     assert_eq!((outcome.published, outcome.retried), (0, 3));
-    assert_eq!(
-        env.store.outbox_backlog().await.expect("backlog"),
-        3,
-        "failed rows stay in the outbox"
-    );
-    assert_eq!(
-        relay.run_once().await.expect("round").published,
-        0,
-        "not before the backoff"
-    );
+    assert_eq!(env.store.outbox_backlog().await.expect("backlog"), 3, "failed rows stay in the outbox");
+    assert_eq!(relay.run_once().await.expect("round").published, 0, "not before the backoff");
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(relay.run_once().await.expect("round").published, 3);
-    let received = env
-        .drain(&env.queue(UseCase::Feedback), Duration::from_millis(100))
-        .await;
-    assert_eq!(
-        bodies(&received).iter().map(|e| e.id).collect::<Vec<_>>(),
-        sent
-    );
+    let received = env.drain(&env.queue(UseCase::Feedback), Duration::from_millis(100)).await;
+    assert_eq!(bodies(&received).iter().map(|e| e.id).collect::<Vec<_>>(), sent);
 }
 
 async fn futures_ids(env: &Env, tenant: shared::TenantId, n: u64) -> Vec<shared::EventId> {
@@ -123,33 +76,16 @@ async fn a_failed_entry_holds_back_only_its_own_tenant() {
     let g1 = env.append(globex, "feedback.x", 1).await;
     let a2 = env.append(acme, "feedback.x", 2).await;
     let g2 = env.append(globex, "feedback.x", 2).await;
-    let faults = Faults {
-        failing_entries: [a1.id.to_string()].into_iter().collect(),
-        ..Faults::default()
-    };
+    let faults = Faults { failing_entries: [a1.id.to_string()].into_iter().collect(), ..Faults::default() };
     let transport = Arc::new(FaultyTransport::new(env.embedded.clone(), faults));
-    let relay = OutboxRelay::new(
-        env.store.clone(),
-        transport.clone(),
-        env.topology.clone(),
-        fast(),
-    );
+    let relay = OutboxRelay::new(env.store.clone(), transport.clone(), env.topology.clone(), fast());
     let outcome = relay.run_once().await.expect("round");
     assert_eq!((outcome.published, outcome.retried), (2, 2));
     let queue = env.queue(UseCase::Feedback);
     let first = bodies(&env.drain(&queue, Duration::from_millis(100)).await);
-    assert_eq!(
-        first.iter().map(|e| e.id).collect::<Vec<_>>(),
-        vec![g1.id, g2.id],
-        "the other tenant flows"
-    );
+    assert_eq!(first.iter().map(|e| e.id).collect::<Vec<_>>(), vec![g1.id, g2.id], "the other tenant flows");
 
-    transport
-        .faults
-        .lock()
-        .expect("lock")
-        .failing_entries
-        .clear();
+    transport.faults.lock().expect("lock").failing_entries.clear();
     tokio::time::sleep(Duration::from_millis(150)).await;
     let mut later = Vec::new();
     for _ in 0..5 {
@@ -171,37 +107,24 @@ async fn a_failed_entry_holds_back_only_its_own_tenant() {
 async fn an_insert_wakes_the_relay_without_waiting_for_its_timer() {
     let env = Env::new().await;
     let tenant = env.tenant("Acme").await;
-    let config = RelayConfig {
-        idle_wake: Duration::from_secs(3600),
-        ..fast()
-    };
-    let relay = OutboxRelay::new(
-        env.store.clone(),
-        env.embedded.clone(),
-        env.topology.clone(),
-        config,
-    );
+    let config = RelayConfig { idle_wake: Duration::from_secs(3600), ..fast() };
+    let relay = OutboxRelay::new(env.store.clone(), env.embedded.clone(), env.topology.clone(), config);
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(relay.run(shutdown.clone()));
     tokio::time::sleep(Duration::from_millis(200)).await; // the relay is idle now
     let sent = env.append(tenant, "feedback.x", 1).await;
-    let received =
-        shared::testkit::within(Duration::from_secs(5), "the woken relay's publish", async {
-            loop {
-                let got = env
-                    .drain(&env.queue(UseCase::Feedback), Duration::from_secs(1))
-                    .await;
-                if !got.is_empty() {
-                    return got;
-                }
+    let received = shared::testkit::within(Duration::from_secs(5), "the woken relay's publish", async {
+        loop {
+            let got = env.drain(&env.queue(UseCase::Feedback), Duration::from_secs(1)).await;
+            if !got.is_empty() {
+                return got;
             }
-        })
-        .await;
+        }
+    })
+    .await;
     assert_eq!(bodies(&received)[0].id, sent.id);
     shutdown.cancel();
-    shared::testkit::within(Duration::from_secs(5), "the relay to stop", running)
-        .await
-        .expect("join");
+    shared::testkit::within(Duration::from_secs(5), "the relay to stop", running).await.expect("join");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,28 +142,17 @@ async fn two_relays_publish_everything_once_and_keep_each_tenant_in_order() {
         }
     }
     let shutdown = CancellationToken::new();
-    let config = RelayConfig {
-        claim_limit: 7,
-        ..fast()
-    };
+    let config = RelayConfig { claim_limit: 7, ..fast() };
     let mut running = Vec::new();
     for _ in 0..2 {
-        let relay = OutboxRelay::new(
-            env.store.clone(),
-            env.embedded.clone(),
-            env.topology.clone(),
-            config.clone(),
-        );
+        let relay = OutboxRelay::new(env.store.clone(), env.embedded.clone(), env.topology.clone(), config.clone());
         running.push(tokio::spawn(relay.run(shutdown.clone())));
     }
     let mut got: HashMap<String, Vec<shared::EventId>> = HashMap::new();
     let mut total = 0;
     shared::testkit::within(Duration::from_secs(20), "100 events", async {
         while total < 100 {
-            for message in env
-                .drain(&env.queue(UseCase::Feedback), Duration::from_millis(500))
-                .await
-            {
+            for message in env.drain(&env.queue(UseCase::Feedback), Duration::from_millis(500)).await {
                 got.entry(message.group_id.clone())
                     .or_default()
                     .push(EventEnvelope::from_json(&message.body).expect("body").id);
@@ -263,16 +175,9 @@ async fn a_row_that_never_publishes_is_given_up_on_and_stops_blocking_its_tenant
     let acme = env.tenant("Acme").await;
     let poison = env.append(acme, "feedback.x", 1).await;
     let next = env.append(acme, "feedback.x", 2).await;
-    let faults = Faults {
-        failing_entries: [poison.id.to_string()].into_iter().collect(),
-        ..Faults::default()
-    };
+    let faults = Faults { failing_entries: [poison.id.to_string()].into_iter().collect(), ..Faults::default() };
     let transport = Arc::new(FaultyTransport::new(env.embedded.clone(), faults));
-    let config = RelayConfig {
-        base_backoff: Duration::from_millis(1),
-        max_attempts: 3,
-        ..RelayConfig::default()
-    };
+    let config = RelayConfig { base_backoff: Duration::from_millis(1), max_attempts: 3, ..RelayConfig::default() };
     let relay = OutboxRelay::new(env.store.clone(), transport, env.topology.clone(), config);
     let queue = env.queue(UseCase::Feedback);
     let mut published = Vec::new();
@@ -284,13 +189,6 @@ async fn a_row_that_never_publishes_is_given_up_on_and_stops_blocking_its_tenant
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        published.iter().map(|e| e.id).collect::<Vec<_>>(),
-        vec![next.id]
-    );
-    assert_eq!(
-        env.store.outbox_backlog().await.expect("backlog"),
-        0,
-        "the poison row is failed, not pending"
-    );
+    assert_eq!(published.iter().map(|e| e.id).collect::<Vec<_>>(), vec![next.id]);
+    assert_eq!(env.store.outbox_backlog().await.expect("backlog"), 0, "the poison row is failed, not pending");
 }
