@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use shared::config::{Config, ObjectStoreConfig, Secret, StoreConfig, TransportConfig};
+use shared::config::{AwsSettings, Config, ObjectStoreConfig, Secret, StoreConfig, TransportConfig};
 use shared::topology::{Environment, InstanceName};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,10 +35,18 @@ pub struct Layer {
     pub database_url: Option<String>,
     pub database_max_connections: Option<u32>,
     pub sqlite_path: Option<PathBuf>,
-    /// `embedded`.
+    /// `embedded` or `aws`.
     pub transport: Option<String>,
     pub transport_path: Option<PathBuf>,
+    /// `filesystem` or `s3`.
+    pub objects: Option<String>,
     pub objects_dir: Option<PathBuf>,
+    pub s3_bucket: Option<String>,
+    /// Overrides the SDK's region chain (`AWS_REGION`, profile).
+    pub aws_region: Option<String>,
+    /// Overrides `AWS_ENDPOINT_URL` (an AWS-compatible server).
+    pub aws_endpoint: Option<String>,
+    pub aws_max_attempts: Option<u32>,
     pub api_addr: Option<String>,
     pub console_addr: Option<String>,
     pub worker_concurrency: Option<usize>,
@@ -99,7 +107,13 @@ impl Layer {
             sqlite_path: get("SWITCHYARD_SQLITE_PATH").map(PathBuf::from),
             transport: get("SWITCHYARD_TRANSPORT"),
             transport_path: get("SWITCHYARD_TRANSPORT_PATH").map(PathBuf::from),
+            objects: get("SWITCHYARD_OBJECTS"),
             objects_dir: get("SWITCHYARD_OBJECTS_DIR").map(PathBuf::from),
+            s3_bucket: get("SWITCHYARD_S3_BUCKET"),
+            aws_region: get("SWITCHYARD_AWS_REGION"),
+            aws_endpoint: get("SWITCHYARD_AWS_ENDPOINT"),
+            aws_max_attempts: number("aws_max_attempts", "SWITCHYARD_AWS_MAX_ATTEMPTS")?
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             api_addr: get("SWITCHYARD_API_ADDR"),
             console_addr: get("SWITCHYARD_CONSOLE_ADDR"),
             worker_concurrency: number("worker_concurrency", "SWITCHYARD_WORKER_CONCURRENCY")?
@@ -132,11 +146,32 @@ impl Layer {
             }
             other => return Err(invalid("store", format!("`{other}` is not a store; use postgres or sqlite"))),
         };
+        let aws = AwsSettings {
+            region: self.aws_region,
+            endpoint: self.aws_endpoint,
+            max_attempts: self.aws_max_attempts.unwrap_or(3).max(1),
+        };
         let transport = match self.transport.as_deref().unwrap_or("embedded") {
             "embedded" => {
                 TransportConfig::Embedded { path: self.transport_path.unwrap_or_else(|| data_dir.join("transport.db")) }
             }
-            other => return Err(invalid("transport", format!("`{other}` is not a transport; use embedded"))),
+            "aws" => TransportConfig::Aws(aws.clone()),
+            other => return Err(invalid("transport", format!("`{other}` is not a transport; use embedded or aws"))),
+        };
+        let objects = match self.objects.as_deref().unwrap_or("filesystem") {
+            "filesystem" => {
+                ObjectStoreConfig::Filesystem { root: self.objects_dir.unwrap_or_else(|| data_dir.join("objects")) }
+            }
+            "s3" => ObjectStoreConfig::S3 {
+                bucket: self.s3_bucket.ok_or_else(|| {
+                    invalid(
+                        "s3_bucket",
+                        "the s3 object store needs SWITCHYARD_S3_BUCKET (or s3_bucket in the file)".into(),
+                    )
+                })?,
+                aws,
+            },
+            other => return Err(invalid("objects", format!("`{other}` is not an object store; use filesystem or s3"))),
         };
         let addr = |setting: &'static str, value: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
             let text = value.unwrap_or_else(|| default.to_owned());
@@ -147,9 +182,7 @@ impl Layer {
             environment,
             store,
             transport,
-            objects: ObjectStoreConfig::Filesystem {
-                root: self.objects_dir.unwrap_or_else(|| data_dir.join("objects")),
-            },
+            objects,
             api_addr: addr("api_addr", self.api_addr, "127.0.0.1:8080")?,
             console_addr: addr("console_addr", self.console_addr, "127.0.0.1:8081")?,
             worker_concurrency: self.worker_concurrency.unwrap_or(8).max(1),
@@ -220,11 +253,33 @@ mod tests {
     }
 
     #[test]
+    fn the_aws_engine_is_chosen_by_configuration() {
+        let layer = Layer::from_env(env(&[
+            ("SWITCHYARD_TRANSPORT", "aws"),
+            ("SWITCHYARD_OBJECTS", "s3"),
+            ("SWITCHYARD_S3_BUCKET", "acme-results"),
+            ("SWITCHYARD_AWS_ENDPOINT", "http://127.0.0.1:5000"),
+            ("SWITCHYARD_AWS_REGION", "eu-west-1"),
+        ]))
+        .unwrap();
+        let config = layer.into_config().unwrap();
+        let aws = AwsSettings {
+            region: Some("eu-west-1".into()),
+            endpoint: Some("http://127.0.0.1:5000".into()),
+            max_attempts: 3,
+        };
+        assert_eq!(config.transport, TransportConfig::Aws(aws.clone()));
+        assert_eq!(config.objects, ObjectStoreConfig::S3 { bucket: "acme-results".into(), aws });
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let cases = [
             (Layer { store: Some("mysql".into()), ..Layer::default() }, "store"),
             (Layer { store: Some("postgres".into()), ..Layer::default() }, "database_url"),
             (Layer { transport: Some("kafka".into()), ..Layer::default() }, "transport"),
+            (Layer { objects: Some("s3".into()), ..Layer::default() }, "s3_bucket"),
+            (Layer { objects: Some("gcs".into()), ..Layer::default() }, "objects"),
             (Layer { api_addr: Some("localhost".into()), ..Layer::default() }, "api_addr"),
             (Layer { instance: Some("Bad Name".into()), ..Layer::default() }, "instance"),
             (Layer { environment: Some("qa".into()), ..Layer::default() }, "environment"),

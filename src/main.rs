@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use shared::config::{ObjectStoreConfig, StoreConfig};
+use shared::config::{ObjectStoreConfig, StoreConfig, TransportConfig};
 use shared::pattern::EventPattern;
 use shared::topology::Topology;
 use shared::TenantId;
@@ -203,15 +203,22 @@ async fn run_dev(config: shared::config::Config, data_dir: &Path) -> anyhow::Res
         StoreConfig::Sqlite { path } => format!("SQLite at {}", path.display()),
         StoreConfig::Postgres { .. } => "PostgreSQL".to_owned(),
     };
-    let ObjectStoreConfig::Filesystem { root } = &config.objects;
+    let objects = match &config.objects {
+        ObjectStoreConfig::Filesystem { root } => format!("{}/", root.display()),
+        ObjectStoreConfig::S3 { bucket, .. } => format!("s3://{bucket}/"),
+    };
+    let transport = match &config.transport {
+        TransportConfig::Embedded { .. } => "embedded transport",
+        TransportConfig::Aws(_) => "SNS/SQS",
+    };
     println!(
-        "\nSwitchyard is running ({store}, embedded transport).\n\
+        "\nSwitchyard is running ({store}, {transport}).\n\
          \n  API:          {api_url}\
          \n  Console:      {console_url}\
          \n  Demo tenant:  {tenant}{fresh}\
          \n  API key:      {key}\
          \n  Credentials:  {creds}\
-         \n  Results:      {objects}/\
+         \n  Results:      {objects}\
          \n\nTry it:\n\
          \n  curl -sS -X POST {api_url}/v1/feedback \\\
          \n    -H 'Authorization: Bearer {key}' \\\
@@ -222,7 +229,6 @@ async fn run_dev(config: shared::config::Config, data_dir: &Path) -> anyhow::Res
         fresh = if created { " (created now)" } else { "" },
         key = credentials.api_key,
         creds = data_dir.join(dev::CREDENTIALS_FILE).display(),
-        objects = root.display(),
     );
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();

@@ -27,7 +27,7 @@ impl Backends {
     pub async fn open(config: &Config, topology: &Topology) -> anyhow::Result<Self> {
         let store = adapters::connect_store(&config.store).await.context("opening the store")?;
         let transport = adapters::open_transport(&config.transport, topology).await.context("opening the transport")?;
-        let objects = adapters::open_object_store(&config.objects);
+        let objects = adapters::open_object_store(&config.objects).await;
         Ok(Self { store, transport, objects })
     }
 }

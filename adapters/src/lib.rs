@@ -1,11 +1,12 @@
 //! Everything that touches the outside world: SQL stores (PostgreSQL, SQLite), the
-//! embedded transport, the filesystem object store. Each implements a port from
+//! embedded transport, the filesystem object store, and the AWS engine (SNS, SQS, S3). Each implements a port from
 //! `shared::ports` and passes that port's conformance suite.
 //!
 //! Architecture invariant: nothing above this crate names a backend type; the wiring
 //! picks one from configuration through [`connect_store`], [`open_transport`] and
 //! [`open_object_store`] and hands out trait objects.
 
+pub mod aws;
 pub mod embedded;
 pub mod object_store;
 pub mod store;
@@ -37,12 +38,18 @@ pub async fn open_transport(
             let clock: Arc<dyn Clock> = Arc::new(SystemClock);
             Ok(Arc::new(embedded::EmbeddedTransport::open(path, topology, clock).await?))
         }
+        TransportConfig::Aws(settings) => {
+            Ok(Arc::new(aws::AwsTransport::new(&aws::sdk_config(settings).await, topology)))
+        }
     }
 }
 
 /// Opens the configured object store.
-pub fn open_object_store(config: &ObjectStoreConfig) -> Arc<dyn ObjectStore> {
+pub async fn open_object_store(config: &ObjectStoreConfig) -> Arc<dyn ObjectStore> {
     match config {
         ObjectStoreConfig::Filesystem { root } => Arc::new(object_store::FilesystemObjectStore::new(root.clone())),
+        ObjectStoreConfig::S3 { bucket, aws } => {
+            Arc::new(aws::S3ObjectStore::new(&aws::sdk_config(aws).await, bucket.clone()))
+        }
     }
 }

@@ -33,17 +33,31 @@ pub enum StoreConfig {
     Sqlite { path: PathBuf },
 }
 
+/// How to reach AWS (or an AWS-compatible server). Unset values come from the SDK's
+/// standard chain (`AWS_REGION`, `AWS_ENDPOINT_URL`, profiles, instance metadata).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    /// Attempts per call, including the first (the SDK retries throttling and 5xx
+    /// with exponential backoff).
+    pub max_attempts: u32,
+}
+
 /// Which transport carries events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransportConfig {
     /// The embedded engine: a SQLite file with the FIFO topic/queue semantics.
     Embedded { path: PathBuf },
+    /// SNS FIFO topics and SQS FIFO queues.
+    Aws(AwsSettings),
 }
 
 /// Where result objects are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObjectStoreConfig {
     Filesystem { root: PathBuf },
+    S3 { bucket: String, aws: AwsSettings },
 }
 
 /// The whole runtime configuration.

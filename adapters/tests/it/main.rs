@@ -1,5 +1,7 @@
 //! Conformance suites for every backend in this crate.
 
+mod aws;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -112,9 +112,9 @@ pub struct QueueStats {
 ///   timeout, with `receive_count` one higher. A message received `maxReceiveCount`
 ///   (3) times and not deleted moves to the queue's dead-letter queue on its next
 ///   receive instead of being delivered.
-/// - `ack` deletes; acking an already-deleted message is not an error. A receipt from
-///   an earlier receive of a message that was received again is `StaleReceipt` for
-///   `change_visibility`.
+/// - `ack` deletes; acking an already-deleted message is not an error. Callers use the
+///   receipt of the latest receive: an older one may be rejected (`StaleReceipt`) or
+///   ignored, depending on the backend.
 /// - Dead letters can be listed (without consuming them), redriven to their source
 ///   queue (keeping group and dedup ids; a group's redriven messages stay in their old
 ///   order and are not interleaved with each other) and purged.

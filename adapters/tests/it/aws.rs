@@ -1,0 +1,119 @@
+//! The AWS engine against an AWS-compatible server on loopback (moto, started by
+//! scripts/test). Every fixture provisions a topology with unique names.
+
+use std::sync::Arc;
+
+use adapters::aws::{self, AwsTransport, S3ObjectStore};
+use aws_config::SdkConfig;
+use shared::config::AwsSettings;
+use shared::testkit::transport::{Backend, Capabilities, Fixture};
+use shared::topology::Topology;
+
+/// The test server's endpoint; the AWS suites cannot run without one.
+pub fn endpoint() -> String {
+    std::env::var("SWITCHYARD_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
+        panic!("SWITCHYARD_TEST_AWS_ENDPOINT is not set: run scripts/test (it starts moto) or point it at a running moto_server")
+    })
+}
+
+pub async fn sdk_config() -> SdkConfig {
+    let settings = AwsSettings { region: Some("us-east-1".into()), endpoint: Some(endpoint()), max_attempts: 2 };
+    aws::loader(&settings)
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "tests"))
+        .load()
+        .await
+}
+
+struct Moto;
+
+impl Backend for Moto {
+    async fn open(&self, topology: Topology) -> Fixture {
+        let config = sdk_config().await;
+        let applied = aws::provision::apply(&config, &topology).await.expect("apply the topology");
+        assert!(!applied.is_empty(), "a fresh topology is created");
+        let transport = AwsTransport::new(&config, &topology).with_dedup_window(std::time::Duration::ZERO);
+        Fixture { transport: Arc::new(transport), topology, clock: None }
+    }
+
+    async fn reopen(&self, fixture: Fixture) -> Fixture {
+        // AWS keeps everything; a restart is a new client.
+        let config = sdk_config().await;
+        let transport = AwsTransport::new(&config, &fixture.topology).with_dedup_window(std::time::Duration::ZERO);
+        Fixture { transport: Arc::new(transport), topology: fixture.topology, clock: None }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transport_conformance_aws() {
+    // moto forgets a dedup id once its message left the queue, so the five-minute
+    // window is tested on the embedded engine only.
+    shared::testkit::transport::run_suite(Capabilities { manual_clock: false, restart: true }, Moto).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_store_conformance_s3() {
+    let store = S3ObjectStore::new(&sdk_config().await, format!("results-{}", uuid::Uuid::new_v4().simple()));
+    store.ensure_bucket().await.expect("bucket");
+    shared::testkit::object_store::run_suite(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_plan_apply_check() {
+    let config = sdk_config().await;
+    let instance =
+        shared::topology::InstanceName::parse(&format!("p{}", &uuid::Uuid::new_v4().simple().to_string()[..10]))
+            .expect("name");
+    let topology = Topology::new(instance, shared::topology::Environment::Production).expect("topology");
+
+    let missing = aws::provision::check(&config, &topology).await.expect_err("nothing exists yet");
+    let text = missing.to_string();
+    assert!(text.contains(&format!("+ queue {}", topology.queues[0].name)), "{text}");
+    assert!(text.contains("switchyard topology apply"), "says how to fix it: {text}");
+
+    let planned = aws::provision::plan(&config, &topology).await.expect("plan");
+    assert_eq!(planned.iter().filter(|c| matches!(c, aws::provision::Change::CreateTopic { .. })).count(), 3);
+    assert_eq!(planned.iter().filter(|c| matches!(c, aws::provision::Change::CreateQueue { .. })).count(), 10);
+    let applied = aws::provision::apply(&config, &topology).await.expect("apply");
+    assert_eq!(applied, planned, "apply does what plan said");
+    assert!(aws::provision::plan(&config, &topology).await.expect("plan").is_empty(), "nothing left to do");
+    assert!(aws::provision::apply(&config, &topology).await.expect("apply again").is_empty(), "idempotent");
+    aws::provision::check(&config, &topology).await.expect("everything exists");
+
+    // A drifted setting shows up in the plan and apply puts it back.
+    let staging = Topology::new(topology.instance.clone(), shared::topology::Environment::Staging).expect("topology");
+    let drift = aws::provision::plan(&config, &staging).await.expect("plan");
+    assert!(drift.iter().any(|c| c.to_string().contains("VisibilityTimeout")), "{drift:?}");
+    aws::provision::apply(&config, &staging).await.expect("apply staging");
+    assert!(aws::provision::plan(&config, &staging).await.expect("plan").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_keeps_messages_younger_than_the_dedup_window() {
+    use shared::ports::{ReceiveOptions, Transport};
+    use shared::topology::UseCase;
+
+    let config = sdk_config().await;
+    let instance =
+        shared::topology::InstanceName::parse(&format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..10]))
+            .expect("name");
+    let topology = Topology::new(instance, shared::topology::Environment::Production).expect("topology");
+    aws::provision::apply(&config, &topology).await.expect("apply");
+    let transport = AwsTransport::new(&config, &topology); // the real five-minute window
+    let topic = topology.topic(shared::Service::CoreApi).name.clone();
+    let queue = topology.queue(UseCase::Feedback);
+    transport
+        .publish(&topic, &[shared::testkit::transport::message("g", "young", "feedback.x")])
+        .await
+        .expect("publish");
+    let options = ReceiveOptions {
+        max_messages: 1,
+        wait: std::time::Duration::from_secs(2),
+        visibility_timeout: Some(std::time::Duration::ZERO),
+    };
+    for _ in 0..4 {
+        transport.receive(&queue.name, options).await.expect("receive");
+    }
+    assert_eq!(transport.dead_letters(&queue.dlq_name, 10).await.expect("list").len(), 1);
+    assert_eq!(transport.redrive(&queue.dlq_name).await.expect("redrive"), 0, "too young to redrive safely");
+    assert_eq!(transport.dead_letters(&queue.dlq_name, 10).await.expect("list").len(), 1, "and still there");
+}
