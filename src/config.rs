@@ -52,18 +52,11 @@ pub struct Layer {
     pub worker_concurrency: Option<usize>,
 }
 
-macro_rules! merge_fields {
-    ($base:ident, $top:ident, $($field:ident),+) => {
-        $( if $top.$field.is_some() { $base.$field = $top.$field; } )+
-    };
-}
-
 impl Layer {
-    /// `top` wins wherever it has a value.
-    pub fn merged(mut self, top: Layer) -> Layer {
-        merge_fields!(
-            self,
-            top,
+    /// `top` wins wherever it has a value. The destructuring is exhaustive, so a new
+    /// setting cannot be forgotten here.
+    pub fn merged(self, top: Layer) -> Layer {
+        let Layer {
             instance,
             environment,
             data_dir,
@@ -73,12 +66,36 @@ impl Layer {
             sqlite_path,
             transport,
             transport_path,
+            objects,
             objects_dir,
+            s3_bucket,
+            aws_region,
+            aws_endpoint,
+            aws_max_attempts,
             api_addr,
             console_addr,
-            worker_concurrency
-        );
-        self
+            worker_concurrency,
+        } = top;
+        Layer {
+            instance: instance.or(self.instance),
+            environment: environment.or(self.environment),
+            data_dir: data_dir.or(self.data_dir),
+            store: store.or(self.store),
+            database_url: database_url.or(self.database_url),
+            database_max_connections: database_max_connections.or(self.database_max_connections),
+            sqlite_path: sqlite_path.or(self.sqlite_path),
+            transport: transport.or(self.transport),
+            transport_path: transport_path.or(self.transport_path),
+            objects: objects.or(self.objects),
+            objects_dir: objects_dir.or(self.objects_dir),
+            s3_bucket: s3_bucket.or(self.s3_bucket),
+            aws_region: aws_region.or(self.aws_region),
+            aws_endpoint: aws_endpoint.or(self.aws_endpoint),
+            aws_max_attempts: aws_max_attempts.or(self.aws_max_attempts),
+            api_addr: api_addr.or(self.api_addr),
+            console_addr: console_addr.or(self.console_addr),
+            worker_concurrency: worker_concurrency.or(self.worker_concurrency),
+        }
     }
 
     pub fn from_file(path: &Path) -> Result<Layer, ConfigError> {
@@ -262,7 +279,7 @@ mod tests {
             ("SWITCHYARD_AWS_REGION", "eu-west-1"),
         ]))
         .unwrap();
-        let config = layer.into_config().unwrap();
+        let config = Layer::default().merged(layer).into_config().unwrap();
         let aws = AwsSettings {
             region: Some("eu-west-1".into()),
             endpoint: Some("http://127.0.0.1:5000".into()),

@@ -6,13 +6,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use shared::config::{ObjectStoreConfig, StoreConfig, TransportConfig};
+use shared::config::{AwsSettings, ObjectStoreConfig, StoreConfig, TransportConfig};
 use shared::pattern::EventPattern;
-use shared::topology::Topology;
+use shared::topology::{Topology, UseCase};
 use shared::TenantId;
 use switchyard::config::{self, Layer};
 use switchyard::dev;
-use switchyard::platform::{Backends, Platform};
+use switchyard::platform::{Backends, Component, Platform};
 
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "Multi-tenant event platform")]
@@ -36,6 +36,16 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         console_addr: Option<String>,
     },
+    /// Run one component (or all) on the configured engine, as in production.
+    Serve {
+        #[command(subcommand)]
+        target: ServeTarget,
+    },
+    /// Compare, create or verify the messaging topology on AWS.
+    Topology {
+        #[command(subcommand)]
+        command: TopologyCommand,
+    },
     /// Apply the configured store's migrations.
     Migrate,
     /// Manage tenants.
@@ -53,6 +63,30 @@ enum Command {
         #[command(subcommand)]
         command: PatternCommand,
     },
+}
+
+#[derive(Subcommand, Clone)]
+enum ServeTarget {
+    /// The tenant REST API.
+    Api,
+    /// The operator API and console.
+    ControlPlane,
+    /// The outbox relay.
+    Relay,
+    /// One worker: feedback.
+    Worker { name: String },
+    /// Everything in one process.
+    All,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum TopologyCommand {
+    /// Print what differs between the declared topology and what exists.
+    Plan,
+    /// Create or update topics, queues and subscriptions (idempotent).
+    Apply,
+    /// Verify that everything the services need exists; say what is missing.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -151,6 +185,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let data_dir = data_dir.or(env_data_dir).unwrap_or_else(|| PathBuf::from(".switchyard"));
             run_dev(config::load(config_file, flags)?, &data_dir).await
         }
+        Command::Serve { target } => {
+            let config = config::load(config_file, Layer::default())?;
+            let topology = Topology::new(config.instance.clone(), config.environment)?;
+            let platform = Platform::build(config, topology, components(target)?).await?;
+            if let Some(port) = platform.api_port() {
+                tracing::info!(port, "API listening");
+            }
+            if let Some(port) = platform.console_port() {
+                tracing::info!(port, "console listening");
+            }
+            run_until_signal(platform).await
+        }
+        Command::Topology { command } => topology_command(&config::load(config_file, Layer::default())?, command).await,
         Command::Migrate => {
             let config = config::load(config_file, Layer::default())?;
             let store = adapters::SqlStore::connect(&config.store).await?;
@@ -194,9 +241,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn run_dev(config: shared::config::Config, data_dir: &Path) -> anyhow::Result<()> {
     let topology = Topology::new(config.instance.clone(), config.environment)?;
     let backends = Backends::open(&config, &topology).await?;
-    let platform = Platform::with_backends(config.clone(), topology, backends.clone())?;
-    let api_url = format!("http://{}:{}", config.api_addr.ip(), platform.api_port());
-    let console_url = format!("http://{}:{}", config.console_addr.ip(), platform.console_port());
+    let platform = Platform::with_backends(config.clone(), topology, backends.clone(), Component::all())?;
+    let api_url = format!("http://{}:{}", config.api_addr.ip(), platform.api_port().unwrap_or_default());
+    let console_url = format!("http://{}:{}", config.console_addr.ip(), platform.console_port().unwrap_or_default());
     let (credentials, created) =
         dev::ensure_demo_tenant(backends.store.as_ref(), data_dir, &api_url, &console_url).await?;
     let store = match &config.store {
@@ -230,6 +277,11 @@ async fn run_dev(config: shared::config::Config, data_dir: &Path) -> anyhow::Res
         key = credentials.api_key,
         creds = data_dir.join(dev::CREDENTIALS_FILE).display(),
     );
+    run_until_signal(platform).await
+}
+
+/// Runs `platform` until Ctrl-C or SIGTERM.
+async fn run_until_signal(platform: Platform) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
@@ -237,6 +289,53 @@ async fn run_dev(config: shared::config::Config, data_dir: &Path) -> anyhow::Res
         trigger.cancel();
     });
     platform.run_until_stopped(shutdown).await
+}
+
+fn aws_settings(config: &shared::config::Config) -> anyhow::Result<&AwsSettings> {
+    match &config.transport {
+        TransportConfig::Aws(settings) => Ok(settings),
+        TransportConfig::Embedded { .. } => {
+            anyhow::bail!("the topology commands work on the AWS engine: set SWITCHYARD_TRANSPORT=aws (and AWS_ENDPOINT_URL for a local server)")
+        }
+    }
+}
+
+async fn topology_command(config: &shared::config::Config, command: TopologyCommand) -> anyhow::Result<()> {
+    let topology = Topology::new(config.instance.clone(), config.environment)?;
+    let sdk = adapters::aws::sdk_config(aws_settings(config)?).await;
+    match command {
+        TopologyCommand::Plan => {
+            let changes = adapters::aws::provision::plan(&sdk, &topology).await?;
+            if changes.is_empty() {
+                println!("The topology of `{}` is up to date.", config.instance.as_str());
+            }
+            for change in changes {
+                println!("{change}");
+            }
+        }
+        TopologyCommand::Apply => {
+            let changes = adapters::aws::provision::apply(&sdk, &topology).await?;
+            for change in &changes {
+                println!("{change}");
+            }
+            println!("Applied {} change(s) to `{}`.", changes.len(), config.instance.as_str());
+        }
+        TopologyCommand::Check => {
+            adapters::aws::provision::check(&sdk, &topology).await?;
+            println!("Every topic, queue and subscription of `{}` exists as declared.", config.instance.as_str());
+        }
+    }
+    Ok(())
+}
+
+fn components(target: ServeTarget) -> anyhow::Result<Vec<Component>> {
+    Ok(match target {
+        ServeTarget::Api => vec![Component::Api],
+        ServeTarget::ControlPlane => vec![Component::ControlPlane],
+        ServeTarget::Relay => vec![Component::Relay],
+        ServeTarget::Worker { name } => vec![Component::Worker(name.parse::<UseCase>().map_err(anyhow::Error::msg)?)],
+        ServeTarget::All => Component::all(),
+    })
 }
 
 async fn wait_for_signal() {

@@ -32,72 +32,131 @@ impl Backends {
     }
 }
 
-/// A bound, ready-to-run platform: API, console, relay and workers.
+/// One part of the platform that a process can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    Api,
+    ControlPlane,
+    Relay,
+    Worker(UseCase),
+}
+
+impl Component {
+    /// The use cases that have a worker.
+    pub const WORKERS: [UseCase; 1] = [UseCase::Feedback];
+
+    /// Everything: API, console, relay and every worker.
+    pub fn all() -> Vec<Component> {
+        let mut all = vec![Component::Api, Component::ControlPlane, Component::Relay];
+        all.extend(Self::WORKERS.iter().map(|u| Component::Worker(*u)));
+        all
+    }
+}
+
+/// A bound, ready-to-run platform: the chosen components on the configured backends.
 pub struct Platform {
     backends: Backends,
     topology: Topology,
     config: Config,
-    api_listener: TcpListener,
-    console_listener: TcpListener,
+    components: Vec<Component>,
+    api_listener: Option<TcpListener>,
+    console_listener: Option<TcpListener>,
+}
+
+fn bind(wanted: bool, addr: std::net::SocketAddr, what: &str) -> anyhow::Result<Option<TcpListener>> {
+    if !wanted {
+        return Ok(None);
+    }
+    TcpListener::bind(addr).map(Some).with_context(|| format!("binding the {what} to {addr}"))
 }
 
 impl Platform {
-    /// Opens the backends and binds both listeners (port 0 picks a free port).
-    pub async fn build(config: Config, topology: Topology) -> anyhow::Result<Self> {
+    /// Opens the backends and binds the listeners of `components` (port 0 picks a free port).
+    pub async fn build(config: Config, topology: Topology, components: Vec<Component>) -> anyhow::Result<Self> {
         let backends = Backends::open(&config, &topology).await?;
-        Self::with_backends(config, topology, backends)
+        Self::with_backends(config, topology, backends, components)
     }
 
-    pub fn with_backends(config: Config, topology: Topology, backends: Backends) -> anyhow::Result<Self> {
-        let api_listener =
-            TcpListener::bind(config.api_addr).with_context(|| format!("binding the API to {}", config.api_addr))?;
-        let console_listener = TcpListener::bind(config.console_addr)
-            .with_context(|| format!("binding the console to {}", config.console_addr))?;
-        Ok(Self { backends, topology, config, api_listener, console_listener })
+    pub fn with_backends(
+        config: Config,
+        topology: Topology,
+        backends: Backends,
+        components: Vec<Component>,
+    ) -> anyhow::Result<Self> {
+        for component in &components {
+            if let Component::Worker(use_case) = component {
+                if !Component::WORKERS.contains(use_case) {
+                    anyhow::bail!("there is no {use_case} worker yet (available: feedback)");
+                }
+            }
+        }
+        let api_listener = bind(components.contains(&Component::Api), config.api_addr, "API")?;
+        let console_listener = bind(components.contains(&Component::ControlPlane), config.console_addr, "console")?;
+        Ok(Self { backends, topology, config, components, api_listener, console_listener })
     }
 
-    pub fn api_port(&self) -> u16 {
-        self.api_listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    /// The API's port, when this platform runs the API.
+    pub fn api_port(&self) -> Option<u16> {
+        self.api_listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port())
     }
 
-    pub fn console_port(&self) -> u16 {
-        self.console_listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    /// The console's port, when this platform runs the console.
+    pub fn console_port(&self) -> Option<u16> {
+        self.console_listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port())
     }
 
     pub fn backends(&self) -> &Backends {
         &self.backends
     }
 
-    /// Runs everything until `shutdown` is cancelled, then stops receiving, lets
-    /// in-flight requests and messages finish, and returns.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Platform { backends, topology, config, api_listener, console_listener } = self;
-        let api = core_api::server(api_listener, core_api::ApiState::new(backends.store.clone()))?;
-        let console = control_plane::server(console_listener)?;
-        let (api_handle, console_handle) = (api.handle(), console.handle());
+    fn spawn_worker(&self, use_case: UseCase, tasks: &mut tokio::task::JoinSet<()>, shutdown: &CancellationToken) {
+        let backends = &self.backends;
+        let handler = match use_case {
+            UseCase::Feedback => Arc::new(FeedbackWorker::new(backends.store.clone(), backends.objects.clone())),
+            // Rejected in `with_backends`.
+            _ => return,
+        };
+        let mut consumer_config = ConsumerConfig::new(self.topology.queue(use_case).name.clone());
+        consumer_config.concurrency = self.config.worker_concurrency;
+        tasks.spawn(Consumer::new(backends.transport.clone(), handler, consumer_config).run(shutdown.clone()));
+    }
 
+    /// Runs the components until `shutdown` is cancelled, then stops receiving, lets
+    /// in-flight requests and messages finish, and returns.
+    pub async fn run_until_stopped(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
-        let relay = OutboxRelay::new(
-            backends.store.clone(),
-            backends.transport.clone(),
-            topology.clone(),
-            RelayConfig::default(),
-        );
-        tasks.spawn(relay.run(shutdown.clone()));
-        let feedback = FeedbackWorker::new(backends.store.clone(), backends.objects.clone());
-        let mut consumer_config = ConsumerConfig::new(topology.queue(UseCase::Feedback).name.clone());
-        consumer_config.concurrency = config.worker_concurrency;
-        tasks.spawn(
-            Consumer::new(backends.transport.clone(), Arc::new(feedback), consumer_config).run(shutdown.clone()),
-        );
+        for component in self.components.clone() {
+            match component {
+                Component::Relay => {
+                    let relay = OutboxRelay::new(
+                        self.backends.store.clone(),
+                        self.backends.transport.clone(),
+                        self.topology.clone(),
+                        RelayConfig::default(),
+                    );
+                    tasks.spawn(relay.run(shutdown.clone()));
+                }
+                Component::Worker(use_case) => self.spawn_worker(use_case, &mut tasks, &shutdown),
+                Component::Api | Component::ControlPlane => {}
+            }
+        }
 
         // The servers run as their own tasks: a `Server` future must keep being polled
         // for its handle's `stop` to complete.
         let mut servers = tokio::task::JoinSet::new();
-        servers.spawn(api);
-        servers.spawn(console);
+        let mut handles = Vec::new();
+        if let Some(listener) = self.api_listener.take() {
+            let api = core_api::server(listener, core_api::ApiState::new(self.backends.store.clone()))?;
+            handles.push(api.handle());
+            servers.spawn(api);
+        }
+        if let Some(listener) = self.console_listener.take() {
+            let console = control_plane::server(listener)?;
+            handles.push(console.handle());
+            servers.spawn(console);
+        }
         tokio::select! {
-            Some(result) = servers.join_next() => {
+            Some(result) = servers.join_next(), if !servers.is_empty() => {
                 shutdown.cancel();
                 result.context("an HTTP server panicked")?.context("an HTTP server stopped unexpectedly")?;
             }
@@ -105,7 +164,7 @@ impl Platform {
                 tracing::info!("shutting down: finishing in-flight requests and messages");
             }
         }
-        tokio::join!(api_handle.stop(true), console_handle.stop(true));
+        futures::future::join_all(handles.iter().map(|h| h.stop(true))).await;
         while let Some(result) = servers.join_next().await {
             result.context("an HTTP server panicked")?.context("stopping an HTTP server")?;
         }

@@ -28,18 +28,31 @@ pub async fn connect_store(config: &StoreConfig) -> Result<Arc<dyn Store>, store
     Ok(Arc::new(store))
 }
 
-/// Opens the configured transport, provisioning the embedded engine from `topology`.
+/// Why a transport could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenTransportError {
+    #[error(transparent)]
+    Embedded(#[from] embedded::EmbeddedError),
+    #[error(transparent)]
+    Topology(#[from] aws::provision::ProvisionError),
+}
+
+/// Opens the configured transport: the embedded engine provisions itself from
+/// `topology`; on AWS, the topology is checked (read-only) and anything missing is an
+/// error that names it.
 pub async fn open_transport(
     config: &TransportConfig,
     topology: &Topology,
-) -> Result<Arc<dyn Transport>, embedded::EmbeddedError> {
+) -> Result<Arc<dyn Transport>, OpenTransportError> {
     match config {
         TransportConfig::Embedded { path } => {
             let clock: Arc<dyn Clock> = Arc::new(SystemClock);
             Ok(Arc::new(embedded::EmbeddedTransport::open(path, topology, clock).await?))
         }
         TransportConfig::Aws(settings) => {
-            Ok(Arc::new(aws::AwsTransport::new(&aws::sdk_config(settings).await, topology)))
+            let sdk = aws::sdk_config(settings).await;
+            aws::provision::check(&sdk, topology).await?;
+            Ok(Arc::new(aws::AwsTransport::new(&sdk, topology)))
         }
     }
 }

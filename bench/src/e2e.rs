@@ -13,7 +13,7 @@ use tracing_subscriber::Layer;
 
 use shared::config::{Config, ObjectStoreConfig, StoreConfig, TransportConfig};
 use shared::topology::{Environment, InstanceName, Topology};
-use switchyard::platform::Platform;
+use switchyard::platform::{Component, Platform};
 
 use crate::stats::{ms, summarize};
 
@@ -71,11 +71,11 @@ pub async fn run(rate: u64, seconds: u64) -> anyhow::Result<()> {
         console_addr: "127.0.0.1:0".parse()?,
         worker_concurrency: 8,
     };
-    let platform = Platform::build(config, topology).await?;
+    let platform = Platform::build(config, topology, Component::all()).await?;
     let store = platform.backends().store.clone();
     let tenant = switchyard::dev::create_tenant(store.as_ref(), "Bench").await?;
     let key = core_api::issue_api_key(store.as_ref(), tenant.id).await?.plaintext;
-    let url = format!("http://127.0.0.1:{}/v1/feedback", platform.api_port());
+    let url = format!("http://127.0.0.1:{}/v1/feedback", platform.api_port().unwrap_or_default());
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(platform.run_until_stopped(shutdown.clone()));
 

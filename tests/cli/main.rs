@@ -175,3 +175,116 @@ async fn dev_runs_the_feedback_flow_and_stops_cleanly_on_ctrl_c() {
     Command::new("kill").args(["-INT", &second.id().to_string()]).status().expect("kill");
     assert_eq!(second.wait().expect("wait").code(), Some(0));
 }
+
+/// A free loopback port (bound and released at once).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_processes_on_postgres_and_aws_carry_feedback_end_to_end() {
+    let endpoint = std::env::var("SWITCHYARD_TEST_AWS_ENDPOINT")
+        .expect("SWITCHYARD_TEST_AWS_ENDPOINT is not set: run scripts/test (it starts moto)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = adapters::testing::fresh_postgres_database().await.expect("test database");
+    let instance = format!("cli-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let bucket = format!("results-{instance}");
+    let api_port = free_port();
+    let configure = |command: &mut Command| {
+        command
+            .env("SWITCHYARD_DATABASE_URL", &database)
+            .env("SWITCHYARD_TRANSPORT", "aws")
+            .env("SWITCHYARD_OBJECTS", "s3")
+            .env("SWITCHYARD_S3_BUCKET", &bucket)
+            .env("SWITCHYARD_AWS_ENDPOINT", &endpoint)
+            .env("SWITCHYARD_AWS_REGION", "us-east-1")
+            .env("SWITCHYARD_INSTANCE", &instance)
+            .env("SWITCHYARD_API_ADDR", format!("127.0.0.1:{api_port}"))
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing");
+    };
+    let cli = |args: &[&str]| {
+        let mut command = switchyard(dir.path());
+        configure(command.args(args));
+        run(&mut command)
+    };
+
+    // The topology: missing, planned, applied, present.
+    let check = cli(&["topology", "check"]);
+    assert!(!check.status.success());
+    let missing = String::from_utf8_lossy(&check.stderr).into_owned();
+    assert!(missing.contains(&format!("+ queue {instance}-feedback.fifo")), "{missing}");
+    assert!(missing.contains("topology apply"), "{missing}");
+    let plan = stdout(&cli(&["topology", "plan"]));
+    assert!(plan.contains(&format!("+ topic {instance}-core-api.fifo")), "{plan}");
+    let apply = cli(&["topology", "apply"]);
+    assert!(apply.status.success(), "{}", String::from_utf8_lossy(&apply.stderr));
+    assert!(cli(&["topology", "check"]).status.success());
+    assert!(stdout(&cli(&["topology", "plan"])).contains("up to date"));
+
+    let settings = shared::config::AwsSettings {
+        region: Some("us-east-1".into()),
+        endpoint: Some(endpoint.clone()),
+        max_attempts: 2,
+    };
+    let sdk = adapters::aws::loader(&settings)
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "tests"))
+        .load()
+        .await;
+    let objects = adapters::aws::S3ObjectStore::new(&sdk, bucket.clone());
+    objects.ensure_bucket().await.expect("bucket");
+
+    assert!(cli(&["migrate"]).status.success());
+    let tenant = stdout(&cli(&["tenant", "create", "Acme"]));
+    let key = stdout(&cli(&["key", "create", &tenant]));
+    assert!(key.starts_with("sk_"), "{key}");
+
+    let mut processes = Vec::new();
+    for args in [&["serve", "api"][..], &["serve", "relay"][..], &["serve", "worker", "feedback"][..]] {
+        let mut command = switchyard(dir.path());
+        configure(command.args(args).stdout(Stdio::null()).stderr(Stdio::null()));
+        processes.push(command.spawn().expect("spawn"));
+    }
+    let client = reqwest::Client::new();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let mut accepted = Value::Null;
+    for _ in 0..100 {
+        if let Ok(response) = client
+            .post(format!("{api}/v1/feedback"))
+            .bearer_auth(&key)
+            .json(&json!({"message": "Across three processes"}))
+            .send()
+            .await
+        {
+            accepted = response.json().await.expect("json");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = accepted["id"].as_str().expect("feedback accepted").to_owned();
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        status = client
+            .get(format!("{api}/v1/feedback/{id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if status["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status["status"], "completed", "{status}");
+    let result_key = shared::ObjectKey::parse(status["result_key"].as_str().expect("key")).expect("key");
+    use shared::ports::ObjectStore;
+    assert!(objects.get(&result_key).await.expect("get").is_some(), "the result object is in S3");
+
+    for mut process in processes {
+        Command::new("kill").args(["-INT", &process.id().to_string()]).status().expect("kill");
+        assert_eq!(process.wait().expect("wait").code(), Some(0));
+    }
+}

@@ -71,6 +71,11 @@ async fn feedback_flows_end_to_end_on_postgres() {
     feedback_flow(Engine::Postgres).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_flows_end_to_end_on_postgres_and_aws() {
+    feedback_flow(Engine::PostgresAws).await;
+}
+
 async fn events_reach_the_core_api_topic(engine: Engine) {
     let app = spawn_app(engine).await;
     let mut sent = Vec::new();
@@ -108,4 +113,9 @@ async fn tenant_events_are_published_in_order_on_the_embedded_engine() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_events_are_published_in_order_on_postgres() {
     events_reach_the_core_api_topic(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_events_are_published_in_order_on_postgres_and_aws() {
+    events_reach_the_core_api_topic(Engine::PostgresAws).await;
 }

@@ -6,11 +6,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use shared::config::{Config, ObjectStoreConfig, Secret, StoreConfig, TransportConfig};
+use shared::config::{AwsSettings, Config, ObjectStoreConfig, Secret, StoreConfig, TransportConfig};
 use shared::pattern::{FilterPolicy, FilterPolicyScope};
-use shared::topology::{Environment, InstanceName, SubscriptionSpec, Topology, UseCase};
-use shared::{Service, TenantId};
-use switchyard::platform::{Backends, Platform};
+use shared::topology::{Environment, InstanceName, Topology, UseCase};
+use shared::TenantId;
+use switchyard::platform::{Backends, Component, Platform};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Engine {
@@ -18,6 +18,14 @@ pub enum Engine {
     Embedded,
     /// PostgreSQL store (a fresh database) + embedded transport + files.
     Postgres,
+    /// PostgreSQL store + SNS/SQS + S3 on the AWS test server (moto).
+    PostgresAws,
+}
+
+fn aws_settings() -> AwsSettings {
+    let endpoint = std::env::var("SWITCHYARD_TEST_AWS_ENDPOINT")
+        .unwrap_or_else(|_| panic!("SWITCHYARD_TEST_AWS_ENDPOINT is not set: run scripts/test (it starts moto)"));
+    AwsSettings { region: Some("us-east-1".into()), endpoint: Some(endpoint), max_attempts: 2 }
 }
 
 pub struct Tenant {
@@ -45,20 +53,18 @@ impl Drop for TestApp {
     }
 }
 
-/// A topology whose analytics queue also subscribes to tenants' `order.*` events, so
-/// tests can see what the relay publishes on the core-api topic.
+/// A topology (unique per app, so apps can share one AWS test server) whose analytics
+/// queue also receives tenants' `order.*` events, so tests can see what the relay
+/// publishes on the core-api topic.
 fn test_topology() -> (Topology, String) {
+    let instance = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let mut topology =
-        Topology::new(InstanceName::parse("e2e").expect("instance"), Environment::Production).expect("topology");
+        Topology::new(InstanceName::parse(&instance).expect("instance"), Environment::Production).expect("topology");
     let queue = topology.queue(UseCase::Analytics).name.clone();
-    let policy = json!({"event_type": [{"prefix": "order."}]});
-    topology.subscriptions.push(SubscriptionSpec {
-        topic: topology.topic(Service::CoreApi).name.clone(),
-        queue: queue.clone(),
-        filter_policy: FilterPolicy::parse(&policy, FilterPolicyScope::MessageAttributes).expect("policy"),
-        filter_policy_json: policy,
-        raw_delivery: true,
-    });
+    let policy = json!({"event_type": [{"prefix": "analytics."}, {"prefix": "order."}]});
+    let subscription = topology.subscriptions.iter_mut().find(|s| s.queue == queue).expect("analytics subscription");
+    subscription.filter_policy = FilterPolicy::parse(&policy, FilterPolicyScope::MessageAttributes).expect("policy");
+    subscription.filter_policy_json = policy;
     (topology, queue)
 }
 
@@ -72,7 +78,7 @@ pub async fn spawn_app(engine: Engine) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = match engine {
         Engine::Embedded => StoreConfig::Sqlite { path: dir.path().join("switchyard.db") },
-        Engine::Postgres => StoreConfig::Postgres {
+        Engine::Postgres | Engine::PostgresAws => StoreConfig::Postgres {
             url: Secret::new(
                 adapters::testing::fresh_postgres_database().await.expect("test database (is PostgreSQL running?)"),
             ),
@@ -80,20 +86,35 @@ pub async fn spawn_app(engine: Engine) -> TestApp {
         },
     };
     let (topology, order_queue) = test_topology();
+    let (transport, objects) = match engine {
+        Engine::Embedded | Engine::Postgres => (
+            TransportConfig::Embedded { path: dir.path().join("transport.db") },
+            ObjectStoreConfig::Filesystem { root: dir.path().join("objects") },
+        ),
+        Engine::PostgresAws => {
+            let aws = aws_settings();
+            let sdk = adapters::aws::sdk_config(&aws).await;
+            adapters::aws::provision::apply(&sdk, &topology).await.expect("apply the topology");
+            let bucket = format!("results-{}", topology.instance.as_str());
+            adapters::aws::S3ObjectStore::new(&sdk, bucket.clone()).ensure_bucket().await.expect("bucket");
+            (TransportConfig::Aws(aws.clone()), ObjectStoreConfig::S3 { bucket, aws })
+        }
+    };
     let config = Config {
         instance: topology.instance.clone(),
         environment: topology.environment,
         store,
-        transport: TransportConfig::Embedded { path: dir.path().join("transport.db") },
-        objects: ObjectStoreConfig::Filesystem { root: dir.path().join("objects") },
+        transport,
+        objects,
         api_addr: "127.0.0.1:0".parse().expect("addr"),
         console_addr: "127.0.0.1:0".parse().expect("addr"),
         worker_concurrency: 4,
     };
     let backends = Backends::open(&config, &topology).await.expect("backends");
-    let platform = Platform::with_backends(config, topology.clone(), backends.clone()).expect("platform");
-    let api_url = format!("http://127.0.0.1:{}", platform.api_port());
-    let console_url = format!("http://127.0.0.1:{}", platform.console_port());
+    let platform =
+        Platform::with_backends(config, topology.clone(), backends.clone(), Component::all()).expect("platform");
+    let api_url = format!("http://127.0.0.1:{}", platform.api_port().expect("api"));
+    let console_url = format!("http://127.0.0.1:{}", platform.console_port().expect("console"));
     let acme = tenant(&backends, "Acme").await;
     let globex = tenant(&backends, "Globex").await;
     let shutdown = CancellationToken::new();
