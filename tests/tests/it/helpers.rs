@@ -42,6 +42,7 @@ pub struct TestApp {
     pub globex: Tenant,
     /// The queue that receives every `order.*` event published on the core-api topic.
     pub order_queue: String,
+    pub topology: Topology,
     shutdown: CancellationToken,
     running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -75,6 +76,16 @@ async fn tenant(backends: &Backends, name: &str) -> Tenant {
 }
 
 pub async fn spawn_app(engine: Engine) -> TestApp {
+    spawn(engine, None).await
+}
+
+/// PostgreSQL + the AWS engine on the AWS-compatible server at `endpoint`.
+pub async fn spawn_app_on_aws(endpoint: &str) -> TestApp {
+    let aws = AwsSettings { region: Some("us-east-1".into()), endpoint: Some(endpoint.to_owned()), max_attempts: 2 };
+    spawn(Engine::PostgresAws, Some(aws)).await
+}
+
+async fn spawn(engine: Engine, aws: Option<AwsSettings>) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = match engine {
         Engine::Embedded => StoreConfig::Sqlite { path: dir.path().join("switchyard.db") },
@@ -92,7 +103,7 @@ pub async fn spawn_app(engine: Engine) -> TestApp {
             ObjectStoreConfig::Filesystem { root: dir.path().join("objects") },
         ),
         Engine::PostgresAws => {
-            let aws = aws_settings();
+            let aws = aws.unwrap_or_else(aws_settings);
             let sdk = adapters::aws::sdk_config(&aws).await;
             adapters::aws::provision::apply(&sdk, &topology).await.expect("apply the topology");
             let bucket = format!("results-{}", topology.instance.as_str());
@@ -127,6 +138,7 @@ pub async fn spawn_app(engine: Engine) -> TestApp {
         acme,
         globex,
         order_queue,
+        topology,
         shutdown,
         running: Some(running),
         _dir: dir,

@@ -4,3 +4,4 @@
 mod api;
 mod flow;
 mod helpers;
+mod outage;
