@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use shared::config::{AwsSettings, Config, ObjectStoreConfig, Secret, StoreConfig, TransportConfig};
+use shared::config::{
+    AwsSettings, BusConfig, BusForwarding, Config, ObjectStoreConfig, Secret, StoreConfig, TransportConfig,
+};
 use shared::topology::{Environment, InstanceName};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,10 @@ pub struct Layer {
     /// Overrides `AWS_ENDPOINT_URL` (an AWS-compatible server).
     pub aws_endpoint: Option<String>,
     pub aws_max_attempts: Option<u32>,
+    /// `off`, `all` or `matching`: which events also go to the EventBridge bus.
+    pub eventbridge: Option<String>,
+    /// The bus's name; `{instance}-events` by default.
+    pub eventbridge_bus: Option<String>,
     pub api_addr: Option<String>,
     pub console_addr: Option<String>,
     pub worker_concurrency: Option<usize>,
@@ -72,6 +78,8 @@ impl Layer {
             aws_region,
             aws_endpoint,
             aws_max_attempts,
+            eventbridge,
+            eventbridge_bus,
             api_addr,
             console_addr,
             worker_concurrency,
@@ -92,6 +100,8 @@ impl Layer {
             aws_region: aws_region.or(self.aws_region),
             aws_endpoint: aws_endpoint.or(self.aws_endpoint),
             aws_max_attempts: aws_max_attempts.or(self.aws_max_attempts),
+            eventbridge: eventbridge.or(self.eventbridge),
+            eventbridge_bus: eventbridge_bus.or(self.eventbridge_bus),
             api_addr: api_addr.or(self.api_addr),
             console_addr: console_addr.or(self.console_addr),
             worker_concurrency: worker_concurrency.or(self.worker_concurrency),
@@ -131,6 +141,8 @@ impl Layer {
             aws_endpoint: get("SWITCHYARD_AWS_ENDPOINT"),
             aws_max_attempts: number("aws_max_attempts", "SWITCHYARD_AWS_MAX_ATTEMPTS")?
                 .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            eventbridge: get("SWITCHYARD_EVENTBRIDGE"),
+            eventbridge_bus: get("SWITCHYARD_EVENTBRIDGE_BUS"),
             api_addr: get("SWITCHYARD_API_ADDR"),
             console_addr: get("SWITCHYARD_CONSOLE_ADDR"),
             worker_concurrency: number("worker_concurrency", "SWITCHYARD_WORKER_CONCURRENCY")?
@@ -190,6 +202,22 @@ impl Layer {
             },
             other => return Err(invalid("objects", format!("`{other}` is not an object store; use filesystem or s3"))),
         };
+        let forwarding = match self.eventbridge.as_deref().unwrap_or("off") {
+            "off" => None,
+            "all" => Some(BusForwarding::All),
+            "matching" => Some(BusForwarding::Matching),
+            other => return Err(invalid("eventbridge", format!("`{other}` is not one of off, all, matching"))),
+        };
+        let bus = match (forwarding, &transport) {
+            (None, _) => None,
+            (Some(forwarding), TransportConfig::Aws(_)) => Some(BusConfig {
+                name: self.eventbridge_bus.unwrap_or_else(|| format!("{}-events", instance.as_str())),
+                forwarding,
+            }),
+            (Some(_), TransportConfig::Embedded { .. }) => {
+                return Err(invalid("eventbridge", "the EventBridge bus needs the aws transport".into()));
+            }
+        };
         let addr = |setting: &'static str, value: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
             let text = value.unwrap_or_else(|| default.to_owned());
             text.parse().map_err(|e| invalid(setting, format!("`{text}` is not an address like 127.0.0.1:8080 ({e})")))
@@ -203,6 +231,7 @@ impl Layer {
             api_addr: addr("api_addr", self.api_addr, "127.0.0.1:8080")?,
             console_addr: addr("console_addr", self.console_addr, "127.0.0.1:8081")?,
             worker_concurrency: self.worker_concurrency.unwrap_or(8).max(1),
+            bus,
         })
     }
 }
@@ -287,6 +316,20 @@ mod tests {
         };
         assert_eq!(config.transport, TransportConfig::Aws(aws.clone()));
         assert_eq!(config.objects, ObjectStoreConfig::S3 { bucket: "acme-results".into(), aws });
+        assert_eq!(config.bus, None, "no bus unless asked for");
+    }
+
+    #[test]
+    fn the_event_bus_is_opt_in_and_needs_aws() {
+        let layer =
+            Layer::from_env(env(&[("SWITCHYARD_TRANSPORT", "aws"), ("SWITCHYARD_EVENTBRIDGE", "matching")])).unwrap();
+        let config = Layer::default().merged(layer).into_config().unwrap();
+        assert_eq!(config.bus, Some(BusConfig { name: "dev-events".into(), forwarding: BusForwarding::Matching }));
+        assert_eq!(config.topology().unwrap().bus.as_deref(), Some("dev-events"));
+        let embedded = Layer { eventbridge: Some("all".into()), ..Layer::default() }.into_config().unwrap_err();
+        assert!(embedded.to_string().contains("aws transport"), "{embedded}");
+        let bad = Layer { eventbridge: Some("some".into()), ..Layer::default() }.into_config().unwrap_err();
+        assert!(bad.to_string().contains("eventbridge"), "{bad}");
     }
 
     #[test]

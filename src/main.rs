@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use shared::config::{AwsSettings, ObjectStoreConfig, StoreConfig, TransportConfig};
 use shared::pattern::EventPattern;
-use shared::topology::{Topology, UseCase};
+use shared::topology::UseCase;
 use shared::TenantId;
 use switchyard::config::{self, Layer};
 use switchyard::dev;
@@ -187,7 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve { target } => {
             let config = config::load(config_file, Layer::default())?;
-            let topology = Topology::new(config.instance.clone(), config.environment)?;
+            let topology = config.topology()?;
             let platform = Platform::build(config, topology, components(target)?).await?;
             if let Some(port) = platform.api_port() {
                 tracing::info!(port, "API listening");
@@ -239,7 +239,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn run_dev(config: shared::config::Config, data_dir: &Path) -> anyhow::Result<()> {
-    let topology = Topology::new(config.instance.clone(), config.environment)?;
+    let topology = config.topology()?;
     let backends = Backends::open(&config, &topology).await?;
     let platform = Platform::with_backends(config.clone(), topology, backends.clone(), Component::all())?;
     let api_url = format!("http://{}:{}", config.api_addr.ip(), platform.api_port().unwrap_or_default());
@@ -301,7 +301,7 @@ fn aws_settings(config: &shared::config::Config) -> anyhow::Result<&AwsSettings>
 }
 
 async fn topology_command(config: &shared::config::Config, command: TopologyCommand) -> anyhow::Result<()> {
-    let topology = Topology::new(config.instance.clone(), config.environment)?;
+    let topology = config.topology()?;
     let sdk = adapters::aws::sdk_config(aws_settings(config)?).await;
     match command {
         TopologyCommand::Plan => {

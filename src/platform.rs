@@ -8,8 +8,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use shared::config::Config;
-use shared::ports::{ObjectStore, Store, Transport};
+use shared::config::{BusForwarding, Config};
+use shared::ports::{EventBus, ObjectStore, Store, Transport};
 use shared::topology::{Topology, UseCase};
 use workers::feedback::FeedbackWorker;
 use workers::{Consumer, ConsumerConfig, OutboxRelay, RelayConfig};
@@ -20,6 +20,8 @@ pub struct Backends {
     pub store: Arc<dyn Store>,
     pub transport: Arc<dyn Transport>,
     pub objects: Arc<dyn ObjectStore>,
+    /// The event bus and what to forward to it, when the deployment has one.
+    pub bus: Option<(Arc<dyn EventBus>, BusForwarding)>,
 }
 
 impl Backends {
@@ -28,7 +30,10 @@ impl Backends {
         let store = adapters::connect_store(&config.store).await.context("opening the store")?;
         let transport = adapters::open_transport(&config.transport, topology).await.context("opening the transport")?;
         let objects = adapters::open_object_store(&config.objects).await;
-        Ok(Self { store, transport, objects })
+        let bus = adapters::open_bus(config)
+            .await
+            .map(|bus| (bus, config.bus.as_ref().map_or(BusForwarding::All, |b| b.forwarding)));
+        Ok(Self { store, transport, objects, bus })
     }
 }
 
@@ -128,12 +133,15 @@ impl Platform {
         for component in self.components.clone() {
             match component {
                 Component::Relay => {
-                    let relay = OutboxRelay::new(
+                    let mut relay = OutboxRelay::new(
                         self.backends.store.clone(),
                         self.backends.transport.clone(),
                         self.topology.clone(),
                         RelayConfig::default(),
                     );
+                    if let Some((bus, forwarding)) = &self.backends.bus {
+                        relay = relay.with_bus(bus.clone(), *forwarding);
+                    }
                     tasks.spawn(relay.run(shutdown.clone()));
                 }
                 Component::Worker(use_case) => self.spawn_worker(use_case, &mut tasks, &shutdown),

@@ -66,3 +66,13 @@ pub async fn open_object_store(config: &ObjectStoreConfig) -> Arc<dyn ObjectStor
         }
     }
 }
+
+/// Opens the event bus when the deployment has one (AWS engine).
+pub async fn open_bus(config: &shared::config::Config) -> Option<Arc<dyn shared::ports::EventBus>> {
+    match (&config.bus, &config.transport) {
+        (Some(bus), TransportConfig::Aws(settings)) => {
+            Some(Arc::new(aws::EventBridgeBus::new(&aws::sdk_config(settings).await, bus.name.clone())))
+        }
+        _ => None,
+    }
+}

@@ -70,6 +70,7 @@ pub async fn run(rate: u64, seconds: u64) -> anyhow::Result<()> {
         api_addr: "127.0.0.1:0".parse()?,
         console_addr: "127.0.0.1:0".parse()?,
         worker_concurrency: 8,
+        bus: None,
     };
     let platform = Platform::build(config, topology, Component::all()).await?;
     let store = platform.backends().store.clone();

@@ -4,7 +4,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::topology::{Environment, InstanceName};
+use crate::pattern::PatternError;
+use crate::topology::{Environment, InstanceName, Topology};
 
 /// A secret value (database URL with a password, API keys). Never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -60,6 +61,23 @@ pub enum ObjectStoreConfig {
     S3 { bucket: String, aws: AwsSettings },
 }
 
+/// Which events the relay also puts on the event bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusForwarding {
+    /// Every event.
+    All,
+    /// Only events that at least one of the bus's rules matches (the project's own
+    /// matcher decides), which saves the cost of events nobody routes.
+    Matching,
+}
+
+/// The EventBridge bus, when the deployment has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusConfig {
+    pub name: String,
+    pub forwarding: BusForwarding,
+}
+
 /// The whole runtime configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -72,6 +90,17 @@ pub struct Config {
     pub console_addr: SocketAddr,
     /// How many message groups a worker processes at once.
     pub worker_concurrency: usize,
+    /// The event bus (AWS engine only).
+    pub bus: Option<BusConfig>,
+}
+
+impl Config {
+    /// The deployment's topology.
+    pub fn topology(&self) -> Result<Topology, PatternError> {
+        let mut topology = Topology::new(self.instance.clone(), self.environment)?;
+        topology.bus = self.bus.as_ref().map(|b| b.name.clone());
+        Ok(topology)
+    }
 }
 
 #[cfg(test)]

@@ -161,6 +161,8 @@ pub struct Topology {
     pub topics: Vec<TopicSpec>,
     pub queues: Vec<QueueSpec>,
     pub subscriptions: Vec<SubscriptionSpec>,
+    /// The EventBridge bus, when the deployment has one (`{instance}-events` by default).
+    pub bus: Option<String>,
 }
 
 /// Retention and visibility per use case and environment.
@@ -214,7 +216,7 @@ impl Topology {
                 raw_delivery: true,
             });
         }
-        Ok(Self { instance, environment, topics, queues, subscriptions })
+        Ok(Self { instance, environment, topics, queues, subscriptions, bus: None })
     }
 
     pub fn topic(&self, service: Service) -> &TopicSpec {

@@ -10,3 +10,4 @@ pub mod relay;
 
 pub use consumer::{Consumer, ConsumerConfig, Handler, HandlerError};
 pub use relay::{OutboxRelay, RelayConfig};
+pub use shared::config::BusForwarding;

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use shared::ports::{OutboxEntry, OutgoingMessage, Store, StoreError, Transport};
+use shared::config::BusForwarding;
+use shared::pattern::EventPattern;
+use shared::ports::{BusEvent, EventBus, OutboxEntry, OutgoingMessage, Store, StoreError, Transport, TransportError};
 use shared::topology::Topology;
 use shared::{EventEnvelope, TenantId, Timestamp};
 
@@ -51,6 +53,81 @@ pub struct OutboxRelay {
     transport: Arc<dyn Transport>,
     topology: Topology,
     config: RelayConfig,
+    bus: Option<BusLink>,
+}
+
+/// How often the relay re-reads the bus's rules.
+const RULE_REFRESH: Duration = Duration::from_secs(60);
+
+struct BusLink {
+    bus: Arc<dyn EventBus>,
+    forwarding: BusForwarding,
+    rules: tokio::sync::Mutex<Option<(Vec<EventPattern>, tokio::time::Instant)>>,
+}
+
+impl BusLink {
+    /// The event as EventBridge presents it to rules.
+    fn bus_view(envelope: &EventEnvelope) -> serde_json::Value {
+        serde_json::json!({
+            "version": "0",
+            "id": envelope.id,
+            "detail-type": envelope.event_type,
+            "source": envelope.source,
+            "time": envelope.occurred_at,
+            "resources": [],
+            "detail": envelope,
+        })
+    }
+
+    async fn wanted(&self, envelope: &EventEnvelope) -> Result<bool, TransportError> {
+        if self.forwarding == BusForwarding::All {
+            return Ok(true);
+        }
+        let mut rules = self.rules.lock().await;
+        let fresh = rules.as_ref().is_some_and(|(_, at)| at.elapsed() < RULE_REFRESH);
+        if !fresh {
+            *rules = Some((self.bus.rule_patterns().await?, tokio::time::Instant::now()));
+        }
+        let view = Self::bus_view(envelope);
+        Ok(rules.as_ref().is_some_and(|(patterns, _)| patterns.iter().any(|p| p.matches(&view))))
+    }
+
+    /// Puts the wanted ones of `entries` on the bus; answers per entry.
+    async fn forward(&self, entries: &[&OutboxEntry]) -> Vec<Result<(), String>> {
+        let mut results: Vec<Result<(), String>> = entries.iter().map(|_| Ok(())).collect();
+        let mut events = Vec::new();
+        let mut positions = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            match self.wanted(&entry.envelope).await {
+                Ok(true) => {
+                    positions.push(i);
+                    events.push(BusEvent {
+                        source: entry.envelope.source.to_string(),
+                        detail_type: entry.envelope.event_type.to_string(),
+                        detail: entry.envelope.to_json(),
+                    });
+                }
+                Ok(false) => {}
+                Err(error) => results[i] = Err(format!("reading the bus's rules: {error}")),
+            }
+        }
+        if events.is_empty() {
+            return results;
+        }
+        match self.bus.put_events(&events).await {
+            Ok(answers) => {
+                for (i, answer) in positions.into_iter().zip(answers) {
+                    results[i] = answer.map_err(|e| format!("event bus: {e}"));
+                }
+            }
+            Err(error) => {
+                for i in positions {
+                    results[i] = Err(format!("event bus: {error}"));
+                }
+            }
+        }
+        results
+    }
 }
 
 /// What one round did.
@@ -80,7 +157,15 @@ pub fn outgoing(envelope: &EventEnvelope) -> OutgoingMessage {
 
 impl OutboxRelay {
     pub fn new(store: Arc<dyn Store>, transport: Arc<dyn Transport>, topology: Topology, config: RelayConfig) -> Self {
-        Self { store, transport, topology, config }
+        Self { store, transport, topology, config, bus: None }
+    }
+
+    /// Also puts events on `bus` (after their topic accepted them). The bus does not
+    /// order events; a row counts as published once both have it.
+    #[must_use]
+    pub fn with_bus(mut self, bus: Arc<dyn EventBus>, forwarding: BusForwarding) -> Self {
+        self.bus = Some(BusLink { bus, forwarding, rules: tokio::sync::Mutex::new(None) });
+        self
     }
 
     fn backoff(&self, attempts: u32) -> Duration {
@@ -112,9 +197,18 @@ impl OutboxRelay {
                     continue;
                 }
                 let messages: Vec<OutgoingMessage> = ready.iter().map(|e| outgoing(&e.envelope)).collect();
-                let results = match self.transport.publish(topic, &messages).await {
+                let results: Vec<Result<(), String>> = match self.transport.publish(topic, &messages).await {
                     Ok(results) => results.into_iter().map(|r| r.map_err(|e| e.to_string())).collect(),
                     Err(error) => vec![Err(error.to_string()); ready.len()],
+                };
+                let results: Vec<Result<(), String>> = match &self.bus {
+                    Some(link) => {
+                        let accepted: Vec<&OutboxEntry> =
+                            ready.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(e, _)| *e).collect();
+                        let mut forwarded = link.forward(&accepted).await.into_iter();
+                        results.into_iter().map(|r| r.and_then(|()| forwarded.next().unwrap_or(Ok(())))).collect()
+                    }
+                    None => results,
                 };
                 for (entry, result) in ready.iter().zip(results) {
                     let tenant = entry.envelope.tenant_id;

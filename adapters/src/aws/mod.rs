@@ -5,6 +5,7 @@
 //! `AWS_ENDPOINT_URL` or an explicit endpoint in config points every client at an
 //! AWS-compatible server (tests use moto on loopback).
 
+pub mod bus;
 pub mod objects;
 pub mod provision;
 pub mod transport;
@@ -20,6 +21,7 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use shared::config::AwsSettings;
 
+pub use bus::EventBridgeBus;
 pub use objects::S3ObjectStore;
 pub use transport::AwsTransport;
 

@@ -17,6 +17,7 @@ use super::{classify, describe, Failure};
 /// One difference between the topology and what exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
+    CreateBus { name: String },
     CreateTopic { name: String },
     CreateQueue { name: String },
     UpdateQueue { name: String, attribute: String, current: String, wanted: String },
@@ -27,6 +28,7 @@ pub enum Change {
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Change::CreateBus { name } => write!(f, "+ event bus {name}"),
             Change::CreateTopic { name } => write!(f, "+ topic {name}"),
             Change::CreateQueue { name } => write!(f, "+ queue {name}"),
             Change::UpdateQueue { name, attribute, current, wanted } => {
@@ -65,6 +67,7 @@ where
 struct Provisioner {
     sns: aws_sdk_sns::Client,
     sqs: aws_sdk_sqs::Client,
+    events: aws_sdk_eventbridge::Client,
 }
 
 /// What exists for one queue.
@@ -111,7 +114,11 @@ fn same_json(current: &str, wanted: &Value) -> bool {
 
 impl Provisioner {
     fn new(config: &SdkConfig) -> Self {
-        Self { sns: aws_sdk_sns::Client::new(config), sqs: aws_sdk_sqs::Client::new(config) }
+        Self {
+            sns: aws_sdk_sns::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
+            events: aws_sdk_eventbridge::Client::new(config),
+        }
     }
 
     async fn topic_arns(&self) -> Result<Vec<String>, ProvisionError> {
@@ -226,6 +233,23 @@ impl Provisioner {
     /// Everything that differs; with `Apply`, also makes it so.
     async fn reconcile(&self, topology: &Topology, mode: Mode) -> Result<Vec<Change>, ProvisionError> {
         let mut changes = Vec::new();
+        if let Some(bus) = &topology.bus {
+            match self.events.describe_event_bus().name(bus).send().await {
+                Ok(_) => {}
+                Err(error) if classify(&error) == Failure::Missing => {
+                    changes.push(Change::CreateBus { name: bus.clone() });
+                    if mode == Mode::Apply {
+                        self.events
+                            .create_event_bus()
+                            .name(bus)
+                            .send()
+                            .await
+                            .map_err(|e| aws_error("CreateEventBus", e))?;
+                    }
+                }
+                Err(error) => return Err(aws_error("DescribeEventBus", error)),
+            }
+        }
         let existing_topics = self.topic_arns().await?;
         let mut topic_arns: HashMap<String, String> = HashMap::new();
         for topic in &topology.topics {

@@ -117,3 +117,76 @@ async fn redrive_keeps_messages_younger_than_the_dedup_window() {
     assert_eq!(transport.redrive(&queue.dlq_name).await.expect("redrive"), 0, "too young to redrive safely");
     assert_eq!(transport.dead_letters(&queue.dlq_name, 10).await.expect("list").len(), 1, "and still there");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventbridge_bus_delivers_to_rule_targets_and_lists_rule_patterns() {
+    use shared::ports::{BusEvent, EventBus};
+
+    let config = sdk_config().await;
+    let instance =
+        shared::topology::InstanceName::parse(&format!("b{}", &uuid::Uuid::new_v4().simple().to_string()[..10]))
+            .expect("name");
+    let mut topology = Topology::new(instance.clone(), shared::topology::Environment::Production).expect("topology");
+    let bus_name = format!("{}-events", instance.as_str());
+    topology.bus = Some(bus_name.clone());
+    let applied = aws::provision::apply(&config, &topology).await.expect("apply");
+    assert!(applied.contains(&aws::provision::Change::CreateBus { name: bus_name.clone() }));
+    aws::provision::check(&config, &topology).await.expect("the bus exists now");
+
+    // A rule (as Terraform or a tenant would define it) routing orders to a queue.
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let target = sqs.create_queue().queue_name(format!("{}-orders", instance.as_str())).send().await.expect("queue");
+    let target_url = target.queue_url().expect("url").to_owned();
+    let target_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&target_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("attributes")
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .expect("arn");
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    events
+        .put_rule()
+        .name("orders")
+        .event_bus_name(&bus_name)
+        .event_pattern(r#"{"detail-type": [{"prefix": "order."}]}"#)
+        .send()
+        .await
+        .expect("rule");
+    events
+        .put_targets()
+        .rule("orders")
+        .event_bus_name(&bus_name)
+        .targets(aws_sdk_eventbridge::types::Target::builder().id("queue").arn(target_arn).build().expect("target"))
+        .send()
+        .await
+        .expect("target");
+
+    let bus = aws::EventBridgeBus::new(&config, bus_name);
+    let patterns = bus.rule_patterns().await.expect("rules");
+    assert_eq!(patterns.len(), 1);
+    assert!(patterns[0].matches(&serde_json::json!({"detail-type": "order.placed"})));
+    let put = |detail_type: &str| BusEvent {
+        source: "core-api".into(),
+        detail_type: detail_type.into(),
+        detail: serde_json::json!({"type": detail_type}).to_string(),
+    };
+    let results = bus.put_events(&[put("order.placed"), put("feedback.submitted")]).await.expect("put");
+    assert!(results.iter().all(Result::is_ok));
+    let received = sqs
+        .receive_message()
+        .queue_url(&target_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .expect("receive");
+    let bodies: Vec<serde_json::Value> =
+        received.messages().iter().filter_map(|m| m.body()).filter_map(|b| serde_json::from_str(b).ok()).collect();
+    assert_eq!(bodies.len(), 1, "only the rule's events reach its target: {bodies:?}");
+    assert_eq!(bodies[0]["detail-type"], "order.placed");
+    assert_eq!(bodies[0]["source"], "core-api");
+}

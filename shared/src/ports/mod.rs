@@ -2,10 +2,12 @@
 //! backend must honour written on the trait. Every backend runs the same conformance
 //! suite (`testkit`, behind the `testkit` feature).
 
+pub mod bus;
 pub mod object_store;
 pub mod store;
 pub mod transport;
 
+pub use bus::{BusEvent, EventBus};
 pub use object_store::{ObjectStore, ObjectStoreError};
 pub use store::{Appended, EffectTx, OutboxEntry, Store, StoreError};
 pub use transport::{

@@ -120,6 +120,7 @@ async fn spawn(engine: Engine, aws: Option<AwsSettings>) -> TestApp {
         api_addr: "127.0.0.1:0".parse().expect("addr"),
         console_addr: "127.0.0.1:0".parse().expect("addr"),
         worker_concurrency: 4,
+        bus: None,
     };
     let backends = Backends::open(&config, &topology).await.expect("backends");
     let platform =

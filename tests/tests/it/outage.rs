@@ -21,7 +21,7 @@ impl Moto {
     fn start(port: u16) -> Moto {
         let binary = std::env::var("SWITCHYARD_MOTO_SERVER")
             .expect("SWITCHYARD_MOTO_SERVER is not set: run scripts/test (it installs moto)");
-        let child = Command::new(binary)
+        let mut child = Command::new(binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -33,6 +33,8 @@ impl Moto {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("moto did not start on port {port}");
     }
 

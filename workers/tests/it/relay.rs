@@ -192,3 +192,73 @@ async fn a_row_that_never_publishes_is_given_up_on_and_stops_blocking_its_tenant
     assert_eq!(published.iter().map(|e| e.id).collect::<Vec<_>>(), vec![next.id]);
     assert_eq!(env.store.outbox_backlog().await.expect("backlog"), 0, "the poison row is failed, not pending");
 }
+
+/// Records what was put; fails while `failing` is set.
+#[derive(Default)]
+struct RecordingBus {
+    put: std::sync::Mutex<Vec<shared::ports::BusEvent>>,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl shared::ports::EventBus for RecordingBus {
+    async fn put_events(
+        &self,
+        events: &[shared::ports::BusEvent],
+    ) -> Result<Vec<Result<(), shared::ports::TransportError>>, shared::ports::TransportError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(shared::ports::TransportError::Unavailable("bus down".into()));
+        }
+        self.put.lock().expect("lock").extend(events.iter().cloned());
+        Ok(events.iter().map(|_| Ok(())).collect())
+    }
+
+    async fn rule_patterns(&self) -> Result<Vec<shared::pattern::EventPattern>, shared::ports::TransportError> {
+        Ok(vec![shared::pattern::EventPattern::parse(&serde_json::json!({"detail-type": [{"prefix": "order."}]}))
+            .expect("pattern")])
+    }
+}
+
+#[tokio::test]
+async fn matching_forwarding_puts_only_events_some_rule_wants_on_the_bus() {
+    let env = Env::new().await;
+    let acme = env.tenant("Acme").await;
+    let order = env.append(acme, "order.placed", 1).await;
+    env.append(acme, "feedback.x", 2).await;
+    let bus = Arc::new(RecordingBus::default());
+    let relay = OutboxRelay::new(env.store.clone(), env.embedded.clone(), env.topology.clone(), fast())
+        .with_bus(bus.clone(), workers::BusForwarding::Matching);
+    assert_eq!(relay.run_once().await.expect("round").published, 2);
+    let put = bus.put.lock().expect("lock").clone();
+    assert_eq!(put.len(), 1, "only the order event matches a rule");
+    assert_eq!((put[0].source.as_str(), put[0].detail_type.as_str()), ("core-api", "order.placed"));
+    assert_eq!(EventEnvelope::from_json(&put[0].detail).expect("detail is the envelope").id, order.id);
+}
+
+#[tokio::test]
+async fn all_forwarding_puts_everything_and_a_bus_outage_keeps_rows_for_a_retry() {
+    let env = Env::new().await;
+    let acme = env.tenant("Acme").await;
+    env.append(acme, "order.placed", 1).await;
+    env.append(acme, "feedback.x", 2).await;
+    let bus = Arc::new(RecordingBus::default());
+    bus.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let relay = OutboxRelay::new(env.store.clone(), env.embedded.clone(), env.topology.clone(), fast())
+        .with_bus(bus.clone(), workers::BusForwarding::All);
+    assert_eq!(relay.run_once().await.expect("round").published, 0);
+    assert_eq!(env.store.outbox_backlog().await.expect("backlog"), 2, "not published until the bus has them");
+    bus.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut published = 0;
+    for _ in 0..5 {
+        published += relay.run_once().await.expect("round").published;
+        if published == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(published, 2);
+    assert_eq!(bus.put.lock().expect("lock").len(), 2);
+    let delivered = env.drain(&env.queue(UseCase::Feedback), Duration::from_millis(100)).await;
+    assert_eq!(delivered.len(), 1, "the topic's copy was delivered once (the retry's copy was a duplicate)");
+}
