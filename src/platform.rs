@@ -121,8 +121,10 @@ impl Platform {
             // Rejected in `with_backends`.
             _ => return,
         };
-        let mut consumer_config = ConsumerConfig::new(self.topology.queue(use_case).name.clone());
+        let queue = self.topology.queue(use_case);
+        let mut consumer_config = ConsumerConfig::new(queue.name.clone());
         consumer_config.concurrency = self.config.worker_concurrency;
+        consumer_config.visibility_timeout = Some(queue.visibility_timeout);
         tasks.spawn(Consumer::new(backends.transport.clone(), handler, consumer_config).run(shutdown.clone()));
     }
 

@@ -59,6 +59,10 @@ pub struct ConsumerConfig {
     /// First backoff after a transient failure; doubles per receive.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// The visibility timeout to receive with (the queue's own when `None`). When set,
+    /// a batch whose handling outlasts a third of it has its visibility extended by a
+    /// heartbeat, so a long handler never sees its message redelivered meanwhile.
+    pub visibility_timeout: Option<Duration>,
 }
 
 impl ConsumerConfig {
@@ -69,6 +73,7 @@ impl ConsumerConfig {
             wait: Duration::from_secs(20),
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(5 * 60),
+            visibility_timeout: None,
         }
     }
 }
@@ -137,7 +142,7 @@ impl Consumer {
     }
 
     fn receive_options(&self, wait: Duration) -> ReceiveOptions {
-        ReceiveOptions { max_messages: 10, wait, visibility_timeout: None }
+        ReceiveOptions { max_messages: 10, wait, visibility_timeout: self.config.visibility_timeout }
     }
 
     async fn handle_batch(&self, messages: Vec<ReceivedMessage>) -> Result<usize, TransportError> {
@@ -153,12 +158,21 @@ impl Consumer {
                 }
             }
         }
-        let outcomes: Vec<Outcome> = stream::iter(groups)
+        let receipts: Vec<Receipt> = groups.iter().flatten().map(|m| m.receipt.clone()).collect();
+        let work = stream::iter(groups)
             .map(|group| self.handle_group(group))
             .buffer_unordered(self.config.concurrency.max(1))
             .flat_map(stream::iter)
-            .collect()
-            .await;
+            .collect::<Vec<Outcome>>();
+        let outcomes = match self.config.visibility_timeout {
+            Some(visibility) => {
+                tokio::select! {
+                    outcomes = work => outcomes,
+                    never = self.heartbeat(&receipts, visibility) => match never {},
+                }
+            }
+            None => work.await,
+        };
         let mut done = Vec::new();
         for outcome in outcomes {
             match outcome {
@@ -171,6 +185,19 @@ impl Consumer {
             self.transport.ack(&self.config.queue, chunk).await?;
         }
         Ok(received)
+    }
+
+    /// Extends the batch's visibility every third of the timeout, for as long as it runs.
+    async fn heartbeat(&self, receipts: &[Receipt], visibility: Duration) -> std::convert::Infallible {
+        let interval = (visibility / 3).max(Duration::from_millis(200));
+        loop {
+            tokio::time::sleep(interval).await;
+            for receipt in receipts {
+                if let Err(error) = self.transport.change_visibility(&self.config.queue, receipt, visibility).await {
+                    tracing::debug!(queue = self.config.queue.as_str(), %error, "visibility heartbeat failed");
+                }
+            }
+        }
     }
 
     async fn set_visibility(&self, receipt: &Receipt, delay: Duration) {

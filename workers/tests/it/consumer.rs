@@ -128,3 +128,47 @@ async fn a_message_that_keeps_failing_moves_to_the_dead_letter_queue_after_three
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].dedup_id, "poison");
 }
+
+/// Takes longer than the visibility timeout.
+struct Slow {
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Handler for Slow {
+    fn name(&self) -> &str {
+        "slow"
+    }
+
+    async fn handle(&self, _message: &ReceivedMessage) -> Result<(), HandlerError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_handler_keeps_its_message_invisible_with_a_heartbeat() {
+    let env = Env::new().await;
+    publish(&env, &[("a", "long")]).await;
+    let handler = Arc::new(Slow { calls: AtomicUsize::new(0) });
+    let config = ConsumerConfig {
+        visibility_timeout: Some(Duration::from_secs(1)),
+        ..ConsumerConfig::new(env.queue(UseCase::Feedback))
+    };
+    let consumer = Consumer::new(env.embedded.clone(), handler.clone(), config);
+    let (handled, _) = tokio::join!(consumer.run_once(Duration::from_secs(1)), async {
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+        let options = shared::ports::ReceiveOptions {
+            max_messages: 10,
+            wait: Duration::ZERO,
+            visibility_timeout: Some(Duration::from_secs(30)),
+        };
+        let stolen = env.embedded.receive(&env.queue(UseCase::Feedback), options).await.expect("receive");
+        assert!(stolen.is_empty(), "past its 1 s timeout, the message is still invisible");
+    });
+    assert_eq!(handled.expect("run"), 1);
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 1);
+    let stats = env.embedded.stats(&env.queue(UseCase::Feedback)).await.expect("stats");
+    assert_eq!((stats.visible, stats.in_flight), (0, 0), "handled once and deleted");
+}
