@@ -15,9 +15,16 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
 use aws_sdk_sqs::config::http::HttpResponse;
+use aws_sdk_sqs::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_sqs::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_sqs::error::BoxError;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
 
 use shared::config::AwsSettings;
 
@@ -46,6 +53,39 @@ pub fn loader(settings: &AwsSettings) -> aws_config::ConfigLoader {
 /// Loads the SDK configuration for `settings`.
 pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
     loader(settings).load().await
+}
+
+/// Counts AWS API calls (every HTTP attempt, retries included) per `Service.Operation`,
+/// for benchmarks and metrics.
+#[derive(Debug, Clone, Default)]
+pub struct ApiCallCounter {
+    counts: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl ApiCallCounter {
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+impl Intercept for ApiCallCounter {
+    fn name(&self) -> &'static str {
+        "ApiCallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(metadata) = cfg.load::<Metadata>() {
+            if let Ok(mut counts) = self.counts.lock() {
+                *counts.entry(format!("{}.{}", metadata.service(), metadata.name())).or_default() += 1;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How an SDK error should be treated.

@@ -7,7 +7,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use shared::ports::{ObjectStore, ObjectStoreError};
 use shared::ObjectKey;
 
-use super::{classify, describe, Failure};
+use super::{classify, describe, ApiCallCounter, Failure};
 
 pub struct S3ObjectStore {
     client: aws_sdk_s3::Client,
@@ -28,9 +28,20 @@ impl S3ObjectStore {
     /// `force_path_style` is needed for endpoints without bucket subdomains (IP
     /// addresses, local servers).
     pub fn new(config: &SdkConfig, bucket: impl Into<String>) -> Self {
-        let s3_config =
-            aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some()).build();
-        Self { client: aws_sdk_s3::Client::from_conf(s3_config), bucket: bucket.into() }
+        Self::build(config, bucket.into(), None)
+    }
+
+    /// Like `new`, counting every API call in `counter`.
+    pub fn counted(config: &SdkConfig, bucket: impl Into<String>, counter: &ApiCallCounter) -> Self {
+        Self::build(config, bucket.into(), Some(counter))
+    }
+
+    fn build(config: &SdkConfig, bucket: String, counter: Option<&ApiCallCounter>) -> Self {
+        let mut s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some());
+        if let Some(counter) = counter {
+            s3 = s3.interceptor(counter.clone());
+        }
+        Self { client: aws_sdk_s3::Client::from_conf(s3.build()), bucket }
     }
 
     /// Creates the bucket if it does not exist (tests and local servers only).

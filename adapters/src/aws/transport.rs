@@ -27,7 +27,7 @@ use shared::ports::{
 };
 use shared::topology::Topology;
 
-use super::{classify, describe, Failure};
+use super::{classify, describe, ApiCallCounter, Failure};
 
 pub const MAX_BATCH: usize = 10;
 pub const MAX_MESSAGE_BYTES: usize = 262_144;
@@ -115,9 +115,24 @@ fn sqs_attributes(attributes: &BTreeMap<String, String>) -> Result<HashMap<Strin
 
 impl AwsTransport {
     pub fn new(config: &SdkConfig, topology: &Topology) -> Self {
+        Self::build(config, topology, None)
+    }
+
+    /// Like `new`, counting every API call in `counter`.
+    pub fn counted(config: &SdkConfig, topology: &Topology, counter: &ApiCallCounter) -> Self {
+        Self::build(config, topology, Some(counter))
+    }
+
+    fn build(config: &SdkConfig, topology: &Topology, counter: Option<&ApiCallCounter>) -> Self {
+        let mut sns = aws_sdk_sns::config::Builder::from(config);
+        let mut sqs = aws_sdk_sqs::config::Builder::from(config);
+        if let Some(counter) = counter {
+            sns = sns.interceptor(counter.clone());
+            sqs = sqs.interceptor(counter.clone());
+        }
         Self {
-            sns: aws_sdk_sns::Client::new(config),
-            sqs: aws_sdk_sqs::Client::new(config),
+            sns: aws_sdk_sns::Client::from_conf(sns.build()),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
             redrive_targets: topology.queues.iter().map(|q| (q.dlq_name.clone(), q.name.clone())).collect(),
             topic_arns: Mutex::default(),
             queue_urls: Mutex::default(),

@@ -42,7 +42,6 @@ pub struct TestApp {
     pub globex: Tenant,
     /// The queue that receives every `order.*` event published on the core-api topic.
     pub order_queue: String,
-    pub topology: Topology,
     shutdown: CancellationToken,
     running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -139,7 +138,6 @@ async fn spawn(engine: Engine, aws: Option<AwsSettings>) -> TestApp {
         acme,
         globex,
         order_queue,
-        topology,
         shutdown,
         running: Some(running),
         _dir: dir,

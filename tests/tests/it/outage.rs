@@ -1,67 +1,72 @@
 //! The transport goes down: the API keeps accepting (the outbox grows), and the relay
 //! drains the outbox once the transport is back.
+//!
+//! The app reaches the AWS test server through a loopback TCP relay that this test
+//! stops and restarts: to the app the server is gone (connections refused) and back,
+//! while the server keeps its topics and queues as AWS would through an outage.
 
-use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 use shared::ports::ReceiveOptions;
 use shared::EventEnvelope;
 
 use crate::helpers::{json, spawn_app_on_aws, store};
 
-/// A moto server of this test's own, so stopping it disturbs no other test.
-struct Moto {
+/// Forwards 127.0.0.1:`port` to the test server until stopped.
+struct Gateway {
     port: u16,
-    child: Child,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
-impl Moto {
-    fn start(port: u16) -> Moto {
-        let binary = std::env::var("SWITCHYARD_MOTO_SERVER")
-            .expect("SWITCHYARD_MOTO_SERVER is not set: run scripts/test (it installs moto)");
-        let mut child = Command::new(binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Moto { port, child };
+impl Gateway {
+    async fn start(port: u16, target: String) -> Gateway {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind the gateway");
+        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let connections = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let forward = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                connections.lock().expect("lock").push(forward);
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("moto did not start on port {port}");
+        });
+        tasks.lock().expect("lock").push(accept);
+        Gateway { port, tasks }
     }
 
     fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn stop(mut self) -> u16 {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Closes the listener and every connection: the server is unreachable.
+    fn stop(self) -> u16 {
+        for task in self.tasks.lock().expect("lock").drain(..) {
+            task.abort();
+        }
         self.port
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_keeps_accepting_while_the_transport_is_down_and_the_relay_catches_up() {
+    let server = std::env::var("SWITCHYARD_TEST_AWS_ENDPOINT")
+        .expect("SWITCHYARD_TEST_AWS_ENDPOINT is not set: run scripts/test (it starts moto)");
+    let target = server.trim_start_matches("http://").to_owned();
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-    let moto = Moto::start(port);
-    let app = spawn_app_on_aws(&moto.endpoint()).await;
+    let gateway = Gateway::start(port, target.clone()).await;
+    let app = spawn_app_on_aws(&gateway.endpoint()).await;
 
-    let port = moto.stop();
+    let port = gateway.stop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let mut sent = Vec::new();
     for n in 0..5 {
         let response =
@@ -69,29 +74,28 @@ async fn the_api_keeps_accepting_while_the_transport_is_down_and_the_relay_catch
         assert_eq!(response.status(), 202, "accepted while the transport is down");
         sent.push(json(response).await["event_id"].as_str().expect("id").to_owned());
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(store(&app).outbox_backlog().await.expect("backlog"), 5, "the outbox holds them");
 
-    // The server comes back (empty, as moto keeps nothing): the stack is re-created,
-    // as Terraform would have it, and the relay drains the outbox.
-    let moto = Moto::start(port);
-    let sdk = adapters::aws::sdk_config(&shared::config::AwsSettings {
-        region: Some("us-east-1".into()),
-        endpoint: Some(moto.endpoint()),
-        max_attempts: 2,
-    })
-    .await;
-    adapters::aws::provision::apply(&sdk, &app.topology).await.expect("re-create the topology");
+    let gateway = Gateway::start(port, target).await;
     let mut received = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while received.len() < sent.len() && tokio::time::Instant::now() < deadline {
         let options = ReceiveOptions { max_messages: 10, wait: Duration::from_secs(1), visibility_timeout: None };
-        for message in app.backends.transport.receive(&app.order_queue, options).await.unwrap_or_default() {
+        let batch = match app.backends.transport.receive(&app.order_queue, options).await {
+            Ok(batch) => batch,
+            Err(error) => {
+                eprintln!("receive failed (retrying): {error:?}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        for message in batch {
             received.push(EventEnvelope::from_json(&message.body).expect("envelope").id.to_string());
             app.backends.transport.ack(&app.order_queue, &[message.receipt]).await.expect("ack");
         }
     }
     assert_eq!(received, sent, "every accepted event arrives, in order, after the outage");
     assert_eq!(store(&app).outbox_backlog().await.expect("backlog"), 0);
-    drop(moto);
+    gateway.stop();
 }
