@@ -13,6 +13,7 @@ pub mod ids;
 pub mod object_key;
 pub mod pattern;
 pub mod ports;
+pub mod telemetry;
 pub mod topology;
 
 #[cfg(feature = "testkit")]

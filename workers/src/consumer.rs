@@ -15,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use shared::ports::{BoxError, Receipt, ReceiveOptions, ReceivedMessage, Transport, TransportError};
 
@@ -109,7 +110,17 @@ impl Consumer {
                 outcomes.push(Outcome::Released(message.receipt));
                 continue;
             }
-            match self.handler.handle(&message).await {
+            let span = tracing::info_span!(
+                "process message",
+                worker = self.handler.name(),
+                queue = self.config.queue.as_str(),
+                message_id = message.message_id.as_str(),
+                receive_count = message.receive_count,
+            );
+            if let Some(traceparent) = message.attributes.get("traceparent") {
+                shared::telemetry::continue_trace(&span, traceparent);
+            }
+            match self.handler.handle(&message).instrument(span).await {
                 Ok(()) => outcomes.push(Outcome::Done(message.receipt)),
                 Err(error) => {
                     failed = true;

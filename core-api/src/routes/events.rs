@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
+use tracing::Instrument;
 
 use shared::ports::Appended;
 use shared::topology::reserved_namespaces;
@@ -93,8 +94,12 @@ pub(crate) async fn create(
     let tenant = state.authenticate(&request).await?;
     let mut envelope = EventEnvelope::new(tenant, Service::CoreApi, event.event_type, event.data);
     envelope.idempotency_key = event.idempotency_key;
-    envelope.trace_context = super::trace_context(&request);
-    match state.store.append_event(&envelope).await? {
+    let (span, trace_context) = super::request_span(
+        &request,
+        tracing::info_span!("POST /v1/events", tenant_id = %tenant, event_id = %envelope.id),
+    );
+    envelope.trace_context = trace_context;
+    match state.store.append_event(&envelope).instrument(span).await? {
         Appended::Created => {
             tracing::info!(tenant_id = %tenant, event_id = %envelope.id, event_type = %envelope.event_type, "event accepted");
             Ok(HttpResponse::Accepted().json(json!({"event_id": envelope.id})))

@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
+use tracing::Instrument;
 
 use shared::domain::{EmailAddress, FeedbackMessage, NewFeedback, Rating};
 use shared::envelope::event_types::FEEDBACK_SUBMITTED;
@@ -82,8 +83,12 @@ pub(crate) async fn create(
     let event_type = EventType::parse(FEEDBACK_SUBMITTED).map_err(|_| ApiError::NotFound("event type".into()))?;
     let mut envelope =
         EventEnvelope::new(tenant, Service::CoreApi, event_type, data.as_object().cloned().unwrap_or_default());
-    envelope.trace_context = super::trace_context(&request);
-    state.store.submit_feedback(&feedback, &envelope).await?;
+    let (span, trace_context) = super::request_span(
+        &request,
+        tracing::info_span!("POST /v1/feedback", tenant_id = %tenant, event_id = %envelope.id),
+    );
+    envelope.trace_context = trace_context;
+    state.store.submit_feedback(&feedback, &envelope).instrument(span).await?;
     tracing::info!(tenant_id = %tenant, feedback_id = %feedback.id, event_id = %envelope.id, "feedback accepted");
     Ok(HttpResponse::Accepted().json(json!({"id": feedback.id, "status": "accepted", "event_id": envelope.id})))
 }

@@ -14,15 +14,18 @@ pub(crate) async fn not_found(request: actix_web::HttpRequest) -> Result<HttpRes
     Err(ApiError::NotFound(format!("route {} {}", request.method(), request.path())))
 }
 
-/// The W3C `traceparent` of the request, when it is well formed.
-pub(crate) fn trace_context(request: &actix_web::HttpRequest) -> Option<shared::TraceContext> {
-    let value = request.headers().get("traceparent")?.to_str().ok()?;
-    let parts: Vec<&str> = value.split('-').collect();
-    let hex =
-        |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
-    let valid = parts.len() == 4 && hex(parts[0], 2) && hex(parts[1], 32) && hex(parts[2], 16) && hex(parts[3], 2);
-    valid.then(|| shared::TraceContext {
-        traceparent: value.to_owned(),
-        tracestate: request.headers().get("tracestate").and_then(|v| v.to_str().ok()).map(str::to_owned),
-    })
+/// A span for the request, continuing the caller's trace when it sent a valid
+/// `traceparent`, and the trace context to stamp on the event the request produces.
+pub(crate) fn request_span(
+    request: &actix_web::HttpRequest,
+    span: tracing::Span,
+) -> (tracing::Span, Option<shared::TraceContext>) {
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let incoming = header("traceparent").filter(|tp| shared::telemetry::parse_traceparent(tp).is_some());
+    if let Some(traceparent) = &incoming {
+        shared::telemetry::continue_trace(&span, traceparent);
+    }
+    let traceparent = shared::telemetry::traceparent_of(&span).or(incoming);
+    let context = traceparent.map(|traceparent| shared::TraceContext { traceparent, tracestate: header("tracestate") });
+    (span, context)
 }
