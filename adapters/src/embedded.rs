@@ -25,16 +25,15 @@ use tokio::sync::Notify;
 
 use shared::pattern::FilterPolicy;
 use shared::ports::{
-    DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Transport, TransportError,
+    check_batch, DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Transport,
+    TransportError, MAX_BATCH,
 };
 use shared::topology::Topology;
 use shared::{Clock, Timestamp};
 
 /// How long a dedup id is remembered.
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(5 * 60);
-/// SQS's limits, kept so that what works here works on AWS.
-pub const MAX_BATCH: usize = 10;
-pub const MAX_MESSAGE_BYTES: usize = 262_144;
+/// SQS's longest long poll, kept so that what works here works on AWS.
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
@@ -342,21 +341,6 @@ fn sns_notification(topic: &str, message: &OutgoingMessage, now: Timestamp) -> S
     .to_string()
 }
 
-fn validate(message: &OutgoingMessage) -> Result<(), TransportError> {
-    let id_ok = |id: &str| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic());
-    if !id_ok(&message.group_id) {
-        return Err(TransportError::Invalid("group id must be 1 to 128 printable ASCII characters".into()));
-    }
-    if !id_ok(&message.dedup_id) {
-        return Err(TransportError::Invalid("dedup id must be 1 to 128 printable ASCII characters".into()));
-    }
-    let size = message.body.len() + message.attributes.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-    if size > MAX_MESSAGE_BYTES {
-        return Err(TransportError::Invalid(format!("message is {size} bytes; the limit is {MAX_MESSAGE_BYTES}")));
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl Transport for EmbeddedTransport {
     async fn publish(
@@ -365,27 +349,13 @@ impl Transport for EmbeddedTransport {
         batch: &[OutgoingMessage],
     ) -> Result<Vec<Result<(), TransportError>>, TransportError> {
         let subscriptions = self.topics.get(topic).ok_or_else(|| TransportError::UnknownTopic(topic.to_owned()))?;
-        if batch.is_empty() || batch.len() > MAX_BATCH {
-            return Err(TransportError::Invalid(format!(
-                "a batch holds 1 to {MAX_BATCH} messages (got {})",
-                batch.len()
-            )));
-        }
+        let checks = check_batch(batch)?;
         let now = self.clock.now();
         let mut results = Vec::with_capacity(batch.len());
         let mut woken: Vec<&str> = Vec::new();
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let mut rejected_groups: Vec<&str> = Vec::new();
-        for message in batch {
-            if rejected_groups.contains(&message.group_id.as_str()) {
-                results.push(Err(TransportError::Invalid(format!(
-                    "an earlier message of group `{}` in this batch was rejected",
-                    message.group_id
-                ))));
-                continue;
-            }
-            if let Err(error) = validate(message) {
-                rejected_groups.push(&message.group_id);
+        for (message, check) in batch.iter().zip(checks) {
+            if let Err(error) = check {
                 results.push(Err(error));
                 continue;
             }

@@ -128,6 +128,10 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unauthorized(_)) {
             response.insert_header(("WWW-Authenticate", "Bearer"));
         }
+        if matches!(self, ApiError::PayloadTooLarge { .. }) {
+            // The rest of the body was not read: the connection cannot carry another request.
+            response.force_close();
+        }
         response.body(serde_json::to_string(&problem).unwrap_or_default())
     }
 }

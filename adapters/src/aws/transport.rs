@@ -23,14 +23,12 @@ use aws_sdk_sqs::types::{
 };
 
 use shared::ports::{
-    DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Transport, TransportError,
+    check_batch, DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Transport,
+    TransportError, MAX_BATCH,
 };
 use shared::topology::Topology;
 
 use super::{classify, describe, ApiCallCounter, Failure};
-
-pub const MAX_BATCH: usize = 10;
-pub const MAX_MESSAGE_BYTES: usize = 262_144;
 
 pub struct AwsTransport {
     sns: aws_sdk_sns::Client,
@@ -60,26 +58,6 @@ where
         Failure::Missing => missing,
         Failure::Rejected => TransportError::Other(describe(&error).into()),
     }
-}
-
-/// What makes SNS or SQS reject an entry, checked before sending.
-fn validate(message: &OutgoingMessage) -> Result<(), TransportError> {
-    let id_ok = |id: &str| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic());
-    if !id_ok(&message.group_id) {
-        return Err(TransportError::Invalid("group id must be 1 to 128 printable ASCII characters".into()));
-    }
-    if !id_ok(&message.dedup_id) {
-        return Err(TransportError::Invalid("dedup id must be 1 to 128 printable ASCII characters".into()));
-    }
-    if message.attributes.len() > 10 {
-        return Err(TransportError::Invalid("at most 10 message attributes".into()));
-    }
-    let size =
-        message.body.len() + message.attributes.iter().map(|(k, v)| k.len() + "String".len() + v.len()).sum::<usize>();
-    if size > MAX_MESSAGE_BYTES {
-        return Err(TransportError::Invalid(format!("message is {size} bytes; the limit is {MAX_MESSAGE_BYTES}")));
-    }
-    Ok(())
 }
 
 fn seconds(duration: Duration) -> i32 {
@@ -266,26 +244,12 @@ impl Transport for AwsTransport {
         topic: &str,
         batch: &[OutgoingMessage],
     ) -> Result<Vec<Result<(), TransportError>>, TransportError> {
-        if batch.is_empty() || batch.len() > MAX_BATCH {
-            return Err(TransportError::Invalid(format!(
-                "a batch holds 1 to {MAX_BATCH} messages (got {})",
-                batch.len()
-            )));
-        }
+        let checks = check_batch(batch)?;
         let arn = self.topic_arn(topic).await?;
         let mut results: Vec<Option<Result<(), TransportError>>> = (0..batch.len()).map(|_| None).collect();
-        let mut rejected_groups: Vec<&str> = Vec::new();
         let mut entries = Vec::new();
-        for (i, message) in batch.iter().enumerate() {
-            if rejected_groups.contains(&message.group_id.as_str()) {
-                results[i] = Some(Err(TransportError::Invalid(format!(
-                    "an earlier message of group `{}` in this batch was rejected",
-                    message.group_id
-                ))));
-                continue;
-            }
-            if let Err(error) = validate(message) {
-                rejected_groups.push(&message.group_id);
+        for (i, (message, check)) in batch.iter().zip(checks).enumerate() {
+            if let Err(error) = check {
                 results[i] = Some(Err(error));
                 continue;
             }

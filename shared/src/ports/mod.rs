@@ -11,7 +11,8 @@ pub use bus::{BusEvent, EventBus};
 pub use object_store::{ObjectStore, ObjectStoreError};
 pub use store::{Appended, EffectTx, OutboxEntry, Store, StoreError};
 pub use transport::{
-    DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Transport, TransportError,
+    check_batch, DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Transport,
+    TransportError, MAX_BATCH, MAX_MESSAGE_BYTES,
 };
 
 /// A boxed error for the `source` of adapter errors.

@@ -47,6 +47,57 @@ pub struct OutgoingMessage {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// At most this many messages per publish, receive or ack.
+pub const MAX_BATCH: usize = 10;
+/// The largest message (body plus attributes), as SNS and SQS count it.
+pub const MAX_MESSAGE_BYTES: usize = 262_144;
+/// At most this many attributes per message.
+pub const MAX_ATTRIBUTES: usize = 10;
+
+impl OutgoingMessage {
+    /// Checks what SNS and SQS would reject, so every backend rejects the same things.
+    pub fn validate(&self) -> Result<(), TransportError> {
+        let id_ok = |id: &str| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic());
+        if !id_ok(&self.group_id) {
+            return Err(TransportError::Invalid("group id must be 1 to 128 printable ASCII characters".into()));
+        }
+        if !id_ok(&self.dedup_id) {
+            return Err(TransportError::Invalid("dedup id must be 1 to 128 printable ASCII characters".into()));
+        }
+        if self.attributes.len() > MAX_ATTRIBUTES {
+            return Err(TransportError::Invalid(format!("at most {MAX_ATTRIBUTES} message attributes")));
+        }
+        let size =
+            self.body.len() + self.attributes.iter().map(|(k, v)| k.len() + "String".len() + v.len()).sum::<usize>();
+        if size > MAX_MESSAGE_BYTES {
+            return Err(TransportError::Invalid(format!("message is {size} bytes; the limit is {MAX_MESSAGE_BYTES}")));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a publish batch before anything is sent: the batch size (an error for the
+/// whole call), each entry, and the contract's rule that a rejected entry rejects its
+/// group's later entries. `Ok` entries are the ones to send.
+pub fn check_batch(batch: &[OutgoingMessage]) -> Result<Vec<Result<(), TransportError>>, TransportError> {
+    if batch.is_empty() || batch.len() > MAX_BATCH {
+        return Err(TransportError::Invalid(format!("a batch holds 1 to {MAX_BATCH} messages (got {})", batch.len())));
+    }
+    let mut rejected_groups: Vec<&str> = Vec::new();
+    Ok(batch
+        .iter()
+        .map(|message| {
+            if rejected_groups.contains(&message.group_id.as_str()) {
+                return Err(TransportError::Invalid(format!(
+                    "an earlier message of group `{}` in this batch was rejected",
+                    message.group_id
+                )));
+            }
+            message.validate().inspect_err(|_| rejected_groups.push(&message.group_id))
+        })
+        .collect())
+}
+
 /// Options for [`Transport::receive`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReceiveOptions {

@@ -7,11 +7,13 @@ use serde_json::{json, Value};
 use crate::helpers::{json, spawn_app, store, Engine, TestApp};
 
 async fn problem(response: reqwest::Response, status: u16) -> Value {
-    assert_eq!(response.status(), status);
+    let actual = response.status();
     let content_type =
         response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    assert_eq!(content_type, "application/problem+json");
-    let body = json(response).await;
+    let text = response.text().await.unwrap_or_default();
+    assert_eq!(actual, status, "{text}");
+    assert_eq!(content_type, "application/problem+json", "{text}");
+    let body: Value = serde_json::from_str(&text).expect("a JSON problem");
     assert_eq!(body["status"], status);
     assert!(body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(), "{body}");
     body
