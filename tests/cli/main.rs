@@ -26,6 +26,20 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
+/// Polls `GET /v1/feedback/{id}` until it is completed (10 s at most) and returns it.
+async fn wait_until_completed(client: &reqwest::Client, api_url: &str, key: &str, id: &str) -> Value {
+    let mut feedback = Value::Null;
+    for _ in 0..200 {
+        let response = client.get(format!("{api_url}/v1/feedback/{id}")).bearer_auth(key).send().await.expect("get");
+        feedback = response.json().await.expect("json");
+        if feedback["status"] == "completed" {
+            return feedback;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("feedback {id} did not complete: {feedback}");
+}
+
 #[test]
 fn pattern_test_reports_match_no_match_and_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -122,23 +136,7 @@ async fn dev_runs_the_feedback_flow_and_stops_cleanly_on_ctrl_c() {
         .await
         .expect("json");
     let id = accepted["id"].as_str().expect("id");
-    let mut completed = Value::Null;
-    for _ in 0..200 {
-        completed = client
-            .get(format!("{api_url}/v1/feedback/{id}"))
-            .bearer_auth(key)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        if completed["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(completed["status"], "completed", "{completed}");
+    let completed = wait_until_completed(&client, api_url, key, id).await;
     let object = data_dir.join("objects").join(completed["result_key"].as_str().expect("key"));
     assert!(object.is_file(), "result object at {}", object.display());
 
@@ -262,23 +260,7 @@ async fn separate_processes_on_postgres_and_aws_carry_feedback_end_to_end() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let id = accepted["id"].as_str().expect("feedback accepted").to_owned();
-    let mut status = Value::Null;
-    for _ in 0..200 {
-        status = client
-            .get(format!("{api}/v1/feedback/{id}"))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        if status["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status["status"], "completed", "{status}");
+    let status = wait_until_completed(&client, &api, &key, &id).await;
     let result_key = shared::ObjectKey::parse(status["result_key"].as_str().expect("key")).expect("key");
     use shared::ports::ObjectStore;
     assert!(objects.get(&result_key).await.expect("get").is_some(), "the result object is in S3");

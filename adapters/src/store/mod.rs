@@ -39,6 +39,15 @@ pub enum Dialect {
     Sqlite,
 }
 
+/// What happens to a row whose publish failed.
+#[derive(Debug, Clone, Copy)]
+enum FailedAttempt {
+    /// Claimable again from this time.
+    RetryAt(Timestamp),
+    /// Kept, marked failed, no longer claimed.
+    GiveUp,
+}
+
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -137,6 +146,26 @@ impl SqlStore {
     /// Applies pending migrations; returns how many.
     pub async fn migrate(&self) -> Result<usize, ConnectError> {
         migrate::run(&self.pool, self.dialect).await.map_err(ConnectError::Migrate)
+    }
+
+    /// Releases a claimed row after a failed publish, counting the attempt.
+    async fn record_failed_attempt(&self, seq: i64, next: FailedAttempt, error: &str) -> Result<(), StoreError> {
+        let (column, at) = match next {
+            FailedAttempt::RetryAt(at) => ("not_before", at),
+            FailedAttempt::GiveUp => ("failed_at", Timestamp::now()),
+        };
+        let sql = format!(
+            "UPDATE outbox SET claimed_until = NULL, {column} = $1, attempts = attempts + 1, last_error = $2
+             WHERE seq = $3 AND published_at IS NULL"
+        );
+        sqlx::query(&sql)
+            .bind(at.as_millis())
+            .bind(error.chars().take(2_000).collect::<String>())
+            .bind(seq)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 
     async fn start_listener(&self) -> tokio::task::JoinHandle<()> {
@@ -426,17 +455,7 @@ impl Store for SqlStore {
     }
 
     async fn retry_outbox(&self, seq: i64, not_before: Timestamp, error: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE outbox SET claimed_until = NULL, not_before = $1, attempts = attempts + 1, last_error = $2
-             WHERE seq = $3 AND published_at IS NULL",
-        )
-        .bind(not_before.as_millis())
-        .bind(error.chars().take(2_000).collect::<String>())
-        .bind(seq)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
+        self.record_failed_attempt(seq, FailedAttempt::RetryAt(not_before), error).await
     }
 
     async fn release_outbox(&self, seqs: &[i64]) -> Result<(), StoreError> {
@@ -453,17 +472,7 @@ impl Store for SqlStore {
     }
 
     async fn fail_outbox(&self, seq: i64, error: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE outbox SET claimed_until = NULL, failed_at = $1, attempts = attempts + 1, last_error = $2
-             WHERE seq = $3 AND published_at IS NULL",
-        )
-        .bind(Timestamp::now().as_millis())
-        .bind(error.chars().take(2_000).collect::<String>())
-        .bind(seq)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
+        self.record_failed_attempt(seq, FailedAttempt::GiveUp, error).await
     }
 
     async fn outbox_backlog(&self) -> Result<u64, StoreError> {
