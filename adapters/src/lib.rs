@@ -9,6 +9,7 @@
 pub mod aws;
 pub mod embedded;
 pub mod object_store;
+pub mod providers;
 pub mod store;
 pub mod testing;
 

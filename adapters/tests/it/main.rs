@@ -1,6 +1,7 @@
 //! Conformance suites for every backend in this crate.
 
 mod aws;
+mod providers;
 
 use std::path::PathBuf;
 use std::sync::Arc;

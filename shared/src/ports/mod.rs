@@ -4,6 +4,7 @@
 
 pub mod bus;
 pub mod object_store;
+pub mod providers;
 pub mod store;
 pub mod transport;
 
