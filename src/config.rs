@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use shared::config::{
     AwsSettings, BusConfig, BusForwarding, Config, ObjectStoreConfig, Secret, StoreConfig, TransportConfig,
+    ZendeskConfig,
 };
 use shared::topology::{Environment, InstanceName};
 
@@ -53,6 +54,10 @@ pub struct Layer {
     pub eventbridge: Option<String>,
     /// The bus's name; `{instance}-events` by default.
     pub eventbridge_bus: Option<String>,
+    /// Zendesk for feedback tickets: all three or none.
+    pub zendesk_url: Option<String>,
+    pub zendesk_email: Option<String>,
+    pub zendesk_token: Option<String>,
     pub api_addr: Option<String>,
     pub console_addr: Option<String>,
     pub worker_concurrency: Option<usize>,
@@ -80,6 +85,9 @@ impl Layer {
             aws_max_attempts,
             eventbridge,
             eventbridge_bus,
+            zendesk_url,
+            zendesk_email,
+            zendesk_token,
             api_addr,
             console_addr,
             worker_concurrency,
@@ -102,6 +110,9 @@ impl Layer {
             aws_max_attempts: aws_max_attempts.or(self.aws_max_attempts),
             eventbridge: eventbridge.or(self.eventbridge),
             eventbridge_bus: eventbridge_bus.or(self.eventbridge_bus),
+            zendesk_url: zendesk_url.or(self.zendesk_url),
+            zendesk_email: zendesk_email.or(self.zendesk_email),
+            zendesk_token: zendesk_token.or(self.zendesk_token),
             api_addr: api_addr.or(self.api_addr),
             console_addr: console_addr.or(self.console_addr),
             worker_concurrency: worker_concurrency.or(self.worker_concurrency),
@@ -143,6 +154,9 @@ impl Layer {
                 .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             eventbridge: get("SWITCHYARD_EVENTBRIDGE"),
             eventbridge_bus: get("SWITCHYARD_EVENTBRIDGE_BUS"),
+            zendesk_url: get("SWITCHYARD_ZENDESK_URL"),
+            zendesk_email: get("SWITCHYARD_ZENDESK_EMAIL"),
+            zendesk_token: get("SWITCHYARD_ZENDESK_TOKEN"),
             api_addr: get("SWITCHYARD_API_ADDR"),
             console_addr: get("SWITCHYARD_CONSOLE_ADDR"),
             worker_concurrency: number("worker_concurrency", "SWITCHYARD_WORKER_CONCURRENCY")?
@@ -218,6 +232,17 @@ impl Layer {
                 return Err(invalid("eventbridge", "the EventBridge bus needs the aws transport".into()));
             }
         };
+        let zendesk = match (self.zendesk_url, self.zendesk_email, self.zendesk_token) {
+            (None, None, None) => None,
+            (Some(url), Some(email), Some(token)) => Some(ZendeskConfig { url, email, api_token: Secret::new(token) }),
+            _ => {
+                return Err(invalid(
+                    "zendesk",
+                    "set all of SWITCHYARD_ZENDESK_URL, SWITCHYARD_ZENDESK_EMAIL and SWITCHYARD_ZENDESK_TOKEN, or none"
+                        .into(),
+                ))
+            }
+        };
         let addr = |setting: &'static str, value: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
             let text = value.unwrap_or_else(|| default.to_owned());
             text.parse().map_err(|e| invalid(setting, format!("`{text}` is not an address like 127.0.0.1:8080 ({e})")))
@@ -232,6 +257,7 @@ impl Layer {
             console_addr: addr("console_addr", self.console_addr, "127.0.0.1:8081")?,
             worker_concurrency: self.worker_concurrency.unwrap_or(8).max(1),
             bus,
+            zendesk,
         })
     }
 }
@@ -340,6 +366,7 @@ mod tests {
             (Layer { transport: Some("kafka".into()), ..Layer::default() }, "transport"),
             (Layer { objects: Some("s3".into()), ..Layer::default() }, "s3_bucket"),
             (Layer { objects: Some("gcs".into()), ..Layer::default() }, "objects"),
+            (Layer { zendesk_url: Some("https://acme.zendesk.com".into()), ..Layer::default() }, "zendesk"),
             (Layer { api_addr: Some("localhost".into()), ..Layer::default() }, "api_addr"),
             (Layer { instance: Some("Bad Name".into()), ..Layer::default() }, "instance"),
             (Layer { environment: Some("qa".into()), ..Layer::default() }, "environment"),

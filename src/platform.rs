@@ -117,7 +117,13 @@ impl Platform {
     fn spawn_worker(&self, use_case: UseCase, tasks: &mut tokio::task::JoinSet<()>, shutdown: &CancellationToken) {
         let backends = &self.backends;
         let handler = match use_case {
-            UseCase::Feedback => Arc::new(FeedbackWorker::new(backends.store.clone(), backends.objects.clone())),
+            UseCase::Feedback => {
+                let worker = FeedbackWorker::new(backends.store.clone(), backends.objects.clone());
+                Arc::new(match adapters::open_ticket_desk(&self.config) {
+                    Some(desk) => worker.with_tickets(desk),
+                    None => worker,
+                })
+            }
             // Rejected in `with_backends`.
             _ => return,
         };

@@ -77,3 +77,11 @@ pub async fn open_bus(config: &shared::config::Config) -> Option<Arc<dyn shared:
         _ => None,
     }
 }
+
+/// The help desk feedback tickets go to, when one is configured.
+pub fn open_ticket_desk(config: &shared::config::Config) -> Option<Arc<dyn shared::ports::providers::TicketDesk>> {
+    config.zendesk.as_ref().map(|z| {
+        Arc::new(providers::Zendesk::new(z.url.clone(), z.email.clone(), z.api_token.clone()))
+            as Arc<dyn shared::ports::providers::TicketDesk>
+    })
+}

@@ -53,6 +53,7 @@ pub async fn run(events: u64, tenants: u64, rate: u64) -> anyhow::Result<()> {
         console_addr: "127.0.0.1:0".parse()?,
         worker_concurrency: 8,
         bus: None,
+        zendesk: None,
     };
     let store = backends.store.clone();
     let platform = Platform::with_backends(config, topology, backends, Component::all())?;

@@ -71,6 +71,7 @@ pub async fn run(rate: u64, seconds: u64) -> anyhow::Result<()> {
         console_addr: "127.0.0.1:0".parse()?,
         worker_concurrency: 8,
         bus: None,
+        zendesk: None,
     };
     let platform = Platform::build(config, topology, Component::all()).await?;
     let store = platform.backends().store.clone();

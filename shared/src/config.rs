@@ -78,6 +78,16 @@ pub struct BusConfig {
     pub forwarding: BusForwarding,
 }
 
+/// The Zendesk account feedback tickets go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZendeskConfig {
+    /// `https://<subdomain>.zendesk.com`.
+    pub url: String,
+    /// The agent the API token belongs to.
+    pub email: String,
+    pub api_token: Secret,
+}
+
 /// The whole runtime configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -92,6 +102,8 @@ pub struct Config {
     pub worker_concurrency: usize,
     /// The event bus (AWS engine only).
     pub bus: Option<BusConfig>,
+    /// Help-desk tickets for feedback; none when unset.
+    pub zendesk: Option<ZendeskConfig>,
 }
 
 impl Config {

@@ -1,6 +1,7 @@
-//! The feedback worker: marks feedback processing, writes the result object at a
-//! deterministic key, and marks the feedback completed — in the same store
-//! transaction as its inbox row, so a redelivered event is applied once.
+//! The feedback worker: marks feedback processing, opens a help-desk ticket (when one
+//! is configured; idempotent by event id), writes the result object at a
+//! deterministic key, and marks the feedback completed in the same store transaction
+//! as its inbox row, so a redelivered event is applied once.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use shared::envelope::event_types::FEEDBACK_SUBMITTED;
+use shared::ports::providers::{ProviderError, Ticket, TicketDesk};
 use shared::ports::{ObjectStore, ReceivedMessage, Store};
 use shared::{domain::FeedbackStatus, EventEnvelope, FeedbackId, ObjectKey};
 
@@ -19,11 +21,37 @@ pub const CONSUMER: &str = "feedback";
 pub struct FeedbackWorker {
     store: Arc<dyn Store>,
     objects: Arc<dyn ObjectStore>,
+    tickets: Option<Arc<dyn TicketDesk>>,
 }
 
 impl FeedbackWorker {
     pub fn new(store: Arc<dyn Store>, objects: Arc<dyn ObjectStore>) -> Self {
-        Self { store, objects }
+        Self { store, objects, tickets: None }
+    }
+
+    /// Also opens a help-desk ticket per feedback (idempotent by the event id).
+    #[must_use]
+    pub fn with_tickets(mut self, desk: Arc<dyn TicketDesk>) -> Self {
+        self.tickets = Some(desk);
+        self
+    }
+
+    fn ticket(envelope: &EventEnvelope) -> Ticket {
+        let text = |field: &str| envelope.data.get(field).and_then(|v| v.as_str()).map(str::to_owned);
+        let rating = envelope.data.get("rating").and_then(serde_json::Value::as_u64);
+        let mut tags = vec!["switchyard".to_owned(), "feedback".to_owned()];
+        tags.extend(rating.map(|r| format!("rating_{r}")));
+        Ticket {
+            external_id: envelope.id.to_string(),
+            requester_email: text("contact_email").and_then(|e| shared::domain::EmailAddress::parse(&e).ok()),
+            requester_name: None,
+            subject: match rating {
+                Some(r) => format!("Feedback ({r}/5)"),
+                None => "Feedback".to_owned(),
+            },
+            comment: text("message").unwrap_or_default(),
+            tags,
+        }
     }
 
     /// `feedback/tenant=<id>/year=…/month=…/day=…/hour=…/<event id>.json`, from the
@@ -31,6 +59,14 @@ impl FeedbackWorker {
     pub fn result_key(envelope: &EventEnvelope) -> Result<ObjectKey, HandlerError> {
         ObjectKey::partitioned("feedback", envelope.tenant_id, envelope.occurred_at, &format!("{}.json", envelope.id))
             .map_err(HandlerError::permanent)
+    }
+}
+
+fn provider_error(error: ProviderError) -> HandlerError {
+    if error.is_retryable() {
+        HandlerError::transient(error)
+    } else {
+        HandlerError::permanent(error)
     }
 }
 
@@ -64,9 +100,13 @@ impl Handler for FeedbackWorker {
         let store_error = |e: shared::ports::StoreError| transient_or_permanent(e.is_retryable(), e);
         self.store.mark_feedback_processing(tenant, feedback_id).await.map_err(store_error)?;
 
-        let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(store_error)? else {
-            tracing::debug!(tenant_id = %tenant, event_id = %envelope.id, "already applied; skipped");
-            return Ok(());
+        // Effects outside the database first, each idempotent for this event (the ticket
+        // by external id, the object by its deterministic key), so that no database
+        // transaction stays open across a network call and a redelivery repeats them
+        // harmlessly.
+        let ticket = match &self.tickets {
+            Some(desk) => Some(desk.create_ticket(&Self::ticket(&envelope)).await.map_err(provider_error)?),
+            None => None,
         };
         let key = Self::result_key(&envelope)?;
         let result = json!({
@@ -75,12 +115,19 @@ impl Handler for FeedbackWorker {
             "feedback_id": feedback_id,
             "submitted_at": envelope.occurred_at,
             "feedback": envelope.data,
+            "ticket_id": ticket.map(|t| t.id),
         });
         let body = serde_json::to_vec_pretty(&result).map_err(HandlerError::permanent)?;
         self.objects
             .put(&key, body, "application/json")
             .await
             .map_err(|e| transient_or_permanent(e.is_retryable(), e))?;
+
+        // Then the database effects, once: the inbox row and the status commit together.
+        let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(store_error)? else {
+            tracing::debug!(tenant_id = %tenant, event_id = %envelope.id, "already applied; skipped");
+            return Ok(());
+        };
         tx.set_feedback_status(tenant, feedback_id, FeedbackStatus::Completed, Some(key.as_str()))
             .await
             .map_err(store_error)?;

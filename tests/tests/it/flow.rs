@@ -119,3 +119,39 @@ async fn tenant_events_are_published_in_order_on_postgres() {
 async fn tenant_events_are_published_in_order_on_postgres_and_aws() {
     events_reach_the_core_api_topic(Engine::PostgresAws).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_opens_one_zendesk_ticket_named_by_its_event() {
+    use wiremock::matchers::{body_partial_json, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let zendesk = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/tickets.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"tickets": [], "count": 0})))
+        .mount(&zendesk)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/tickets.json"))
+        .and(body_partial_json(
+            json!({"ticket": {"subject": "Feedback (2/5)", "comment": {"body": "Crashes on export"}}}),
+        ))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"ticket": {"id": 42}})))
+        .expect(1)
+        .mount(&zendesk)
+        .await;
+    let app = crate::helpers::spawn_app_with_zendesk(&zendesk.uri()).await;
+    let response =
+        app.post_json("/v1/feedback", Some(&app.acme.key), &json!({"rating": 2, "message": "Crashes on export"})).await;
+    let accepted = json(response).await;
+    let done = wait_for_completion(&app, accepted["id"].as_str().expect("id")).await;
+    let key = ObjectKey::parse(done["result_key"].as_str().expect("key")).expect("key");
+    let object: Value =
+        serde_json::from_slice(&app.backends.objects.get(&key).await.expect("get").expect("object")).expect("json");
+    assert_eq!(object["ticket_id"], 42);
+    let requests = zendesk.received_requests().await.unwrap_or_default();
+    let created = requests.iter().find(|r| r.method.as_str() == "POST").expect("a create request");
+    let body: Value = serde_json::from_slice(&created.body).expect("json");
+    assert_eq!(body["ticket"]["external_id"], accepted["event_id"], "the ticket is named by the event id");
+    app.stop().await.expect("clean shutdown");
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use shared::config::{AwsSettings, Config, ObjectStoreConfig, Secret, StoreConfig, TransportConfig};
+use shared::config::{AwsSettings, Config, ObjectStoreConfig, Secret, StoreConfig, TransportConfig, ZendeskConfig};
 use shared::pattern::{FilterPolicy, FilterPolicyScope};
 use shared::topology::{Environment, InstanceName, Topology, UseCase};
 use shared::TenantId;
@@ -75,16 +75,23 @@ async fn tenant(backends: &Backends, name: &str) -> Tenant {
 }
 
 pub async fn spawn_app(engine: Engine) -> TestApp {
-    spawn(engine, None).await
+    spawn(engine, None, None).await
+}
+
+/// The embedded engine with feedback tickets going to the Zendesk at `url`.
+pub async fn spawn_app_with_zendesk(url: &str) -> TestApp {
+    let zendesk =
+        ZendeskConfig { url: url.to_owned(), email: "agent@acme.example".into(), api_token: Secret::new("secret") };
+    spawn(Engine::Embedded, None, Some(zendesk)).await
 }
 
 /// PostgreSQL + the AWS engine on the AWS-compatible server at `endpoint`.
 pub async fn spawn_app_on_aws(endpoint: &str) -> TestApp {
     let aws = AwsSettings { region: Some("us-east-1".into()), endpoint: Some(endpoint.to_owned()), max_attempts: 2 };
-    spawn(Engine::PostgresAws, Some(aws)).await
+    spawn(Engine::PostgresAws, Some(aws), None).await
 }
 
-async fn spawn(engine: Engine, aws: Option<AwsSettings>) -> TestApp {
+async fn spawn(engine: Engine, aws: Option<AwsSettings>, zendesk: Option<ZendeskConfig>) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = match engine {
         Engine::Embedded => StoreConfig::Sqlite { path: dir.path().join("switchyard.db") },
@@ -120,6 +127,7 @@ async fn spawn(engine: Engine, aws: Option<AwsSettings>) -> TestApp {
         console_addr: "127.0.0.1:0".parse().expect("addr"),
         worker_concurrency: 4,
         bus: None,
+        zendesk,
     };
     let backends = Backends::open(&config, &topology).await.expect("backends");
     let platform =

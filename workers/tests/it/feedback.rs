@@ -8,6 +8,7 @@ use serde_json::json;
 use adapters::object_store::FilesystemObjectStore;
 use shared::domain::{FeedbackMessage, FeedbackStatus, NewFeedback};
 use shared::envelope::event_types::FEEDBACK_SUBMITTED;
+use shared::ports::providers::{ProviderError, Ticket, TicketDesk, TicketRef};
 use shared::ports::{ObjectStore, ObjectStoreError, Receipt, ReceivedMessage};
 use shared::{EventEnvelope, EventType, FeedbackId, ObjectKey, Service};
 use workers::feedback::FeedbackWorker;
@@ -81,8 +82,14 @@ async fn a_redelivered_event_is_applied_once_and_a_failed_attempt_leaves_nothing
     assert_eq!(status, FeedbackStatus::Processing, "not completed, and the inbox rolled back");
 
     worker.handle(&delivery(&envelope, 2)).await.expect("second attempt applies");
+    let first_completion = env.store.feedback(tenant, feedback.id).await.expect("get").expect("present").updated_at;
     worker.handle(&delivery(&envelope, 3)).await.expect("a duplicate is acknowledged");
-    assert_eq!(objects.puts.load(Ordering::SeqCst), 2, "the duplicate writes nothing");
+    assert_eq!(objects.puts.load(Ordering::SeqCst), 3, "the duplicate rewrites the same deterministic key");
+    assert_eq!(
+        env.store.feedback(tenant, feedback.id).await.expect("get").expect("present").updated_at,
+        first_completion,
+        "the database effect happened once"
+    );
     let stored = env.store.feedback(tenant, feedback.id).await.expect("get").expect("present");
     assert_eq!(stored.status, FeedbackStatus::Completed);
     let key = FeedbackWorker::result_key(&envelope).expect("key");
@@ -108,4 +115,64 @@ async fn malformed_messages_are_permanent_failures() {
     assert!(matches!(missing_id, HandlerError::Permanent(_)));
     message.body = "not json".into();
     assert!(matches!(worker.handle(&message).await, Err(HandlerError::Permanent(_))));
+}
+
+/// A help desk that is down for the first `failures` calls, then keeps tickets by
+/// external id as Zendesk does.
+struct FlakyDesk {
+    failures: AtomicUsize,
+    tickets: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+#[async_trait]
+impl TicketDesk for FlakyDesk {
+    async fn create_ticket(&self, ticket: &Ticket) -> Result<TicketRef, ProviderError> {
+        if self.failures.load(Ordering::SeqCst) > 0 {
+            self.failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(ProviderError::Unavailable { provider: "zendesk", detail: "503".into() });
+        }
+        let mut tickets = self.tickets.lock().expect("lock");
+        if let Some(id) = tickets.get(&ticket.external_id) {
+            return Ok(TicketRef { id: *id, created: false });
+        }
+        let id = 1000 + tickets.len() as u64;
+        tickets.insert(ticket.external_id.clone(), id);
+        Ok(TicketRef { id, created: true })
+    }
+}
+
+#[tokio::test]
+async fn a_help_desk_that_fails_twice_gets_exactly_one_ticket() {
+    let env = Env::new().await;
+    let tenant = env.tenant("Acme").await;
+    let feedback = NewFeedback {
+        id: FeedbackId::new(),
+        rating: None,
+        message: FeedbackMessage::parse("Crashes on export").expect("message"),
+        contact_email: None,
+        metadata: Default::default(),
+    };
+    let data = json!({"feedback_id": feedback.id, "message": "Crashes on export", "rating": 2, "contact_email": "ana@example.com"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let envelope =
+        EventEnvelope::new(tenant, Service::CoreApi, EventType::parse(FEEDBACK_SUBMITTED).expect("type"), data);
+    env.store.submit_feedback(&feedback, &envelope).await.expect("submit");
+    let desk = Arc::new(FlakyDesk { failures: AtomicUsize::new(2), tickets: Default::default() });
+    let objects = Arc::new(FilesystemObjectStore::new(env.dir.path().join("objects")));
+    let worker = FeedbackWorker::new(env.store.clone(), objects.clone()).with_tickets(desk.clone());
+
+    for attempt in 1..=2 {
+        let error = worker.handle(&delivery(&envelope, attempt)).await.expect_err("the desk is down");
+        assert!(matches!(error, HandlerError::Transient(_)), "retryable: {error:?}");
+    }
+    worker.handle(&delivery(&envelope, 3)).await.expect("the third attempt succeeds");
+    worker.handle(&delivery(&envelope, 4)).await.expect("a late duplicate is harmless");
+    assert_eq!(desk.tickets.lock().expect("lock").len(), 1, "exactly one ticket");
+    let stored = env.store.feedback(tenant, feedback.id).await.expect("get").expect("present");
+    assert_eq!(stored.status, FeedbackStatus::Completed);
+    let object = objects.get(&FeedbackWorker::result_key(&envelope).expect("key")).await.expect("get").expect("object");
+    let object: serde_json::Value = serde_json::from_slice(&object).expect("json");
+    assert_eq!(object["ticket_id"], 1000);
 }
