@@ -58,6 +58,8 @@ pub struct Layer {
     pub zendesk_url: Option<String>,
     pub zendesk_email: Option<String>,
     pub zendesk_token: Option<String>,
+    /// Capture provider calls here when no real provider is configured.
+    pub capture_dir: Option<PathBuf>,
     pub api_addr: Option<String>,
     pub console_addr: Option<String>,
     pub worker_concurrency: Option<usize>,
@@ -88,6 +90,7 @@ impl Layer {
             zendesk_url,
             zendesk_email,
             zendesk_token,
+            capture_dir,
             api_addr,
             console_addr,
             worker_concurrency,
@@ -113,6 +116,7 @@ impl Layer {
             zendesk_url: zendesk_url.or(self.zendesk_url),
             zendesk_email: zendesk_email.or(self.zendesk_email),
             zendesk_token: zendesk_token.or(self.zendesk_token),
+            capture_dir: capture_dir.or(self.capture_dir),
             api_addr: api_addr.or(self.api_addr),
             console_addr: console_addr.or(self.console_addr),
             worker_concurrency: worker_concurrency.or(self.worker_concurrency),
@@ -157,6 +161,7 @@ impl Layer {
             zendesk_url: get("SWITCHYARD_ZENDESK_URL"),
             zendesk_email: get("SWITCHYARD_ZENDESK_EMAIL"),
             zendesk_token: get("SWITCHYARD_ZENDESK_TOKEN"),
+            capture_dir: get("SWITCHYARD_CAPTURE_DIR").map(PathBuf::from),
             api_addr: get("SWITCHYARD_API_ADDR"),
             console_addr: get("SWITCHYARD_CONSOLE_ADDR"),
             worker_concurrency: number("worker_concurrency", "SWITCHYARD_WORKER_CONCURRENCY")?
@@ -258,6 +263,7 @@ impl Layer {
             worker_concurrency: self.worker_concurrency.unwrap_or(8).max(1),
             bus,
             zendesk,
+            capture_dir: self.capture_dir,
         })
     }
 }

@@ -180,9 +180,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config_file = cli.config.as_deref();
     match cli.command {
         Command::Dev { data_dir, api_addr, console_addr } => {
-            let flags = Layer { data_dir: data_dir.clone(), api_addr, console_addr, ..Layer::default() };
             let env_data_dir = std::env::var_os("SWITCHYARD_DATA_DIR").map(PathBuf::from);
-            let data_dir = data_dir.or(env_data_dir).unwrap_or_else(|| PathBuf::from(".switchyard"));
+            let resolved = data_dir.clone().or(env_data_dir).unwrap_or_else(|| PathBuf::from(".switchyard"));
+            let flags = Layer {
+                data_dir,
+                api_addr,
+                console_addr,
+                capture_dir: Some(resolved.join("captures")),
+                ..Layer::default()
+            };
+            let data_dir = resolved;
             run_dev(config::load(config_file, flags)?, &data_dir).await
         }
         Command::Serve { target } => {
@@ -266,6 +273,7 @@ async fn run_dev(config: shared::config::Config, data_dir: &Path) -> anyhow::Res
          \n  API key:      {key}\
          \n  Credentials:  {creds}\
          \n  Results:      {objects}\
+         \n  Provider calls: {captures} (tickets.jsonl, emails.jsonl, alerts.jsonl)\
          \n\nTry it:\n\
          \n  curl -sS -X POST {api_url}/v1/feedback \\\
          \n    -H 'Authorization: Bearer {key}' \\\
@@ -276,6 +284,11 @@ async fn run_dev(config: shared::config::Config, data_dir: &Path) -> anyhow::Res
         fresh = if created { " (created now)" } else { "" },
         key = credentials.api_key,
         creds = data_dir.join(dev::CREDENTIALS_FILE).display(),
+        captures = match (&config.zendesk, &config.capture_dir) {
+            (Some(_), _) => "tickets go to Zendesk".to_owned(),
+            (None, Some(dir)) => format!("{}/", dir.display()),
+            (None, None) => "not captured".to_owned(),
+        },
     );
     run_until_signal(platform).await
 }

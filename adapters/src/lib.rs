@@ -78,10 +78,13 @@ pub async fn open_bus(config: &shared::config::Config) -> Option<Arc<dyn shared:
     }
 }
 
-/// The help desk feedback tickets go to, when one is configured.
+/// The help desk feedback tickets go to: Zendesk when configured, else the capture
+/// provider when the process captures provider calls (`switchyard dev`), else none.
 pub fn open_ticket_desk(config: &shared::config::Config) -> Option<Arc<dyn shared::ports::providers::TicketDesk>> {
-    config.zendesk.as_ref().map(|z| {
-        Arc::new(providers::Zendesk::new(z.url.clone(), z.email.clone(), z.api_token.clone()))
-            as Arc<dyn shared::ports::providers::TicketDesk>
+    if let Some(z) = &config.zendesk {
+        return Some(Arc::new(providers::Zendesk::new(z.url.clone(), z.email.clone(), z.api_token.clone())));
+    }
+    config.capture_dir.as_ref().map(|dir| {
+        Arc::new(providers::CaptureProvider::new(dir.clone())) as Arc<dyn shared::ports::providers::TicketDesk>
     })
 }

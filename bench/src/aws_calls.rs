@@ -54,6 +54,7 @@ pub async fn run(events: u64, tenants: u64, rate: u64) -> anyhow::Result<()> {
         worker_concurrency: 8,
         bus: None,
         zendesk: None,
+        capture_dir: None,
     };
     let store = backends.store.clone();
     let platform = Platform::with_backends(config, topology, backends, Component::all())?;

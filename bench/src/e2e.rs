@@ -72,6 +72,7 @@ pub async fn run(rate: u64, seconds: u64) -> anyhow::Result<()> {
         worker_concurrency: 8,
         bus: None,
         zendesk: None,
+        capture_dir: None,
     };
     let platform = Platform::build(config, topology, Component::all()).await?;
     let store = platform.backends().store.clone();

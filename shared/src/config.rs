@@ -104,6 +104,9 @@ pub struct Config {
     pub bus: Option<BusConfig>,
     /// Help-desk tickets for feedback; none when unset.
     pub zendesk: Option<ZendeskConfig>,
+    /// Where the capture provider stores provider calls that have no real provider
+    /// configured (`switchyard dev`); none in production.
+    pub capture_dir: Option<PathBuf>,
 }
 
 impl Config {

@@ -139,6 +139,9 @@ async fn dev_runs_the_feedback_flow_and_stops_cleanly_on_ctrl_c() {
     let completed = wait_until_completed(&client, api_url, key, id).await;
     let object = data_dir.join("objects").join(completed["result_key"].as_str().expect("key"));
     assert!(object.is_file(), "result object at {}", object.display());
+    let tickets = std::fs::read_to_string(data_dir.join("captures/tickets.jsonl")).expect("captured tickets");
+    assert_eq!(tickets.lines().count(), 1, "dev captures the feedback's ticket instead of calling a help desk");
+    assert!(tickets.contains(completed["event_id"].as_str().expect("event id")), "{tickets}");
 
     let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
     assert!(interrupted.success());

@@ -2,6 +2,7 @@
 //! tested against a mock server with the provider's documented request and response
 //! shapes.
 
+pub mod capture;
 pub mod discord;
 pub mod sendgrid;
 pub mod zendesk;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use shared::ports::providers::ProviderError;
 
+pub use capture::CaptureProvider;
 pub use discord::DiscordWebhook;
 pub use sendgrid::SendGrid;
 pub use zendesk::Zendesk;

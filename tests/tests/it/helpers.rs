@@ -128,6 +128,7 @@ async fn spawn(engine: Engine, aws: Option<AwsSettings>, zendesk: Option<Zendesk
         worker_concurrency: 4,
         bus: None,
         zendesk,
+        capture_dir: None,
     };
     let backends = Backends::open(&config, &topology).await.expect("backends");
     let platform =

@@ -1,0 +1,136 @@
+//! The capture provider for `switchyard dev`: every outgoing provider call is stored
+//! as a JSON line under a directory (`emails.jsonl`, `tickets.jsonl`, `alerts.jsonl`)
+//! instead of leaving the machine, so it can be listed and inspected.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex;
+
+use shared::ports::providers::{
+    Alert, AlertSink, Email, EmailBody, EmailReceipt, EmailSender, ProviderError, Ticket, TicketDesk, TicketRef,
+};
+use shared::Timestamp;
+
+const PROVIDER: &str = "capture";
+
+pub struct CaptureProvider {
+    dir: PathBuf,
+    /// Serialises appends (and the ticket lookup that precedes one).
+    lock: Mutex<()>,
+}
+
+fn io_failure(error: std::io::Error) -> ProviderError {
+    ProviderError::Unavailable { provider: PROVIDER, detail: error.to_string() }
+}
+
+impl CaptureProvider {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir, lock: Mutex::new(()) }
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Every captured call of one kind (`emails`, `tickets`, `alerts`), oldest first.
+    pub async fn list(&self, kind: &str) -> Vec<Value> {
+        let text = tokio::fs::read_to_string(self.dir.join(format!("{kind}.jsonl"))).await.unwrap_or_default();
+        text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
+    }
+
+    async fn append(&self, kind: &str, record: Value) -> Result<(), ProviderError> {
+        tokio::fs::create_dir_all(&self.dir).await.map_err(io_failure)?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{kind}.jsonl")))
+            .await
+            .map_err(io_failure)?;
+        let mut line = record.to_string();
+        line.push('\n');
+        file.write_all(line.as_bytes()).await.map_err(io_failure)
+    }
+}
+
+#[async_trait]
+impl EmailSender for CaptureProvider {
+    async fn send(&self, email: &Email) -> Result<EmailReceipt, ProviderError> {
+        let _guard = self.lock.lock().await;
+        let body = match &email.body {
+            EmailBody::Content { text, html } => json!({"text": text, "html": html}),
+            EmailBody::Template { id, variables } => json!({"template_id": id, "variables": variables}),
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        self.append(
+            "emails",
+            json!({"at": Timestamp::now(), "message_id": id, "to": email.to.as_str(), "from": email.from.as_str(),
+                   "subject": email.subject, "body": body, "reference": email.reference}),
+        )
+        .await?;
+        Ok(EmailReceipt { provider: PROVIDER, message_id: Some(id) })
+    }
+}
+
+#[async_trait]
+impl TicketDesk for CaptureProvider {
+    async fn create_ticket(&self, ticket: &Ticket) -> Result<TicketRef, ProviderError> {
+        let _guard = self.lock.lock().await;
+        let existing = self.list("tickets").await;
+        if let Some(found) = existing.iter().find(|t| t["external_id"] == ticket.external_id.as_str()) {
+            return Ok(TicketRef { id: found["id"].as_u64().unwrap_or_default(), created: false });
+        }
+        let id = existing.len() as u64 + 1;
+        self.append(
+            "tickets",
+            json!({"at": Timestamp::now(), "id": id, "external_id": ticket.external_id, "subject": ticket.subject,
+                   "comment": ticket.comment, "requester": ticket.requester_email.as_ref().map(|e| e.as_str()),
+                   "tags": ticket.tags}),
+        )
+        .await?;
+        Ok(TicketRef { id, created: true })
+    }
+}
+
+#[async_trait]
+impl AlertSink for CaptureProvider {
+    async fn post(&self, alert: &Alert) -> Result<(), ProviderError> {
+        let _guard = self.lock.lock().await;
+        let fields: Vec<Value> =
+            alert.fields.iter().map(|(name, value)| json!({"name": name, "value": value})).collect();
+        self.append(
+            "alerts",
+            json!({"at": Timestamp::now(), "title": alert.title, "description": alert.description,
+                   "fields": fields, "colour": alert.colour, "url": alert.url}),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn captures_calls_and_keeps_tickets_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureProvider::new(dir.path().join("captures"));
+        let ticket = Ticket {
+            external_id: "evt_1".into(),
+            requester_email: None,
+            requester_name: None,
+            subject: "Feedback".into(),
+            comment: "Hi".into(),
+            tags: vec![],
+        };
+        assert_eq!(capture.create_ticket(&ticket).await.unwrap(), TicketRef { id: 1, created: true });
+        assert_eq!(capture.create_ticket(&ticket).await.unwrap(), TicketRef { id: 1, created: false });
+        let alert = Alert { title: "t".into(), description: "d".into(), fields: vec![], colour: 0, url: None };
+        capture.post(&alert).await.unwrap();
+        assert_eq!(capture.list("tickets").await.len(), 1);
+        assert_eq!(capture.list("alerts").await[0]["title"], "t");
+        assert!(capture.list("emails").await.is_empty());
+    }
+}
