@@ -60,6 +60,8 @@ pub struct Layer {
     pub zendesk_token: Option<String>,
     /// Capture provider calls here when no real provider is configured.
     pub capture_dir: Option<PathBuf>,
+    /// The deployment's Discord webhook URL for alerts.
+    pub discord_webhook_url: Option<String>,
     pub api_addr: Option<String>,
     pub console_addr: Option<String>,
     pub worker_concurrency: Option<usize>,
@@ -91,6 +93,7 @@ impl Layer {
             zendesk_email,
             zendesk_token,
             capture_dir,
+            discord_webhook_url,
             api_addr,
             console_addr,
             worker_concurrency,
@@ -117,6 +120,7 @@ impl Layer {
             zendesk_email: zendesk_email.or(self.zendesk_email),
             zendesk_token: zendesk_token.or(self.zendesk_token),
             capture_dir: capture_dir.or(self.capture_dir),
+            discord_webhook_url: discord_webhook_url.or(self.discord_webhook_url),
             api_addr: api_addr.or(self.api_addr),
             console_addr: console_addr.or(self.console_addr),
             worker_concurrency: worker_concurrency.or(self.worker_concurrency),
@@ -162,6 +166,7 @@ impl Layer {
             zendesk_email: get("SWITCHYARD_ZENDESK_EMAIL"),
             zendesk_token: get("SWITCHYARD_ZENDESK_TOKEN"),
             capture_dir: get("SWITCHYARD_CAPTURE_DIR").map(PathBuf::from),
+            discord_webhook_url: get("SWITCHYARD_DISCORD_WEBHOOK_URL"),
             api_addr: get("SWITCHYARD_API_ADDR"),
             console_addr: get("SWITCHYARD_CONSOLE_ADDR"),
             worker_concurrency: number("worker_concurrency", "SWITCHYARD_WORKER_CONCURRENCY")?
@@ -264,6 +269,7 @@ impl Layer {
             bus,
             zendesk,
             capture_dir: self.capture_dir,
+            discord_webhook: self.discord_webhook_url.map(Secret::new),
         })
     }
 }

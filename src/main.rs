@@ -75,6 +75,8 @@ enum ServeTarget {
     Relay,
     /// One worker: feedback.
     Worker { name: String },
+    /// Dead-letter and outbox-lag alerts.
+    Monitor,
     /// Everything in one process.
     All,
 }
@@ -347,6 +349,7 @@ fn components(target: ServeTarget) -> anyhow::Result<Vec<Component>> {
         ServeTarget::ControlPlane => vec![Component::ControlPlane],
         ServeTarget::Relay => vec![Component::Relay],
         ServeTarget::Worker { name } => vec![Component::Worker(name.parse::<UseCase>().map_err(anyhow::Error::msg)?)],
+        ServeTarget::Monitor => vec![Component::Monitor],
         ServeTarget::All => Component::all(),
     })
 }

@@ -4,6 +4,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use shared::config::{BusForwarding, Config};
 use shared::ports::{EventBus, ObjectStore, Store, Transport};
 use shared::topology::{Topology, UseCase};
+use workers::alerts::{Alerter, Monitor};
 use workers::feedback::FeedbackWorker;
 use workers::{Consumer, ConsumerConfig, OutboxRelay, RelayConfig};
 
@@ -44,6 +46,8 @@ pub enum Component {
     ControlPlane,
     Relay,
     Worker(UseCase),
+    /// Dead-letter and outbox-lag alerts (needs an alert sink).
+    Monitor,
 }
 
 impl Component {
@@ -54,6 +58,7 @@ impl Component {
     pub fn all() -> Vec<Component> {
         let mut all = vec![Component::Api, Component::ControlPlane, Component::Relay];
         all.extend(Self::WORKERS.iter().map(|u| Component::Worker(*u)));
+        all.push(Component::Monitor);
         all
     }
 }
@@ -153,6 +158,18 @@ impl Platform {
                     tasks.spawn(relay.run(shutdown.clone()));
                 }
                 Component::Worker(use_case) => self.spawn_worker(use_case, &mut tasks, &shutdown),
+                Component::Monitor => match adapters::open_alert_sink(&self.config) {
+                    Some(sink) => {
+                        let monitor = Monitor::new(
+                            self.backends.transport.clone(),
+                            self.backends.store.clone(),
+                            self.topology.clone(),
+                            Alerter::new(sink, Duration::from_secs(5 * 60)),
+                        );
+                        tasks.spawn(monitor.run(Duration::from_secs(30), shutdown.clone()));
+                    }
+                    None => tracing::info!("no alert sink configured (SWITCHYARD_DISCORD_WEBHOOK_URL): alerts are off"),
+                },
                 Component::Api | Component::ControlPlane => {}
             }
         }

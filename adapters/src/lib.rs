@@ -88,3 +88,14 @@ pub fn open_ticket_desk(config: &shared::config::Config) -> Option<Arc<dyn share
         Arc::new(providers::CaptureProvider::new(dir.clone())) as Arc<dyn shared::ports::providers::TicketDesk>
     })
 }
+
+/// Where alerts go: the Discord webhook when configured, else the capture provider
+/// when the process captures provider calls, else nowhere.
+pub fn open_alert_sink(config: &shared::config::Config) -> Option<Arc<dyn shared::ports::providers::AlertSink>> {
+    if let Some(url) = &config.discord_webhook {
+        return Some(Arc::new(providers::DiscordWebhook::new(url.clone())));
+    }
+    config.capture_dir.as_ref().map(|dir| {
+        Arc::new(providers::CaptureProvider::new(dir.clone())) as Arc<dyn shared::ports::providers::AlertSink>
+    })
+}

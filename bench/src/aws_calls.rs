@@ -55,6 +55,7 @@ pub async fn run(events: u64, tenants: u64, rate: u64) -> anyhow::Result<()> {
         bus: None,
         zendesk: None,
         capture_dir: None,
+        discord_webhook: None,
     };
     let store = backends.store.clone();
     let platform = Platform::with_backends(config, topology, backends, Component::all())?;

@@ -73,6 +73,7 @@ pub async fn run(rate: u64, seconds: u64) -> anyhow::Result<()> {
         bus: None,
         zendesk: None,
         capture_dir: None,
+        discord_webhook: None,
     };
     let platform = Platform::build(config, topology, Component::all()).await?;
     let store = platform.backends().store.clone();

@@ -104,6 +104,8 @@ pub struct Config {
     pub bus: Option<BusConfig>,
     /// Help-desk tickets for feedback; none when unset.
     pub zendesk: Option<ZendeskConfig>,
+    /// The deployment's Discord webhook for alerts.
+    pub discord_webhook: Option<Secret>,
     /// Where the capture provider stores provider calls that have no real provider
     /// configured (`switchyard dev`); none in production.
     pub capture_dir: Option<PathBuf>,

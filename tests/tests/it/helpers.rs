@@ -129,6 +129,7 @@ async fn spawn(engine: Engine, aws: Option<AwsSettings>, zendesk: Option<Zendesk
         bus: None,
         zendesk,
         capture_dir: None,
+        discord_webhook: None,
     };
     let backends = Backends::open(&config, &topology).await.expect("backends");
     let platform =

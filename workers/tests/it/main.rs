@@ -1,5 +1,6 @@
 //! The relay, the consumer runtime and the feedback worker on the embedded engine.
 
+mod alerts;
 mod consumer;
 mod feedback;
 mod helpers;

@@ -1,0 +1,160 @@
+//! Alerts to the deployment's chat channel: messages arriving in a dead-letter queue
+//! and outbox lag over a threshold. De-duplicated and rate limited per alert key: the
+//! first alert of a key goes out at once, repeats within the window are counted, and
+//! when the window closes one summary reports how many there were — a storm produces
+//! a summary, not a flood.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use shared::ports::providers::{Alert, AlertSink};
+use shared::ports::{Store, Transport};
+use shared::topology::Topology;
+
+const RED: u32 = 0xE7_4C_3C;
+const ORANGE: u32 = 0xE6_7E_22;
+
+struct Window {
+    opened: Instant,
+    repeats: u64,
+    last: Alert,
+}
+
+/// Rate-limits alerts per key.
+pub struct Alerter {
+    sink: Arc<dyn AlertSink>,
+    window: Duration,
+    open: HashMap<String, Window>,
+}
+
+impl Alerter {
+    pub fn new(sink: Arc<dyn AlertSink>, window: Duration) -> Self {
+        Self { sink, window, open: HashMap::new() }
+    }
+
+    async fn post(&self, alert: &Alert) {
+        if let Err(error) = self.sink.post(alert).await {
+            tracing::warn!(%error, title = alert.title.as_str(), "could not post an alert");
+        }
+    }
+
+    /// Posts `alert` unless an alert with `key` went out within the window; then it is
+    /// only counted.
+    pub async fn raise(&mut self, key: &str, alert: Alert, now: Instant) {
+        match self.open.get_mut(key) {
+            Some(window) if now.duration_since(window.opened) < self.window => {
+                window.repeats += 1;
+                window.last = alert;
+            }
+            _ => {
+                self.post(&alert).await;
+                self.open.insert(key.to_owned(), Window { opened: now, repeats: 0, last: alert });
+            }
+        }
+    }
+
+    /// Closes windows that have run their course, posting one summary for each that
+    /// saw repeats.
+    pub async fn flush(&mut self, now: Instant) {
+        let expired: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, w)| now.duration_since(w.opened) >= self.window)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            if let Some(window) = self.open.remove(&key) {
+                if window.repeats > 0 {
+                    let mut summary = window.last;
+                    summary.title = format!("{} (and {} more like it)", summary.title, window.repeats);
+                    summary.fields.push(("suppressed".into(), window.repeats.to_string()));
+                    self.post(&summary).await;
+                }
+            }
+        }
+    }
+}
+
+/// Watches the dead-letter queues and the outbox and raises alerts.
+pub struct Monitor {
+    transport: Arc<dyn Transport>,
+    store: Arc<dyn Store>,
+    topology: Topology,
+    alerter: Alerter,
+    /// Outbox rows pending above which lag is alerted.
+    pub lag_threshold: u64,
+    /// Dead letters seen per DLQ at the last check.
+    seen: HashMap<String, u64>,
+}
+
+impl Monitor {
+    pub fn new(transport: Arc<dyn Transport>, store: Arc<dyn Store>, topology: Topology, alerter: Alerter) -> Self {
+        Self { transport, store, topology, alerter, lag_threshold: 1_000, seen: HashMap::new() }
+    }
+
+    /// One round of checks.
+    pub async fn check(&mut self, now: Instant) {
+        for queue in self.topology.queues.clone() {
+            let stats = match self.transport.stats(&queue.dlq_name).await {
+                Ok(stats) => stats,
+                Err(error) => {
+                    tracing::warn!(dlq = queue.dlq_name.as_str(), %error, "could not read a dead-letter queue");
+                    continue;
+                }
+            };
+            let count = stats.visible + stats.in_flight;
+            let before = self.seen.insert(queue.dlq_name.clone(), count).unwrap_or(0);
+            if count > before {
+                let alert = Alert {
+                    title: format!("Dead letters in {}", queue.dlq_name),
+                    description: format!(
+                        "{} new message(s) could not be handled after {} attempts and moved to the dead-letter queue.",
+                        count - before,
+                        queue.max_receive_count
+                    ),
+                    fields: vec![
+                        ("queue".into(), queue.name.clone()),
+                        ("dead letters".into(), count.to_string()),
+                        ("instance".into(), self.topology.instance.as_str().to_owned()),
+                    ],
+                    colour: RED,
+                    url: None,
+                };
+                self.alerter.raise(&format!("dlq:{}", queue.dlq_name), alert, now).await;
+            }
+        }
+        match self.store.outbox_backlog().await {
+            Ok(backlog) if backlog > self.lag_threshold => {
+                let alert = Alert {
+                    title: "Outbox lag".into(),
+                    description: format!(
+                        "{backlog} events are waiting to be published (threshold {}).",
+                        self.lag_threshold
+                    ),
+                    fields: vec![("instance".into(), self.topology.instance.as_str().to_owned())],
+                    colour: ORANGE,
+                    url: None,
+                };
+                self.alerter.raise("outbox-lag", alert, now).await;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not read the outbox backlog"),
+        }
+        self.alerter.flush(now).await;
+    }
+
+    /// Checks every `interval` until `shutdown`.
+    pub async fn run(mut self, interval: Duration, shutdown: CancellationToken) {
+        loop {
+            self.check(Instant::now()).await;
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}
