@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::clock::Timestamp;
-use crate::ids::{ApiKeyId, EventId, FeedbackId, TenantId};
+use crate::ids::{ApiKeyId, EmailId, EventId, FeedbackId, TenantId};
 
 /// A tenant of the deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,6 +230,70 @@ pub struct Feedback {
     pub result_key: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// Where an email is in its life. `sending` is recorded before the provider is called,
+/// so a crash mid-call is never followed by a second send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailStatus {
+    Accepted,
+    Sending,
+    Sent,
+    Failed,
+}
+
+impl EmailStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmailStatus::Accepted => "accepted",
+            EmailStatus::Sending => "sending",
+            EmailStatus::Sent => "sent",
+            EmailStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Accepted, Self::Sending, Self::Sent, Self::Failed].into_iter().find(|s| s.as_str() == value)
+    }
+}
+
+/// An email as accepted (its content travels in the event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEmail {
+    pub id: EmailId,
+    /// The campaign it belongs to (the id of the request that fanned out).
+    pub campaign_id: Option<EmailId>,
+    pub to: EmailAddress,
+    pub subject: String,
+}
+
+/// A stored email and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EmailRecord {
+    pub id: EmailId,
+    pub tenant_id: TenantId,
+    pub event_id: EventId,
+    pub campaign_id: Option<EmailId>,
+    pub to: EmailAddress,
+    pub subject: String,
+    pub status: EmailStatus,
+    pub provider: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub failure_reason: Option<String>,
+    pub result_key: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// How a send ended, recorded with the inbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailOutcome {
+    pub status: EmailStatus,
+    pub provider: String,
+    pub provider_message_id: Option<String>,
+    pub failure_reason: Option<String>,
+    pub result_key: Option<String>,
 }
 
 #[cfg(test)]

@@ -109,6 +109,10 @@ prefixed_id!(
     /// One piece of feedback submitted through `POST /v1/feedback`.
     FeedbackId, "fbk", "feedback"
 );
+prefixed_id!(
+    /// One email to one recipient (a campaign fans out to one per recipient).
+    EmailId, "eml", "email"
+);
 
 #[cfg(test)]
 mod tests {

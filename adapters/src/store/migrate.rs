@@ -11,18 +11,28 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
+/// The migrations of one dialect's folder, in order.
+macro_rules! migrations_in {
+    ($dir:literal) => {
+        &[
+            Migration {
+                version: 1,
+                name: "foundation",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0001_foundation.sql")),
+            },
+            Migration {
+                version: 2,
+                name: "emails",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0002_emails.sql")),
+            },
+        ]
+    };
+}
+
 pub(crate) fn migrations(dialect: Dialect) -> &'static [Migration] {
     match dialect {
-        Dialect::Postgres => &[Migration {
-            version: 1,
-            name: "foundation",
-            sql: include_str!("../../../migrations/postgres/0001_foundation.sql"),
-        }],
-        Dialect::Sqlite => &[Migration {
-            version: 1,
-            name: "foundation",
-            sql: include_str!("../../../migrations/sqlite/0001_foundation.sql"),
-        }],
+        Dialect::Postgres => migrations_in!("postgres"),
+        Dialect::Sqlite => migrations_in!("sqlite"),
     }
 }
 

@@ -19,10 +19,11 @@ use tokio::sync::{Notify, OnceCell};
 
 use shared::config::StoreConfig;
 use shared::domain::{
-    ApiKeyRecord, EmailAddress, Feedback, FeedbackMessage, FeedbackStatus, NewFeedback, Rating, Tenant, TenantName,
+    ApiKeyRecord, EmailAddress, EmailOutcome, EmailRecord, EmailStatus, Feedback, FeedbackMessage, FeedbackStatus,
+    NewEmail, NewFeedback, Rating, Tenant, TenantName,
 };
-use shared::ports::{Appended, EffectTx, OutboxEntry, Store, StoreError};
-use shared::{ApiKeyId, EventEnvelope, EventId, FeedbackId, TenantId, Timestamp};
+use shared::ports::{Appended, EffectTx, OutboxEntry, SendStart, Store, StoreError};
+use shared::{ApiKeyId, EmailId, EventEnvelope, EventId, FeedbackId, TenantId, Timestamp};
 
 pub(crate) const OUTBOX_CHANNEL: &str = "switchyard_outbox";
 const CLAIM_LOCK: i64 = 72_635_402;
@@ -247,6 +248,26 @@ fn feedback_from(row: &AnyRow) -> Result<Feedback, StoreError> {
     })
 }
 
+fn email_from(row: &AnyRow) -> Result<EmailRecord, StoreError> {
+    let campaign: Option<String> = row.try_get("campaign_id").map_err(db)?;
+    let status = text(row, "status")?;
+    Ok(EmailRecord {
+        id: EmailId::parse(&text(row, "id")?).map_err(|e| corrupt("email id", e))?,
+        tenant_id: TenantId::parse(&text(row, "tenant_id")?).map_err(|e| corrupt("tenant id", e))?,
+        event_id: EventId::parse(&text(row, "event_id")?).map_err(|e| corrupt("event id", e))?,
+        campaign_id: campaign.as_deref().map(EmailId::parse).transpose().map_err(|e| corrupt("campaign id", e))?,
+        to: EmailAddress::parse(&text(row, "recipient")?).map_err(|e| corrupt("recipient", e))?,
+        subject: text(row, "subject")?,
+        status: EmailStatus::parse(&status).ok_or_else(|| corrupt("email status", &status))?,
+        provider: row.try_get("provider").map_err(db)?,
+        provider_message_id: row.try_get("provider_message_id").map_err(db)?,
+        failure_reason: row.try_get("failure_reason").map_err(db)?,
+        result_key: row.try_get("result_key").map_err(db)?,
+        created_at: Timestamp::from_millis(row.try_get("created_at").map_err(db)?),
+        updated_at: Timestamp::from_millis(row.try_get("updated_at").map_err(db)?),
+    })
+}
+
 async fn insert_outbox(tx: &mut Transaction<'static, Any>, envelope: &EventEnvelope) -> Result<(), StoreError> {
     let sql = append::insert_outbox_sql(1);
     append::bind_outbox_rows(sqlx::query(&sql), &[envelope], &[0], Timestamp::now().as_millis())
@@ -378,6 +399,87 @@ impl Store for SqlStore {
         .execute(&self.pool)
         .await
         .map_err(db)?;
+        Ok(())
+    }
+
+    async fn submit_emails(&self, emails: &[(NewEmail, EventEnvelope)]) -> Result<(), StoreError> {
+        if emails.is_empty() {
+            return Ok(());
+        }
+        let now = Timestamp::now().as_millis();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for (email, envelope) in emails {
+            sqlx::query(
+                "INSERT INTO emails (tenant_id, id, event_id, campaign_id, recipient, subject, status, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            )
+            .bind(envelope.tenant_id.to_string())
+            .bind(email.id.to_string())
+            .bind(envelope.id.to_string())
+            .bind(email.campaign_id.map(|c| c.to_string()))
+            .bind(email.to.as_str())
+            .bind(email.subject.as_str())
+            .bind(EmailStatus::Accepted.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        let envelopes: Vec<&EventEnvelope> = emails.iter().map(|(_, e)| e).collect();
+        for chunk in envelopes.chunks(200) {
+            let rows: Vec<usize> = (0..chunk.len()).collect();
+            let sql = append::insert_outbox_sql(chunk.len());
+            append::bind_outbox_rows(sqlx::query(&sql), chunk, &rows, now).execute(&mut *tx).await.map_err(db)?;
+        }
+        self.writer.commit_with_outbox(tx).await
+    }
+
+    async fn email(&self, tenant: TenantId, id: EmailId) -> Result<Option<EmailRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT tenant_id, id, event_id, campaign_id, recipient, subject, status, provider, provider_message_id,
+                    failure_reason, result_key, created_at, updated_at
+             FROM emails WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(email_from).transpose()
+    }
+
+    async fn start_email_send(&self, tenant: TenantId, id: EmailId) -> Result<SendStart, StoreError> {
+        let started = sqlx::query(
+            "UPDATE emails SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND status = $5",
+        )
+        .bind(EmailStatus::Sending.as_str())
+        .bind(Timestamp::now().as_millis())
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .bind(EmailStatus::Accepted.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        if started.rows_affected() == 1 {
+            return Ok(SendStart::Started);
+        }
+        Ok(match self.email(tenant, id).await?.map(|e| e.status) {
+            None => SendStart::Missing,
+            Some(EmailStatus::Sending) => SendStart::Interrupted,
+            Some(_) => SendStart::Finished,
+        })
+    }
+
+    async fn retry_email_send(&self, tenant: TenantId, id: EmailId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE emails SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND status = $5")
+            .bind(EmailStatus::Accepted.as_str())
+            .bind(Timestamp::now().as_millis())
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .bind(EmailStatus::Sending.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
@@ -544,6 +646,34 @@ impl EffectTx for SqlEffectTx {
         .map_err(db)?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("feedback {id} of tenant {tenant}")));
+        }
+        Ok(())
+    }
+
+    async fn set_email_outcome(
+        &mut self,
+        tenant: TenantId,
+        id: EmailId,
+        outcome: &EmailOutcome,
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query(
+            "UPDATE emails SET status = $1, provider = $2, provider_message_id = $3, failure_reason = $4, result_key = $5,
+                    updated_at = $6
+             WHERE tenant_id = $7 AND id = $8",
+        )
+        .bind(outcome.status.as_str())
+        .bind(outcome.provider.as_str())
+        .bind(outcome.provider_message_id.clone())
+        .bind(outcome.failure_reason.clone())
+        .bind(outcome.result_key.clone())
+        .bind(Timestamp::now().as_millis())
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(db)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("email {id} of tenant {tenant}")));
         }
         Ok(())
     }

@@ -7,9 +7,9 @@ use async_trait::async_trait;
 
 use super::BoxError;
 use crate::clock::Timestamp;
-use crate::domain::{ApiKeyRecord, Feedback, FeedbackStatus, NewFeedback, Tenant};
+use crate::domain::{ApiKeyRecord, EmailOutcome, EmailRecord, Feedback, FeedbackStatus, NewEmail, NewFeedback, Tenant};
 use crate::envelope::EventEnvelope;
-use crate::ids::{ApiKeyId, EventId, FeedbackId, TenantId};
+use crate::ids::{ApiKeyId, EmailId, EventId, FeedbackId, TenantId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -40,6 +40,20 @@ pub enum Appended {
     /// The tenant already used this idempotency key: nothing was written; this is the
     /// event id the key was first used for.
     Existing(EventId),
+}
+
+/// What [`Store::start_email_send`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStart {
+    /// The email moved from `accepted` to `sending`: the caller may call the provider.
+    Started,
+    /// An earlier attempt got as far as calling the provider and did not record the
+    /// outcome (a crash): sending again could deliver twice.
+    Interrupted,
+    /// Already sent or failed.
+    Finished,
+    /// No such email for this tenant.
+    Missing,
 }
 
 /// One outbox row claimed by a relay.
@@ -91,6 +105,16 @@ pub trait Store: Send + Sync + 'static {
     /// Moves feedback from `accepted` to `processing`; no-op in any later status.
     async fn mark_feedback_processing(&self, tenant: TenantId, id: FeedbackId) -> Result<(), StoreError>;
 
+    /// Stores emails (status `accepted`) with their `email.requested` events, all in one
+    /// transaction (a campaign is all or nothing).
+    async fn submit_emails(&self, emails: &[(NewEmail, EventEnvelope)]) -> Result<(), StoreError>;
+    async fn email(&self, tenant: TenantId, id: EmailId) -> Result<Option<EmailRecord>, StoreError>;
+    /// Records that a send is about to happen (`accepted` → `sending`).
+    async fn start_email_send(&self, tenant: TenantId, id: EmailId) -> Result<SendStart, StoreError>;
+    /// Undoes `start_email_send` after a provider answered that nothing was sent
+    /// (throttled, unavailable), so a later delivery may send.
+    async fn retry_email_send(&self, tenant: TenantId, id: EmailId) -> Result<(), StoreError>;
+
     // ---- outbox (the relay) ----
     async fn claim_outbox(&self, limit: u32, lease: Duration) -> Result<Vec<OutboxEntry>, StoreError>;
     async fn mark_published(&self, seqs: &[i64]) -> Result<(), StoreError>;
@@ -128,6 +152,13 @@ pub trait EffectTx: Send {
         id: FeedbackId,
         status: FeedbackStatus,
         result_key: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Records how a send ended.
+    async fn set_email_outcome(
+        &mut self,
+        tenant: TenantId,
+        id: EmailId,
+        outcome: &EmailOutcome,
     ) -> Result<(), StoreError>;
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

@@ -46,6 +46,8 @@ where
     outbox_wakeup(make().await).await;
     announce(SUITE, "inbox applies an event once per consumer");
     inbox_once(make().await).await;
+    announce(SUITE, "emails: campaigns, send claims and outcomes");
+    emails(make().await).await;
 }
 
 pub async fn tenant(store: &dyn Store, name: &str) -> Tenant {
@@ -376,4 +378,74 @@ async fn inbox_once(store: Arc<dyn Store>) {
         }
     );
     assert!(a ^ b, "exactly one of two concurrent deliveries applies (got {a} and {b})");
+}
+
+async fn emails(store: Arc<dyn Store>) {
+    use crate::domain::{EmailOutcome, EmailStatus, NewEmail};
+    use crate::ids::EmailId;
+    use crate::ports::SendStart;
+
+    let acme = tenant(store.as_ref(), "Acme").await;
+    let globex = tenant(store.as_ref(), "Globex").await;
+    let campaign = EmailId::new();
+    let batch: Vec<(NewEmail, EventEnvelope)> = ["a@example.com", "b@example.com", "c@example.com"]
+        .iter()
+        .map(|to| {
+            let email = NewEmail {
+                id: EmailId::new(),
+                campaign_id: Some(campaign),
+                to: EmailAddress::parse(to).expect("address"),
+                subject: "Hello".into(),
+            };
+            (email, envelope(acme.id, "email.requested", None))
+        })
+        .collect();
+    store.submit_emails(&batch).await.expect("submit");
+    assert_eq!(store.outbox_backlog().await.expect("backlog"), 3, "one event per recipient");
+    let (first, event) = &batch[0];
+    let stored = store.email(acme.id, first.id).await.expect("get").expect("present");
+    assert_eq!((stored.status, stored.campaign_id, stored.event_id), (EmailStatus::Accepted, Some(campaign), event.id));
+    assert_eq!(store.email(globex.id, first.id).await.expect("get"), None, "tenant-scoped");
+
+    // All or nothing: a campaign with one bad row stores nothing.
+    let orphan = (
+        NewEmail {
+            id: EmailId::new(),
+            campaign_id: None,
+            to: EmailAddress::parse("d@example.com").expect("a"),
+            subject: "x".into(),
+        },
+        envelope(TenantId::new(), "email.requested", None),
+    );
+    let good = (
+        NewEmail {
+            id: EmailId::new(),
+            campaign_id: None,
+            to: EmailAddress::parse("e@example.com").expect("a"),
+            subject: "x".into(),
+        },
+        envelope(acme.id, "email.requested", None),
+    );
+    assert!(store.submit_emails(&[good.clone(), orphan]).await.is_err());
+    assert_eq!(store.email(acme.id, good.0.id).await.expect("get"), None, "rolled back");
+
+    assert_eq!(store.start_email_send(acme.id, first.id).await.expect("start"), SendStart::Started);
+    assert_eq!(store.start_email_send(acme.id, first.id).await.expect("start"), SendStart::Interrupted);
+    store.retry_email_send(acme.id, first.id).await.expect("retry");
+    assert_eq!(store.start_email_send(acme.id, first.id).await.expect("start"), SendStart::Started);
+    assert_eq!(store.start_email_send(globex.id, first.id).await.expect("start"), SendStart::Missing);
+
+    let mut tx = store.begin_once("email", acme.id, event.id).await.expect("begin").expect("first");
+    let outcome = EmailOutcome {
+        status: EmailStatus::Sent,
+        provider: "sendgrid".into(),
+        provider_message_id: Some("msg-1".into()),
+        failure_reason: None,
+        result_key: Some("email/k.json".into()),
+    };
+    tx.set_email_outcome(acme.id, first.id, &outcome).await.expect("outcome");
+    tx.commit().await.expect("commit");
+    let sent = store.email(acme.id, first.id).await.expect("get").expect("present");
+    assert_eq!((sent.status, sent.provider_message_id.as_deref()), (EmailStatus::Sent, Some("msg-1")));
+    assert_eq!(store.start_email_send(acme.id, first.id).await.expect("start"), SendStart::Finished);
 }
