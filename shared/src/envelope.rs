@@ -30,6 +30,8 @@ use crate::ids::{EventId, TenantId};
 pub mod event_types {
     /// Emitted by `POST /v1/feedback`; consumed by the feedback worker.
     pub const FEEDBACK_SUBMITTED: &str = "feedback.submitted";
+    /// Emitted per recipient by `POST /v1/emails`; consumed by the email worker.
+    pub const EMAIL_REQUESTED: &str = "email.requested";
 }
 
 /// The current envelope schema version.

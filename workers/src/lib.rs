@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod consumer;
+pub mod email;
 pub mod feedback;
 pub mod relay;
 

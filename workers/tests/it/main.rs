@@ -2,6 +2,7 @@
 
 mod alerts;
 mod consumer;
+mod email;
 mod feedback;
 mod helpers;
 mod relay;

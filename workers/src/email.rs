@@ -1,0 +1,199 @@
+//! The email worker: sends each `email.requested` once, within rate limits per tenant
+//! and per provider, and records the outcome.
+//!
+//! Never twice: `sending` is recorded before the provider is called. A delivery that
+//! finds an earlier attempt interrupted mid-call records the email as failed ("outcome
+//! unknown") instead of sending again. Throttling and outages put the email back for a
+//! retry with backoff; a permanent rejection (4xx) fails it with the provider's reason
+//! and is not retried. Each outcome also lands as a delivery record under
+//! `email/tenant=…/year=…/month=…/day=…/hour=…/<event id>.json`.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde_json::{json, Value};
+
+use shared::domain::{EmailAddress, EmailOutcome, EmailStatus};
+use shared::envelope::event_types::EMAIL_REQUESTED;
+use shared::ports::providers::{Email, EmailBody, EmailSender, ProviderError};
+use shared::ports::{ObjectStore, ReceivedMessage, SendStart, Store, StoreError};
+use shared::{EmailId, EventEnvelope, ObjectKey, TenantId};
+
+use crate::consumer::{Handler, HandlerError};
+
+pub const CONSUMER: &str = "email";
+
+/// Sends per second.
+#[derive(Debug, Clone, Copy)]
+pub struct EmailLimits {
+    pub per_tenant: NonZeroU32,
+    pub provider: NonZeroU32,
+}
+
+pub struct EmailWorker {
+    store: Arc<dyn Store>,
+    objects: Arc<dyn ObjectStore>,
+    sender: Arc<dyn EmailSender>,
+    from: EmailAddress,
+    per_tenant: DefaultKeyedRateLimiter<TenantId>,
+    provider: DefaultDirectRateLimiter,
+}
+
+fn store_error(error: StoreError) -> HandlerError {
+    if error.is_retryable() {
+        HandlerError::transient(error)
+    } else {
+        HandlerError::permanent(error)
+    }
+}
+
+impl EmailWorker {
+    pub fn new(
+        store: Arc<dyn Store>,
+        objects: Arc<dyn ObjectStore>,
+        sender: Arc<dyn EmailSender>,
+        from: EmailAddress,
+        limits: EmailLimits,
+    ) -> Self {
+        Self {
+            store,
+            objects,
+            sender,
+            from,
+            per_tenant: RateLimiter::keyed(Quota::per_second(limits.per_tenant)),
+            provider: RateLimiter::direct(Quota::per_second(limits.provider)),
+        }
+    }
+
+    fn email(&self, envelope: &EventEnvelope) -> Result<(EmailId, Email), HandlerError> {
+        let data = &envelope.data;
+        let text = |field: &str| data.get(field).and_then(Value::as_str).map(str::to_owned);
+        let id = text("email_id")
+            .and_then(|id| EmailId::parse(&id).ok())
+            .ok_or_else(|| HandlerError::permanent("email.requested without a valid data.email_id"))?;
+        let to = text("to")
+            .and_then(|to| EmailAddress::parse(&to).ok())
+            .ok_or_else(|| HandlerError::permanent("email.requested without a valid data.to"))?;
+        let body = match text("template_id") {
+            Some(id) => EmailBody::Template {
+                id,
+                variables: data.get("variables").and_then(Value::as_object).cloned().unwrap_or_default(),
+            },
+            None => EmailBody::Content { text: text("text"), html: text("html") },
+        };
+        let email = Email {
+            to,
+            from: self.from.clone(),
+            subject: text("subject").unwrap_or_default(),
+            body,
+            reference: envelope.id.to_string(),
+        };
+        Ok((id, email))
+    }
+
+    /// Writes the delivery record, then the outcome with the inbox row.
+    async fn record(
+        &self,
+        envelope: &EventEnvelope,
+        id: EmailId,
+        mut outcome: EmailOutcome,
+    ) -> Result<(), HandlerError> {
+        let key =
+            ObjectKey::partitioned("email", envelope.tenant_id, envelope.occurred_at, &format!("{}.json", envelope.id))
+                .map_err(HandlerError::permanent)?;
+        let record = json!({
+            "event_id": envelope.id,
+            "tenant_id": envelope.tenant_id,
+            "email_id": id,
+            "status": outcome.status,
+            "provider": outcome.provider,
+            "provider_message_id": outcome.provider_message_id,
+            "failure_reason": outcome.failure_reason,
+        });
+        let body = serde_json::to_vec_pretty(&record).map_err(HandlerError::permanent)?;
+        self.objects.put(&key, body, "application/json").await.map_err(|e| {
+            if e.is_retryable() {
+                HandlerError::transient(e)
+            } else {
+                HandlerError::permanent(e)
+            }
+        })?;
+        outcome.result_key = Some(key.to_string());
+        let tenant = envelope.tenant_id;
+        if let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(store_error)? {
+            tx.set_email_outcome(tenant, id, &outcome).await.map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
+        }
+        tracing::info!(tenant_id = %tenant, email_id = %id, status = outcome.status.as_str(), "email recorded");
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Handler for EmailWorker {
+    fn name(&self) -> &str {
+        CONSUMER
+    }
+
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
+        let envelope = EventEnvelope::from_json(&message.body).map_err(HandlerError::permanent)?;
+        if envelope.event_type.as_str() != EMAIL_REQUESTED {
+            return Ok(());
+        }
+        let tenant = envelope.tenant_id;
+        let (id, email) = self.email(&envelope)?;
+        match self.store.start_email_send(tenant, id).await.map_err(store_error)? {
+            SendStart::Started => {}
+            SendStart::Finished => return Ok(()),
+            SendStart::Missing => return Err(HandlerError::permanent(format!("no email {id} for tenant {tenant}"))),
+            SendStart::Interrupted => {
+                let outcome = EmailOutcome {
+                    status: EmailStatus::Failed,
+                    provider: "unknown".to_owned(),
+                    provider_message_id: None,
+                    failure_reason: Some(
+                        "an earlier attempt was interrupted while calling the provider; not sent again to avoid a duplicate"
+                            .into(),
+                    ),
+                    result_key: None,
+                };
+                return self.record(&envelope, id, outcome).await;
+            }
+        }
+        self.per_tenant.until_key_ready(&tenant).await;
+        self.provider.until_ready().await;
+        match self.sender.send(&email).await {
+            Ok(receipt) => {
+                let outcome = EmailOutcome {
+                    status: EmailStatus::Sent,
+                    provider: receipt.provider.to_owned(),
+                    provider_message_id: receipt.message_id,
+                    failure_reason: None,
+                    result_key: None,
+                };
+                self.record(&envelope, id, outcome).await
+            }
+            Err(error) if error.is_retryable() => {
+                self.store.retry_email_send(tenant, id).await.map_err(store_error)?;
+                Err(HandlerError::transient(error))
+            }
+            Err(error) => {
+                let provider = match &error {
+                    ProviderError::Rejected { provider, .. }
+                    | ProviderError::RateLimited { provider, .. }
+                    | ProviderError::Unavailable { provider, .. } => (*provider).to_owned(),
+                };
+                let outcome = EmailOutcome {
+                    status: EmailStatus::Failed,
+                    provider,
+                    provider_message_id: None,
+                    failure_reason: Some(error.to_string()),
+                    result_key: None,
+                };
+                self.record(&envelope, id, outcome).await
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use adapters::object_store::FilesystemObjectStore;
+use shared::domain::{EmailAddress, EmailStatus, NewEmail};
+use shared::envelope::event_types::EMAIL_REQUESTED;
+use shared::ports::providers::{Email, EmailReceipt, EmailSender, ProviderError};
+use shared::ports::{Receipt, ReceivedMessage, SendStart};
+use shared::{EmailId, EventEnvelope, EventType, Service, TenantId};
+use workers::email::{EmailLimits, EmailWorker};
+use workers::{Handler, HandlerError};
+
+use crate::helpers::Env;
+
+/// Fails the first `failures` sends with `error`, then accepts.
+struct ScriptedSender {
+    failures: AtomicUsize,
+    error: ProviderError,
+    calls: AtomicUsize,
+    sent: AtomicUsize,
+}
+
+impl ScriptedSender {
+    fn new(failures: usize, error: ProviderError) -> Arc<Self> {
+        Arc::new(Self {
+            failures: AtomicUsize::new(failures),
+            error,
+            calls: AtomicUsize::new(0),
+            sent: AtomicUsize::new(0),
+        })
+    }
+}
+
+#[async_trait]
+impl EmailSender for ScriptedSender {
+    async fn send(&self, _email: &Email) -> Result<EmailReceipt, ProviderError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.failures.load(Ordering::SeqCst) > 0 {
+            self.failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(self.error.clone());
+        }
+        let n = self.sent.fetch_add(1, Ordering::SeqCst);
+        Ok(EmailReceipt { provider: "scripted", message_id: Some(format!("msg-{n}")) })
+    }
+}
+
+fn limits(per_tenant: u32) -> EmailLimits {
+    EmailLimits {
+        per_tenant: NonZeroU32::new(per_tenant).expect("rate"),
+        provider: NonZeroU32::new(1000).expect("rate"),
+    }
+}
+
+fn worker(env: &Env, sender: Arc<ScriptedSender>, per_tenant: u32) -> EmailWorker {
+    EmailWorker::new(
+        env.store.clone(),
+        Arc::new(FilesystemObjectStore::new(env.dir.path().join("objects"))),
+        sender,
+        EmailAddress::parse("no-reply@acme.example").expect("from"),
+        limits(per_tenant),
+    )
+}
+
+/// Stores one email and returns its id and event.
+async fn submit(env: &Env, tenant: TenantId) -> (EmailId, EventEnvelope) {
+    let id = EmailId::new();
+    let data = json!({"email_id": id, "to": "ana@example.com", "subject": "Hi", "text": "Hello"});
+    let envelope = EventEnvelope::new(
+        tenant,
+        Service::CoreApi,
+        EventType::parse(EMAIL_REQUESTED).expect("type"),
+        data.as_object().cloned().unwrap_or_default(),
+    );
+    let email = NewEmail {
+        id,
+        campaign_id: None,
+        to: EmailAddress::parse("ana@example.com").expect("to"),
+        subject: "Hi".into(),
+    };
+    env.store.submit_emails(&[(email, envelope.clone())]).await.expect("submit");
+    (id, envelope)
+}
+
+fn delivery(envelope: &EventEnvelope, count: u32) -> ReceivedMessage {
+    ReceivedMessage {
+        message_id: format!("m{count}"),
+        receipt: Receipt(format!("r{count}")),
+        group_id: envelope.tenant_id.to_string(),
+        dedup_id: envelope.id.to_string(),
+        body: envelope.to_json(),
+        attributes: BTreeMap::new(),
+        receive_count: count,
+    }
+}
+
+#[tokio::test]
+async fn a_provider_that_fails_twice_sends_exactly_once() {
+    let env = Env::new().await;
+    let tenant = env.tenant("Acme").await;
+    let (id, envelope) = submit(&env, tenant).await;
+    let sender = ScriptedSender::new(2, ProviderError::Unavailable { provider: "scripted", detail: "503".into() });
+    let worker = worker(&env, sender.clone(), 100);
+    for attempt in 1..=2 {
+        let error = worker.handle(&delivery(&envelope, attempt)).await.expect_err("provider down");
+        assert!(matches!(error, HandlerError::Transient(_)), "{error:?}");
+        let status = env.store.email(tenant, id).await.expect("get").expect("present").status;
+        assert_eq!(status, EmailStatus::Accepted, "put back for a retry");
+    }
+    worker.handle(&delivery(&envelope, 3)).await.expect("sent");
+    worker.handle(&delivery(&envelope, 4)).await.expect("a duplicate is acknowledged");
+    assert_eq!(sender.sent.load(Ordering::SeqCst), 1, "exactly one email left");
+    let stored = env.store.email(tenant, id).await.expect("get").expect("present");
+    assert_eq!((stored.status, stored.provider_message_id.as_deref()), (EmailStatus::Sent, Some("msg-0")));
+    assert!(stored.result_key.as_deref().is_some_and(|k| k.starts_with(&format!("email/tenant={tenant}/"))));
+}
+
+#[tokio::test]
+async fn a_permanent_rejection_fails_the_email_without_retrying() {
+    let env = Env::new().await;
+    let tenant = env.tenant("Acme").await;
+    let (id, envelope) = submit(&env, tenant).await;
+    let reason = "The to email does not contain a valid address.".to_owned();
+    let sender = ScriptedSender::new(usize::MAX, ProviderError::Rejected { provider: "sendgrid", status: 400, reason });
+    let worker = worker(&env, sender.clone(), 100);
+    worker.handle(&delivery(&envelope, 1)).await.expect("recorded as failed, not retried");
+    worker.handle(&delivery(&envelope, 2)).await.expect("a duplicate is acknowledged");
+    assert_eq!(sender.calls.load(Ordering::SeqCst), 1, "no retry");
+    let stored = env.store.email(tenant, id).await.expect("get").expect("present");
+    assert_eq!(stored.status, EmailStatus::Failed);
+    assert!(stored.failure_reason.as_deref().is_some_and(|r| r.contains("valid address")), "{stored:?}");
+}
+
+#[tokio::test]
+async fn an_attempt_interrupted_mid_send_is_never_sent_again() {
+    let env = Env::new().await;
+    let tenant = env.tenant("Acme").await;
+    let (id, envelope) = submit(&env, tenant).await;
+    // A previous worker recorded `sending`, then died before recording the outcome.
+    assert_eq!(env.store.start_email_send(tenant, id).await.expect("start"), SendStart::Started);
+    let sender = ScriptedSender::new(0, ProviderError::Unavailable { provider: "scripted", detail: String::new() });
+    worker(&env, sender.clone(), 100).handle(&delivery(&envelope, 2)).await.expect("recorded");
+    assert_eq!(sender.calls.load(Ordering::SeqCst), 0, "not sent a second time");
+    let stored = env.store.email(tenant, id).await.expect("get").expect("present");
+    assert_eq!(stored.status, EmailStatus::Failed);
+    assert!(stored.failure_reason.as_deref().is_some_and(|r| r.contains("interrupted")));
+}
+
+#[tokio::test]
+async fn a_burst_is_held_to_the_tenant_rate() {
+    let env = Env::new().await;
+    let acme = env.tenant("Acme").await;
+    let mut emails = Vec::new();
+    for _ in 0..30 {
+        emails.push(submit(&env, acme).await.1);
+    }
+    let sender = ScriptedSender::new(0, ProviderError::Unavailable { provider: "scripted", detail: String::new() });
+    let worker = worker(&env, sender.clone(), 20);
+    let started = Instant::now();
+    for (i, envelope) in emails.iter().enumerate() {
+        worker.handle(&delivery(envelope, u32::try_from(i).unwrap_or(0) + 1)).await.expect("sent");
+    }
+    // 20 per second: the first 20 may go at once, the other 10 wait 50 ms each.
+    assert!(started.elapsed() >= Duration::from_millis(400), "took {:?}", started.elapsed());
+    assert_eq!(sender.sent.load(Ordering::SeqCst), 30);
+}
