@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use shared::config::{
-    AwsSettings, BusConfig, BusForwarding, Config, ObjectStoreConfig, Secret, StoreConfig, TransportConfig,
-    ZendeskConfig,
+    AwsSettings, BusConfig, BusForwarding, Config, EmailConfig, ObjectStoreConfig, Secret, StoreConfig,
+    TransportConfig, ZendeskConfig,
 };
+use shared::domain::EmailAddress;
 use shared::topology::{Environment, InstanceName};
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,11 @@ pub struct Layer {
     pub capture_dir: Option<PathBuf>,
     /// The deployment's Discord webhook URL for alerts.
     pub discord_webhook_url: Option<String>,
+    pub email_from: Option<String>,
+    pub email_rate_per_tenant: Option<u32>,
+    pub email_rate: Option<u32>,
+    pub sendgrid_api_key: Option<String>,
+    pub sendgrid_url: Option<String>,
     pub api_addr: Option<String>,
     pub console_addr: Option<String>,
     pub worker_concurrency: Option<usize>,
@@ -94,6 +100,11 @@ impl Layer {
             zendesk_token,
             capture_dir,
             discord_webhook_url,
+            email_from,
+            email_rate_per_tenant,
+            email_rate,
+            sendgrid_api_key,
+            sendgrid_url,
             api_addr,
             console_addr,
             worker_concurrency,
@@ -121,6 +132,11 @@ impl Layer {
             zendesk_token: zendesk_token.or(self.zendesk_token),
             capture_dir: capture_dir.or(self.capture_dir),
             discord_webhook_url: discord_webhook_url.or(self.discord_webhook_url),
+            email_from: email_from.or(self.email_from),
+            email_rate_per_tenant: email_rate_per_tenant.or(self.email_rate_per_tenant),
+            email_rate: email_rate.or(self.email_rate),
+            sendgrid_api_key: sendgrid_api_key.or(self.sendgrid_api_key),
+            sendgrid_url: sendgrid_url.or(self.sendgrid_url),
             api_addr: api_addr.or(self.api_addr),
             console_addr: console_addr.or(self.console_addr),
             worker_concurrency: worker_concurrency.or(self.worker_concurrency),
@@ -167,6 +183,12 @@ impl Layer {
             zendesk_token: get("SWITCHYARD_ZENDESK_TOKEN"),
             capture_dir: get("SWITCHYARD_CAPTURE_DIR").map(PathBuf::from),
             discord_webhook_url: get("SWITCHYARD_DISCORD_WEBHOOK_URL"),
+            email_from: get("SWITCHYARD_EMAIL_FROM"),
+            email_rate_per_tenant: number("email_rate_per_tenant", "SWITCHYARD_EMAIL_RATE_PER_TENANT")?
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            email_rate: number("email_rate", "SWITCHYARD_EMAIL_RATE")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            sendgrid_api_key: get("SWITCHYARD_SENDGRID_API_KEY"),
+            sendgrid_url: get("SWITCHYARD_SENDGRID_URL"),
             api_addr: get("SWITCHYARD_API_ADDR"),
             console_addr: get("SWITCHYARD_CONSOLE_ADDR"),
             worker_concurrency: number("worker_concurrency", "SWITCHYARD_WORKER_CONCURRENCY")?
@@ -253,6 +275,15 @@ impl Layer {
                 ))
             }
         };
+        let email = EmailConfig {
+            from: EmailAddress::parse(self.email_from.as_deref().unwrap_or("no-reply@switchyard.localhost"))
+                .map_err(|m| invalid("email_from", m))?,
+            per_tenant_rate: self.email_rate_per_tenant.unwrap_or(10).max(1),
+            provider_rate: self.email_rate.unwrap_or(100).max(1),
+            sendgrid: self
+                .sendgrid_api_key
+                .map(|key| (self.sendgrid_url.unwrap_or_else(|| "https://api.sendgrid.com".into()), Secret::new(key))),
+        };
         let addr = |setting: &'static str, value: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
             let text = value.unwrap_or_else(|| default.to_owned());
             text.parse().map_err(|e| invalid(setting, format!("`{text}` is not an address like 127.0.0.1:8080 ({e})")))
@@ -270,6 +301,7 @@ impl Layer {
             zendesk,
             capture_dir: self.capture_dir,
             discord_webhook: self.discord_webhook_url.map(Secret::new),
+            email,
         })
     }
 }

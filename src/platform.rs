@@ -3,6 +3,7 @@
 //! until the caller's shutdown token fires.
 
 use std::net::TcpListener;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,8 +14,9 @@ use shared::config::{BusForwarding, Config};
 use shared::ports::{EventBus, ObjectStore, Store, Transport};
 use shared::topology::{Topology, UseCase};
 use workers::alerts::{Alerter, Monitor};
+use workers::email::{EmailLimits, EmailWorker};
 use workers::feedback::FeedbackWorker;
-use workers::{Consumer, ConsumerConfig, OutboxRelay, RelayConfig};
+use workers::{Consumer, ConsumerConfig, Handler, OutboxRelay, RelayConfig};
 
 /// The backends a platform runs on.
 #[derive(Clone)]
@@ -52,7 +54,7 @@ pub enum Component {
 
 impl Component {
     /// The use cases that have a worker.
-    pub const WORKERS: [UseCase; 1] = [UseCase::Feedback];
+    pub const WORKERS: [UseCase; 2] = [UseCase::Feedback, UseCase::Email];
 
     /// Everything: API, console, relay and every worker.
     pub fn all() -> Vec<Component> {
@@ -96,7 +98,7 @@ impl Platform {
         for component in &components {
             if let Component::Worker(use_case) = component {
                 if !Component::WORKERS.contains(use_case) {
-                    anyhow::bail!("there is no {use_case} worker yet (available: feedback)");
+                    anyhow::bail!("there is no {use_case} worker yet (available: feedback, email)");
                 }
             }
         }
@@ -121,7 +123,7 @@ impl Platform {
 
     fn spawn_worker(&self, use_case: UseCase, tasks: &mut tokio::task::JoinSet<()>, shutdown: &CancellationToken) {
         let backends = &self.backends;
-        let handler = match use_case {
+        let handler: Arc<dyn Handler> = match use_case {
             UseCase::Feedback => {
                 let worker = FeedbackWorker::new(backends.store.clone(), backends.objects.clone());
                 Arc::new(match adapters::open_ticket_desk(&self.config) {
@@ -129,6 +131,28 @@ impl Platform {
                     None => worker,
                 })
             }
+            UseCase::Email => match adapters::open_email_sender(&self.config) {
+                Some(sender) => {
+                    let email = &self.config.email;
+                    let limits = EmailLimits {
+                        per_tenant: NonZeroU32::new(email.per_tenant_rate).unwrap_or(NonZeroU32::MIN),
+                        provider: NonZeroU32::new(email.provider_rate).unwrap_or(NonZeroU32::MIN),
+                    };
+                    Arc::new(EmailWorker::new(
+                        backends.store.clone(),
+                        backends.objects.clone(),
+                        sender,
+                        email.from.clone(),
+                        limits,
+                    ))
+                }
+                None => {
+                    tracing::info!(
+                        "no email provider configured (SWITCHYARD_SENDGRID_API_KEY): the email worker is off"
+                    );
+                    return;
+                }
+            },
             // Rejected in `with_backends`.
             _ => return,
         };

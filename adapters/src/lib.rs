@@ -99,3 +99,14 @@ pub fn open_alert_sink(config: &shared::config::Config) -> Option<Arc<dyn shared
         Arc::new(providers::CaptureProvider::new(dir.clone())) as Arc<dyn shared::ports::providers::AlertSink>
     })
 }
+
+/// Where email goes: SendGrid when configured, else the capture provider when the
+/// process captures provider calls, else nowhere (the email worker does not start).
+pub fn open_email_sender(config: &shared::config::Config) -> Option<Arc<dyn shared::ports::providers::EmailSender>> {
+    if let Some((url, key)) = &config.email.sendgrid {
+        return Some(Arc::new(providers::SendGrid::new(url.clone(), key.clone())));
+    }
+    config.capture_dir.as_ref().map(|dir| {
+        Arc::new(providers::CaptureProvider::new(dir.clone())) as Arc<dyn shared::ports::providers::EmailSender>
+    })
+}

@@ -56,6 +56,7 @@ pub async fn run(events: u64, tenants: u64, rate: u64) -> anyhow::Result<()> {
         zendesk: None,
         capture_dir: None,
         discord_webhook: None,
+        email: shared::config::EmailConfig::unconfigured(),
     };
     let store = backends.store.clone();
     let platform = Platform::with_backends(config, topology, backends, Component::all())?;

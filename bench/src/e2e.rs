@@ -74,6 +74,7 @@ pub async fn run(rate: u64, seconds: u64) -> anyhow::Result<()> {
         zendesk: None,
         capture_dir: None,
         discord_webhook: None,
+        email: shared::config::EmailConfig::unconfigured(),
     };
     let platform = Platform::build(config, topology, Component::all()).await?;
     let store = platform.backends().store.clone();

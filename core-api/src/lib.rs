@@ -49,7 +49,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/v1")
                 .route("/events", web::post().to(routes::events::create))
                 .route("/feedback", web::post().to(routes::feedback::create))
-                .route("/feedback/{id}", web::get().to(routes::feedback::get)),
+                .route("/feedback/{id}", web::get().to(routes::feedback::get))
+                .route("/emails", web::post().to(routes::emails::create))
+                .route("/emails/{id}", web::get().to(routes::emails::get)),
         )
         .default_service(web::to(routes::not_found));
 }

@@ -88,6 +88,30 @@ pub struct ZendeskConfig {
     pub api_token: Secret,
 }
 
+/// Outgoing email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailConfig {
+    pub from: crate::domain::EmailAddress,
+    /// Sends per second per tenant, and in all to the provider.
+    pub per_tenant_rate: u32,
+    pub provider_rate: u32,
+    /// SendGrid (base URL, API key); without it, emails are captured under `dev`.
+    pub sendgrid: Option<(String, Secret)>,
+}
+
+impl EmailConfig {
+    /// No provider, a placeholder sender, default limits (tests and tools).
+    pub fn unconfigured() -> Self {
+        Self {
+            from: crate::domain::EmailAddress::parse("no-reply@switchyard.localhost")
+                .expect("a valid constant address"),
+            per_tenant_rate: 10,
+            provider_rate: 100,
+            sendgrid: None,
+        }
+    }
+}
+
 /// The whole runtime configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -104,6 +128,7 @@ pub struct Config {
     pub bus: Option<BusConfig>,
     /// Help-desk tickets for feedback; none when unset.
     pub zendesk: Option<ZendeskConfig>,
+    pub email: EmailConfig,
     /// The deployment's Discord webhook for alerts.
     pub discord_webhook: Option<Secret>,
     /// Where the capture provider stores provider calls that have no real provider

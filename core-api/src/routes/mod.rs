@@ -1,3 +1,4 @@
+pub(crate) mod emails;
 pub(crate) mod events;
 pub(crate) mod feedback;
 

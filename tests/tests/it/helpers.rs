@@ -42,6 +42,8 @@ pub struct TestApp {
     pub globex: Tenant,
     /// The queue that receives every `order.*` event published on the core-api topic.
     pub order_queue: String,
+    /// Where provider calls are captured.
+    pub captures: std::path::PathBuf,
     shutdown: CancellationToken,
     running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -128,8 +130,9 @@ async fn spawn(engine: Engine, aws: Option<AwsSettings>, zendesk: Option<Zendesk
         worker_concurrency: 4,
         bus: None,
         zendesk,
-        capture_dir: None,
+        capture_dir: Some(dir.path().join("captures")),
         discord_webhook: None,
+        email: shared::config::EmailConfig::unconfigured(),
     };
     let backends = Backends::open(&config, &topology).await.expect("backends");
     let platform =
@@ -148,6 +151,7 @@ async fn spawn(engine: Engine, aws: Option<AwsSettings>, zendesk: Option<Zendesk
         acme,
         globex,
         order_queue,
+        captures: dir.path().join("captures"),
         shutdown,
         running: Some(running),
         _dir: dir,

@@ -2,6 +2,7 @@
 //! PostgreSQL with the embedded transport.
 
 mod api;
+mod emails;
 mod flow;
 mod helpers;
 mod outage;
