@@ -40,6 +40,13 @@ pub enum Dialect {
     Sqlite,
 }
 
+/// Tables whose rows move through statuses.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Feedback,
+    Emails,
+}
+
 /// What happens to a row whose publish failed.
 #[derive(Debug, Clone, Copy)]
 enum FailedAttempt {
@@ -147,6 +154,33 @@ impl SqlStore {
     /// Applies pending migrations; returns how many.
     pub async fn migrate(&self) -> Result<usize, ConnectError> {
         migrate::run(&self.pool, self.dialect).await.map_err(ConnectError::Migrate)
+    }
+
+    /// Moves a tenant's row from status `from` to `to`; false when it was not in `from`.
+    async fn transition(
+        &self,
+        table: Table,
+        tenant: TenantId,
+        id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, StoreError> {
+        let table = match table {
+            Table::Feedback => "feedback",
+            Table::Emails => "emails",
+        };
+        let sql =
+            format!("UPDATE {table} SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND status = $5");
+        let updated = sqlx::query(&sql)
+            .bind(to)
+            .bind(Timestamp::now().as_millis())
+            .bind(tenant.to_string())
+            .bind(id)
+            .bind(from)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(updated.rows_affected() == 1)
     }
 
     /// Releases a claimed row after a failed publish, counting the attempt.
@@ -388,17 +422,14 @@ impl Store for SqlStore {
     }
 
     async fn mark_feedback_processing(&self, tenant: TenantId, id: FeedbackId) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE feedback SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND status = $5",
+        self.transition(
+            Table::Feedback,
+            tenant,
+            &id.to_string(),
+            FeedbackStatus::Accepted.as_str(),
+            FeedbackStatus::Processing.as_str(),
         )
-        .bind(FeedbackStatus::Processing.as_str())
-        .bind(Timestamp::now().as_millis())
-        .bind(tenant.to_string())
-        .bind(id.to_string())
-        .bind(FeedbackStatus::Accepted.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
+        .await?;
         Ok(())
     }
 
@@ -449,18 +480,16 @@ impl Store for SqlStore {
     }
 
     async fn start_email_send(&self, tenant: TenantId, id: EmailId) -> Result<SendStart, StoreError> {
-        let started = sqlx::query(
-            "UPDATE emails SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND status = $5",
-        )
-        .bind(EmailStatus::Sending.as_str())
-        .bind(Timestamp::now().as_millis())
-        .bind(tenant.to_string())
-        .bind(id.to_string())
-        .bind(EmailStatus::Accepted.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        if started.rows_affected() == 1 {
+        let started = self
+            .transition(
+                Table::Emails,
+                tenant,
+                &id.to_string(),
+                EmailStatus::Accepted.as_str(),
+                EmailStatus::Sending.as_str(),
+            )
+            .await?;
+        if started {
             return Ok(SendStart::Started);
         }
         Ok(match self.email(tenant, id).await?.map(|e| e.status) {
@@ -471,15 +500,14 @@ impl Store for SqlStore {
     }
 
     async fn retry_email_send(&self, tenant: TenantId, id: EmailId) -> Result<(), StoreError> {
-        sqlx::query("UPDATE emails SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND status = $5")
-            .bind(EmailStatus::Accepted.as_str())
-            .bind(Timestamp::now().as_millis())
-            .bind(tenant.to_string())
-            .bind(id.to_string())
-            .bind(EmailStatus::Sending.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
+        self.transition(
+            Table::Emails,
+            tenant,
+            &id.to_string(),
+            EmailStatus::Sending.as_str(),
+            EmailStatus::Accepted.as_str(),
+        )
+        .await?;
         Ok(())
     }
 
