@@ -8,10 +8,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::json;
 
-use shared::envelope::event_types::FEEDBACK_SUBMITTED;
+use shared::domain::{EmailAddress, NewEmail};
+use shared::envelope::event_types::{EMAIL_REQUESTED, FEEDBACK_SUBMITTED};
 use shared::ports::providers::{ProviderError, Ticket, TicketDesk};
 use shared::ports::{ObjectStore, ReceivedMessage, Store};
-use shared::{domain::FeedbackStatus, EventEnvelope, FeedbackId, ObjectKey};
+use shared::{domain::FeedbackStatus, EmailId, EventEnvelope, EventType, FeedbackId, ObjectKey, Service};
 
 use crate::consumer::{Handler, HandlerError};
 
@@ -36,6 +37,31 @@ impl FeedbackWorker {
         self
     }
 
+    /// The confirmation email to the contact address, when there is one: requested in
+    /// the same transaction as the completion, so exactly once per feedback.
+    fn confirmation(envelope: &EventEnvelope, feedback_id: FeedbackId) -> Option<(NewEmail, EventEnvelope)> {
+        let to =
+            envelope.data.get("contact_email").and_then(|v| v.as_str()).and_then(|e| EmailAddress::parse(e).ok())?;
+        let id = EmailId::new();
+        let subject = "We received your feedback".to_owned();
+        let data = json!({
+            "email_id": id,
+            "to": to.as_str(),
+            "subject": subject,
+            "text": "Thank you for your feedback. We read every message.",
+            "feedback_id": feedback_id,
+        });
+        let event_type = EventType::parse(EMAIL_REQUESTED).ok()?;
+        let mut event = EventEnvelope::new(
+            envelope.tenant_id,
+            Service::CoreApi,
+            event_type,
+            data.as_object().cloned().unwrap_or_default(),
+        );
+        event.trace_context = envelope.trace_context.clone();
+        Some((NewEmail { id, campaign_id: None, to, subject }, event))
+    }
+
     fn ticket(envelope: &EventEnvelope) -> Ticket {
         let text = |field: &str| envelope.data.get(field).and_then(|v| v.as_str()).map(str::to_owned);
         let rating = envelope.data.get("rating").and_then(serde_json::Value::as_u64);
@@ -43,7 +69,7 @@ impl FeedbackWorker {
         tags.extend(rating.map(|r| format!("rating_{r}")));
         Ticket {
             external_id: envelope.id.to_string(),
-            requester_email: text("contact_email").and_then(|e| shared::domain::EmailAddress::parse(&e).ok()),
+            requester_email: text("contact_email").and_then(|e| EmailAddress::parse(&e).ok()),
             requester_name: None,
             subject: match rating {
                 Some(r) => format!("Feedback ({r}/5)"),
@@ -131,6 +157,9 @@ impl Handler for FeedbackWorker {
         tx.set_feedback_status(tenant, feedback_id, FeedbackStatus::Completed, Some(key.as_str()))
             .await
             .map_err(store_error)?;
+        if let Some(confirmation) = Self::confirmation(&envelope, feedback_id) {
+            tx.submit_emails(&[confirmation]).await.map_err(store_error)?;
+        }
         tx.commit().await.map_err(store_error)?;
         tracing::info!(tenant_id = %tenant, feedback_id = %feedback_id, key = key.as_str(), "feedback completed");
         Ok(())

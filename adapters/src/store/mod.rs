@@ -302,6 +302,38 @@ fn email_from(row: &AnyRow) -> Result<EmailRecord, StoreError> {
     })
 }
 
+/// Email rows and their `email.requested` outbox rows, inside `tx`.
+async fn insert_emails(
+    tx: &mut Transaction<'static, Any>,
+    emails: &[(NewEmail, EventEnvelope)],
+) -> Result<(), StoreError> {
+    let now = Timestamp::now().as_millis();
+    for (email, envelope) in emails {
+        sqlx::query(
+            "INSERT INTO emails (tenant_id, id, event_id, campaign_id, recipient, subject, status, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        )
+        .bind(envelope.tenant_id.to_string())
+        .bind(email.id.to_string())
+        .bind(envelope.id.to_string())
+        .bind(email.campaign_id.map(|c| c.to_string()))
+        .bind(email.to.as_str())
+        .bind(email.subject.as_str())
+        .bind(EmailStatus::Accepted.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    }
+    let envelopes: Vec<&EventEnvelope> = emails.iter().map(|(_, e)| e).collect();
+    for chunk in envelopes.chunks(200) {
+        let rows: Vec<usize> = (0..chunk.len()).collect();
+        let sql = append::insert_outbox_sql(chunk.len());
+        append::bind_outbox_rows(sqlx::query(&sql), chunk, &rows, now).execute(&mut **tx).await.map_err(db)?;
+    }
+    Ok(())
+}
+
 async fn insert_outbox(tx: &mut Transaction<'static, Any>, envelope: &EventEnvelope) -> Result<(), StoreError> {
     let sql = append::insert_outbox_sql(1);
     append::bind_outbox_rows(sqlx::query(&sql), &[envelope], &[0], Timestamp::now().as_millis())
@@ -437,31 +469,8 @@ impl Store for SqlStore {
         if emails.is_empty() {
             return Ok(());
         }
-        let now = Timestamp::now().as_millis();
         let mut tx = self.pool.begin().await.map_err(db)?;
-        for (email, envelope) in emails {
-            sqlx::query(
-                "INSERT INTO emails (tenant_id, id, event_id, campaign_id, recipient, subject, status, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-            )
-            .bind(envelope.tenant_id.to_string())
-            .bind(email.id.to_string())
-            .bind(envelope.id.to_string())
-            .bind(email.campaign_id.map(|c| c.to_string()))
-            .bind(email.to.as_str())
-            .bind(email.subject.as_str())
-            .bind(EmailStatus::Accepted.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
-        let envelopes: Vec<&EventEnvelope> = emails.iter().map(|(_, e)| e).collect();
-        for chunk in envelopes.chunks(200) {
-            let rows: Vec<usize> = (0..chunk.len()).collect();
-            let sql = append::insert_outbox_sql(chunk.len());
-            append::bind_outbox_rows(sqlx::query(&sql), chunk, &rows, now).execute(&mut *tx).await.map_err(db)?;
-        }
+        insert_emails(&mut tx, emails).await?;
         self.writer.commit_with_outbox(tx).await
     }
 
@@ -643,12 +652,15 @@ impl Store for SqlStore {
             tx.rollback().await.map_err(db)?;
             return Ok(None);
         }
-        Ok(Some(Box::new(SqlEffectTx { tx })))
+        Ok(Some(Box::new(SqlEffectTx { tx, writer: self.writer.clone(), wrote_outbox: false })))
     }
 }
 
 struct SqlEffectTx {
     tx: Transaction<'static, Any>,
+    writer: append::Writer,
+    /// Whether relays need waking after the commit.
+    wrote_outbox: bool,
 }
 
 #[async_trait]
@@ -706,7 +718,17 @@ impl EffectTx for SqlEffectTx {
         Ok(())
     }
 
+    async fn submit_emails(&mut self, emails: &[(NewEmail, EventEnvelope)]) -> Result<(), StoreError> {
+        insert_emails(&mut self.tx, emails).await?;
+        self.wrote_outbox |= !emails.is_empty();
+        Ok(())
+    }
+
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        self.tx.commit().await.map_err(db)
+        if self.wrote_outbox {
+            self.writer.commit_with_outbox(self.tx).await
+        } else {
+            self.tx.commit().await.map_err(db)
+        }
     }
 }

@@ -153,6 +153,9 @@ pub trait EffectTx: Send {
         status: FeedbackStatus,
         result_key: Option<&str>,
     ) -> Result<(), StoreError>;
+    /// Stores emails and their events with the effect (a confirmation email is then
+    /// requested exactly once per event).
+    async fn submit_emails(&mut self, emails: &[(NewEmail, EventEnvelope)]) -> Result<(), StoreError>;
     /// Records how a send ended.
     async fn set_email_outcome(
         &mut self,

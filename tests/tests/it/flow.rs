@@ -58,6 +58,18 @@ async fn feedback_flow(engine: Engine) {
 
     // Another tenant cannot see it.
     assert_eq!(app.get(&format!("/v1/feedback/{id}"), &app.globex.key).await.status(), 404);
+
+    // The contact address gets one confirmation email, through the email worker.
+    let mut confirmations = 0;
+    for _ in 0..200 {
+        let captured = std::fs::read_to_string(app.captures.join("emails.jsonl")).unwrap_or_default();
+        confirmations = captured.lines().filter(|l| l.contains("ana@example.com")).count();
+        if confirmations > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(confirmations, 1, "one confirmation email");
     app.stop().await.expect("clean shutdown");
 }
 

@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::json;
@@ -170,6 +171,14 @@ async fn a_help_desk_that_fails_twice_gets_exactly_one_ticket() {
     worker.handle(&delivery(&envelope, 3)).await.expect("the third attempt succeeds");
     worker.handle(&delivery(&envelope, 4)).await.expect("a late duplicate is harmless");
     assert_eq!(desk.tickets.lock().expect("lock").len(), 1, "exactly one ticket");
+    assert_eq!(
+        env.store.outbox_backlog().await.expect("backlog"),
+        2,
+        "the feedback event and exactly one confirmation email request"
+    );
+    let requested = env.store.claim_outbox(10, Duration::from_secs(30)).await.expect("claim");
+    let confirmation = requested.iter().find(|e| e.envelope.event_type.as_str() == "email.requested").expect("email");
+    assert_eq!(confirmation.envelope.data["to"], "ana@example.com");
     let stored = env.store.feedback(tenant, feedback.id).await.expect("get").expect("present");
     assert_eq!(stored.status, FeedbackStatus::Completed);
     let object = objects.get(&FeedbackWorker::result_key(&envelope).expect("key")).await.expect("get").expect("object");
