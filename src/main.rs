@@ -58,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Manage inbound-webhook secrets.
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
     /// Work with EventBridge-style event patterns.
     Pattern {
         #[command(subcommand)]
@@ -109,6 +114,13 @@ enum KeyCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// Create (or rotate) the secret a tenant's webhooks from `source` are signed with,
+    /// and print it with the URL to give the provider.
+    Secret { tenant_id: String, source: String },
 }
 
 #[derive(Subcommand)]
@@ -241,6 +253,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 println!("{}", key.plaintext);
             }
+            Ok(())
+        }
+        Command::Webhook { command: WebhookCommand::Secret { tenant_id, source } } => {
+            let tenant = TenantId::parse(&tenant_id)?;
+            let config = config::load(config_file, Layer::default())?;
+            let store = adapters::connect_store(&config.store).await?;
+            if store.tenant(tenant).await?.is_none() {
+                anyhow::bail!("no tenant {tenant}");
+            }
+            let secret = core_api::new_webhook_secret();
+            store.set_webhook_secret(tenant, &source, &secret).await?;
+            println!("{secret}");
+            eprintln!(
+                "Give the provider http://{}/v1/webhooks/{source}?tenant={tenant} and sign with this secret.",
+                config.api_addr
+            );
             Ok(())
         }
         Command::Pattern { .. } => Ok(()),

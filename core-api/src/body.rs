@@ -18,10 +18,15 @@ fn is_json(request: &HttpRequest) -> bool {
 }
 
 /// Reads the body as a JSON object.
-pub(crate) async fn json_object(
+pub(crate) async fn json_object(request: &HttpRequest, payload: web::Payload) -> Result<Map<String, Value>, ApiError> {
+    json_object_and_bytes(request, payload).await.map(|(map, _)| map)
+}
+
+/// Reads the body as a JSON object, keeping the exact bytes (for signatures).
+pub(crate) async fn json_object_and_bytes(
     request: &HttpRequest,
     mut payload: web::Payload,
-) -> Result<Map<String, Value>, ApiError> {
+) -> Result<(Map<String, Value>, web::Bytes), ApiError> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -41,8 +46,9 @@ pub(crate) async fn json_object(
     if !is_json(request) {
         return Err(ApiError::UnsupportedMediaType);
     }
+    let bytes = bytes.freeze();
     match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Object(map)) => Ok((map, bytes)),
         Ok(_) => Err(ApiError::Validation(vec![FieldError::new("(body)", "must be a JSON object")])),
         Err(error) => Err(ApiError::MalformedJson(error.to_string())),
     }

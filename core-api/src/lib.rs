@@ -9,7 +9,7 @@
 pub mod auth;
 mod body;
 pub mod problem;
-mod routes;
+pub mod routes;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -21,6 +21,9 @@ use shared::ports::Store;
 
 pub use auth::{issue_api_key, IssuedKey};
 pub use problem::ApiError;
+pub use routes::webhooks::{
+    new_secret as new_webhook_secret, sign as sign_webhook, MESSAGE_ID_HEADER, SIGNATURE_HEADER,
+};
 
 /// The largest request body the API accepts, in bytes.
 pub const MAX_BODY_BYTES: usize = 262_144;
@@ -51,7 +54,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/feedback", web::post().to(routes::feedback::create))
                 .route("/feedback/{id}", web::get().to(routes::feedback::get))
                 .route("/emails", web::post().to(routes::emails::create))
-                .route("/emails/{id}", web::get().to(routes::emails::get)),
+                .route("/emails/{id}", web::get().to(routes::emails::get))
+                .route("/webhooks/{source}", web::post().to(routes::webhooks::receive)),
         )
         .default_service(web::to(routes::not_found));
 }

@@ -88,6 +88,11 @@ fn tenant_and_key_commands_print_ids_for_scripts() {
     let malformed = run(switchyard(dir.path()).args(["key", "create", "acme"]));
     assert!(!malformed.status.success());
 
+    let secret = run(switchyard(dir.path()).args(["webhook", "secret", tenant_id, "stripe"]));
+    assert!(secret.status.success(), "{}", String::from_utf8_lossy(&secret.stderr));
+    assert!(stdout(&secret).starts_with("whsec_"), "{}", stdout(&secret));
+    assert!(String::from_utf8_lossy(&secret.stderr).contains(&format!("/v1/webhooks/stripe?tenant={tenant_id}")));
+
     let migrate = run(switchyard(dir.path()).arg("migrate"));
     assert!(migrate.status.success());
     assert!(stdout(&migrate).contains("applied 0 migration"), "{}", stdout(&migrate));

@@ -25,6 +25,11 @@ macro_rules! migrations_in {
                 name: "emails",
                 sql: include_str!(concat!("../../../migrations/", $dir, "/0002_emails.sql")),
             },
+            Migration {
+                version: 3,
+                name: "webhook_secrets",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0003_webhook_secrets.sql")),
+            },
         ]
     };
 }

@@ -1,6 +1,7 @@
 pub(crate) mod emails;
 pub(crate) mod events;
 pub(crate) mod feedback;
+pub(crate) mod webhooks;
 
 use actix_web::HttpResponse;
 use serde_json::json;

@@ -115,6 +115,10 @@ pub trait Store: Send + Sync + 'static {
     /// (throttled, unavailable), so a later delivery may send.
     async fn retry_email_send(&self, tenant: TenantId, id: EmailId) -> Result<(), StoreError>;
 
+    /// Sets (or replaces) the secret webhooks from `source` are signed with for `tenant`.
+    async fn set_webhook_secret(&self, tenant: TenantId, source: &str, secret: &str) -> Result<(), StoreError>;
+    async fn webhook_secret(&self, tenant: TenantId, source: &str) -> Result<Option<String>, StoreError>;
+
     // ---- outbox (the relay) ----
     async fn claim_outbox(&self, limit: u32, lease: Duration) -> Result<Vec<OutboxEntry>, StoreError>;
     async fn mark_published(&self, seqs: &[i64]) -> Result<(), StoreError>;

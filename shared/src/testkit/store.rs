@@ -48,6 +48,19 @@ where
     inbox_once(make().await).await;
     announce(SUITE, "emails: campaigns, send claims and outcomes");
     emails(make().await).await;
+    announce(SUITE, "webhook secrets per tenant and source");
+    webhook_secrets(make().await).await;
+}
+
+async fn webhook_secrets(store: Arc<dyn Store>) {
+    let acme = tenant(store.as_ref(), "Acme").await;
+    let globex = tenant(store.as_ref(), "Globex").await;
+    assert_eq!(store.webhook_secret(acme.id, "stripe").await.expect("get"), None);
+    store.set_webhook_secret(acme.id, "stripe", "whsec_1").await.expect("set");
+    store.set_webhook_secret(acme.id, "stripe", "whsec_2").await.expect("replace");
+    assert_eq!(store.webhook_secret(acme.id, "stripe").await.expect("get").as_deref(), Some("whsec_2"));
+    assert_eq!(store.webhook_secret(globex.id, "stripe").await.expect("get"), None, "per tenant");
+    assert_eq!(store.webhook_secret(acme.id, "github").await.expect("get"), None, "per source");
 }
 
 pub async fn tenant(store: &dyn Store, name: &str) -> Tenant {

@@ -6,3 +6,4 @@ mod emails;
 mod flow;
 mod helpers;
 mod outage;
+mod webhooks;
