@@ -16,7 +16,7 @@ use shared::topology::{Topology, UseCase};
 use workers::alerts::{Alerter, Monitor};
 use workers::email::{EmailLimits, EmailWorker};
 use workers::feedback::FeedbackWorker;
-use workers::{Consumer, ConsumerConfig, Handler, OutboxRelay, RelayConfig};
+use workers::{Consumer, ConsumerConfig, ConsumerStats, Handler, OutboxRelay, RelayConfig};
 
 /// The backends a platform runs on.
 #[derive(Clone)]
@@ -121,7 +121,13 @@ impl Platform {
         &self.backends
     }
 
-    fn spawn_worker(&self, use_case: UseCase, tasks: &mut tokio::task::JoinSet<()>, shutdown: &CancellationToken) {
+    /// Starts the worker of `use_case`; returns its stats for the monitor.
+    fn spawn_worker(
+        &self,
+        use_case: UseCase,
+        tasks: &mut tokio::task::JoinSet<()>,
+        shutdown: &CancellationToken,
+    ) -> Option<Arc<ConsumerStats>> {
         let backends = &self.backends;
         let handler: Arc<dyn Handler> = match use_case {
             UseCase::Feedback => {
@@ -150,23 +156,27 @@ impl Platform {
                     tracing::info!(
                         "no email provider configured (SWITCHYARD_SENDGRID_API_KEY): the email worker is off"
                     );
-                    return;
+                    return None;
                 }
             },
             // Rejected in `with_backends`.
-            _ => return,
+            _ => return None,
         };
         let queue = self.topology.queue(use_case);
         let mut consumer_config = ConsumerConfig::new(queue.name.clone());
         consumer_config.concurrency = self.config.worker_concurrency;
         consumer_config.visibility_timeout = Some(queue.visibility_timeout);
-        tasks.spawn(Consumer::new(backends.transport.clone(), handler, consumer_config).run(shutdown.clone()));
+        let consumer = Consumer::new(backends.transport.clone(), handler, consumer_config);
+        let stats = consumer.stats();
+        tasks.spawn(consumer.run(shutdown.clone()));
+        Some(stats)
     }
 
     /// Runs the components until `shutdown` is cancelled, then stops receiving, lets
     /// in-flight requests and messages finish, and returns.
     pub async fn run_until_stopped(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
+        let mut worker_stats = Vec::new();
         for component in self.components.clone() {
             match component {
                 Component::Relay => {
@@ -181,20 +191,30 @@ impl Platform {
                     }
                     tasks.spawn(relay.run(shutdown.clone()));
                 }
-                Component::Worker(use_case) => self.spawn_worker(use_case, &mut tasks, &shutdown),
-                Component::Monitor => match adapters::open_alert_sink(&self.config) {
-                    Some(sink) => {
-                        let monitor = Monitor::new(
-                            self.backends.transport.clone(),
-                            self.backends.store.clone(),
-                            self.topology.clone(),
-                            Alerter::new(sink, Duration::from_secs(5 * 60)),
-                        );
-                        tasks.spawn(monitor.run(Duration::from_secs(30), shutdown.clone()));
+                Component::Worker(use_case) => {
+                    if let Some(stats) = self.spawn_worker(use_case, &mut tasks, &shutdown) {
+                        worker_stats.push((use_case, stats));
                     }
-                    None => tracing::info!("no alert sink configured (SWITCHYARD_DISCORD_WEBHOOK_URL): alerts are off"),
-                },
-                Component::Api | Component::ControlPlane => {}
+                }
+                Component::Monitor | Component::Api | Component::ControlPlane => {}
+            }
+        }
+        if self.components.contains(&Component::Monitor) {
+            match adapters::open_alert_sink(&self.config) {
+                Some(sink) => {
+                    let mut monitor = Monitor::new(
+                        self.backends.transport.clone(),
+                        self.backends.store.clone(),
+                        self.topology.clone(),
+                        Alerter::new(sink, Duration::from_secs(5 * 60)),
+                    );
+                    // Failure rates of the workers in this process.
+                    for (use_case, stats) in worker_stats {
+                        monitor.watch_worker(use_case.as_str(), stats);
+                    }
+                    tasks.spawn(monitor.run(Duration::from_secs(30), shutdown.clone()));
+                }
+                None => tracing::info!("no alert sink configured (SWITCHYARD_DISCORD_WEBHOOK_URL): alerts are off"),
             }
         }
 

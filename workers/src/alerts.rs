@@ -1,10 +1,11 @@
-//! Alerts to the deployment's chat channel: messages arriving in a dead-letter queue
-//! and outbox lag over a threshold. De-duplicated and rate limited per alert key: the
+//! Alerts to the deployment's chat channel: messages arriving in a dead-letter queue,
+//! a worker's failure rate over a threshold, and outbox lag over a threshold. De-duplicated and rate limited per alert key: the
 //! first alert of a key goes out at once, repeats within the window are counted, and
 //! when the window closes one summary reports how many there were — a storm produces
 //! a summary, not a flood.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 use shared::ports::providers::{Alert, AlertSink};
 use shared::ports::{Store, Transport};
 use shared::topology::Topology;
+
+use crate::consumer::ConsumerStats;
 
 const RED: u32 = 0xE7_4C_3C;
 const ORANGE: u32 = 0xE6_7E_22;
@@ -89,11 +92,63 @@ pub struct Monitor {
     pub lag_threshold: u64,
     /// Dead letters seen per DLQ at the last check.
     seen: HashMap<String, u64>,
+    /// Workers whose failure rate is watched, with their counts at the last check.
+    workers: Vec<(String, Arc<ConsumerStats>, (u64, u64))>,
+    /// A worker failing more than this share of at least `min_samples` messages
+    /// between two checks is alerted.
+    pub failure_threshold: f64,
+    pub min_samples: u64,
 }
 
 impl Monitor {
     pub fn new(transport: Arc<dyn Transport>, store: Arc<dyn Store>, topology: Topology, alerter: Alerter) -> Self {
-        Self { transport, store, topology, alerter, lag_threshold: 1_000, seen: HashMap::new() }
+        Self {
+            transport,
+            store,
+            topology,
+            alerter,
+            lag_threshold: 1_000,
+            seen: HashMap::new(),
+            workers: Vec::new(),
+            failure_threshold: 0.5,
+            min_samples: 10,
+        }
+    }
+
+    /// Watches a worker's failure rate.
+    pub fn watch_worker(&mut self, name: &str, stats: Arc<ConsumerStats>) {
+        self.workers.push((name.to_owned(), stats, (0, 0)));
+    }
+
+    async fn check_workers(&mut self, now: Instant) {
+        let mut alerts = Vec::new();
+        for (name, stats, last) in &mut self.workers {
+            let counts = (stats.handled.load(Ordering::Relaxed), stats.failed.load(Ordering::Relaxed));
+            let (handled, failed) = (counts.0 - last.0, counts.1 - last.1);
+            *last = counts;
+            let total = handled + failed;
+            if total >= self.min_samples && failed as f64 / total as f64 > self.failure_threshold {
+                alerts.push((
+                    format!("worker-failures:{name}"),
+                    Alert {
+                        title: format!("The {name} worker is failing"),
+                        description: format!(
+                            "{failed} of the last {total} messages failed (threshold {:.0} %).",
+                            self.failure_threshold * 100.0
+                        ),
+                        fields: vec![
+                            ("worker".into(), name.clone()),
+                            ("instance".into(), self.topology.instance.as_str().to_owned()),
+                        ],
+                        colour: ORANGE,
+                        url: None,
+                    },
+                ));
+            }
+        }
+        for (key, alert) in alerts {
+            self.alerter.raise(&key, alert, now).await;
+        }
     }
 
     /// One round of checks.
@@ -144,6 +199,7 @@ impl Monitor {
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "could not read the outbox backlog"),
         }
+        self.check_workers(now).await;
         self.alerter.flush(now).await;
     }
 

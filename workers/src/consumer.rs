@@ -9,6 +9,7 @@
 //! to the dead-letter queue.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,6 +84,14 @@ pub struct Consumer {
     transport: Arc<dyn Transport>,
     handler: Arc<dyn Handler>,
     config: ConsumerConfig,
+    stats: Arc<ConsumerStats>,
+}
+
+/// Running counts of a consumer's handler results (for failure-rate alerts).
+#[derive(Debug, Default)]
+pub struct ConsumerStats {
+    pub handled: AtomicU64,
+    pub failed: AtomicU64,
 }
 
 enum Outcome {
@@ -93,7 +102,12 @@ enum Outcome {
 
 impl Consumer {
     pub fn new(transport: Arc<dyn Transport>, handler: Arc<dyn Handler>, config: ConsumerConfig) -> Self {
-        Self { transport, handler, config }
+        Self { transport, handler, config, stats: Arc::default() }
+    }
+
+    /// The handler's running counts.
+    pub fn stats(&self) -> Arc<ConsumerStats> {
+        self.stats.clone()
     }
 
     fn backoff(&self, receive_count: u32) -> Duration {
@@ -121,8 +135,12 @@ impl Consumer {
                 shared::telemetry::continue_trace(&span, traceparent);
             }
             match self.handler.handle(&message).instrument(span).await {
-                Ok(()) => outcomes.push(Outcome::Done(message.receipt)),
+                Ok(()) => {
+                    self.stats.handled.fetch_add(1, Ordering::Relaxed);
+                    outcomes.push(Outcome::Done(message.receipt));
+                }
                 Err(error) => {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
                     failed = true;
                     let delay = match &error {
                         HandlerError::Transient(_) => self.backoff(message.receive_count),

@@ -10,6 +10,6 @@ pub mod email;
 pub mod feedback;
 pub mod relay;
 
-pub use consumer::{Consumer, ConsumerConfig, Handler, HandlerError};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerStats, Handler, HandlerError};
 pub use relay::{OutboxRelay, RelayConfig};
 pub use shared::config::BusForwarding;

@@ -77,3 +77,39 @@ async fn a_message_reaching_a_dead_letter_queue_is_alerted_once() {
     assert_eq!(posted[0].title, format!("Dead letters in {}", env.topology.queue(UseCase::Feedback).dlq_name));
     assert!(posted[0].fields.iter().any(|(name, value)| name == "dead letters" && value == "1"));
 }
+
+#[tokio::test]
+async fn a_worker_failing_most_messages_is_alerted() {
+    use std::sync::atomic::Ordering as AtomicOrdering;
+
+    let env = Env::new().await;
+    let sink = Arc::new(Recorder::default());
+    let mut monitor = Monitor::new(
+        env.embedded.clone(),
+        env.store.clone(),
+        env.topology.clone(),
+        Alerter::new(sink.clone(), Duration::from_secs(300)),
+    );
+    let stats = Arc::new(workers::ConsumerStats::default());
+    monitor.watch_worker("email", stats.clone());
+    let start = Instant::now();
+
+    // Few messages, all failing: not enough to judge.
+    stats.failed.fetch_add(5, AtomicOrdering::Relaxed);
+    monitor.check(start).await;
+    assert!(sink.posted.lock().expect("lock").is_empty());
+
+    // Then 4 handled and 16 failed since the last check: 80 % > 50 %.
+    stats.handled.fetch_add(4, AtomicOrdering::Relaxed);
+    stats.failed.fetch_add(16, AtomicOrdering::Relaxed);
+    monitor.check(start + Duration::from_secs(30)).await;
+    let posted = sink.posted.lock().expect("lock").clone();
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0].title, "The email worker is failing");
+    assert!(posted[0].description.starts_with("16 of the last 20"), "{}", posted[0].description);
+
+    // Healthy again: nothing new.
+    stats.handled.fetch_add(50, AtomicOrdering::Relaxed);
+    monitor.check(start + Duration::from_secs(60)).await;
+    assert_eq!(sink.posted.lock().expect("lock").len(), 1);
+}
