@@ -51,7 +51,10 @@ impl CaptureProvider {
             .map_err(io_failure)?;
         let mut line = record.to_string();
         line.push('\n');
-        file.write_all(line.as_bytes()).await.map_err(io_failure)
+        file.write_all(line.as_bytes()).await.map_err(io_failure)?;
+        // tokio finishes file writes on a background thread: wait for it, or a read
+        // right after could miss the line.
+        file.flush().await.map_err(io_failure)
     }
 }
 

@@ -22,7 +22,16 @@ async fn wait_for_status(app: &TestApp, id: &str, wanted: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_fans_out_to_one_sent_email_per_recipient() {
-    let app = spawn_app(Engine::Embedded).await;
+    campaign(Engine::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_fans_out_on_postgres_and_aws() {
+    campaign(Engine::PostgresAws).await;
+}
+
+async fn campaign(engine: Engine) {
+    let app = spawn_app(engine).await;
     let response = app
         .post_json(
             "/v1/emails",
