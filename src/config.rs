@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use shared::config::{
-    AwsSettings, BusConfig, BusForwarding, Config, EmailConfig, ObjectStoreConfig, Secret, StoreConfig,
+    AwsSettings, BusConfig, BusForwarding, Config, EmailConfig, EmailProvider, ObjectStoreConfig, Secret, StoreConfig,
     TransportConfig, ZendeskConfig,
 };
 use shared::domain::EmailAddress;
@@ -66,6 +66,8 @@ pub struct Layer {
     pub email_from: Option<String>,
     pub email_rate_per_tenant: Option<u32>,
     pub email_rate: Option<u32>,
+    /// `sendgrid` or `ses`; SendGrid when an API key is set.
+    pub email_provider: Option<String>,
     pub sendgrid_api_key: Option<String>,
     pub sendgrid_url: Option<String>,
     pub api_addr: Option<String>,
@@ -103,6 +105,7 @@ impl Layer {
             email_from,
             email_rate_per_tenant,
             email_rate,
+            email_provider,
             sendgrid_api_key,
             sendgrid_url,
             api_addr,
@@ -135,6 +138,7 @@ impl Layer {
             email_from: email_from.or(self.email_from),
             email_rate_per_tenant: email_rate_per_tenant.or(self.email_rate_per_tenant),
             email_rate: email_rate.or(self.email_rate),
+            email_provider: email_provider.or(self.email_provider),
             sendgrid_api_key: sendgrid_api_key.or(self.sendgrid_api_key),
             sendgrid_url: sendgrid_url.or(self.sendgrid_url),
             api_addr: api_addr.or(self.api_addr),
@@ -187,6 +191,7 @@ impl Layer {
             email_rate_per_tenant: number("email_rate_per_tenant", "SWITCHYARD_EMAIL_RATE_PER_TENANT")?
                 .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             email_rate: number("email_rate", "SWITCHYARD_EMAIL_RATE")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            email_provider: get("SWITCHYARD_EMAIL_PROVIDER"),
             sendgrid_api_key: get("SWITCHYARD_SENDGRID_API_KEY"),
             sendgrid_url: get("SWITCHYARD_SENDGRID_URL"),
             api_addr: get("SWITCHYARD_API_ADDR"),
@@ -244,7 +249,7 @@ impl Layer {
                         "the s3 object store needs SWITCHYARD_S3_BUCKET (or s3_bucket in the file)".into(),
                     )
                 })?,
-                aws,
+                aws: aws.clone(),
             },
             other => return Err(invalid("objects", format!("`{other}` is not an object store; use filesystem or s3"))),
         };
@@ -275,14 +280,32 @@ impl Layer {
                 ))
             }
         };
+        let sendgrid_url = self.sendgrid_url.unwrap_or_else(|| "https://api.sendgrid.com".into());
+        let email_provider = match (self.email_provider.as_deref(), self.sendgrid_api_key) {
+            (None, None) => EmailProvider::Unconfigured,
+            (None | Some("sendgrid"), Some(key)) => {
+                EmailProvider::SendGrid { url: sendgrid_url, api_key: Secret::new(key) }
+            }
+            (Some("sendgrid"), None) => {
+                return Err(invalid(
+                    "sendgrid_api_key",
+                    "the sendgrid email provider needs SWITCHYARD_SENDGRID_API_KEY".into(),
+                ))
+            }
+            (Some("ses"), _) => EmailProvider::Ses(aws.clone()),
+            (Some(other), _) => {
+                return Err(invalid(
+                    "email_provider",
+                    format!("`{other}` is not an email provider; use sendgrid or ses"),
+                ))
+            }
+        };
         let email = EmailConfig {
             from: EmailAddress::parse(self.email_from.as_deref().unwrap_or("no-reply@switchyard.localhost"))
                 .map_err(|m| invalid("email_from", m))?,
             per_tenant_rate: self.email_rate_per_tenant.unwrap_or(10).max(1),
             provider_rate: self.email_rate.unwrap_or(100).max(1),
-            sendgrid: self
-                .sendgrid_api_key
-                .map(|key| (self.sendgrid_url.unwrap_or_else(|| "https://api.sendgrid.com".into()), Secret::new(key))),
+            provider: email_provider,
         };
         let addr = |setting: &'static str, value: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
             let text = value.unwrap_or_else(|| default.to_owned());
@@ -387,6 +410,13 @@ mod tests {
         assert_eq!(config.transport, TransportConfig::Aws(aws.clone()));
         assert_eq!(config.objects, ObjectStoreConfig::S3 { bucket: "acme-results".into(), aws });
         assert_eq!(config.bus, None, "no bus unless asked for");
+        let ses =
+            Layer { email_provider: Some("ses".into()), aws_region: Some("eu-west-1".into()), ..Layer::default() }
+                .into_config()
+                .unwrap();
+        assert!(
+            matches!(ses.email.provider, EmailProvider::Ses(AwsSettings { region: Some(ref r), .. }) if r == "eu-west-1")
+        );
     }
 
     #[test]
@@ -411,6 +441,8 @@ mod tests {
             (Layer { objects: Some("s3".into()), ..Layer::default() }, "s3_bucket"),
             (Layer { objects: Some("gcs".into()), ..Layer::default() }, "objects"),
             (Layer { zendesk_url: Some("https://acme.zendesk.com".into()), ..Layer::default() }, "zendesk"),
+            (Layer { email_provider: Some("sendgrid".into()), ..Layer::default() }, "sendgrid_api_key"),
+            (Layer { email_provider: Some("mailgun".into()), ..Layer::default() }, "email_provider"),
             (Layer { api_addr: Some("localhost".into()), ..Layer::default() }, "api_addr"),
             (Layer { instance: Some("Bad Name".into()), ..Layer::default() }, "instance"),
             (Layer { environment: Some("qa".into()), ..Layer::default() }, "environment"),

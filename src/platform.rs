@@ -122,7 +122,7 @@ impl Platform {
     }
 
     /// Starts the worker of `use_case`; returns its stats for the monitor.
-    fn spawn_worker(
+    async fn spawn_worker(
         &self,
         use_case: UseCase,
         tasks: &mut tokio::task::JoinSet<()>,
@@ -137,7 +137,7 @@ impl Platform {
                     None => worker,
                 })
             }
-            UseCase::Email => match adapters::open_email_sender(&self.config) {
+            UseCase::Email => match adapters::open_email_sender(&self.config).await {
                 Some(sender) => {
                     let email = &self.config.email;
                     let limits = EmailLimits {
@@ -154,7 +154,7 @@ impl Platform {
                 }
                 None => {
                     tracing::info!(
-                        "no email provider configured (SWITCHYARD_SENDGRID_API_KEY): the email worker is off"
+                        "no email provider configured (SWITCHYARD_EMAIL_PROVIDER / SWITCHYARD_SENDGRID_API_KEY): the email worker is off"
                     );
                     return None;
                 }
@@ -192,7 +192,7 @@ impl Platform {
                     tasks.spawn(relay.run(shutdown.clone()));
                 }
                 Component::Worker(use_case) => {
-                    if let Some(stats) = self.spawn_worker(use_case, &mut tasks, &shutdown) {
+                    if let Some(stats) = self.spawn_worker(use_case, &mut tasks, &shutdown).await {
                         worker_stats.push((use_case, stats));
                     }
                 }

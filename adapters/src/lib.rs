@@ -100,13 +100,20 @@ pub fn open_alert_sink(config: &shared::config::Config) -> Option<Arc<dyn shared
     })
 }
 
-/// Where email goes: SendGrid when configured, else the capture provider when the
-/// process captures provider calls, else nowhere (the email worker does not start).
-pub fn open_email_sender(config: &shared::config::Config) -> Option<Arc<dyn shared::ports::providers::EmailSender>> {
-    if let Some((url, key)) = &config.email.sendgrid {
-        return Some(Arc::new(providers::SendGrid::new(url.clone(), key.clone())));
+/// Where email goes: the configured provider (SendGrid or SES), else the capture
+/// provider when the process captures provider calls, else nowhere (the email worker
+/// does not start).
+pub async fn open_email_sender(
+    config: &shared::config::Config,
+) -> Option<Arc<dyn shared::ports::providers::EmailSender>> {
+    use shared::config::EmailProvider;
+    match &config.email.provider {
+        EmailProvider::SendGrid { url, api_key } => {
+            Some(Arc::new(providers::SendGrid::new(url.clone(), api_key.clone())))
+        }
+        EmailProvider::Ses(settings) => Some(Arc::new(aws::SesEmailSender::new(&aws::sdk_config(settings).await))),
+        EmailProvider::Unconfigured => config.capture_dir.as_ref().map(|dir| {
+            Arc::new(providers::CaptureProvider::new(dir.clone())) as Arc<dyn shared::ports::providers::EmailSender>
+        }),
     }
-    config.capture_dir.as_ref().map(|dir| {
-        Arc::new(providers::CaptureProvider::new(dir.clone())) as Arc<dyn shared::ports::providers::EmailSender>
-    })
 }

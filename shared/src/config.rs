@@ -95,8 +95,20 @@ pub struct EmailConfig {
     /// Sends per second per tenant, and in all to the provider.
     pub per_tenant_rate: u32,
     pub provider_rate: u32,
-    /// SendGrid (base URL, API key); without it, emails are captured under `dev`.
-    pub sendgrid: Option<(String, Secret)>,
+    pub provider: EmailProvider,
+}
+
+/// Which provider sends email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailProvider {
+    /// None: captured under `dev`, otherwise the email worker does not start.
+    Unconfigured,
+    SendGrid {
+        url: String,
+        api_key: Secret,
+    },
+    /// Amazon SES v2, with the deployment's AWS settings.
+    Ses(AwsSettings),
 }
 
 impl EmailConfig {
@@ -107,7 +119,7 @@ impl EmailConfig {
                 .expect("a valid constant address"),
             per_tenant_rate: 10,
             provider_rate: 100,
-            sendgrid: None,
+            provider: EmailProvider::Unconfigured,
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod bus;
 pub mod objects;
 pub mod provision;
+pub mod ses;
 pub mod transport;
 
 use std::time::Duration;
@@ -30,6 +31,7 @@ use shared::config::AwsSettings;
 
 pub use bus::EventBridgeBus;
 pub use objects::S3ObjectStore;
+pub use ses::SesEmailSender;
 pub use transport::AwsTransport;
 
 /// The SDK configuration loader: the standard chain, then the explicit settings.

@@ -190,3 +190,27 @@ async fn eventbridge_bus_delivers_to_rule_targets_and_lists_rule_patterns() {
     assert_eq!(bodies[0]["detail-type"], "order.placed");
     assert_eq!(bodies[0]["source"], "core-api");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ses_sends_from_verified_identities_and_rejects_others() {
+    use shared::domain::EmailAddress;
+    use shared::ports::providers::{Email, EmailBody, EmailSender, ProviderError};
+
+    let config = sdk_config().await;
+    let from = format!("no-reply-{}@acme.example", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    aws_sdk_sesv2::Client::new(&config).create_email_identity().email_identity(&from).send().await.expect("identity");
+    let ses = aws::SesEmailSender::new(&config);
+    let email = |from: &str| Email {
+        to: EmailAddress::parse("ana@example.com").expect("to"),
+        from: EmailAddress::parse(from).expect("from"),
+        subject: "Welcome".into(),
+        body: EmailBody::Content { text: Some("Hello".into()), html: Some("<p>Hello</p>".into()) },
+        reference: "evt_0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6".into(),
+    };
+    let receipt = ses.send(&email(&from)).await.expect("sent");
+    assert_eq!(receipt.provider, "ses");
+    assert!(receipt.message_id.is_some_and(|id| !id.is_empty()));
+    let error = ses.send(&email("stranger@elsewhere.example")).await.expect_err("unverified sender");
+    assert!(matches!(&error, ProviderError::Rejected { reason, .. } if reason.contains("not verified")), "{error:?}");
+    assert!(!error.is_retryable());
+}
