@@ -9,7 +9,7 @@
 pub mod auth;
 mod body;
 pub mod problem;
-pub mod routes;
+mod routes;
 
 use std::net::TcpListener;
 use std::sync::Arc;

@@ -1,4 +1,3 @@
-use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,12 +10,12 @@ use adapters::object_store::FilesystemObjectStore;
 use shared::domain::{EmailAddress, EmailStatus, NewEmail};
 use shared::envelope::event_types::EMAIL_REQUESTED;
 use shared::ports::providers::{Email, EmailReceipt, EmailSender, ProviderError};
-use shared::ports::{Receipt, ReceivedMessage, SendStart};
+use shared::ports::SendStart;
 use shared::{EmailId, EventEnvelope, EventType, Service, TenantId};
 use workers::email::{EmailLimits, EmailWorker};
 use workers::{Handler, HandlerError};
 
-use crate::helpers::Env;
+use crate::helpers::{delivery, Env};
 
 /// Fails the first `failures` sends with `error`, then accepts.
 struct ScriptedSender {
@@ -85,18 +84,6 @@ async fn submit(env: &Env, tenant: TenantId) -> (EmailId, EventEnvelope) {
     };
     env.store.submit_emails(&[(email, envelope.clone())]).await.expect("submit");
     (id, envelope)
-}
-
-fn delivery(envelope: &EventEnvelope, count: u32) -> ReceivedMessage {
-    ReceivedMessage {
-        message_id: format!("m{count}"),
-        receipt: Receipt(format!("r{count}")),
-        group_id: envelope.tenant_id.to_string(),
-        dedup_id: envelope.id.to_string(),
-        body: envelope.to_json(),
-        attributes: BTreeMap::new(),
-        receive_count: count,
-    }
 }
 
 #[tokio::test]

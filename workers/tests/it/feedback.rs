@@ -1,4 +1,3 @@
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +9,12 @@ use adapters::object_store::FilesystemObjectStore;
 use shared::domain::{FeedbackMessage, FeedbackStatus, NewFeedback};
 use shared::envelope::event_types::FEEDBACK_SUBMITTED;
 use shared::ports::providers::{ProviderError, Ticket, TicketDesk, TicketRef};
-use shared::ports::{ObjectStore, ObjectStoreError, Receipt, ReceivedMessage};
+use shared::ports::{ObjectStore, ObjectStoreError};
 use shared::{EventEnvelope, EventType, FeedbackId, ObjectKey, Service};
 use workers::feedback::FeedbackWorker;
 use workers::{Handler, HandlerError};
 
-use crate::helpers::Env;
+use crate::helpers::{delivery, Env};
 
 /// Counts puts and fails the first `fail_first` of them.
 struct CountingObjects {
@@ -39,18 +38,6 @@ impl ObjectStore for CountingObjects {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, ObjectStoreError> {
         self.inner.list(prefix).await
-    }
-}
-
-fn delivery(envelope: &EventEnvelope, count: u32) -> ReceivedMessage {
-    ReceivedMessage {
-        message_id: format!("m{count}"),
-        receipt: Receipt(format!("r{count}")),
-        group_id: envelope.tenant_id.to_string(),
-        dedup_id: envelope.id.to_string(),
-        body: envelope.to_json(),
-        attributes: BTreeMap::new(),
-        receive_count: count,
     }
 }
 

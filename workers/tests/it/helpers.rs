@@ -165,3 +165,16 @@ impl Transport for FaultyTransport {
         self.inner.stats(queue).await
     }
 }
+
+/// A delivery of `envelope`, as the transport would hand it to a handler.
+pub fn delivery(envelope: &EventEnvelope, count: u32) -> ReceivedMessage {
+    ReceivedMessage {
+        message_id: format!("m{count}"),
+        receipt: Receipt(format!("r{count}")),
+        group_id: envelope.tenant_id.to_string(),
+        dedup_id: envelope.id.to_string(),
+        body: envelope.to_json(),
+        attributes: std::collections::BTreeMap::new(),
+        receive_count: count,
+    }
+}
