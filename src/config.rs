@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use shared::config::{
-    AwsSettings, BusConfig, BusForwarding, Config, EmailConfig, EmailProvider, ObjectStoreConfig, Secret, StoreConfig,
-    TransportConfig, ZendeskConfig,
+    AnalyticsConfig, AwsSettings, BusConfig, BusForwarding, Config, EmailConfig, EmailProvider, ObjectStoreConfig,
+    Secret, StoreConfig, TransportConfig, ZendeskConfig,
 };
 use shared::domain::EmailAddress;
 use shared::topology::{Environment, InstanceName};
@@ -70,6 +70,26 @@ pub struct Layer {
     pub email_provider: Option<String>,
     pub sendgrid_api_key: Option<String>,
     pub sendgrid_url: Option<String>,
+    /// Analytics: write an object per tenant and hour at this many events …
+    pub analytics_batch_events: Option<u32>,
+    /// … or when its oldest event waited this many seconds.
+    pub analytics_batch_seconds: Option<u64>,
+    /// App Store Connect API key (TestFlight invitations): key id, issuer id and the
+    /// `.p8` private key file; all three or none.
+    pub asc_key_id: Option<String>,
+    pub asc_issuer_id: Option<String>,
+    pub asc_private_key_path: Option<PathBuf>,
+    pub asc_url: Option<String>,
+    /// App Store Connect requests per hour (its documented limit is 3,600).
+    pub testflight_rate_per_hour: Option<u32>,
+    /// Where new access requests are emailed.
+    pub support_email: Option<String>,
+    /// The operators' bearer token for the control plane's JSON API.
+    pub admin_token: Option<String>,
+    /// Pending access requests older than this get a reminder alert, once per
+    /// `access_request_remind_every_hours`.
+    pub access_request_remind_after_hours: Option<u64>,
+    pub access_request_remind_every_hours: Option<u64>,
     pub api_addr: Option<String>,
     pub console_addr: Option<String>,
     pub worker_concurrency: Option<usize>,
@@ -108,6 +128,17 @@ impl Layer {
             email_provider,
             sendgrid_api_key,
             sendgrid_url,
+            analytics_batch_events,
+            analytics_batch_seconds,
+            asc_key_id,
+            asc_issuer_id,
+            asc_private_key_path,
+            asc_url,
+            testflight_rate_per_hour,
+            support_email,
+            admin_token,
+            access_request_remind_after_hours,
+            access_request_remind_every_hours,
             api_addr,
             console_addr,
             worker_concurrency,
@@ -141,6 +172,19 @@ impl Layer {
             email_provider: email_provider.or(self.email_provider),
             sendgrid_api_key: sendgrid_api_key.or(self.sendgrid_api_key),
             sendgrid_url: sendgrid_url.or(self.sendgrid_url),
+            analytics_batch_events: analytics_batch_events.or(self.analytics_batch_events),
+            analytics_batch_seconds: analytics_batch_seconds.or(self.analytics_batch_seconds),
+            asc_key_id: asc_key_id.or(self.asc_key_id),
+            asc_issuer_id: asc_issuer_id.or(self.asc_issuer_id),
+            asc_private_key_path: asc_private_key_path.or(self.asc_private_key_path),
+            asc_url: asc_url.or(self.asc_url),
+            testflight_rate_per_hour: testflight_rate_per_hour.or(self.testflight_rate_per_hour),
+            support_email: support_email.or(self.support_email),
+            admin_token: admin_token.or(self.admin_token),
+            access_request_remind_after_hours: access_request_remind_after_hours
+                .or(self.access_request_remind_after_hours),
+            access_request_remind_every_hours: access_request_remind_every_hours
+                .or(self.access_request_remind_every_hours),
             api_addr: api_addr.or(self.api_addr),
             console_addr: console_addr.or(self.console_addr),
             worker_concurrency: worker_concurrency.or(self.worker_concurrency),
@@ -194,6 +238,25 @@ impl Layer {
             email_provider: get("SWITCHYARD_EMAIL_PROVIDER"),
             sendgrid_api_key: get("SWITCHYARD_SENDGRID_API_KEY"),
             sendgrid_url: get("SWITCHYARD_SENDGRID_URL"),
+            analytics_batch_events: number("analytics_batch_events", "SWITCHYARD_ANALYTICS_BATCH_EVENTS")?
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            analytics_batch_seconds: number("analytics_batch_seconds", "SWITCHYARD_ANALYTICS_BATCH_SECONDS")?,
+            asc_key_id: get("SWITCHYARD_ASC_KEY_ID"),
+            asc_issuer_id: get("SWITCHYARD_ASC_ISSUER_ID"),
+            asc_private_key_path: get("SWITCHYARD_ASC_PRIVATE_KEY_PATH").map(PathBuf::from),
+            asc_url: get("SWITCHYARD_ASC_URL"),
+            testflight_rate_per_hour: number("testflight_rate_per_hour", "SWITCHYARD_TESTFLIGHT_RATE_PER_HOUR")?
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            support_email: get("SWITCHYARD_SUPPORT_EMAIL"),
+            admin_token: get("SWITCHYARD_ADMIN_TOKEN"),
+            access_request_remind_after_hours: number(
+                "access_request_remind_after_hours",
+                "SWITCHYARD_ACCESS_REQUEST_REMIND_AFTER_HOURS",
+            )?,
+            access_request_remind_every_hours: number(
+                "access_request_remind_every_hours",
+                "SWITCHYARD_ACCESS_REQUEST_REMIND_EVERY_HOURS",
+            )?,
             api_addr: get("SWITCHYARD_API_ADDR"),
             console_addr: get("SWITCHYARD_CONSOLE_ADDR"),
             worker_concurrency: number("worker_concurrency", "SWITCHYARD_WORKER_CONCURRENCY")?
@@ -307,6 +370,10 @@ impl Layer {
             provider_rate: self.email_rate.unwrap_or(100).max(1),
             provider: email_provider,
         };
+        let analytics = AnalyticsConfig {
+            batch_events: self.analytics_batch_events.unwrap_or(500).clamp(1, 10_000),
+            batch_age: std::time::Duration::from_secs(self.analytics_batch_seconds.unwrap_or(60).max(1)),
+        };
         let addr = |setting: &'static str, value: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
             let text = value.unwrap_or_else(|| default.to_owned());
             text.parse().map_err(|e| invalid(setting, format!("`{text}` is not an address like 127.0.0.1:8080 ({e})")))
@@ -325,6 +392,7 @@ impl Layer {
             capture_dir: self.capture_dir,
             discord_webhook: self.discord_webhook_url.map(Secret::new),
             email,
+            analytics,
         })
     }
 }

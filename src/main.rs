@@ -78,7 +78,7 @@ enum ServeTarget {
     ControlPlane,
     /// The outbox relay.
     Relay,
-    /// One worker: feedback.
+    /// One worker: feedback, email or analytics.
     Worker { name: String },
     /// Dead-letter and outbox-lag alerts.
     Monitor,

@@ -14,6 +14,7 @@ use shared::config::{BusForwarding, Config};
 use shared::ports::{EventBus, ObjectStore, Store, Transport};
 use shared::topology::{Topology, UseCase};
 use workers::alerts::{Alerter, Monitor};
+use workers::analytics::{AnalyticsWorker, AnalyticsWriter};
 use workers::email::{EmailLimits, EmailWorker};
 use workers::feedback::FeedbackWorker;
 use workers::{Consumer, ConsumerConfig, ConsumerStats, Handler, OutboxRelay, RelayConfig};
@@ -54,7 +55,7 @@ pub enum Component {
 
 impl Component {
     /// The use cases that have a worker.
-    pub const WORKERS: [UseCase; 2] = [UseCase::Feedback, UseCase::Email];
+    pub const WORKERS: [UseCase; 3] = [UseCase::Feedback, UseCase::Email, UseCase::Analytics];
 
     /// Everything: API, console, relay and every worker.
     pub fn all() -> Vec<Component> {
@@ -98,7 +99,7 @@ impl Platform {
         for component in &components {
             if let Component::Worker(use_case) = component {
                 if !Component::WORKERS.contains(use_case) {
-                    anyhow::bail!("there is no {use_case} worker yet (available: feedback, email)");
+                    anyhow::bail!("there is no {use_case} worker yet (available: feedback, email, analytics)");
                 }
             }
         }
@@ -159,6 +160,17 @@ impl Platform {
                     return None;
                 }
             },
+            UseCase::Analytics => {
+                let staged = Arc::new(tokio::sync::Notify::new());
+                let writer = AnalyticsWriter::new(
+                    backends.store.clone(),
+                    backends.objects.clone(),
+                    self.config.analytics,
+                    staged.clone(),
+                );
+                tasks.spawn(writer.run(shutdown.clone()));
+                Arc::new(AnalyticsWorker::new(backends.store.clone(), staged))
+            }
             // Rejected in `with_backends`.
             _ => return None,
         };

@@ -43,21 +43,12 @@ pub async fn run(events: u64, tenants: u64, rate: u64) -> anyhow::Result<()> {
         objects: Arc::new(S3ObjectStore::counted(&sdk, bucket.clone(), &counter)),
         bus: None,
     };
-    let config = Config {
-        instance: topology.instance.clone(),
-        environment: topology.environment,
-        store: store_config,
-        transport: TransportConfig::Aws(settings.clone()),
-        objects: ObjectStoreConfig::S3 { bucket, aws: settings },
-        api_addr: "127.0.0.1:0".parse()?,
-        console_addr: "127.0.0.1:0".parse()?,
-        worker_concurrency: 8,
-        bus: None,
-        zendesk: None,
-        capture_dir: None,
-        discord_webhook: None,
-        email: shared::config::EmailConfig::unconfigured(),
-    };
+    let config = Config::minimal(
+        &topology,
+        store_config,
+        TransportConfig::Aws(settings.clone()),
+        ObjectStoreConfig::S3 { bucket, aws: settings },
+    );
     let store = backends.store.clone();
     let platform = Platform::with_backends(config, topology, backends, Component::all())?;
     let url = format!("http://127.0.0.1:{}/v1/feedback", platform.api_port().unwrap_or_default());

@@ -61,21 +61,12 @@ pub async fn run(rate: u64, seconds: u64) -> anyhow::Result<()> {
 
     let dir = tempfile::tempdir()?;
     let topology = Topology::new(InstanceName::parse("bench").map_err(anyhow::Error::msg)?, Environment::Production)?;
-    let config = Config {
-        instance: topology.instance.clone(),
-        environment: topology.environment,
-        store: StoreConfig::Sqlite { path: dir.path().join("switchyard.db") },
-        transport: TransportConfig::Embedded { path: dir.path().join("transport.db") },
-        objects: ObjectStoreConfig::Filesystem { root: dir.path().join("objects") },
-        api_addr: "127.0.0.1:0".parse()?,
-        console_addr: "127.0.0.1:0".parse()?,
-        worker_concurrency: 8,
-        bus: None,
-        zendesk: None,
-        capture_dir: None,
-        discord_webhook: None,
-        email: shared::config::EmailConfig::unconfigured(),
-    };
+    let config = Config::minimal(
+        &topology,
+        StoreConfig::Sqlite { path: dir.path().join("switchyard.db") },
+        TransportConfig::Embedded { path: dir.path().join("transport.db") },
+        ObjectStoreConfig::Filesystem { root: dir.path().join("objects") },
+    );
     let platform = Platform::build(config, topology, Component::all()).await?;
     let store = platform.backends().store.clone();
     let tenant = switchyard::dev::create_tenant(store.as_ref(), "Bench").await?;

@@ -55,6 +55,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/feedback/{id}", web::get().to(routes::feedback::get))
                 .route("/emails", web::post().to(routes::emails::create))
                 .route("/emails/{id}", web::get().to(routes::emails::get))
+                .route("/analytics/events", web::post().to(routes::analytics::create))
+                .route("/analytics/batches/{id}", web::get().to(routes::analytics::batch))
+                .route("/analytics/reconciliation", web::get().to(routes::analytics::reconciliation))
                 .route("/webhooks/{source}", web::post().to(routes::webhooks::receive)),
         )
         .default_service(web::to(routes::not_found));

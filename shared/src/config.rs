@@ -124,6 +124,21 @@ impl EmailConfig {
     }
 }
 
+/// How the analytics worker batches events into objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnalyticsConfig {
+    /// An object is written once a tenant's hour holds this many staged events …
+    pub batch_events: u32,
+    /// … or once its oldest staged event has waited this long.
+    pub batch_age: std::time::Duration,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        Self { batch_events: 500, batch_age: std::time::Duration::from_secs(60) }
+    }
+}
+
 /// The whole runtime configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -141,6 +156,7 @@ pub struct Config {
     /// Help-desk tickets for feedback; none when unset.
     pub zendesk: Option<ZendeskConfig>,
     pub email: EmailConfig,
+    pub analytics: AnalyticsConfig,
     /// The deployment's Discord webhook for alerts.
     pub discord_webhook: Option<Secret>,
     /// Where the capture provider stores provider calls that have no real provider
@@ -149,6 +165,33 @@ pub struct Config {
 }
 
 impl Config {
+    /// The given backends with every optional part off and default limits, listening
+    /// on free loopback ports (tests, benchmarks and tools adjust the fields they need).
+    pub fn minimal(
+        topology: &Topology,
+        store: StoreConfig,
+        transport: TransportConfig,
+        objects: ObjectStoreConfig,
+    ) -> Self {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            instance: topology.instance.clone(),
+            environment: topology.environment,
+            store,
+            transport,
+            objects,
+            api_addr: loopback,
+            console_addr: loopback,
+            worker_concurrency: 8,
+            bus: None,
+            zendesk: None,
+            email: EmailConfig::unconfigured(),
+            analytics: AnalyticsConfig::default(),
+            discord_webhook: None,
+            capture_dir: None,
+        }
+    }
+
     /// The deployment's topology.
     pub fn topology(&self) -> Result<Topology, PatternError> {
         let mut topology = Topology::new(self.instance.clone(), self.environment)?;

@@ -32,6 +32,9 @@ pub mod event_types {
     pub const FEEDBACK_SUBMITTED: &str = "feedback.submitted";
     /// Emitted per recipient by `POST /v1/emails`; consumed by the email worker.
     pub const EMAIL_REQUESTED: &str = "email.requested";
+    /// Emitted by `POST /v1/analytics/events`, one per chunk of a batch (a chunk stays
+    /// well under the transport's message size); consumed by the analytics worker.
+    pub const ANALYTICS_EVENTS_ACCEPTED: &str = "analytics.events_accepted";
 }
 
 /// The current envelope schema version.

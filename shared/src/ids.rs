@@ -114,6 +114,16 @@ prefixed_id!(
     EmailId, "eml", "email"
 );
 
+prefixed_id!(
+    /// One `POST /v1/analytics/events` request (a batch of up to 500 events).
+    AnalyticsBatchId, "anb", "analytics batch"
+);
+prefixed_id!(
+    /// One analytics event inside a batch; every written NDJSON row carries it, so a
+    /// row written twice after a crash can be found.
+    AnalyticsEventId, "aev", "analytics event"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 //! only through the port traits in `shared::ports`.
 
 pub mod alerts;
+pub mod analytics;
 pub mod consumer;
 pub mod email;
 pub mod feedback;

@@ -30,6 +30,11 @@ macro_rules! migrations_in {
                 name: "webhook_secrets",
                 sql: include_str!(concat!("../../../migrations/", $dir, "/0003_webhook_secrets.sql")),
             },
+            Migration {
+                version: 4,
+                name: "analytics",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0004_analytics.sql")),
+            },
         ]
     };
 }

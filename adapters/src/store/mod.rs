@@ -4,6 +4,7 @@
 //! rows; SQLite has a single writer) and waking the relay (LISTEN/NOTIFY on
 //! PostgreSQL, in-process on SQLite).
 
+mod analytics;
 mod append;
 mod migrate;
 
@@ -18,12 +19,13 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::{Notify, OnceCell};
 
 use shared::config::StoreConfig;
+use shared::domain::analytics::{AnalyticsBatch, AnalyticsChunk, AnalyticsCounts, NewAnalyticsBatch, StagedAnalytics};
 use shared::domain::{
     ApiKeyRecord, EmailAddress, EmailOutcome, EmailRecord, EmailStatus, Feedback, FeedbackMessage, FeedbackStatus,
     NewEmail, NewFeedback, Rating, Tenant, TenantName,
 };
 use shared::ports::{Appended, EffectTx, OutboxEntry, SendStart, Store, StoreError};
-use shared::{ApiKeyId, EmailId, EventEnvelope, EventId, FeedbackId, TenantId, Timestamp};
+use shared::{AnalyticsBatchId, ApiKeyId, EmailId, EventEnvelope, EventId, FeedbackId, TenantId, Timestamp};
 
 pub(crate) const OUTBOX_CHANNEL: &str = "switchyard_outbox";
 const CLAIM_LOCK: i64 = 72_635_402;
@@ -325,7 +327,17 @@ async fn insert_emails(
         .await
         .map_err(db)?;
     }
-    let envelopes: Vec<&EventEnvelope> = emails.iter().map(|(_, e)| e).collect();
+    let envelopes: Vec<EventEnvelope> = emails.iter().map(|(_, e)| e.clone()).collect();
+    insert_outbox_rows(tx, &envelopes, now).await
+}
+
+/// Outbox rows for `envelopes`, inside `tx`, in multi-row INSERTs.
+async fn insert_outbox_rows(
+    tx: &mut Transaction<'static, Any>,
+    envelopes: &[EventEnvelope],
+    now: i64,
+) -> Result<(), StoreError> {
+    let envelopes: Vec<&EventEnvelope> = envelopes.iter().collect();
     for chunk in envelopes.chunks(200) {
         let rows: Vec<usize> = (0..chunk.len()).collect();
         let sql = append::insert_outbox_sql(chunk.len());
@@ -518,6 +530,42 @@ impl Store for SqlStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn submit_analytics(
+        &self,
+        tenant: TenantId,
+        batch: &NewAnalyticsBatch,
+        envelopes: &[EventEnvelope],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        analytics::insert_batch(&mut tx, tenant, batch, envelopes).await?;
+        self.writer.commit_with_outbox(tx).await
+    }
+
+    async fn analytics_batch(
+        &self,
+        tenant: TenantId,
+        id: AnalyticsBatchId,
+    ) -> Result<Option<AnalyticsBatch>, StoreError> {
+        analytics::batch(&self.pool, tenant, id).await
+    }
+
+    async fn analytics_counts(&self, tenant: TenantId) -> Result<AnalyticsCounts, StoreError> {
+        analytics::counts(&self.pool, tenant).await
+    }
+
+    async fn claim_analytics(
+        &self,
+        max_rows: u32,
+        staged_before: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<AnalyticsChunk>, StoreError> {
+        analytics::claim(&self.pool, self.dialect, max_rows, staged_before, lease).await
+    }
+
+    async fn record_analytics_object(&self, chunk: &AnalyticsChunk, key: &str) -> Result<(), StoreError> {
+        analytics::record_object(&self.pool, chunk, key).await
     }
 
     async fn set_webhook_secret(&self, tenant: TenantId, source: &str, secret: &str) -> Result<(), StoreError> {
@@ -745,6 +793,10 @@ impl EffectTx for SqlEffectTx {
             return Err(StoreError::NotFound(format!("email {id} of tenant {tenant}")));
         }
         Ok(())
+    }
+
+    async fn stage_analytics(&mut self, tenant: TenantId, rows: &[StagedAnalytics]) -> Result<(), StoreError> {
+        analytics::stage(&mut self.tx, tenant, rows).await
     }
 
     async fn submit_emails(&mut self, emails: &[(NewEmail, EventEnvelope)]) -> Result<(), StoreError> {

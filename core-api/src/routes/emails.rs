@@ -148,7 +148,7 @@ pub(crate) async fn get(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = state.authenticate(&request).await?;
-    let not_found = || ApiError::NotFound(format!("email {}", path.as_str().chars().take(64).collect::<String>()));
+    let not_found = || super::not_found_id("email", &path);
     let id = EmailId::parse(&path).map_err(|_| not_found())?;
     let email = state.store.email(tenant, id).await?.ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(json!({

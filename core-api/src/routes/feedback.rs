@@ -99,7 +99,7 @@ pub(crate) async fn get(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = state.authenticate(&request).await?;
-    let not_found = || ApiError::NotFound(format!("feedback {}", path.as_str().chars().take(64).collect::<String>()));
+    let not_found = || super::not_found_id("feedback", &path);
     // A malformed id and another tenant's id look the same: not found.
     let id = FeedbackId::parse(&path).map_err(|_| not_found())?;
     let feedback = state.store.feedback(tenant, id).await?.ok_or_else(not_found)?;

@@ -1,3 +1,4 @@
+pub(crate) mod analytics;
 pub(crate) mod emails;
 pub(crate) mod events;
 pub(crate) mod feedback;
@@ -14,6 +15,11 @@ pub(crate) async fn health() -> HttpResponse {
 
 pub(crate) async fn not_found(request: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound(format!("route {} {}", request.method(), request.path())))
+}
+
+/// The 404 for a path id that is malformed or not the tenant's (the two look the same).
+pub(crate) fn not_found_id(kind: &str, raw: &str) -> ApiError {
+    ApiError::NotFound(format!("{kind} {}", raw.chars().take(64).collect::<String>()))
 }
 
 /// A span for the request, continuing the caller's trace when it sent a valid

@@ -7,9 +7,10 @@ use async_trait::async_trait;
 
 use super::BoxError;
 use crate::clock::Timestamp;
+use crate::domain::analytics::{AnalyticsBatch, AnalyticsChunk, AnalyticsCounts, NewAnalyticsBatch, StagedAnalytics};
 use crate::domain::{ApiKeyRecord, EmailOutcome, EmailRecord, Feedback, FeedbackStatus, NewEmail, NewFeedback, Tenant};
 use crate::envelope::EventEnvelope;
-use crate::ids::{ApiKeyId, EmailId, EventId, FeedbackId, TenantId};
+use crate::ids::{AnalyticsBatchId, ApiKeyId, EmailId, EventId, FeedbackId, TenantId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -115,6 +116,36 @@ pub trait Store: Send + Sync + 'static {
     /// (throttled, unavailable), so a later delivery may send.
     async fn retry_email_send(&self, tenant: TenantId, id: EmailId) -> Result<(), StoreError>;
 
+    /// Stores an analytics batch (its events travel in `envelopes`, one per chunk) with
+    /// those envelopes' outbox rows, in one transaction.
+    async fn submit_analytics(
+        &self,
+        tenant: TenantId,
+        batch: &NewAnalyticsBatch,
+        envelopes: &[EventEnvelope],
+    ) -> Result<(), StoreError>;
+    async fn analytics_batch(
+        &self,
+        tenant: TenantId,
+        id: AnalyticsBatchId,
+    ) -> Result<Option<AnalyticsBatch>, StoreError>;
+    /// Accepted, staged and written analytics events of a tenant (reconciliation).
+    async fn analytics_counts(&self, tenant: TenantId) -> Result<AnalyticsCounts, StoreError>;
+    /// Claims up to `max_rows` staged analytics rows of one tenant and hour partition
+    /// that is due: it holds at least `max_rows` unclaimed rows, or its oldest unclaimed
+    /// row was staged at or before `staged_before`. `None` when nothing is due. The
+    /// claim lapses after `lease` (a writer that crashed is replaced; its rows may then
+    /// be written twice, each row carrying its event id).
+    async fn claim_analytics(
+        &self,
+        max_rows: u32,
+        staged_before: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<AnalyticsChunk>, StoreError>;
+    /// Records that `chunk` was written to the object `key`: its rows leave staging and
+    /// count as written, and the object counts its rows for reconciliation.
+    async fn record_analytics_object(&self, chunk: &AnalyticsChunk, key: &str) -> Result<(), StoreError>;
+
     /// Sets (or replaces) the secret webhooks from `source` are signed with for `tenant`.
     async fn set_webhook_secret(&self, tenant: TenantId, source: &str, secret: &str) -> Result<(), StoreError>;
     async fn webhook_secret(&self, tenant: TenantId, source: &str) -> Result<Option<String>, StoreError>;
@@ -160,6 +191,8 @@ pub trait EffectTx: Send {
     /// Stores emails and their events with the effect (a confirmation email is then
     /// requested exactly once per event).
     async fn submit_emails(&mut self, emails: &[(NewEmail, EventEnvelope)]) -> Result<(), StoreError>;
+    /// Stages analytics events for writing (exactly once per consumed event).
+    async fn stage_analytics(&mut self, tenant: TenantId, rows: &[StagedAnalytics]) -> Result<(), StoreError>;
     /// Records how a send ended.
     async fn set_email_outcome(
         &mut self,

@@ -6,6 +6,7 @@
 
 pub mod object_store;
 pub mod store;
+mod store_flows;
 pub mod transport;
 
 use std::future::Future;

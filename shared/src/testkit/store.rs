@@ -50,6 +50,8 @@ where
     emails(make().await).await;
     announce(SUITE, "webhook secrets per tenant and source");
     webhook_secrets(make().await).await;
+    announce(SUITE, "analytics: batches, staging, claims by count and age, written once");
+    super::store_flows::analytics(make().await).await;
 }
 
 async fn webhook_secrets(store: Arc<dyn Store>) {

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use shared::ports::ReceiveOptions;
 use shared::{EventEnvelope, ObjectKey};
 
-use crate::helpers::{json, spawn_app, Engine, TestApp};
+use crate::helpers::{json, spawn_app, spawn_app_reading_orders, Engine, TestApp};
 
 async fn wait_for_completion(app: &TestApp, id: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -89,7 +89,7 @@ async fn feedback_flows_end_to_end_on_postgres_and_aws() {
 }
 
 async fn events_reach_the_core_api_topic(engine: Engine) {
-    let app = spawn_app(engine).await;
+    let app = spawn_app_reading_orders(engine).await;
     let mut sent = Vec::new();
     for n in 0..5 {
         let response =

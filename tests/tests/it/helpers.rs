@@ -77,23 +77,39 @@ async fn tenant(backends: &Backends, name: &str) -> Tenant {
 }
 
 pub async fn spawn_app(engine: Engine) -> TestApp {
-    spawn(engine, None, None).await
+    spawn(engine, None, None, Component::all()).await
+}
+
+/// Every component but the analytics worker, so a test can read `order.*` events from
+/// `order_queue` (the analytics queue) itself.
+pub async fn spawn_app_reading_orders(engine: Engine) -> TestApp {
+    spawn(engine, None, None, without_analytics_worker()).await
+}
+
+fn without_analytics_worker() -> Vec<Component> {
+    Component::all().into_iter().filter(|c| *c != Component::Worker(UseCase::Analytics)).collect()
 }
 
 /// The embedded engine with feedback tickets going to the Zendesk at `url`.
 pub async fn spawn_app_with_zendesk(url: &str) -> TestApp {
     let zendesk =
         ZendeskConfig { url: url.to_owned(), email: "agent@acme.example".into(), api_token: Secret::new("secret") };
-    spawn(Engine::Embedded, None, Some(zendesk)).await
+    spawn(Engine::Embedded, None, Some(zendesk), Component::all()).await
 }
 
-/// PostgreSQL + the AWS engine on the AWS-compatible server at `endpoint`.
+/// PostgreSQL + the AWS engine on the AWS-compatible server at `endpoint`, reading
+/// orders as [`spawn_app_reading_orders`] does.
 pub async fn spawn_app_on_aws(endpoint: &str) -> TestApp {
     let aws = AwsSettings { region: Some("us-east-1".into()), endpoint: Some(endpoint.to_owned()), max_attempts: 2 };
-    spawn(Engine::PostgresAws, Some(aws), None).await
+    spawn(Engine::PostgresAws, Some(aws), None, without_analytics_worker()).await
 }
 
-async fn spawn(engine: Engine, aws: Option<AwsSettings>, zendesk: Option<ZendeskConfig>) -> TestApp {
+async fn spawn(
+    engine: Engine,
+    aws: Option<AwsSettings>,
+    zendesk: Option<ZendeskConfig>,
+    components: Vec<Component>,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = match engine {
         Engine::Embedded => StoreConfig::Sqlite { path: dir.path().join("switchyard.db") },
@@ -119,24 +135,13 @@ async fn spawn(engine: Engine, aws: Option<AwsSettings>, zendesk: Option<Zendesk
             (TransportConfig::Aws(aws.clone()), ObjectStoreConfig::S3 { bucket, aws })
         }
     };
-    let config = Config {
-        instance: topology.instance.clone(),
-        environment: topology.environment,
-        store,
-        transport,
-        objects,
-        api_addr: "127.0.0.1:0".parse().expect("addr"),
-        console_addr: "127.0.0.1:0".parse().expect("addr"),
-        worker_concurrency: 4,
-        bus: None,
-        zendesk,
-        capture_dir: Some(dir.path().join("captures")),
-        discord_webhook: None,
-        email: shared::config::EmailConfig::unconfigured(),
-    };
+    let mut config = Config::minimal(&topology, store, transport, objects);
+    config.worker_concurrency = 4;
+    config.zendesk = zendesk;
+    config.capture_dir = Some(dir.path().join("captures"));
+    config.analytics.batch_age = Duration::from_millis(300);
     let backends = Backends::open(&config, &topology).await.expect("backends");
-    let platform =
-        Platform::with_backends(config, topology.clone(), backends.clone(), Component::all()).expect("platform");
+    let platform = Platform::with_backends(config, topology.clone(), backends.clone(), components).expect("platform");
     let api_url = format!("http://127.0.0.1:{}", platform.api_port().expect("api"));
     let console_url = format!("http://127.0.0.1:{}", platform.console_port().expect("console"));
     let acme = tenant(&backends, "Acme").await;

@@ -1,6 +1,7 @@
 //! The relay, the consumer runtime and the feedback worker on the embedded engine.
 
 mod alerts;
+mod analytics;
 mod consumer;
 mod email;
 mod feedback;

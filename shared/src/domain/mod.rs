@@ -1,5 +1,7 @@
 //! Domain records and the validated values they are made of.
 
+pub mod analytics;
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};

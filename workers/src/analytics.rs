@@ -1,0 +1,209 @@
+//! The analytics worker: stages each accepted chunk of events exactly once (inbox), and
+//! a writer that turns staged events into gzip NDJSON objects under
+//! `analytics/tenant=…/year=…/month=…/day=…/hour=…/<object id>.ndjson.gz`.
+//!
+//! An object is written per tenant and hour once that hour holds `batch_events` staged
+//! events or its oldest one waited `batch_age`. Staged events are durable in the store,
+//! so a crash loses nothing: a writer that dies after writing an object but before
+//! recording it leaves its rows claimed until the lease lapses, and the next writer
+//! writes them again — a duplicate row, found by its `event_id` and visible in the
+//! reconciliation counts (`rows_in_objects` above `written`).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use shared::config::AnalyticsConfig;
+use shared::domain::analytics::{hour_of, AnalyticsChunk, StagedAnalytics};
+use shared::envelope::event_types::ANALYTICS_EVENTS_ACCEPTED;
+use shared::ports::{ObjectStore, ReceivedMessage, Store, StoreError};
+use shared::{AnalyticsBatchId, AnalyticsEventId, EventEnvelope, ObjectKey, Timestamp};
+
+use crate::consumer::{Handler, HandlerError};
+
+pub const CONSUMER: &str = "analytics";
+/// How long a writer owns the rows it claimed.
+const WRITE_LEASE: Duration = Duration::from_secs(120);
+/// Attempts to write one chunk before leaving it to the lease.
+const WRITE_ATTEMPTS: u32 = 4;
+
+fn store_error(error: StoreError) -> HandlerError {
+    if error.is_retryable() {
+        HandlerError::transient(error)
+    } else {
+        HandlerError::permanent(error)
+    }
+}
+
+/// Stages the events of `analytics.events_accepted` messages.
+pub struct AnalyticsWorker {
+    store: Arc<dyn Store>,
+    staged: Arc<Notify>,
+}
+
+impl AnalyticsWorker {
+    /// `staged` is notified after each commit, so the writer can check for full batches.
+    pub fn new(store: Arc<dyn Store>, staged: Arc<Notify>) -> Self {
+        Self { store, staged }
+    }
+
+    fn rows(envelope: &EventEnvelope) -> Result<Vec<StagedAnalytics>, HandlerError> {
+        let data = &envelope.data;
+        let batch_id = data
+            .get("batch_id")
+            .and_then(Value::as_str)
+            .and_then(|id| AnalyticsBatchId::parse(id).ok())
+            .ok_or_else(|| HandlerError::permanent("analytics.events_accepted without a valid data.batch_id"))?;
+        let events = data
+            .get("events")
+            .and_then(Value::as_array)
+            .ok_or_else(|| HandlerError::permanent("analytics.events_accepted without data.events"))?;
+        let hour = hour_of(envelope.occurred_at);
+        events
+            .iter()
+            .map(|event| {
+                let event_id = event
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .and_then(|id| AnalyticsEventId::parse(id).ok())
+                    .ok_or_else(|| HandlerError::permanent("an analytics event without a valid id"))?;
+                let line = json!({
+                    "event_id": event_id,
+                    "tenant_id": envelope.tenant_id,
+                    "batch_id": batch_id,
+                    "name": event.get("name"),
+                    "timestamp": event.get("timestamp"),
+                    "user_id": event.get("user_id"),
+                    "properties": event.get("properties"),
+                    "received_at": envelope.occurred_at,
+                });
+                Ok(StagedAnalytics { event_id, batch_id, hour, line: line.to_string() })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Handler for AnalyticsWorker {
+    fn name(&self) -> &str {
+        CONSUMER
+    }
+
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
+        let envelope = EventEnvelope::from_json(&message.body).map_err(HandlerError::permanent)?;
+        if envelope.event_type.as_str() != ANALYTICS_EVENTS_ACCEPTED {
+            return Ok(());
+        }
+        let rows = Self::rows(&envelope)?;
+        let tenant = envelope.tenant_id;
+        if let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(store_error)? {
+            tx.stage_analytics(tenant, &rows).await.map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
+            tracing::debug!(tenant_id = %tenant, events = rows.len(), "analytics events staged");
+            self.staged.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// Writes staged analytics events as objects.
+pub struct AnalyticsWriter {
+    store: Arc<dyn Store>,
+    objects: Arc<dyn ObjectStore>,
+    config: AnalyticsConfig,
+    staged: Arc<Notify>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("could not write the object")]
+    Object(#[source] shared::ports::ObjectStoreError),
+    #[error("could not compress the rows")]
+    Compress(#[source] std::io::Error),
+    #[error("invalid object key")]
+    Key(#[source] shared::object_key::ObjectKeyError),
+}
+
+impl AnalyticsWriter {
+    pub fn new(
+        store: Arc<dyn Store>,
+        objects: Arc<dyn ObjectStore>,
+        config: AnalyticsConfig,
+        staged: Arc<Notify>,
+    ) -> Self {
+        Self { store, objects, config, staged }
+    }
+
+    /// Writes every partition that is due; returns how many objects were written.
+    pub async fn write_due(&self) -> Result<usize, WriteError> {
+        let mut written = 0;
+        loop {
+            let staged_before = Timestamp::from_millis(
+                Timestamp::now().as_millis() - i64::try_from(self.config.batch_age.as_millis()).unwrap_or(i64::MAX),
+            );
+            let Some(chunk) = self.store.claim_analytics(self.config.batch_events, staged_before, WRITE_LEASE).await?
+            else {
+                return Ok(written);
+            };
+            self.write_with_retries(&chunk).await?;
+            written += 1;
+        }
+    }
+
+    /// Writes a claimed chunk, retrying a failed write a few times while the claim holds;
+    /// after that the claim lapses and a later pass writes the rows.
+    async fn write_with_retries(&self, chunk: &AnalyticsChunk) -> Result<(), WriteError> {
+        let mut delay = Duration::from_millis(100);
+        for _ in 1..WRITE_ATTEMPTS {
+            match self.write(chunk).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::warn!(tenant_id = %chunk.tenant, error = %error, "analytics object not written; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+        self.write(chunk).await
+    }
+
+    async fn write(&self, chunk: &AnalyticsChunk) -> Result<(), WriteError> {
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+        for line in &chunk.lines {
+            encoder.write_all(line.as_bytes()).map_err(WriteError::Compress)?;
+            encoder.write_all(b"\n").map_err(WriteError::Compress)?;
+        }
+        let body = encoder.finish().map_err(WriteError::Compress)?;
+        let name = format!("{}.ndjson.gz", uuid::Uuid::now_v7().simple());
+        let key = ObjectKey::partitioned("analytics", chunk.tenant, chunk.hour, &name).map_err(WriteError::Key)?;
+        self.objects.put(&key, body, "application/gzip").await.map_err(WriteError::Object)?;
+        self.store.record_analytics_object(chunk, key.as_str()).await?;
+        tracing::info!(tenant_id = %chunk.tenant, rows = chunk.lines.len(), key = %key, "analytics object written");
+        Ok(())
+    }
+
+    /// Writes due partitions whenever events are staged and at least every quarter of
+    /// `batch_age`, until `shutdown`. Staged events are durable, so stopping loses none.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tick = (self.config.batch_age / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        loop {
+            if let Err(error) = self.write_due().await {
+                tracing::warn!(error = %error, cause = ?std::error::Error::source(&error), "writing analytics objects failed; retrying");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.staged.notified() => {}
+                () = tokio::time::sleep(tick) => {}
+            }
+        }
+    }
+}
