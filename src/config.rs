@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use shared::config::{
-    AnalyticsConfig, AwsSettings, BusConfig, BusForwarding, Config, EmailConfig, EmailProvider, ObjectStoreConfig,
-    Secret, StoreConfig, TransportConfig, ZendeskConfig,
+    AccessRequestConfig, AnalyticsConfig, AwsSettings, BusConfig, BusForwarding, Config, EmailConfig, EmailProvider,
+    ObjectStoreConfig, Secret, StoreConfig, TransportConfig, ZendeskConfig,
 };
 use shared::domain::EmailAddress;
 use shared::topology::{Environment, InstanceName};
@@ -370,6 +370,17 @@ impl Layer {
             provider_rate: self.email_rate.unwrap_or(100).max(1),
             provider: email_provider,
         };
+        let hours = |h: u64| std::time::Duration::from_secs(h.max(1).saturating_mul(3600));
+        let access_requests = AccessRequestConfig {
+            support_email: self
+                .support_email
+                .as_deref()
+                .map(EmailAddress::parse)
+                .transpose()
+                .map_err(|m| invalid("support_email", m))?,
+            remind_after: hours(self.access_request_remind_after_hours.unwrap_or(24)),
+            remind_every: hours(self.access_request_remind_every_hours.unwrap_or(24)),
+        };
         let analytics = AnalyticsConfig {
             batch_events: self.analytics_batch_events.unwrap_or(500).clamp(1, 10_000),
             batch_age: std::time::Duration::from_secs(self.analytics_batch_seconds.unwrap_or(60).max(1)),
@@ -391,6 +402,8 @@ impl Layer {
             zendesk,
             capture_dir: self.capture_dir,
             discord_webhook: self.discord_webhook_url.map(Secret::new),
+            admin_token: self.admin_token.map(Secret::new),
+            access_requests,
             email,
             analytics,
         })

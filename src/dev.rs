@@ -16,6 +16,19 @@ pub struct DevCredentials {
     pub api_key: String,
     pub api_url: String,
     pub console_url: String,
+    /// The control plane's operator token under `dev`.
+    #[serde(default)]
+    pub admin_token: String,
+}
+
+/// The operator token `dev` uses: the one in the credentials file, else a new one.
+pub fn dev_admin_token(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join(CREDENTIALS_FILE))
+        .ok()
+        .and_then(|text| serde_json::from_str::<DevCredentials>(&text).ok())
+        .map(|c| c.admin_token)
+        .filter(|token| !token.is_empty())
+        .unwrap_or_else(|| format!("adm_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()))
 }
 
 pub const CREDENTIALS_FILE: &str = "dev-credentials.json";
@@ -35,6 +48,7 @@ pub async fn ensure_demo_tenant(
     data_dir: &Path,
     api_url: &str,
     console_url: &str,
+    admin_token: &str,
 ) -> anyhow::Result<(DevCredentials, bool)> {
     let path = data_dir.join(CREDENTIALS_FILE);
     let existing: Option<DevCredentials> =
@@ -49,12 +63,14 @@ pub async fn ensure_demo_tenant(
                 api_key: key.plaintext,
                 api_url: String::new(),
                 console_url: String::new(),
+                admin_token: String::new(),
             };
             (credentials, true)
         }
     };
     credentials.api_url = api_url.to_owned();
     credentials.console_url = console_url.to_owned();
+    admin_token.clone_into(&mut credentials.admin_token);
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     std::fs::write(&path, serde_json::to_string_pretty(&credentials)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;

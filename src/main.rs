@@ -275,14 +275,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn run_dev(config: shared::config::Config, data_dir: &Path) -> anyhow::Result<()> {
+async fn run_dev(mut config: shared::config::Config, data_dir: &Path) -> anyhow::Result<()> {
+    let admin_token = match &config.admin_token {
+        Some(token) => token.expose().to_owned(),
+        None => dev::dev_admin_token(data_dir),
+    };
+    config.admin_token = Some(shared::config::Secret::new(admin_token.clone()));
     let topology = config.topology()?;
     let backends = Backends::open(&config, &topology).await?;
     let platform = Platform::with_backends(config.clone(), topology, backends.clone(), Component::all())?;
     let api_url = format!("http://{}:{}", config.api_addr.ip(), platform.api_port().unwrap_or_default());
     let console_url = format!("http://{}:{}", config.console_addr.ip(), platform.console_port().unwrap_or_default());
     let (credentials, created) =
-        dev::ensure_demo_tenant(backends.store.as_ref(), data_dir, &api_url, &console_url).await?;
+        dev::ensure_demo_tenant(backends.store.as_ref(), data_dir, &api_url, &console_url, &admin_token).await?;
     let store = match &config.store {
         StoreConfig::Sqlite { path } => format!("SQLite at {}", path.display()),
         StoreConfig::Postgres { .. } => "PostgreSQL".to_owned(),
@@ -301,6 +306,7 @@ async fn run_dev(config: shared::config::Config, data_dir: &Path) -> anyhow::Res
          \n  Console:      {console_url}\
          \n  Demo tenant:  {tenant}{fresh}\
          \n  API key:      {key}\
+         \n  Admin token:  {admin_token} (control plane: GET {console_url}/v1/access-requests)\
          \n  Credentials:  {creds}\
          \n  Results:      {objects}\
          \n  Provider calls: {captures} (tickets.jsonl, emails.jsonl, alerts.jsonl)\

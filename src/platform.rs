@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use shared::config::{BusForwarding, Config};
 use shared::ports::{EventBus, ObjectStore, Store, Transport};
 use shared::topology::{Topology, UseCase};
+use workers::access_requests::AccessRequestWorker;
 use workers::alerts::{Alerter, Monitor};
 use workers::analytics::{AnalyticsWorker, AnalyticsWriter};
 use workers::email::{EmailLimits, EmailWorker};
@@ -55,7 +56,7 @@ pub enum Component {
 
 impl Component {
     /// The use cases that have a worker.
-    pub const WORKERS: [UseCase; 3] = [UseCase::Feedback, UseCase::Email, UseCase::Analytics];
+    pub const WORKERS: [UseCase; 4] = [UseCase::Feedback, UseCase::Email, UseCase::Analytics, UseCase::AccessRequests];
 
     /// Everything: API, console, relay and every worker.
     pub fn all() -> Vec<Component> {
@@ -99,7 +100,9 @@ impl Platform {
         for component in &components {
             if let Component::Worker(use_case) = component {
                 if !Component::WORKERS.contains(use_case) {
-                    anyhow::bail!("there is no {use_case} worker yet (available: feedback, email, analytics)");
+                    anyhow::bail!(
+                        "there is no {use_case} worker yet (available: feedback, email, analytics, access-requests)"
+                    );
                 }
             }
         }
@@ -171,6 +174,13 @@ impl Platform {
                 tasks.spawn(writer.run(shutdown.clone()));
                 Arc::new(AnalyticsWorker::new(backends.store.clone(), staged))
             }
+            UseCase::AccessRequests => Arc::new(AccessRequestWorker::new(
+                backends.store.clone(),
+                backends.objects.clone(),
+                adapters::open_alert_sink(&self.config),
+                self.config.access_requests.support_email.clone(),
+                Some(format!("http://{}", self.config.console_addr)),
+            )),
             // Rejected in `with_backends`.
             _ => return None,
         };
@@ -220,6 +230,8 @@ impl Platform {
                         self.topology.clone(),
                         Alerter::new(sink, Duration::from_secs(5 * 60)),
                     );
+                    let reminders = &self.config.access_requests;
+                    monitor.access_reminders = Some((reminders.remind_after, reminders.remind_every));
                     // Failure rates of the workers in this process.
                     for (use_case, stats) in worker_stats {
                         monitor.watch_worker(use_case.as_str(), stats);
@@ -240,7 +252,11 @@ impl Platform {
             servers.spawn(api);
         }
         if let Some(listener) = self.console_listener.take() {
-            let console = control_plane::server(listener)?;
+            let state = control_plane::ConsoleState {
+                store: self.backends.store.clone(),
+                admin_token: self.config.admin_token.clone(),
+            };
+            let console = control_plane::server(listener, state)?;
             handles.push(console.handle());
             servers.spawn(console);
         }

@@ -1,26 +1,80 @@
-//! control-plane: the operator API and admin console. For now it serves its health
-//! route; tenants, keys, queues and dead letters come next.
+//! control-plane: the operator API and admin console. Today: access-request decisions
+//! as a JSON API behind the operators' bearer token (`SWITCHYARD_ADMIN_TOKEN`).
 //!
 //! Architecture invariant: like core-api, it reaches the outside world only through
 //! the ports in `shared::ports`.
 
+mod access_requests;
+
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::dev::Server;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::json;
+
+use core_api::ApiError;
+use shared::config::Secret;
+use shared::ports::Store;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ConsoleState {
+    pub store: Arc<dyn Store>,
+    /// Operators authenticate with this bearer token; with none set, the JSON API
+    /// refuses every call.
+    pub admin_token: Option<Secret>,
+}
+
+impl ConsoleState {
+    fn authorize(&self, request: &HttpRequest) -> Result<(), ApiError> {
+        let Some(expected) = &self.admin_token else {
+            return Err(ApiError::Unauthorized(
+                "the control plane has no admin token configured (SWITCHYARD_ADMIN_TOKEN)",
+            ));
+        };
+        let presented = request
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized("a valid admin token is required"))
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok", "service": "control-plane"}))
 }
 
+async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!("route {} {}", request.method(), request.path())))
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health));
+    cfg.route("/health", web::get().to(health))
+        .service(
+            web::scope("/v1")
+                .route("/access-requests", web::get().to(access_requests::list))
+                .route("/access-requests/{ticket}", web::get().to(access_requests::get))
+                .route("/access-requests/{ticket}/approve", web::post().to(access_requests::approve))
+                .route("/access-requests/{ticket}/reject", web::post().to(access_requests::reject)),
+        )
+        .default_service(web::to(not_found));
 }
 
 /// Builds the console's HTTP server on a listener the caller owns.
-pub fn server(listener: TcpListener) -> std::io::Result<Server> {
-    Ok(HttpServer::new(|| App::new().configure(configure))
+pub fn server(listener: TcpListener, state: ConsoleState) -> std::io::Result<Server> {
+    let data = web::Data::new(state);
+    Ok(HttpServer::new(move || App::new().app_data(data.clone()).configure(configure))
         .listen(listener)?
         .workers(1)
         .disable_signals()

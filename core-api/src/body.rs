@@ -18,7 +18,7 @@ fn is_json(request: &HttpRequest) -> bool {
 }
 
 /// Reads the body as a JSON object.
-pub(crate) async fn json_object(request: &HttpRequest, payload: web::Payload) -> Result<Map<String, Value>, ApiError> {
+pub async fn json_object(request: &HttpRequest, payload: web::Payload) -> Result<Map<String, Value>, ApiError> {
     json_object_and_bytes(request, payload).await.map(|(map, _)| map)
 }
 

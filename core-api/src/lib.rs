@@ -7,9 +7,11 @@
 //! `shared::ports::Store`; it never names a database, a transport or AWS.
 
 pub mod auth;
-mod body;
+pub mod body;
 pub mod problem;
 mod routes;
+
+pub use routes::access_requests::{view as access_request_view, REQUESTER_HEADER};
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -55,6 +57,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/feedback/{id}", web::get().to(routes::feedback::get))
                 .route("/emails", web::post().to(routes::emails::create))
                 .route("/emails/{id}", web::get().to(routes::emails::get))
+                .route("/access-requests", web::post().to(routes::access_requests::create))
+                .route("/access-requests/mine", web::get().to(routes::access_requests::mine))
                 .route("/analytics/events", web::post().to(routes::analytics::create))
                 .route("/analytics/batches/{id}", web::get().to(routes::analytics::batch))
                 .route("/analytics/reconciliation", web::get().to(routes::analytics::reconciliation))

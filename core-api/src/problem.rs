@@ -35,6 +35,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("{0} not found")]
     NotFound(String),
+    /// The request conflicts with the current state; `existing` shows that state.
+    #[error("{detail}")]
+    Conflict { detail: String, existing: Option<serde_json::Value> },
     #[error("the service is temporarily unavailable")]
     Unavailable(#[source] StoreError),
     #[error("internal error")]
@@ -43,10 +46,11 @@ pub enum ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        if error.is_retryable() {
-            ApiError::Unavailable(error)
-        } else {
-            ApiError::Internal(error)
+        match error {
+            StoreError::Conflict(detail) => ApiError::Conflict { detail, existing: None },
+            StoreError::NotFound(what) => ApiError::NotFound(what),
+            error if error.is_retryable() => ApiError::Unavailable(error),
+            error => ApiError::Internal(error),
         }
     }
 }
@@ -60,6 +64,8 @@ struct Problem<'a> {
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [FieldError]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    existing: Option<&'a serde_json::Value>,
 }
 
 impl ApiError {
@@ -71,6 +77,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => ("/problems/payload-too-large", "Payload too large"),
             ApiError::UnsupportedMediaType => ("/problems/unsupported-media-type", "Unsupported media type"),
             ApiError::NotFound(_) => ("/problems/not-found", "Not found"),
+            ApiError::Conflict { .. } => ("/problems/conflict", "Conflict"),
             ApiError::Unavailable(_) => ("/problems/unavailable", "Service unavailable"),
             ApiError::Internal(_) => ("/problems/internal", "Internal server error"),
         }
@@ -107,6 +114,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -122,7 +130,11 @@ impl ResponseError for ApiError {
             ApiError::Validation(errors) => Some(errors.as_slice()),
             _ => None,
         };
-        let problem = Problem { kind, title, status: status.as_u16(), detail: self.detail(), errors };
+        let existing = match self {
+            ApiError::Conflict { existing, .. } => existing.as_ref(),
+            _ => None,
+        };
+        let problem = Problem { kind, title, status: status.as_u16(), detail: self.detail(), errors, existing };
         let mut response = HttpResponse::build(status);
         response.content_type("application/problem+json");
         if matches!(self, ApiError::Unauthorized(_)) {

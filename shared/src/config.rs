@@ -139,6 +139,24 @@ impl Default for AnalyticsConfig {
     }
 }
 
+/// Access requests: who hears of new ones, and when pending ones are brought up again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRequestConfig {
+    /// New requests are emailed here (none: only the Discord alert).
+    pub support_email: Option<crate::domain::EmailAddress>,
+    /// A pending request this old gets a reminder alert …
+    pub remind_after: std::time::Duration,
+    /// … and another one each period while it stays pending.
+    pub remind_every: std::time::Duration,
+}
+
+impl Default for AccessRequestConfig {
+    fn default() -> Self {
+        let day = std::time::Duration::from_secs(24 * 3600);
+        Self { support_email: None, remind_after: day, remind_every: day }
+    }
+}
+
 /// The whole runtime configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -159,6 +177,9 @@ pub struct Config {
     pub analytics: AnalyticsConfig,
     /// The deployment's Discord webhook for alerts.
     pub discord_webhook: Option<Secret>,
+    /// Operators' bearer token for the control plane's JSON API; none refuses every call.
+    pub admin_token: Option<Secret>,
+    pub access_requests: AccessRequestConfig,
     /// Where the capture provider stores provider calls that have no real provider
     /// configured (`switchyard dev`); none in production.
     pub capture_dir: Option<PathBuf>,
@@ -188,6 +209,8 @@ impl Config {
             email: EmailConfig::unconfigured(),
             analytics: AnalyticsConfig::default(),
             discord_webhook: None,
+            admin_token: None,
+            access_requests: AccessRequestConfig::default(),
             capture_dir: None,
         }
     }

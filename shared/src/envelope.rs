@@ -34,6 +34,12 @@ pub mod event_types {
     pub const EMAIL_REQUESTED: &str = "email.requested";
     /// Emitted by `POST /v1/analytics/events`, one per chunk of a batch (a chunk stays
     /// well under the transport's message size); consumed by the analytics worker.
+    /// Emitted by `POST /v1/access-requests`; consumed by the access-requests worker.
+    pub const ACCESS_REQUEST_SUBMITTED: &str = "access_request.submitted";
+    /// Emitted by the control plane when an operator approves (the tenant exists by then)
+    /// or rejects a request; consumed by the access-requests worker.
+    pub const ACCESS_REQUEST_APPROVED: &str = "access_request.approved";
+    pub const ACCESS_REQUEST_REJECTED: &str = "access_request.rejected";
     pub const ANALYTICS_EVENTS_ACCEPTED: &str = "analytics.events_accepted";
 }
 

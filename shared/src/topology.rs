@@ -205,11 +205,17 @@ impl Topology {
                 }
             })
             .collect();
+        // Every use case consumes its namespace from the core-api topic; access-request
+        // decisions come from the control plane's topic too.
+        let mut feeds: Vec<(Service, &QueueSpec)> = queues.iter().map(|q| (Service::CoreApi, q)).collect();
+        feeds.extend(
+            queues.iter().filter(|q| q.use_case == UseCase::AccessRequests).map(|q| (Service::ControlPlane, q)),
+        );
         let mut subscriptions = Vec::new();
-        for queue in &queues {
+        for (service, queue) in feeds {
             let policy = json!({ "event_type": [{ "prefix": format!("{}.", queue.use_case.event_namespace()) }] });
             subscriptions.push(SubscriptionSpec {
-                topic: topic_name(Service::CoreApi),
+                topic: topic_name(service),
                 queue: queue.name.clone(),
                 filter_policy: FilterPolicy::parse(&policy, FilterPolicyScope::MessageAttributes)?,
                 filter_policy_json: policy,
@@ -289,8 +295,13 @@ mod tests {
         let attrs = |t: &str| [("event_type".to_owned(), t.to_owned())].into_iter().collect();
         assert!(feedback.filter_policy.matches_message(&attrs("feedback.submitted"), "{}"));
         assert!(!feedback.filter_policy.matches_message(&attrs("email.requested"), "{}"));
-        let access = topology.subscriptions.iter().find(|s| s.queue == "acme-access-requests.fifo").unwrap();
-        assert!(access.filter_policy.matches_message(&attrs("access_request.submitted"), "{}"));
+        let access: Vec<&SubscriptionSpec> =
+            topology.subscriptions.iter().filter(|s| s.queue == "acme-access-requests.fifo").collect();
+        let topics: Vec<&str> = access.iter().map(|s| s.topic.as_str()).collect();
+        assert_eq!(topics, ["acme-core-api.fifo", "acme-control-plane.fifo"], "submissions and decisions");
+        assert!(access[0].filter_policy.matches_message(&attrs("access_request.submitted"), "{}"));
+        assert!(access[1].filter_policy.matches_message(&attrs("access_request.approved"), "{}"));
+        assert!(!access[1].filter_policy.matches_message(&attrs("tenant.created"), "{}"));
     }
 
     #[test]

@@ -123,7 +123,7 @@ async fn dev_runs_the_feedback_flow_and_stops_cleanly_on_ctrl_c() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let credentials = credentials.expect("dev writes its credentials file");
-    for field in ["tenant_id", "api_key", "api_url", "console_url"] {
+    for field in ["tenant_id", "api_key", "api_url", "console_url", "admin_token"] {
         assert!(credentials[field].is_string(), "{field} in {credentials}");
     }
     let api_url = credentials["api_url"].as_str().expect("api url");
@@ -144,6 +144,13 @@ async fn dev_runs_the_feedback_flow_and_stops_cleanly_on_ctrl_c() {
     let completed = wait_until_completed(&client, api_url, key, id).await;
     let object = data_dir.join("objects").join(completed["result_key"].as_str().expect("key"));
     assert!(object.is_file(), "result object at {}", object.display());
+    // The operator token opens the control plane's JSON API.
+    let console_url = credentials["console_url"].as_str().expect("console url");
+    let admin = credentials["admin_token"].as_str().expect("admin token");
+    let listed = client.get(format!("{console_url}/v1/access-requests")).bearer_auth(admin).send().await.expect("get");
+    assert_eq!(listed.status(), 200);
+    let refused = client.get(format!("{console_url}/v1/access-requests")).bearer_auth(key).send().await.expect("get");
+    assert_eq!(refused.status(), 401, "a tenant key is not an operator token");
     let tickets = std::fs::read_to_string(data_dir.join("captures/tickets.jsonl")).expect("captured tickets");
     assert_eq!(tickets.lines().count(), 1, "dev captures the feedback's ticket instead of calling a help desk");
     assert!(tickets.contains(completed["event_id"].as_str().expect("event id")), "{tickets}");
@@ -178,6 +185,7 @@ async fn dev_runs_the_feedback_flow_and_stops_cleanly_on_ctrl_c() {
     let again: Value = serde_json::from_str(&std::fs::read_to_string(&credentials_path).expect("read")).expect("json");
     assert_eq!(again["tenant_id"], credentials["tenant_id"]);
     assert_eq!(again["api_key"], credentials["api_key"]);
+    assert_eq!(again["admin_token"], credentials["admin_token"], "the operator token survives a restart");
     Command::new("kill").args(["-INT", &second.id().to_string()]).status().expect("kill");
     assert_eq!(second.wait().expect("wait").code(), Some(0));
 }

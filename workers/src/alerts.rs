@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use shared::ports::providers::{Alert, AlertSink};
 use shared::ports::{Store, Transport};
 use shared::topology::Topology;
+use shared::Timestamp;
 
 use crate::consumer::ConsumerStats;
 
@@ -98,6 +99,8 @@ pub struct Monitor {
     /// between two checks is alerted.
     pub failure_threshold: f64,
     pub min_samples: u64,
+    /// Pending access requests older than `.0` get a reminder, again every `.1`.
+    pub access_reminders: Option<(Duration, Duration)>,
 }
 
 impl Monitor {
@@ -112,6 +115,7 @@ impl Monitor {
             workers: Vec::new(),
             failure_threshold: 0.5,
             min_samples: 10,
+            access_reminders: None,
         }
     }
 
@@ -148,6 +152,39 @@ impl Monitor {
         }
         for (key, alert) in alerts {
             self.alerter.raise(&key, alert, now).await;
+        }
+    }
+
+    async fn check_access_requests(&mut self, now: Instant) {
+        let Some((after, every)) = self.access_reminders else { return };
+        let ago = |d: Duration| {
+            Timestamp::from_millis(Timestamp::now().as_millis() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        };
+        let due = match self.store.due_access_reminders(ago(after), ago(every)).await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, "could not read pending access requests");
+                return;
+            }
+        };
+        for request in due {
+            let waiting = request.created_at.until(Timestamp::now());
+            let alert = Alert {
+                title: format!("Access request {} is still pending", request.ticket_id),
+                description: format!(
+                    "{} asked for access for {} {} hour(s) ago.",
+                    request.requester.as_str(),
+                    request.organization,
+                    waiting.as_secs() / 3600
+                ),
+                fields: vec![
+                    ("ticket".into(), request.ticket_id.to_string()),
+                    ("instance".into(), self.topology.instance.as_str().to_owned()),
+                ],
+                colour: ORANGE,
+                url: None,
+            };
+            self.alerter.raise(&format!("access-request-reminder:{}", request.ticket_id), alert, now).await;
         }
     }
 
@@ -200,6 +237,7 @@ impl Monitor {
             Err(error) => tracing::warn!(%error, "could not read the outbox backlog"),
         }
         self.check_workers(now).await;
+        self.check_access_requests(now).await;
         self.alerter.flush(now).await;
     }
 

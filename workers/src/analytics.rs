@@ -34,14 +34,6 @@ const WRITE_LEASE: Duration = Duration::from_secs(120);
 /// Attempts to write one chunk before leaving it to the lease.
 const WRITE_ATTEMPTS: u32 = 4;
 
-fn store_error(error: StoreError) -> HandlerError {
-    if error.is_retryable() {
-        HandlerError::transient(error)
-    } else {
-        HandlerError::permanent(error)
-    }
-}
-
 /// Stages the events of `analytics.events_accepted` messages.
 pub struct AnalyticsWorker {
     store: Arc<dyn Store>,
@@ -103,9 +95,9 @@ impl Handler for AnalyticsWorker {
         }
         let rows = Self::rows(&envelope)?;
         let tenant = envelope.tenant_id;
-        if let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(store_error)? {
-            tx.stage_analytics(tenant, &rows).await.map_err(store_error)?;
-            tx.commit().await.map_err(store_error)?;
+        if let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)? {
+            tx.stage_analytics(tenant, &rows).await.map_err(HandlerError::store)?;
+            tx.commit().await.map_err(HandlerError::store)?;
             tracing::debug!(tenant_id = %tenant, events = rows.len(), "analytics events staged");
             self.staged.notify_one();
         }

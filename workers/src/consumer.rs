@@ -40,6 +40,27 @@ impl HandlerError {
     pub fn permanent(error: impl Into<BoxError>) -> Self {
         HandlerError::Permanent(error.into())
     }
+
+    /// Transient when `retryable`, else permanent.
+    pub fn classify(retryable: bool, error: impl Into<BoxError>) -> Self {
+        if retryable {
+            Self::transient(error)
+        } else {
+            Self::permanent(error)
+        }
+    }
+
+    pub fn store(error: shared::ports::StoreError) -> Self {
+        Self::classify(error.is_retryable(), error)
+    }
+
+    pub fn provider(error: shared::ports::providers::ProviderError) -> Self {
+        Self::classify(error.is_retryable(), error)
+    }
+
+    pub fn objects(error: shared::ports::ObjectStoreError) -> Self {
+        Self::classify(error.is_retryable(), error)
+    }
 }
 
 /// Handles one message. Must be idempotent: the transport may deliver a message more

@@ -15,11 +15,11 @@ use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Value};
 
-use shared::domain::{EmailAddress, EmailOutcome, EmailStatus};
+use shared::domain::{EmailAddress, EmailOutcome, EmailStatus, NewEmail};
 use shared::envelope::event_types::EMAIL_REQUESTED;
 use shared::ports::providers::{Email, EmailBody, EmailSender, ProviderError};
-use shared::ports::{ObjectStore, ReceivedMessage, SendStart, Store, StoreError};
-use shared::{EmailId, EventEnvelope, ObjectKey, TenantId};
+use shared::ports::{ObjectStore, ReceivedMessage, SendStart, Store};
+use shared::{EmailId, EventEnvelope, EventType, ObjectKey, Service, TenantId};
 
 use crate::consumer::{Handler, HandlerError};
 
@@ -41,12 +41,25 @@ pub struct EmailWorker {
     provider: DefaultDirectRateLimiter,
 }
 
-fn store_error(error: StoreError) -> HandlerError {
-    if error.is_retryable() {
-        HandlerError::transient(error)
-    } else {
-        HandlerError::permanent(error)
-    }
+/// An email the platform itself sends because of `cause` (a confirmation, a
+/// notification): the row and its `email.requested` event for `EffectTx::submit_emails`,
+/// under the cause's tenant and trace.
+pub fn request(
+    cause: &EventEnvelope,
+    to: EmailAddress,
+    subject: &str,
+    text: &str,
+) -> Option<(NewEmail, EventEnvelope)> {
+    let id = EmailId::new();
+    let data = json!({"email_id": id, "to": to.as_str(), "subject": subject, "text": text});
+    let mut event = EventEnvelope::new(
+        cause.tenant_id,
+        Service::CoreApi,
+        EventType::parse(EMAIL_REQUESTED).ok()?,
+        data.as_object().cloned().unwrap_or_default(),
+    );
+    event.trace_context = cause.trace_context.clone();
+    Some((NewEmail { id, campaign_id: None, to, subject: subject.to_owned() }, event))
 }
 
 impl EmailWorker {
@@ -113,18 +126,12 @@ impl EmailWorker {
             "failure_reason": outcome.failure_reason,
         });
         let body = serde_json::to_vec_pretty(&record).map_err(HandlerError::permanent)?;
-        self.objects.put(&key, body, "application/json").await.map_err(|e| {
-            if e.is_retryable() {
-                HandlerError::transient(e)
-            } else {
-                HandlerError::permanent(e)
-            }
-        })?;
+        self.objects.put(&key, body, "application/json").await.map_err(HandlerError::objects)?;
         outcome.result_key = Some(key.to_string());
         let tenant = envelope.tenant_id;
-        if let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(store_error)? {
-            tx.set_email_outcome(tenant, id, &outcome).await.map_err(store_error)?;
-            tx.commit().await.map_err(store_error)?;
+        if let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)? {
+            tx.set_email_outcome(tenant, id, &outcome).await.map_err(HandlerError::store)?;
+            tx.commit().await.map_err(HandlerError::store)?;
         }
         tracing::info!(tenant_id = %tenant, email_id = %id, status = outcome.status.as_str(), "email recorded");
         Ok(())
@@ -144,7 +151,7 @@ impl Handler for EmailWorker {
         }
         let tenant = envelope.tenant_id;
         let (id, email) = self.email(&envelope)?;
-        match self.store.start_email_send(tenant, id).await.map_err(store_error)? {
+        match self.store.start_email_send(tenant, id).await.map_err(HandlerError::store)? {
             SendStart::Started => {}
             SendStart::Finished => return Ok(()),
             SendStart::Missing => return Err(HandlerError::permanent(format!("no email {id} for tenant {tenant}"))),
@@ -176,7 +183,7 @@ impl Handler for EmailWorker {
                 self.record(&envelope, id, outcome).await
             }
             Err(error) if error.is_retryable() => {
-                self.store.retry_email_send(tenant, id).await.map_err(store_error)?;
+                self.store.retry_email_send(tenant, id).await.map_err(HandlerError::store)?;
                 Err(HandlerError::transient(error))
             }
             Err(error) => {

@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use shared::domain::{EmailAddress, NewEmail};
-use shared::envelope::event_types::{EMAIL_REQUESTED, FEEDBACK_SUBMITTED};
-use shared::ports::providers::{ProviderError, Ticket, TicketDesk};
+use shared::envelope::event_types::FEEDBACK_SUBMITTED;
+use shared::ports::providers::{Ticket, TicketDesk};
 use shared::ports::{ObjectStore, ReceivedMessage, Store};
-use shared::{domain::FeedbackStatus, EmailId, EventEnvelope, EventType, FeedbackId, ObjectKey, Service};
+use shared::{domain::FeedbackStatus, EventEnvelope, FeedbackId, ObjectKey};
 
 use crate::consumer::{Handler, HandlerError};
 
@@ -42,24 +42,14 @@ impl FeedbackWorker {
     fn confirmation(envelope: &EventEnvelope, feedback_id: FeedbackId) -> Option<(NewEmail, EventEnvelope)> {
         let to =
             envelope.data.get("contact_email").and_then(|v| v.as_str()).and_then(|e| EmailAddress::parse(e).ok())?;
-        let id = EmailId::new();
-        let subject = "We received your feedback".to_owned();
-        let data = json!({
-            "email_id": id,
-            "to": to.as_str(),
-            "subject": subject,
-            "text": "Thank you for your feedback. We read every message.",
-            "feedback_id": feedback_id,
-        });
-        let event_type = EventType::parse(EMAIL_REQUESTED).ok()?;
-        let mut event = EventEnvelope::new(
-            envelope.tenant_id,
-            Service::CoreApi,
-            event_type,
-            data.as_object().cloned().unwrap_or_default(),
-        );
-        event.trace_context = envelope.trace_context.clone();
-        Some((NewEmail { id, campaign_id: None, to, subject }, event))
+        let mut request = crate::email::request(
+            envelope,
+            to,
+            "We received your feedback",
+            "Thank you for your feedback. We read every message.",
+        )?;
+        request.1.data.insert("feedback_id".into(), json!(feedback_id));
+        Some(request)
     }
 
     fn ticket(envelope: &EventEnvelope) -> Ticket {
@@ -88,22 +78,6 @@ impl FeedbackWorker {
     }
 }
 
-fn provider_error(error: ProviderError) -> HandlerError {
-    if error.is_retryable() {
-        HandlerError::transient(error)
-    } else {
-        HandlerError::permanent(error)
-    }
-}
-
-fn transient_or_permanent<E: Into<shared::ports::BoxError>>(retryable: bool, error: E) -> HandlerError {
-    if retryable {
-        HandlerError::transient(error)
-    } else {
-        HandlerError::permanent(error)
-    }
-}
-
 #[async_trait]
 impl Handler for FeedbackWorker {
     fn name(&self) -> &str {
@@ -123,15 +97,14 @@ impl Handler for FeedbackWorker {
             .and_then(|v| v.as_str())
             .and_then(|id| FeedbackId::parse(id).ok())
             .ok_or_else(|| HandlerError::permanent("feedback.submitted without a valid data.feedback_id"))?;
-        let store_error = |e: shared::ports::StoreError| transient_or_permanent(e.is_retryable(), e);
-        self.store.mark_feedback_processing(tenant, feedback_id).await.map_err(store_error)?;
+        self.store.mark_feedback_processing(tenant, feedback_id).await.map_err(HandlerError::store)?;
 
         // Effects outside the database first, each idempotent for this event (the ticket
         // by external id, the object by its deterministic key), so that no database
         // transaction stays open across a network call and a redelivery repeats them
         // harmlessly.
         let ticket = match &self.tickets {
-            Some(desk) => Some(desk.create_ticket(&Self::ticket(&envelope)).await.map_err(provider_error)?),
+            Some(desk) => Some(desk.create_ticket(&Self::ticket(&envelope)).await.map_err(HandlerError::provider)?),
             None => None,
         };
         let key = Self::result_key(&envelope)?;
@@ -144,23 +117,21 @@ impl Handler for FeedbackWorker {
             "ticket_id": ticket.map(|t| t.id),
         });
         let body = serde_json::to_vec_pretty(&result).map_err(HandlerError::permanent)?;
-        self.objects
-            .put(&key, body, "application/json")
-            .await
-            .map_err(|e| transient_or_permanent(e.is_retryable(), e))?;
+        self.objects.put(&key, body, "application/json").await.map_err(HandlerError::objects)?;
 
         // Then the database effects, once: the inbox row and the status commit together.
-        let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(store_error)? else {
+        let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)?
+        else {
             tracing::debug!(tenant_id = %tenant, event_id = %envelope.id, "already applied; skipped");
             return Ok(());
         };
         tx.set_feedback_status(tenant, feedback_id, FeedbackStatus::Completed, Some(key.as_str()))
             .await
-            .map_err(store_error)?;
+            .map_err(HandlerError::store)?;
         if let Some(confirmation) = Self::confirmation(&envelope, feedback_id) {
-            tx.submit_emails(&[confirmation]).await.map_err(store_error)?;
+            tx.submit_emails(&[confirmation]).await.map_err(HandlerError::store)?;
         }
-        tx.commit().await.map_err(store_error)?;
+        tx.commit().await.map_err(HandlerError::store)?;
         tracing::info!(tenant_id = %tenant, feedback_id = %feedback_id, key = key.as_str(), "feedback completed");
         Ok(())
     }

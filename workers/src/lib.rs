@@ -4,6 +4,7 @@
 //! Architecture invariant: workers see the store, the transport and the object store
 //! only through the port traits in `shared::ports`.
 
+pub mod access_requests;
 pub mod alerts;
 pub mod analytics;
 pub mod consumer;

@@ -35,6 +35,11 @@ macro_rules! migrations_in {
                 name: "analytics",
                 sql: include_str!(concat!("../../../migrations/", $dir, "/0004_analytics.sql")),
             },
+            Migration {
+                version: 5,
+                name: "access_requests",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0005_access_requests.sql")),
+            },
         ]
     };
 }

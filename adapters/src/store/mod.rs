@@ -4,6 +4,7 @@
 //! rows; SQLite has a single writer) and waking the relay (LISTEN/NOTIFY on
 //! PostgreSQL, in-process on SQLite).
 
+mod access;
 mod analytics;
 mod append;
 mod migrate;
@@ -19,6 +20,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::{Notify, OnceCell};
 
 use shared::config::StoreConfig;
+use shared::domain::access::{AccessRequest, AccessRequestStatus, Decision, NewAccessRequest, Submitted, TicketId};
 use shared::domain::analytics::{AnalyticsBatch, AnalyticsChunk, AnalyticsCounts, NewAnalyticsBatch, StagedAnalytics};
 use shared::domain::{
     ApiKeyRecord, EmailAddress, EmailOutcome, EmailRecord, EmailStatus, Feedback, FeedbackMessage, FeedbackStatus,
@@ -568,6 +570,51 @@ impl Store for SqlStore {
         analytics::record_object(&self.pool, chunk, key).await
     }
 
+    async fn submit_access_request(
+        &self,
+        tenant: TenantId,
+        request: &NewAccessRequest,
+        event: &(dyn for<'r> Fn(&'r AccessRequest) -> EventEnvelope + Send + Sync),
+    ) -> Result<Submitted, StoreError> {
+        access::submit(&self.writer, tenant, request, event).await
+    }
+
+    async fn access_requests_of(
+        &self,
+        tenant: TenantId,
+        requester: &EmailAddress,
+    ) -> Result<Vec<AccessRequest>, StoreError> {
+        access::of_requester(&self.pool, tenant, requester).await
+    }
+
+    async fn access_request(&self, ticket: TicketId) -> Result<Option<AccessRequest>, StoreError> {
+        access::by_ticket(&self.pool, ticket).await
+    }
+
+    async fn list_access_requests(
+        &self,
+        status: Option<AccessRequestStatus>,
+    ) -> Result<Vec<AccessRequest>, StoreError> {
+        access::list(&self.pool, status).await
+    }
+
+    async fn decide_access_request(
+        &self,
+        ticket: TicketId,
+        decision: &Decision,
+        event: &(dyn for<'r> Fn(&'r AccessRequest) -> EventEnvelope + Send + Sync),
+    ) -> Result<AccessRequest, StoreError> {
+        access::decide(&self.writer, ticket, decision, event).await
+    }
+
+    async fn due_access_reminders(
+        &self,
+        created_before: Timestamp,
+        reminded_before: Timestamp,
+    ) -> Result<Vec<AccessRequest>, StoreError> {
+        access::due_reminders(&self.pool, created_before, reminded_before).await
+    }
+
     async fn set_webhook_secret(&self, tenant: TenantId, source: &str, secret: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query("DELETE FROM webhook_secrets WHERE tenant_id = $1 AND source = $2")
@@ -706,6 +753,17 @@ impl Store for SqlStore {
             self.listener.get_or_init(|| self.start_listener()).await;
         }
         self.outbox_signal.notified().await;
+    }
+
+    async fn applied(&self, consumer: &str, tenant: TenantId, event_id: EventId) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM inbox WHERE consumer = $1 AND event_id = $2 AND tenant_id = $3")
+            .bind(consumer)
+            .bind(event_id.to_string())
+            .bind(tenant.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(row.is_some())
     }
 
     async fn begin_once(

@@ -1,3 +1,4 @@
+pub(crate) mod access_requests;
 pub(crate) mod analytics;
 pub(crate) mod emails;
 pub(crate) mod events;

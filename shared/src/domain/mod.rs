@@ -1,5 +1,6 @@
 //! Domain records and the validated values they are made of.
 
+pub mod access;
 pub mod analytics;
 
 use std::fmt;

@@ -7,8 +7,11 @@ use async_trait::async_trait;
 
 use super::BoxError;
 use crate::clock::Timestamp;
+use crate::domain::access::{AccessRequest, AccessRequestStatus, Decision, NewAccessRequest, Submitted, TicketId};
 use crate::domain::analytics::{AnalyticsBatch, AnalyticsChunk, AnalyticsCounts, NewAnalyticsBatch, StagedAnalytics};
-use crate::domain::{ApiKeyRecord, EmailOutcome, EmailRecord, Feedback, FeedbackStatus, NewEmail, NewFeedback, Tenant};
+use crate::domain::{
+    ApiKeyRecord, EmailAddress, EmailOutcome, EmailRecord, Feedback, FeedbackStatus, NewEmail, NewFeedback, Tenant,
+};
 use crate::envelope::EventEnvelope;
 use crate::ids::{AnalyticsBatchId, ApiKeyId, EmailId, EventId, FeedbackId, TenantId};
 
@@ -146,6 +149,44 @@ pub trait Store: Send + Sync + 'static {
     /// count as written, and the object counts its rows for reconciliation.
     async fn record_analytics_object(&self, chunk: &AnalyticsChunk, key: &str) -> Result<(), StoreError>;
 
+    /// Stores an access request under the next ticket id, with the event `event` makes
+    /// from it, in one transaction — unless the requester already has a pending request
+    /// with this tenant, which is returned instead (nothing written).
+    async fn submit_access_request(
+        &self,
+        tenant: TenantId,
+        request: &NewAccessRequest,
+        event: &(dyn for<'r> Fn(&'r AccessRequest) -> EventEnvelope + Send + Sync),
+    ) -> Result<Submitted, StoreError>;
+    /// A requester's requests with `tenant`, newest first.
+    async fn access_requests_of(
+        &self,
+        tenant: TenantId,
+        requester: &EmailAddress,
+    ) -> Result<Vec<AccessRequest>, StoreError>;
+    /// Operator-level: one request by ticket.
+    async fn access_request(&self, ticket: TicketId) -> Result<Option<AccessRequest>, StoreError>;
+    /// Operator-level: requests in `status` (all when `None`), oldest first.
+    async fn list_access_requests(&self, status: Option<AccessRequestStatus>)
+        -> Result<Vec<AccessRequest>, StoreError>;
+    /// Operator-level: decides a pending request with the event `event` makes from the
+    /// decided request, in one transaction; an approval creates the tenant named after
+    /// the organization in that same transaction. `Conflict` when it is not pending.
+    async fn decide_access_request(
+        &self,
+        ticket: TicketId,
+        decision: &Decision,
+        event: &(dyn for<'r> Fn(&'r AccessRequest) -> EventEnvelope + Send + Sync),
+    ) -> Result<AccessRequest, StoreError>;
+    /// Operator-level: pending requests created at or before `created_before` and not
+    /// reminded about since `reminded_before`; marks them reminded now, so each is
+    /// returned once per period even with several monitors.
+    async fn due_access_reminders(
+        &self,
+        created_before: Timestamp,
+        reminded_before: Timestamp,
+    ) -> Result<Vec<AccessRequest>, StoreError>;
+
     /// Sets (or replaces) the secret webhooks from `source` are signed with for `tenant`.
     async fn set_webhook_secret(&self, tenant: TenantId, source: &str, secret: &str) -> Result<(), StoreError>;
     async fn webhook_secret(&self, tenant: TenantId, source: &str) -> Result<Option<String>, StoreError>;
@@ -170,6 +211,9 @@ pub trait Store: Send + Sync + 'static {
     async fn wait_for_outbox(&self);
 
     // ---- inbox (consumers) ----
+    /// Whether `consumer` already committed `event_id` (lets a handler skip effects that
+    /// have no idempotency of their own, such as a chat alert, on a redelivery).
+    async fn applied(&self, consumer: &str, tenant: TenantId, event_id: EventId) -> Result<bool, StoreError>;
     async fn begin_once(
         &self,
         consumer: &str,

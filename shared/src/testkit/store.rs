@@ -52,6 +52,8 @@ where
     webhook_secrets(make().await).await;
     announce(SUITE, "analytics: batches, staging, claims by count and age, written once");
     super::store_flows::analytics(make().await).await;
+    announce(SUITE, "access requests: tickets, one pending per requester, decisions, reminders");
+    super::store_flows::access_requests(make().await).await;
 }
 
 async fn webhook_secrets(store: Arc<dyn Store>) {
@@ -360,6 +362,7 @@ async fn inbox_once(store: Arc<dyn Store>) {
     let status = store.feedback(acme.id, feedback.id).await.expect("get").map(|f| f.status);
     assert_eq!(status, Some(FeedbackStatus::Accepted), "rolled back");
 
+    assert!(!store.applied("feedback", acme.id, event.id).await.expect("applied"), "rolled back means not applied");
     let mut tx = store.begin_once("feedback", acme.id, event.id).await.expect("begin").expect("not applied yet");
     tx.set_feedback_status(acme.id, feedback.id, FeedbackStatus::Completed, Some("k/1.json")).await.expect("set");
     tx.commit().await.expect("commit");
@@ -368,6 +371,8 @@ async fn inbox_once(store: Arc<dyn Store>) {
     assert_eq!(stored.result_key.as_deref(), Some("k/1.json"));
 
     assert!(store.begin_once("feedback", acme.id, event.id).await.expect("begin").is_none(), "applied once");
+    assert!(store.applied("feedback", acme.id, event.id).await.expect("applied"));
+    assert!(!store.applied("analytics", acme.id, event.id).await.expect("applied"), "per consumer");
     assert!(store.begin_once("analytics", acme.id, event.id).await.expect("begin").is_some(), "per consumer");
 
     // Concurrent duplicates: exactly one gets the transaction.

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use shared::config::{AwsSettings, Config, ObjectStoreConfig, Secret, StoreConfig, TransportConfig, ZendeskConfig};
+use shared::domain::EmailAddress;
 use shared::pattern::{FilterPolicy, FilterPolicyScope};
 use shared::topology::{Environment, InstanceName, Topology, UseCase};
 use shared::TenantId;
@@ -27,6 +28,9 @@ fn aws_settings() -> AwsSettings {
         .unwrap_or_else(|_| panic!("SWITCHYARD_TEST_AWS_ENDPOINT is not set: run scripts/test (it starts moto)"));
     AwsSettings { region: Some("us-east-1".into()), endpoint: Some(endpoint), max_attempts: 2 }
 }
+
+/// The operators' token of test platforms.
+pub const ADMIN_TOKEN: &str = "admin-secret";
 
 pub struct Tenant {
     pub id: TenantId,
@@ -140,6 +144,8 @@ async fn spawn(
     config.zendesk = zendesk;
     config.capture_dir = Some(dir.path().join("captures"));
     config.analytics.batch_age = Duration::from_millis(300);
+    config.admin_token = Some(Secret::new(ADMIN_TOKEN));
+    config.access_requests.support_email = Some(EmailAddress::parse("support@acme.example").expect("support"));
     let backends = Backends::open(&config, &topology).await.expect("backends");
     let platform = Platform::with_backends(config, topology.clone(), backends.clone(), components).expect("platform");
     let api_url = format!("http://127.0.0.1:{}", platform.api_port().expect("api"));

@@ -1,6 +1,7 @@
 //! End-to-end suites: the whole platform in-process, on the embedded engine and on
 //! PostgreSQL with the embedded transport.
 
+mod access_requests;
 mod analytics;
 mod api;
 mod emails;

@@ -1,29 +1,15 @@
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::time::Instant;
 
-use shared::ports::providers::{Alert, AlertSink, ProviderError};
+use shared::ports::providers::Alert;
 use shared::ports::{ReceiveOptions, Transport};
 use shared::testkit::transport::message;
 use shared::topology::UseCase;
 use workers::alerts::{Alerter, Monitor};
 
-use crate::helpers::Env;
-
-#[derive(Default)]
-struct Recorder {
-    posted: Mutex<Vec<Alert>>,
-}
-
-#[async_trait]
-impl AlertSink for Recorder {
-    async fn post(&self, alert: &Alert) -> Result<(), ProviderError> {
-        self.posted.lock().expect("lock").push(alert.clone());
-        Ok(())
-    }
-}
+use crate::helpers::{AlertRecorder as Recorder, Env};
 
 fn alert(title: &str) -> Alert {
     Alert { title: title.into(), description: "d".into(), fields: vec![], colour: 0, url: None }

@@ -12,6 +12,7 @@ use adapters::embedded::EmbeddedTransport;
 use adapters::SqlStore;
 use shared::config::StoreConfig;
 use shared::domain::{Tenant, TenantName};
+use shared::ports::providers::{Alert, AlertSink, ProviderError};
 use shared::ports::{
     DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Store, Transport, TransportError,
 };
@@ -176,5 +177,35 @@ pub fn delivery(envelope: &EventEnvelope, count: u32) -> ReceivedMessage {
         body: envelope.to_json(),
         attributes: std::collections::BTreeMap::new(),
         receive_count: count,
+    }
+}
+
+/// An alert sink that records what it posted and fails the first `failures` posts
+/// (`usize::MAX`: always).
+#[derive(Default)]
+pub struct AlertRecorder {
+    pub posted: Mutex<Vec<Alert>>,
+    pub failures: std::sync::atomic::AtomicUsize,
+}
+
+impl AlertRecorder {
+    pub fn failing(failures: usize) -> Self {
+        Self { posted: Mutex::default(), failures: failures.into() }
+    }
+}
+
+#[async_trait]
+impl AlertSink for AlertRecorder {
+    async fn post(&self, alert: &Alert) -> Result<(), ProviderError> {
+        use std::sync::atomic::Ordering;
+        let left = self.failures.load(Ordering::SeqCst);
+        if left > 0 {
+            if left != usize::MAX {
+                self.failures.fetch_sub(1, Ordering::SeqCst);
+            }
+            return Err(ProviderError::Unavailable { provider: "recorder", detail: "injected outage".into() });
+        }
+        self.posted.lock().expect("lock").push(alert.clone());
+        Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! The relay, the consumer runtime and the feedback worker on the embedded engine.
 
+mod access_requests;
 mod alerts;
 mod analytics;
 mod consumer;
