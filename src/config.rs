@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use shared::config::{
-    AccessRequestConfig, AnalyticsConfig, AwsSettings, BusConfig, BusForwarding, Config, EmailConfig, EmailProvider,
-    ObjectStoreConfig, Secret, StoreConfig, TransportConfig, ZendeskConfig,
+    AccessRequestConfig, AnalyticsConfig, AppStoreConnectConfig, AwsSettings, BusConfig, BusForwarding, Config,
+    EmailConfig, EmailProvider, ObjectStoreConfig, Secret, StoreConfig, TestflightConfig, TransportConfig,
+    ZendeskConfig,
 };
 use shared::domain::EmailAddress;
 use shared::topology::{Environment, InstanceName};
@@ -381,6 +382,31 @@ impl Layer {
             remind_after: hours(self.access_request_remind_after_hours.unwrap_or(24)),
             remind_every: hours(self.access_request_remind_every_hours.unwrap_or(24)),
         };
+        let app_store_connect = match (self.asc_key_id, self.asc_issuer_id, self.asc_private_key_path) {
+            (None, None, None) => None,
+            (Some(key_id), Some(issuer_id), Some(path)) => {
+                let pem = std::fs::read_to_string(&path).map_err(|e| {
+                    invalid("asc_private_key_path", format!("cannot read {}: {e}", path.display()))
+                })?;
+                Some(AppStoreConnectConfig {
+                    url: self.asc_url.unwrap_or_else(|| "https://api.appstoreconnect.apple.com".into()),
+                    key_id,
+                    issuer_id,
+                    private_key: Secret::new(pem),
+                })
+            }
+            _ => {
+                return Err(invalid(
+                    "app_store_connect",
+                    "set all of SWITCHYARD_ASC_KEY_ID, SWITCHYARD_ASC_ISSUER_ID and SWITCHYARD_ASC_PRIVATE_KEY_PATH, or none"
+                        .into(),
+                ))
+            }
+        };
+        let testflight = TestflightConfig {
+            app_store_connect,
+            rate_per_hour: self.testflight_rate_per_hour.unwrap_or(3_600).max(1),
+        };
         let analytics = AnalyticsConfig {
             batch_events: self.analytics_batch_events.unwrap_or(500).clamp(1, 10_000),
             batch_age: std::time::Duration::from_secs(self.analytics_batch_seconds.unwrap_or(60).max(1)),
@@ -406,6 +432,7 @@ impl Layer {
             access_requests,
             email,
             analytics,
+            testflight,
         })
     }
 }
@@ -527,12 +554,55 @@ mod tests {
             (Layer { api_addr: Some("localhost".into()), ..Layer::default() }, "api_addr"),
             (Layer { instance: Some("Bad Name".into()), ..Layer::default() }, "instance"),
             (Layer { environment: Some("qa".into()), ..Layer::default() }, "environment"),
+            (Layer { asc_key_id: Some("KEY".into()), ..Layer::default() }, "app_store_connect"),
+            (
+                Layer {
+                    asc_key_id: Some("KEY".into()),
+                    asc_issuer_id: Some("issuer".into()),
+                    asc_private_key_path: Some("/nonexistent/AuthKey.p8".into()),
+                    ..Layer::default()
+                },
+                "asc_private_key_path",
+            ),
+            (Layer { support_email: Some("support".into()), ..Layer::default() }, "support_email"),
         ];
         for (layer, setting) in cases {
             let error = layer.into_config().unwrap_err();
             assert!(error.to_string().contains(setting), "{error}");
         }
         assert!(Layer::from_env(env(&[("SWITCHYARD_WORKER_CONCURRENCY", "many")])).is_err());
+    }
+
+    #[test]
+    fn flows_read_their_settings_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("AuthKey.p8");
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n…\n-----END PRIVATE KEY-----\n").unwrap();
+        let key = key.display().to_string();
+        let layer = Layer::from_env(env(&[
+            ("SWITCHYARD_ANALYTICS_BATCH_EVENTS", "100"),
+            ("SWITCHYARD_ANALYTICS_BATCH_SECONDS", "5"),
+            ("SWITCHYARD_ASC_KEY_ID", "KEY123"),
+            ("SWITCHYARD_ASC_ISSUER_ID", "issuer"),
+            ("SWITCHYARD_ASC_PRIVATE_KEY_PATH", &key),
+            ("SWITCHYARD_TESTFLIGHT_RATE_PER_HOUR", "1800"),
+            ("SWITCHYARD_SUPPORT_EMAIL", "support@acme.example"),
+            ("SWITCHYARD_ADMIN_TOKEN", "adm"),
+            ("SWITCHYARD_ACCESS_REQUEST_REMIND_AFTER_HOURS", "48"),
+        ]))
+        .unwrap();
+        let config = layer.into_config().unwrap();
+        assert_eq!((config.analytics.batch_events, config.analytics.batch_age.as_secs()), (100, 5));
+        let asc = config.testflight.app_store_connect.expect("App Store Connect");
+        assert_eq!((asc.key_id.as_str(), asc.url.as_str()), ("KEY123", "https://api.appstoreconnect.apple.com"));
+        assert!(asc.private_key.expose().contains("BEGIN PRIVATE KEY"));
+        assert_eq!(config.testflight.rate_per_hour, 1800);
+        assert_eq!(
+            config.access_requests.support_email.map(|e| e.as_str().to_owned()).as_deref(),
+            Some("support@acme.example")
+        );
+        assert_eq!(config.access_requests.remind_after.as_secs(), 48 * 3600);
+        assert_eq!(config.admin_token.map(|t| t.expose().to_owned()).as_deref(), Some("adm"));
     }
 
     #[test]

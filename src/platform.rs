@@ -18,6 +18,7 @@ use workers::alerts::{Alerter, Monitor};
 use workers::analytics::{AnalyticsWorker, AnalyticsWriter};
 use workers::email::{EmailLimits, EmailWorker};
 use workers::feedback::FeedbackWorker;
+use workers::testflight::TestflightWorker;
 use workers::{Consumer, ConsumerConfig, ConsumerStats, Handler, OutboxRelay, RelayConfig};
 
 /// The backends a platform runs on.
@@ -56,7 +57,7 @@ pub enum Component {
 
 impl Component {
     /// The use cases that have a worker.
-    pub const WORKERS: [UseCase; 4] = [UseCase::Feedback, UseCase::Email, UseCase::Analytics, UseCase::AccessRequests];
+    pub const WORKERS: [UseCase; 5] = UseCase::ALL;
 
     /// Everything: API, console, relay and every worker.
     pub fn all() -> Vec<Component> {
@@ -97,14 +98,9 @@ impl Platform {
         backends: Backends,
         components: Vec<Component>,
     ) -> anyhow::Result<Self> {
-        for component in &components {
-            if let Component::Worker(use_case) = component {
-                if !Component::WORKERS.contains(use_case) {
-                    anyhow::bail!(
-                        "there is no {use_case} worker yet (available: feedback, email, analytics, access-requests)"
-                    );
-                }
-            }
+        if components.contains(&Component::Worker(UseCase::Testflight)) {
+            // A key that does not parse stops the start, not the first invitation.
+            adapters::open_beta_testers(&config).context("loading the App Store Connect key")?;
         }
         let api_listener = bind(components.contains(&Component::Api), config.api_addr, "API")?;
         let console_listener = bind(components.contains(&Component::ControlPlane), config.console_addr, "console")?;
@@ -181,8 +177,24 @@ impl Platform {
                 self.config.access_requests.support_email.clone(),
                 Some(format!("http://{}", self.config.console_addr)),
             )),
-            // Rejected in `with_backends`.
-            _ => return None,
+            UseCase::Testflight => match adapters::open_beta_testers(&self.config) {
+                Ok(Some(testers)) => Arc::new(TestflightWorker::new(
+                    backends.store.clone(),
+                    backends.objects.clone(),
+                    testers,
+                    NonZeroU32::new(self.config.testflight.rate_per_hour).unwrap_or(NonZeroU32::MIN),
+                )),
+                Ok(None) => {
+                    tracing::info!(
+                        "App Store Connect is not configured (SWITCHYARD_ASC_KEY_ID, _ISSUER_ID, _PRIVATE_KEY_PATH): the TestFlight worker is off"
+                    );
+                    return None;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the TestFlight worker is off");
+                    return None;
+                }
+            },
         };
         let queue = self.topology.queue(use_case);
         let mut consumer_config = ConsumerConfig::new(queue.name.clone());

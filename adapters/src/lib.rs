@@ -100,6 +100,22 @@ pub fn open_alert_sink(config: &shared::config::Config) -> Option<Arc<dyn shared
     })
 }
 
+/// Who invites TestFlight testers: App Store Connect when configured (a key that does
+/// not parse is an error at start-up), else the capture provider when the process
+/// captures provider calls, else nobody (the TestFlight worker does not start).
+pub fn open_beta_testers(
+    config: &shared::config::Config,
+) -> Result<Option<Arc<dyn shared::ports::providers::BetaTesters>>, providers::app_store_connect::KeyError> {
+    if let Some(asc) = &config.testflight.app_store_connect {
+        let client =
+            providers::AppStoreConnect::new(asc.url.clone(), &asc.key_id, &asc.issuer_id, asc.private_key.expose())?;
+        return Ok(Some(Arc::new(client)));
+    }
+    Ok(config.capture_dir.as_ref().map(|dir| {
+        Arc::new(providers::CaptureProvider::new(dir.clone())) as Arc<dyn shared::ports::providers::BetaTesters>
+    }))
+}
+
 /// Where email goes: the configured provider (SendGrid or SES), else the capture
 /// provider when the process captures provider calls, else nowhere (the email worker
 /// does not start).

@@ -59,6 +59,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/emails/{id}", web::get().to(routes::emails::get))
                 .route("/access-requests", web::post().to(routes::access_requests::create))
                 .route("/access-requests/mine", web::get().to(routes::access_requests::mine))
+                .route("/testflight/invitations", web::post().to(routes::testflight::create))
+                .route("/testflight/invitations/{id}", web::get().to(routes::testflight::get))
                 .route("/analytics/events", web::post().to(routes::analytics::create))
                 .route("/analytics/batches/{id}", web::get().to(routes::analytics::batch))
                 .route("/analytics/reconciliation", web::get().to(routes::analytics::reconciliation))

@@ -157,6 +157,31 @@ impl Default for AccessRequestConfig {
     }
 }
 
+/// An App Store Connect API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppStoreConnectConfig {
+    pub url: String,
+    pub key_id: String,
+    pub issuer_id: String,
+    /// The `.p8` file's contents (PKCS#8 PEM).
+    pub private_key: Secret,
+}
+
+/// TestFlight invitations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestflightConfig {
+    /// None: captured under `dev`, otherwise the TestFlight worker does not start.
+    pub app_store_connect: Option<AppStoreConnectConfig>,
+    /// App Store Connect calls per hour, for the whole deployment.
+    pub rate_per_hour: u32,
+}
+
+impl Default for TestflightConfig {
+    fn default() -> Self {
+        Self { app_store_connect: None, rate_per_hour: 3_600 }
+    }
+}
+
 /// The whole runtime configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -175,6 +200,7 @@ pub struct Config {
     pub zendesk: Option<ZendeskConfig>,
     pub email: EmailConfig,
     pub analytics: AnalyticsConfig,
+    pub testflight: TestflightConfig,
     /// The deployment's Discord webhook for alerts.
     pub discord_webhook: Option<Secret>,
     /// Operators' bearer token for the control plane's JSON API; none refuses every call.
@@ -208,6 +234,7 @@ impl Config {
             zendesk: None,
             email: EmailConfig::unconfigured(),
             analytics: AnalyticsConfig::default(),
+            testflight: TestflightConfig::default(),
             discord_webhook: None,
             admin_token: None,
             access_requests: AccessRequestConfig::default(),

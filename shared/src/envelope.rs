@@ -40,6 +40,8 @@ pub mod event_types {
     /// or rejects a request; consumed by the access-requests worker.
     pub const ACCESS_REQUEST_APPROVED: &str = "access_request.approved";
     pub const ACCESS_REQUEST_REJECTED: &str = "access_request.rejected";
+    /// Emitted by `POST /v1/testflight/invitations`; consumed by the TestFlight worker.
+    pub const TESTFLIGHT_INVITATION_REQUESTED: &str = "testflight.invitation_requested";
     pub const ANALYTICS_EVENTS_ACCEPTED: &str = "analytics.events_accepted";
 }
 

@@ -124,6 +124,11 @@ prefixed_id!(
     AnalyticsEventId, "aev", "analytics event"
 );
 
+prefixed_id!(
+    /// One TestFlight invitation (`POST /v1/testflight/invitations`).
+    InvitationId, "tfi", "TestFlight invitation"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

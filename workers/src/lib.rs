@@ -11,6 +11,7 @@ pub mod consumer;
 pub mod email;
 pub mod feedback;
 pub mod relay;
+pub mod testflight;
 
 pub use consumer::{Consumer, ConsumerConfig, ConsumerStats, Handler, HandlerError};
 pub use relay::{OutboxRelay, RelayConfig};

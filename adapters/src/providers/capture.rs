@@ -1,5 +1,6 @@
 //! The capture provider for `switchyard dev`: every outgoing provider call is stored
-//! as a JSON line under a directory (`emails.jsonl`, `tickets.jsonl`, `alerts.jsonl`)
+//! as a JSON line under a directory (`emails.jsonl`, `tickets.jsonl`, `alerts.jsonl`,
+//! `testflight.jsonl`)
 //! instead of leaving the machine, so it can be listed and inspected.
 
 use std::path::PathBuf;
@@ -10,7 +11,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use shared::ports::providers::{
-    Alert, AlertSink, Email, EmailBody, EmailReceipt, EmailSender, ProviderError, Ticket, TicketDesk, TicketRef,
+    Alert, AlertSink, BetaInvite, BetaInviteReceipt, BetaTesters, Email, EmailBody, EmailReceipt, EmailSender,
+    ProviderError, Ticket, TicketDesk, TicketRef,
 };
 use shared::Timestamp;
 
@@ -109,6 +111,27 @@ impl AlertSink for CaptureProvider {
                    "fields": fields, "colour": alert.colour, "url": alert.url}),
         )
         .await
+    }
+}
+
+#[async_trait]
+impl BetaTesters for CaptureProvider {
+    /// Like App Store Connect: an email already invited is the same tester.
+    async fn invite(&self, invite: &BetaInvite) -> Result<BetaInviteReceipt, ProviderError> {
+        let _guard = self.lock.lock().await;
+        let existing = self.list("testflight").await;
+        let found = existing.iter().find(|t| t["email"] == invite.email.as_str()).and_then(|t| t["tester_id"].as_str());
+        let (tester_id, already_existed) = match found {
+            Some(id) => (id.to_owned(), true),
+            None => (format!("capture-tester-{}", existing.len() + 1), false),
+        };
+        self.append(
+            "testflight",
+            json!({"at": Timestamp::now(), "tester_id": tester_id, "email": invite.email.as_str(),
+                   "first_name": invite.first_name, "last_name": invite.last_name, "group_id": invite.group_id}),
+        )
+        .await?;
+        Ok(BetaInviteReceipt { tester_id, already_existed })
     }
 }
 

@@ -2,6 +2,7 @@
 //! tested against a mock server with the provider's documented request and response
 //! shapes.
 
+pub mod app_store_connect;
 pub mod capture;
 pub mod discord;
 pub mod sendgrid;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use shared::ports::providers::ProviderError;
 
+pub use app_store_connect::AppStoreConnect;
 pub use capture::CaptureProvider;
 pub use discord::DiscordWebhook;
 pub use sendgrid::SendGrid;

@@ -40,6 +40,11 @@ macro_rules! migrations_in {
                 name: "access_requests",
                 sql: include_str!(concat!("../../../migrations/", $dir, "/0005_access_requests.sql")),
             },
+            Migration {
+                version: 6,
+                name: "testflight",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0006_testflight.sql")),
+            },
         ]
     };
 }

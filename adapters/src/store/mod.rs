@@ -8,6 +8,7 @@ mod access;
 mod analytics;
 mod append;
 mod migrate;
+mod testflight;
 
 use std::path::Path;
 use std::sync::{Arc, Once};
@@ -22,12 +23,15 @@ use tokio::sync::{Notify, OnceCell};
 use shared::config::StoreConfig;
 use shared::domain::access::{AccessRequest, AccessRequestStatus, Decision, NewAccessRequest, Submitted, TicketId};
 use shared::domain::analytics::{AnalyticsBatch, AnalyticsChunk, AnalyticsCounts, NewAnalyticsBatch, StagedAnalytics};
+use shared::domain::testflight::{InvitationOutcome, InvitationRecord, NewInvitation};
 use shared::domain::{
     ApiKeyRecord, EmailAddress, EmailOutcome, EmailRecord, EmailStatus, Feedback, FeedbackMessage, FeedbackStatus,
     NewEmail, NewFeedback, Rating, Tenant, TenantName,
 };
 use shared::ports::{Appended, EffectTx, OutboxEntry, SendStart, Store, StoreError};
-use shared::{AnalyticsBatchId, ApiKeyId, EmailId, EventEnvelope, EventId, FeedbackId, TenantId, Timestamp};
+use shared::{
+    AnalyticsBatchId, ApiKeyId, EmailId, EventEnvelope, EventId, FeedbackId, InvitationId, TenantId, Timestamp,
+};
 
 pub(crate) const OUTBOX_CHANNEL: &str = "switchyard_outbox";
 const CLAIM_LOCK: i64 = 72_635_402;
@@ -615,6 +619,19 @@ impl Store for SqlStore {
         access::due_reminders(&self.pool, created_before, reminded_before).await
     }
 
+    async fn submit_invitation(
+        &self,
+        tenant: TenantId,
+        invitation: &NewInvitation,
+        envelope: &EventEnvelope,
+    ) -> Result<(), StoreError> {
+        testflight::submit(&self.writer, tenant, invitation, envelope).await
+    }
+
+    async fn invitation(&self, tenant: TenantId, id: InvitationId) -> Result<Option<InvitationRecord>, StoreError> {
+        testflight::get(&self.pool, tenant, id).await
+    }
+
     async fn set_webhook_secret(&self, tenant: TenantId, source: &str, secret: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query("DELETE FROM webhook_secrets WHERE tenant_id = $1 AND source = $2")
@@ -851,6 +868,15 @@ impl EffectTx for SqlEffectTx {
             return Err(StoreError::NotFound(format!("email {id} of tenant {tenant}")));
         }
         Ok(())
+    }
+
+    async fn set_invitation_outcome(
+        &mut self,
+        tenant: TenantId,
+        id: InvitationId,
+        outcome: &InvitationOutcome,
+    ) -> Result<(), StoreError> {
+        testflight::set_outcome(&mut self.tx, tenant, id, outcome).await
     }
 
     async fn stage_analytics(&mut self, tenant: TenantId, rows: &[StagedAnalytics]) -> Result<(), StoreError> {

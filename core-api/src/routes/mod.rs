@@ -3,6 +3,7 @@ pub(crate) mod analytics;
 pub(crate) mod emails;
 pub(crate) mod events;
 pub(crate) mod feedback;
+pub(crate) mod testflight;
 pub(crate) mod webhooks;
 
 use actix_web::HttpResponse;

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod analytics;
+pub mod testflight;
 
 use std::fmt;
 

@@ -99,3 +99,28 @@ pub struct Alert {
 pub trait AlertSink: Send + Sync + 'static {
     async fn post(&self, alert: &Alert) -> Result<(), ProviderError>;
 }
+
+/// An invitation to test an app through TestFlight: a beta tester in a beta group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BetaInvite {
+    pub email: EmailAddress,
+    pub first_name: String,
+    pub last_name: String,
+    /// The App Store Connect id of the beta group.
+    pub group_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BetaInviteReceipt {
+    /// The App Store Connect id of the beta tester.
+    pub tester_id: String,
+    /// True when the tester already existed (they were added to the group).
+    pub already_existed: bool,
+}
+
+/// Invites beta testers. Contract: inviting a tester who already exists is a success
+/// (they end up in the group), so a retry never fails on its own first attempt.
+#[async_trait]
+pub trait BetaTesters: Send + Sync + 'static {
+    async fn invite(&self, invite: &BetaInvite) -> Result<BetaInviteReceipt, ProviderError>;
+}

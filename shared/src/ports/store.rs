@@ -9,11 +9,12 @@ use super::BoxError;
 use crate::clock::Timestamp;
 use crate::domain::access::{AccessRequest, AccessRequestStatus, Decision, NewAccessRequest, Submitted, TicketId};
 use crate::domain::analytics::{AnalyticsBatch, AnalyticsChunk, AnalyticsCounts, NewAnalyticsBatch, StagedAnalytics};
+use crate::domain::testflight::{InvitationOutcome, InvitationRecord, NewInvitation};
 use crate::domain::{
     ApiKeyRecord, EmailAddress, EmailOutcome, EmailRecord, Feedback, FeedbackStatus, NewEmail, NewFeedback, Tenant,
 };
 use crate::envelope::EventEnvelope;
-use crate::ids::{AnalyticsBatchId, ApiKeyId, EmailId, EventId, FeedbackId, TenantId};
+use crate::ids::{AnalyticsBatchId, ApiKeyId, EmailId, EventId, FeedbackId, InvitationId, TenantId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -187,6 +188,15 @@ pub trait Store: Send + Sync + 'static {
         reminded_before: Timestamp,
     ) -> Result<Vec<AccessRequest>, StoreError>;
 
+    /// Stores a TestFlight invitation (status `accepted`) and its event.
+    async fn submit_invitation(
+        &self,
+        tenant: TenantId,
+        invitation: &NewInvitation,
+        envelope: &EventEnvelope,
+    ) -> Result<(), StoreError>;
+    async fn invitation(&self, tenant: TenantId, id: InvitationId) -> Result<Option<InvitationRecord>, StoreError>;
+
     /// Sets (or replaces) the secret webhooks from `source` are signed with for `tenant`.
     async fn set_webhook_secret(&self, tenant: TenantId, source: &str, secret: &str) -> Result<(), StoreError>;
     async fn webhook_secret(&self, tenant: TenantId, source: &str) -> Result<Option<String>, StoreError>;
@@ -235,6 +245,13 @@ pub trait EffectTx: Send {
     /// Stores emails and their events with the effect (a confirmation email is then
     /// requested exactly once per event).
     async fn submit_emails(&mut self, emails: &[(NewEmail, EventEnvelope)]) -> Result<(), StoreError>;
+    /// Records how an invitation ended.
+    async fn set_invitation_outcome(
+        &mut self,
+        tenant: TenantId,
+        id: InvitationId,
+        outcome: &InvitationOutcome,
+    ) -> Result<(), StoreError>;
     /// Stages analytics events for writing (exactly once per consumed event).
     async fn stage_analytics(&mut self, tenant: TenantId, rows: &[StagedAnalytics]) -> Result<(), StoreError>;
     /// Records how a send ended.

@@ -54,6 +54,8 @@ where
     super::store_flows::analytics(make().await).await;
     announce(SUITE, "access requests: tickets, one pending per requester, decisions, reminders");
     super::store_flows::access_requests(make().await).await;
+    announce(SUITE, "TestFlight invitations: tenant-scoped, outcome with the inbox row");
+    super::store_flows::invitations(make().await).await;
 }
 
 async fn webhook_secrets(store: Arc<dyn Store>) {

@@ -206,3 +206,56 @@ pub(super) async fn access_requests(store: Arc<dyn Store>) {
     let next_period = store.due_access_reminders(later, later).await.expect("reminders");
     assert_eq!(next_period.len(), 1, "again in the next period");
 }
+
+/// Invitations are tenant-scoped and record their outcome with the inbox row.
+pub(super) async fn invitations(store: Arc<dyn Store>) {
+    use crate::domain::testflight::{InvitationOutcome, InvitationStatus, NewInvitation};
+    use crate::ids::InvitationId;
+
+    let acme = tenant(store.as_ref(), "Acme").await;
+    let globex = tenant(store.as_ref(), "Globex").await;
+    let invitation = NewInvitation {
+        id: InvitationId::new(),
+        email: EmailAddress::parse("tess@example.com").expect("email"),
+        first_name: "Tess".into(),
+        last_name: "Ter".into(),
+        group_id: "group-1".into(),
+    };
+    let requested = event(acme.id, "testflight.invitation_requested");
+    store.submit_invitation(acme.id, &invitation, &requested).await.expect("submit");
+    assert_eq!(store.outbox_backlog().await.expect("backlog"), 1);
+    let stored = store.invitation(acme.id, invitation.id).await.expect("get").expect("present");
+    assert_eq!(
+        (stored.status, stored.event_id, stored.group_id.as_str()),
+        (InvitationStatus::Accepted, requested.id, "group-1")
+    );
+    assert_eq!(store.invitation(globex.id, invitation.id).await.expect("get"), None, "tenant-scoped");
+
+    let mut tx = store.begin_once("testflight", acme.id, requested.id).await.expect("begin").expect("first");
+    let outcome = InvitationOutcome {
+        status: InvitationStatus::Invited,
+        tester_id: Some("T1".into()),
+        already_existed: true,
+        failure_reason: None,
+        result_key: Some("testflight/k.json".into()),
+    };
+    tx.set_invitation_outcome(acme.id, invitation.id, &outcome).await.expect("outcome");
+    tx.commit().await.expect("commit");
+    let done = store.invitation(acme.id, invitation.id).await.expect("get").expect("present");
+    assert_eq!(
+        (done.status, done.tester_id.as_deref(), done.already_existed),
+        (InvitationStatus::Invited, Some("T1"), true)
+    );
+    let mut tx = store
+        .begin_once(
+            "testflight",
+            globex.id,
+            EventEnvelope::new(globex.id, Service::CoreApi, EventType::parse("testflight.x").expect("t"), Map::new())
+                .id,
+        )
+        .await
+        .expect("begin")
+        .expect("first");
+    let other = tx.set_invitation_outcome(globex.id, invitation.id, &outcome).await;
+    assert!(matches!(other, Err(StoreError::NotFound(_))), "another tenant's invitation is not found: {other:?}");
+}

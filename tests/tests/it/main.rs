@@ -8,4 +8,5 @@ mod emails;
 mod flow;
 mod helpers;
 mod outage;
+mod testflight;
 mod webhooks;

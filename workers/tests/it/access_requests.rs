@@ -8,14 +8,14 @@ use adapters::object_store::FilesystemObjectStore;
 use shared::domain::access::{AccessRequest, Decision, NewAccessRequest, Submitted};
 use shared::domain::{EmailAddress, TenantName};
 use shared::envelope::event_types::{ACCESS_REQUEST_APPROVED, ACCESS_REQUEST_SUBMITTED, EMAIL_REQUESTED};
-use shared::ports::{ObjectStore, Transport};
+use shared::ports::ObjectStore;
 use shared::topology::UseCase;
 use shared::{EventEnvelope, EventType, ObjectKey, Service, TenantId};
 use workers::access_requests::AccessRequestWorker;
 use workers::alerts::{Alerter, Monitor};
-use workers::{Consumer, ConsumerConfig, Handler, HandlerError};
+use workers::{Handler, HandlerError};
 
-use crate::helpers::{delivery, AlertRecorder, Env};
+use crate::helpers::{assert_dead_lettered_and_alerted, delivery, AlertRecorder, Env};
 
 fn event(event_type: &'static str, service: Service) -> impl Fn(&AccessRequest) -> EventEnvelope + Send + Sync {
     move |request: &AccessRequest| {
@@ -132,34 +132,9 @@ async fn an_alert_sink_that_always_fails_sends_the_request_to_the_dead_letter_qu
     let env = Env::new().await;
     let tenant = env.tenant("Portal").await;
     let (_, envelope) = submit(&env, tenant).await;
-    env.embedded.publish(&env.topic(), &[workers::relay::outgoing(&envelope)]).await.expect("publish");
-    let config = ConsumerConfig {
-        base_backoff: Duration::from_millis(10),
-        ..ConsumerConfig::new(env.queue(UseCase::AccessRequests))
-    };
-    let consumer = Consumer::new(
-        env.embedded.clone(),
-        Arc::new(worker(&env, Arc::new(AlertRecorder::failing(usize::MAX)))),
-        config,
-    );
-    for _ in 0..4 {
-        consumer.run_once(Duration::from_millis(300)).await.expect("run");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let dlq = env.topology.queue(UseCase::AccessRequests).dlq_name.clone();
-    assert_eq!(env.embedded.dead_letters(&dlq, 10).await.expect("dlq").len(), 1, "dead-lettered after 3 receives");
+    let handler = Arc::new(worker(&env, Arc::new(AlertRecorder::failing(usize::MAX))));
+    assert_dead_lettered_and_alerted(&env, UseCase::AccessRequests, handler, &envelope).await;
     assert!(requested_emails(&env).await.is_empty(), "no effect committed");
-
-    let operators = Arc::new(AlertRecorder::default());
-    let mut monitor = Monitor::new(
-        env.embedded.clone(),
-        env.store.clone(),
-        env.topology.clone(),
-        Alerter::new(operators.clone(), Duration::from_secs(300)),
-    );
-    monitor.check(Instant::now()).await;
-    let posted = operators.posted.lock().expect("lock").clone();
-    assert_eq!(posted.iter().map(|a| a.title.clone()).collect::<Vec<_>>(), [format!("Dead letters in {dlq}")]);
 }
 
 #[tokio::test]

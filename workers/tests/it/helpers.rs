@@ -209,3 +209,34 @@ impl AlertSink for AlertRecorder {
         Ok(())
     }
 }
+
+/// Publishes `envelope` to the core-api topic, runs `handler` on `use_case`'s queue
+/// until the message has been received four times, and checks that it reached the
+/// dead-letter queue after three and that the monitor alerts the operators about it.
+pub async fn assert_dead_lettered_and_alerted(
+    env: &Env,
+    use_case: UseCase,
+    handler: Arc<dyn workers::Handler>,
+    envelope: &EventEnvelope,
+) {
+    use workers::alerts::{Alerter, Monitor};
+    use workers::{Consumer, ConsumerConfig};
+
+    env.embedded.publish(&env.topic(), &[workers::relay::outgoing(envelope)]).await.expect("publish");
+    let config = ConsumerConfig { base_backoff: Duration::from_millis(10), ..ConsumerConfig::new(env.queue(use_case)) };
+    let consumer = Consumer::new(env.embedded.clone(), handler, config);
+    for _ in 0..4 {
+        consumer.run_once(Duration::from_millis(300)).await.expect("run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dlq = env.topology.queue(use_case).dlq_name.clone();
+    let dead = env.embedded.dead_letters(&dlq, 10).await.expect("dlq");
+    assert_eq!(dead.len(), 1, "dead-lettered after 3 receives");
+    assert_eq!(dead[0].dedup_id, envelope.id.to_string());
+    let operators = Arc::new(AlertRecorder::default());
+    let alerter = Alerter::new(operators.clone(), Duration::from_secs(300));
+    let mut monitor = Monitor::new(env.embedded.clone(), env.store.clone(), env.topology.clone(), alerter);
+    monitor.check(tokio::time::Instant::now()).await;
+    let titles: Vec<String> = operators.posted.lock().expect("lock").iter().map(|a| a.title.clone()).collect();
+    assert_eq!(titles, [format!("Dead letters in {dlq}")]);
+}

@@ -8,3 +8,4 @@ mod email;
 mod feedback;
 mod helpers;
 mod relay;
+mod testflight;

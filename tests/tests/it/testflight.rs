@@ -1,0 +1,73 @@
+//! `POST /v1/testflight/invitations` end to end on the embedded engine, with App Store
+//! Connect captured: invited, a second invitation of the same tester is "already
+//! existed", bad requests are refused.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{json, spawn_app, Engine, TestApp};
+
+async fn wait_for_status(app: &TestApp, id: &str, wanted: &str) -> Value {
+    let mut invitation = Value::Null;
+    for _ in 0..300 {
+        invitation = json(app.get(&format!("/v1/testflight/invitations/{id}"), &app.acme.key).await).await;
+        if invitation["status"] == wanted {
+            return invitation;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("invitation {id} never reached {wanted}: {invitation}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tester_is_invited_once_and_a_second_invitation_finds_them() {
+    let app = spawn_app(Engine::Embedded).await;
+    let body =
+        json!({"email": "tess@example.com", "first_name": "Tess", "last_name": "Ter", "beta_group_id": "group-1"});
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let response = app.post_json("/v1/testflight/invitations", Some(&app.acme.key), &body).await;
+        assert_eq!(response.status(), 202);
+        ids.push(json(response).await["id"].as_str().expect("id").to_owned());
+    }
+    let first = wait_for_status(&app, &ids[0], "invited").await;
+    assert_eq!(first["already_existed"], false);
+    assert!(first["result_key"]
+        .as_str()
+        .is_some_and(|k| k.starts_with(&format!("testflight/tenant={}/", app.acme.id))));
+    let second = wait_for_status(&app, &ids[1], "invited").await;
+    assert_eq!(
+        (second["already_existed"].as_bool(), second["tester_id"].clone()),
+        (Some(true), first["tester_id"].clone())
+    );
+    let captured = std::fs::read_to_string(app.captures.join("testflight.jsonl")).expect("captured calls");
+    assert_eq!(captured.lines().count(), 2, "{captured}");
+    assert_eq!(app.get(&format!("/v1/testflight/invitations/{}", ids[0]), &app.globex.key).await.status(), 404);
+    app.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_invitations_are_refused() {
+    let app = spawn_app(Engine::Embedded).await;
+    let cases = [
+        (json!({"first_name": "T", "last_name": "T", "beta_group_id": "g"}), "email"),
+        (json!({"email": "nope", "first_name": "T", "last_name": "T", "beta_group_id": "g"}), "email"),
+        (json!({"email": "t@example.com", "first_name": "", "last_name": "T", "beta_group_id": "g"}), "first_name"),
+        (
+            json!({"email": "t@example.com", "first_name": "T", "last_name": "T", "beta_group_id": "a/b"}),
+            "beta_group_id",
+        ),
+    ];
+    for (body, field) in cases {
+        let response = app.post_json("/v1/testflight/invitations", Some(&app.acme.key), &body).await;
+        assert_eq!(response.status(), 400, "{body}");
+        let problem = json(response).await;
+        assert!(
+            problem["errors"].as_array().expect("errors").iter().any(|e| e["field"] == field),
+            "{field}: {problem}"
+        );
+    }
+    assert!(!app.captures.join("testflight.jsonl").exists(), "nothing was invited");
+    app.stop().await.expect("clean stop");
+}

@@ -1,0 +1,133 @@
+//! The TestFlight worker: invites each requested tester through App Store Connect
+//! within its rate limit, writes a result object and records the outcome.
+//!
+//! Inviting is idempotent at the provider (an existing tester is a success), so a
+//! retry after a crash cannot invite twice; an event already applied is skipped before
+//! spending any of the rate limit. Throttling and outages are retried with backoff; a
+//! rejection (a 4xx) fails the invitation with App Store Connect's reason.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::{json, Value};
+
+use shared::domain::testflight::{InvitationOutcome, InvitationStatus};
+use shared::domain::EmailAddress;
+use shared::envelope::event_types::TESTFLIGHT_INVITATION_REQUESTED;
+use shared::ports::providers::{BetaInvite, BetaTesters};
+use shared::ports::{ObjectStore, ReceivedMessage, Store};
+use shared::{EventEnvelope, InvitationId, ObjectKey};
+
+use crate::consumer::{Handler, HandlerError};
+
+pub const CONSUMER: &str = "testflight";
+
+pub struct TestflightWorker {
+    store: Arc<dyn Store>,
+    objects: Arc<dyn ObjectStore>,
+    testers: Arc<dyn BetaTesters>,
+    limiter: DefaultDirectRateLimiter,
+}
+
+/// `per_hour` calls, spread evenly: a burst of one second's share at most.
+fn hourly(per_hour: NonZeroU32) -> Quota {
+    let burst = NonZeroU32::new(per_hour.get() / 3_600).unwrap_or(NonZeroU32::MIN);
+    Quota::per_hour(per_hour).allow_burst(burst)
+}
+
+impl TestflightWorker {
+    pub fn new(
+        store: Arc<dyn Store>,
+        objects: Arc<dyn ObjectStore>,
+        testers: Arc<dyn BetaTesters>,
+        per_hour: NonZeroU32,
+    ) -> Self {
+        Self { store, objects, testers, limiter: RateLimiter::direct(hourly(per_hour)) }
+    }
+
+    fn invite(envelope: &EventEnvelope) -> Result<(InvitationId, BetaInvite), HandlerError> {
+        let text = |field: &str| envelope.data.get(field).and_then(Value::as_str).map(str::to_owned);
+        let missing =
+            |field: &str| HandlerError::permanent(format!("{} without a valid data.{field}", envelope.event_type));
+        let id = text("invitation_id")
+            .and_then(|id| InvitationId::parse(&id).ok())
+            .ok_or_else(|| missing("invitation_id"))?;
+        let email = text("email").and_then(|e| EmailAddress::parse(&e).ok()).ok_or_else(|| missing("email"))?;
+        let invite = BetaInvite {
+            email,
+            first_name: text("first_name").ok_or_else(|| missing("first_name"))?,
+            last_name: text("last_name").ok_or_else(|| missing("last_name"))?,
+            group_id: text("beta_group_id").ok_or_else(|| missing("beta_group_id"))?,
+        };
+        Ok((id, invite))
+    }
+
+    async fn record(
+        &self,
+        envelope: &EventEnvelope,
+        id: InvitationId,
+        mut outcome: InvitationOutcome,
+    ) -> Result<(), HandlerError> {
+        let tenant = envelope.tenant_id;
+        let key = ObjectKey::partitioned("testflight", tenant, envelope.occurred_at, &format!("{}.json", envelope.id))
+            .map_err(HandlerError::permanent)?;
+        let record = json!({
+            "event_id": envelope.id,
+            "tenant_id": tenant,
+            "invitation_id": id,
+            "status": outcome.status,
+            "tester_id": outcome.tester_id,
+            "already_existed": outcome.already_existed,
+            "failure_reason": outcome.failure_reason,
+            "request": envelope.data,
+        });
+        let body = serde_json::to_vec_pretty(&record).map_err(HandlerError::permanent)?;
+        self.objects.put(&key, body, "application/json").await.map_err(HandlerError::objects)?;
+        outcome.result_key = Some(key.to_string());
+        if let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)? {
+            tx.set_invitation_outcome(tenant, id, &outcome).await.map_err(HandlerError::store)?;
+            tx.commit().await.map_err(HandlerError::store)?;
+        }
+        tracing::info!(tenant_id = %tenant, invitation_id = %id, status = outcome.status.as_str(), "invitation recorded");
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Handler for TestflightWorker {
+    fn name(&self) -> &str {
+        CONSUMER
+    }
+
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
+        let envelope = EventEnvelope::from_json(&message.body).map_err(HandlerError::permanent)?;
+        if envelope.event_type.as_str() != TESTFLIGHT_INVITATION_REQUESTED {
+            return Ok(());
+        }
+        if self.store.applied(CONSUMER, envelope.tenant_id, envelope.id).await.map_err(HandlerError::store)? {
+            return Ok(());
+        }
+        let (id, invite) = Self::invite(&envelope)?;
+        self.limiter.until_ready().await;
+        let outcome = match self.testers.invite(&invite).await {
+            Ok(receipt) => InvitationOutcome {
+                status: InvitationStatus::Invited,
+                tester_id: Some(receipt.tester_id),
+                already_existed: receipt.already_existed,
+                failure_reason: None,
+                result_key: None,
+            },
+            Err(error) if error.is_retryable() => return Err(HandlerError::provider(error)),
+            Err(error) => InvitationOutcome {
+                status: InvitationStatus::Failed,
+                tester_id: None,
+                already_existed: false,
+                failure_reason: Some(error.to_string()),
+                result_key: None,
+            },
+        };
+        self.record(&envelope, id, outcome).await
+    }
+}
