@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use shared::config::{
     AccessRequestConfig, AnalyticsConfig, AppStoreConnectConfig, AwsSettings, BusConfig, BusForwarding, Config,
-    EmailConfig, EmailProvider, ObjectStoreConfig, Secret, StoreConfig, TestflightConfig, TransportConfig,
-    ZendeskConfig,
+    EmailConfig, EmailProvider, ObjectStoreConfig, PlanLimits, Plans, Secret, StoreConfig, TestflightConfig,
+    TransportConfig, ZendeskConfig,
 };
 use shared::domain::EmailAddress;
 use shared::topology::{Environment, InstanceName};
@@ -85,6 +85,9 @@ pub struct Layer {
     pub testflight_rate_per_hour: Option<u32>,
     /// Where new access requests are emailed.
     pub support_email: Option<String>,
+    /// Plans and their per-tenant limits: `free:api=5,email=1,testflight=60;pro:api=200`
+    /// (`standard` takes the other settings' values unless named).
+    pub plans: Option<String>,
     /// The operators' bearer token for the control plane's JSON API.
     pub admin_token: Option<String>,
     /// Pending access requests older than this get a reminder alert, once per
@@ -138,6 +141,7 @@ impl Layer {
             testflight_rate_per_hour,
             support_email,
             admin_token,
+            plans,
             access_request_remind_after_hours,
             access_request_remind_every_hours,
             api_addr,
@@ -182,6 +186,7 @@ impl Layer {
             testflight_rate_per_hour: testflight_rate_per_hour.or(self.testflight_rate_per_hour),
             support_email: support_email.or(self.support_email),
             admin_token: admin_token.or(self.admin_token),
+            plans: plans.or(self.plans),
             access_request_remind_after_hours: access_request_remind_after_hours
                 .or(self.access_request_remind_after_hours),
             access_request_remind_every_hours: access_request_remind_every_hours
@@ -250,6 +255,7 @@ impl Layer {
                 .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             support_email: get("SWITCHYARD_SUPPORT_EMAIL"),
             admin_token: get("SWITCHYARD_ADMIN_TOKEN"),
+            plans: get("SWITCHYARD_PLANS"),
             access_request_remind_after_hours: number(
                 "access_request_remind_after_hours",
                 "SWITCHYARD_ACCESS_REQUEST_REMIND_AFTER_HOURS",
@@ -407,6 +413,13 @@ impl Layer {
             app_store_connect,
             rate_per_hour: self.testflight_rate_per_hour.unwrap_or(3_600).max(1),
         };
+        let standard = PlanLimits {
+            api_per_second: 1_000,
+            email_per_second: email.per_tenant_rate,
+            testflight_per_hour: testflight.rate_per_hour,
+        };
+        let plans =
+            Plans::parse(self.plans.as_deref().unwrap_or_default(), standard).map_err(|m| invalid("plans", m))?;
         let analytics = AnalyticsConfig {
             batch_events: self.analytics_batch_events.unwrap_or(500).clamp(1, 10_000),
             batch_age: std::time::Duration::from_secs(self.analytics_batch_seconds.unwrap_or(60).max(1)),
@@ -433,6 +446,7 @@ impl Layer {
             email,
             analytics,
             testflight,
+            plans,
         })
     }
 }
@@ -565,6 +579,7 @@ mod tests {
                 "asc_private_key_path",
             ),
             (Layer { support_email: Some("support".into()), ..Layer::default() }, "support_email"),
+            (Layer { plans: Some("free:sms=1".into()), ..Layer::default() }, "plans"),
         ];
         for (layer, setting) in cases {
             let error = layer.into_config().unwrap_err();

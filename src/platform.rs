@@ -11,15 +11,35 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use shared::config::{BusForwarding, Config};
+use shared::limits::{per_hour, per_second, TenantRates};
 use shared::ports::{EventBus, ObjectStore, Store, Transport};
 use shared::topology::{Topology, UseCase};
 use workers::access_requests::AccessRequestWorker;
-use workers::alerts::{Alerter, Monitor};
+use workers::alerts::{report_worker, Alerter, Monitor, TenantAlerts, TenantSinkFactory};
 use workers::analytics::{AnalyticsWorker, AnalyticsWriter};
 use workers::email::{EmailLimits, EmailWorker};
 use workers::feedback::FeedbackWorker;
 use workers::testflight::TestflightWorker;
 use workers::{Consumer, ConsumerConfig, ConsumerStats, Handler, OutboxRelay, RelayConfig};
+
+/// How often each worker process reports its counts (the monitor checks every 30 s).
+const WORKER_REPORTS: Duration = Duration::from_secs(15);
+
+/// Repeats of one alert within this window are summarised, not posted.
+const ALERT_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+/// Tenants' own alert webhooks: Discord, or the capture provider when the process
+/// captures provider calls (`dev`).
+fn tenant_sinks(config: &Config) -> TenantSinkFactory {
+    match &config.capture_dir {
+        Some(dir) => {
+            let capture: Arc<dyn shared::ports::providers::AlertSink> =
+                Arc::new(adapters::providers::CaptureProvider::new(dir.clone()));
+            Box::new(move |_url| capture.clone())
+        }
+        None => Box::new(|url| Arc::new(adapters::providers::DiscordWebhook::new(shared::config::Secret::new(url)))),
+    }
+}
 
 /// The backends a platform runs on.
 #[derive(Clone)]
@@ -141,7 +161,9 @@ impl Platform {
                 Some(sender) => {
                     let email = &self.config.email;
                     let limits = EmailLimits {
-                        per_tenant: NonZeroU32::new(email.per_tenant_rate).unwrap_or(NonZeroU32::MIN),
+                        tenants: TenantRates::new(backends.store.clone(), &self.config.plans, |plan| {
+                            per_second(plan.email_per_second)
+                        }),
                         provider: NonZeroU32::new(email.provider_rate).unwrap_or(NonZeroU32::MIN),
                     };
                     Arc::new(EmailWorker::new(
@@ -183,6 +205,9 @@ impl Platform {
                     backends.objects.clone(),
                     testers,
                     NonZeroU32::new(self.config.testflight.rate_per_hour).unwrap_or(NonZeroU32::MIN),
+                    TenantRates::new(backends.store.clone(), &self.config.plans, |plan| {
+                        per_hour(plan.testflight_per_hour)
+                    }),
                 )),
                 Ok(None) => {
                     tracing::info!(
@@ -210,7 +235,8 @@ impl Platform {
     /// in-flight requests and messages finish, and returns.
     pub async fn run_until_stopped(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
-        let mut worker_stats = Vec::new();
+        // Names this process in worker reports.
+        let process = uuid::Uuid::new_v4().simple().to_string();
         for component in self.components.clone() {
             match component {
                 Component::Relay => {
@@ -227,7 +253,14 @@ impl Platform {
                 }
                 Component::Worker(use_case) => {
                     if let Some(stats) = self.spawn_worker(use_case, &mut tasks, &shutdown).await {
-                        worker_stats.push((use_case, stats));
+                        tasks.spawn(report_worker(
+                            self.backends.store.clone(),
+                            use_case.as_str().to_owned(),
+                            process.clone(),
+                            stats,
+                            WORKER_REPORTS,
+                            shutdown.clone(),
+                        ));
                     }
                 }
                 Component::Monitor | Component::Api | Component::ControlPlane => {}
@@ -240,14 +273,11 @@ impl Platform {
                         self.backends.transport.clone(),
                         self.backends.store.clone(),
                         self.topology.clone(),
-                        Alerter::new(sink, Duration::from_secs(5 * 60)),
+                        Alerter::new(sink, ALERT_WINDOW),
                     );
+                    monitor.tenant_alerts = Some(TenantAlerts::new(tenant_sinks(&self.config), ALERT_WINDOW));
                     let reminders = &self.config.access_requests;
                     monitor.access_reminders = Some((reminders.remind_after, reminders.remind_every));
-                    // Failure rates of the workers in this process.
-                    for (use_case, stats) in worker_stats {
-                        monitor.watch_worker(use_case.as_str(), stats);
-                    }
                     tasks.spawn(monitor.run(Duration::from_secs(30), shutdown.clone()));
                 }
                 None => tracing::info!("no alert sink configured (SWITCHYARD_DISCORD_WEBHOOK_URL): alerts are off"),
@@ -259,7 +289,8 @@ impl Platform {
         let mut servers = tokio::task::JoinSet::new();
         let mut handles = Vec::new();
         if let Some(listener) = self.api_listener.take() {
-            let api = core_api::server(listener, core_api::ApiState::new(self.backends.store.clone()))?;
+            let api =
+                core_api::server(listener, core_api::ApiState::new(self.backends.store.clone(), &self.config.plans))?;
             handles.push(api.handle());
             servers.spawn(api);
         }
@@ -267,6 +298,7 @@ impl Platform {
             let state = control_plane::ConsoleState {
                 store: self.backends.store.clone(),
                 admin_token: self.config.admin_token.clone(),
+                plans: self.config.plans.clone(),
             };
             let console = control_plane::server(listener, state)?;
             handles.push(console.handle());

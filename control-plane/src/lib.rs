@@ -1,10 +1,12 @@
 //! control-plane: the operator API and admin console. Today: access-request decisions
-//! as a JSON API behind the operators' bearer token (`SWITCHYARD_ADMIN_TOKEN`).
+//! and tenant settings (plan, alert webhook) as a JSON API behind the operators' bearer
+//! token (`SWITCHYARD_ADMIN_TOKEN`).
 //!
 //! Architecture invariant: like core-api, it reaches the outside world only through
 //! the ports in `shared::ports`.
 
 mod access_requests;
+mod tenants;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::json;
 
 use core_api::ApiError;
-use shared::config::Secret;
+use shared::config::{Plans, Secret};
 use shared::ports::Store;
 
 /// What every handler shares.
@@ -24,6 +26,8 @@ pub struct ConsoleState {
     /// Operators authenticate with this bearer token; with none set, the JSON API
     /// refuses every call.
     pub admin_token: Option<Secret>,
+    /// The plans a tenant can be put on.
+    pub plans: Plans,
 }
 
 impl ConsoleState {
@@ -66,7 +70,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/access-requests", web::get().to(access_requests::list))
                 .route("/access-requests/{ticket}", web::get().to(access_requests::get))
                 .route("/access-requests/{ticket}/approve", web::post().to(access_requests::approve))
-                .route("/access-requests/{ticket}/reject", web::post().to(access_requests::reject)),
+                .route("/access-requests/{ticket}/reject", web::post().to(access_requests::reject))
+                .route("/tenants/{id}", web::get().to(tenants::get))
+                .route("/tenants/{id}", web::patch().to(tenants::update)),
         )
         .default_service(web::to(not_found));
 }

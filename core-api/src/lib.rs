@@ -19,6 +19,8 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 
+use shared::config::Plans;
+use shared::limits::{per_second, TenantRates};
 use shared::ports::Store;
 
 pub use auth::{issue_api_key, IssuedKey};
@@ -35,15 +37,21 @@ pub const MAX_BODY_BYTES: usize = 262_144;
 pub struct ApiState {
     pub store: Arc<dyn Store>,
     pub keys: Arc<auth::KeyCache>,
+    /// Requests per second per tenant, by plan.
+    pub rates: Arc<TenantRates>,
 }
 
 impl ApiState {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, keys: Arc::default() }
+    pub fn new(store: Arc<dyn Store>, plans: &Plans) -> Self {
+        let rates = TenantRates::new(store.clone(), plans, |limits| per_second(limits.api_per_second));
+        Self { store, keys: Arc::default(), rates: Arc::new(rates) }
     }
 
+    /// The calling tenant, once its key is valid and its plan allows another request.
     pub(crate) async fn authenticate(&self, request: &actix_web::HttpRequest) -> Result<shared::TenantId, ApiError> {
-        auth::authenticate(request, self.store.as_ref(), &self.keys).await
+        let tenant = auth::authenticate(request, self.store.as_ref(), &self.keys).await?;
+        self.rates.check(tenant).await.map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+        Ok(tenant)
     }
 }
 

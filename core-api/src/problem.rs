@@ -38,6 +38,9 @@ pub enum ApiError {
     /// The request conflicts with the current state; `existing` shows that state.
     #[error("{detail}")]
     Conflict { detail: String, existing: Option<serde_json::Value> },
+    /// The tenant's plan allows no more requests right now.
+    #[error("too many requests for this tenant's plan; retry after {} s", .retry_after.as_secs().max(1))]
+    RateLimited { retry_after: std::time::Duration },
     #[error("the service is temporarily unavailable")]
     Unavailable(#[source] StoreError),
     #[error("internal error")]
@@ -78,6 +81,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => ("/problems/unsupported-media-type", "Unsupported media type"),
             ApiError::NotFound(_) => ("/problems/not-found", "Not found"),
             ApiError::Conflict { .. } => ("/problems/conflict", "Conflict"),
+            ApiError::RateLimited { .. } => ("/problems/rate-limited", "Too many requests"),
             ApiError::Unavailable(_) => ("/problems/unavailable", "Service unavailable"),
             ApiError::Internal(_) => ("/problems/internal", "Internal server error"),
         }
@@ -115,6 +119,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -139,6 +144,10 @@ impl ResponseError for ApiError {
         response.content_type("application/problem+json");
         if matches!(self, ApiError::Unauthorized(_)) {
             response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let ApiError::RateLimited { retry_after } = self {
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response.insert_header(("Retry-After", seconds.max(1).to_string()));
         }
         if matches!(self, ApiError::PayloadTooLarge { .. }) {
             // The rest of the body was not read: the connection cannot carry another request.

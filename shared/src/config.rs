@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::domain::PlanName;
 use crate::pattern::PatternError;
 use crate::topology::{Environment, InstanceName, Topology};
 
@@ -182,6 +183,80 @@ impl Default for TestflightConfig {
     }
 }
 
+/// Rate limits of one plan, per tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanLimits {
+    /// API requests per second.
+    pub api_per_second: u32,
+    /// Emails sent per second.
+    pub email_per_second: u32,
+    /// TestFlight invitations per hour.
+    pub testflight_per_hour: u32,
+}
+
+/// The deployment's plans; `standard` always exists (tenants start on it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plans(std::collections::BTreeMap<PlanName, PlanLimits>);
+
+impl Plans {
+    /// `standard` with `limits`, plus the plans of `spec`:
+    /// `free:api=5,email=1,testflight=60;pro:api=200` (unset limits are standard's).
+    pub fn parse(spec: &str, standard: PlanLimits) -> Result<Self, String> {
+        let mut plans = std::collections::BTreeMap::from([(PlanName::standard(), standard)]);
+        for entry in spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+            let (name, limits) = entry.split_once(':').unwrap_or((entry, ""));
+            let name = PlanName::parse(name.trim())?;
+            let mut plan = plans.get(&name).copied().unwrap_or(standard);
+            for pair in limits.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (key, value) =
+                    pair.split_once('=').ok_or_else(|| format!("`{pair}` in plan {name} is not key=value"))?;
+                let value: u32 = value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|v| *v > 0)
+                    .ok_or_else(|| format!("`{pair}` in plan {name} needs a positive number"))?;
+                match key.trim() {
+                    "api" => plan.api_per_second = value,
+                    "email" => plan.email_per_second = value,
+                    "testflight" => plan.testflight_per_hour = value,
+                    other => return Err(format!("`{other}` in plan {name} is not a limit (api, email, testflight)")),
+                }
+            }
+            plans.insert(name, plan);
+        }
+        Ok(Self(plans))
+    }
+
+    /// One plan: standard's limits for every tenant.
+    pub fn single(standard: PlanLimits) -> Self {
+        Self(std::collections::BTreeMap::from([(PlanName::standard(), standard)]))
+    }
+
+    /// A plan's limits; standard's for a plan the configuration does not know.
+    pub fn limits(&self, plan: &PlanName) -> PlanLimits {
+        self.0.get(plan).or_else(|| self.0.get(&PlanName::standard())).copied().unwrap_or(PlanLimits {
+            api_per_second: 1_000,
+            email_per_second: 10,
+            testflight_per_hour: 3_600,
+        })
+    }
+
+    pub fn contains(&self, plan: &PlanName) -> bool {
+        self.0.contains_key(plan)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&PlanName, &PlanLimits)> {
+        self.0.iter()
+    }
+}
+
+impl Default for Plans {
+    fn default() -> Self {
+        Self::single(PlanLimits { api_per_second: 1_000, email_per_second: 10, testflight_per_hour: 3_600 })
+    }
+}
+
 /// The whole runtime configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -201,6 +276,8 @@ pub struct Config {
     pub email: EmailConfig,
     pub analytics: AnalyticsConfig,
     pub testflight: TestflightConfig,
+    /// Rate limits per plan.
+    pub plans: Plans,
     /// The deployment's Discord webhook for alerts.
     pub discord_webhook: Option<Secret>,
     /// Operators' bearer token for the control plane's JSON API; none refuses every call.
@@ -235,6 +312,7 @@ impl Config {
             email: EmailConfig::unconfigured(),
             analytics: AnalyticsConfig::default(),
             testflight: TestflightConfig::default(),
+            plans: Plans::default(),
             discord_webhook: None,
             admin_token: None,
             access_requests: AccessRequestConfig::default(),
@@ -253,6 +331,20 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plans_override_standard_limits() {
+        let standard = PlanLimits { api_per_second: 1_000, email_per_second: 10, testflight_per_hour: 3_600 };
+        let plans = Plans::parse("free: api=5, email=1 ; pro:api=200,testflight=7200", standard).unwrap();
+        let free = plans.limits(&PlanName::parse("free").unwrap());
+        assert_eq!((free.api_per_second, free.email_per_second, free.testflight_per_hour), (5, 1, 3_600));
+        assert_eq!(plans.limits(&PlanName::parse("pro").unwrap()).testflight_per_hour, 7_200);
+        assert_eq!(plans.limits(&PlanName::parse("unknown").unwrap()), standard);
+        assert!(plans.contains(&PlanName::standard()));
+        for bad in ["Free:api=1", "free:api", "free:api=0", "free:sms=3"] {
+            assert!(Plans::parse(bad, standard).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn secrets_are_not_printed() {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod envelope;
 pub mod ids;
+pub mod limits;
 pub mod object_key;
 pub mod pattern;
 pub mod ports;

@@ -4,7 +4,7 @@
 //! when the window closes one summary reports how many there were — a storm produces
 //! a summary, not a flood.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +13,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use shared::ports::providers::{Alert, AlertSink};
-use shared::ports::{Store, Transport};
-use shared::topology::Topology;
-use shared::Timestamp;
+use shared::ports::{Store, Transport, WorkerReport};
+use shared::topology::{Topology, MAX_RECEIVE_COUNT};
+use shared::{TenantId, Timestamp};
 
 use crate::consumer::ConsumerStats;
 
@@ -83,6 +83,66 @@ impl Alerter {
     }
 }
 
+/// Reports `stats` of `worker` in this `process` to the store every `interval` (and
+/// once more at shutdown), so a monitor anywhere can see its failure rate.
+pub async fn report_worker(
+    store: Arc<dyn Store>,
+    worker: String,
+    process: String,
+    stats: Arc<ConsumerStats>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let stopping = tokio::select! {
+            () = shutdown.cancelled() => true,
+            () = tokio::time::sleep(interval) => false,
+        };
+        let report = WorkerReport {
+            worker: worker.clone(),
+            process: process.clone(),
+            handled: stats.handled.load(Ordering::Relaxed),
+            failed: stats.failed.load(Ordering::Relaxed),
+            reported_at: Timestamp::now(),
+        };
+        if let Err(error) = store.report_worker(&report).await {
+            tracing::warn!(%error, worker = worker.as_str(), "could not report worker counts");
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Makes the alert sink for a tenant's own webhook URL.
+pub type TenantSinkFactory = Box<dyn Fn(&str) -> Arc<dyn AlertSink> + Send + Sync>;
+
+/// Alerts to tenants' own webhooks: which dead letters were already reported, and one
+/// de-duplicating alerter per tenant and webhook.
+pub struct TenantAlerts {
+    sink_for: TenantSinkFactory,
+    window: Duration,
+    alerters: HashMap<TenantId, (String, Alerter)>,
+    /// Dead-letter message ids already attributed, per DLQ.
+    reported: HashMap<String, HashSet<String>>,
+}
+
+impl TenantAlerts {
+    pub fn new(sink_for: TenantSinkFactory, window: Duration) -> Self {
+        Self { sink_for, window, alerters: HashMap::new(), reported: HashMap::new() }
+    }
+
+    /// The tenant's alerter for `url`, made anew when the tenant changed its webhook.
+    fn alerter(&mut self, tenant: TenantId, url: &str) -> &mut Alerter {
+        let make = || (url.to_owned(), Alerter::new((self.sink_for)(url), self.window));
+        let entry = self.alerters.entry(tenant).or_insert_with(make);
+        if entry.0 != url {
+            *entry = make();
+        }
+        &mut entry.1
+    }
+}
+
 /// Watches the dead-letter queues and the outbox and raises alerts.
 pub struct Monitor {
     transport: Arc<dyn Transport>,
@@ -93,14 +153,16 @@ pub struct Monitor {
     pub lag_threshold: u64,
     /// Dead letters seen per DLQ at the last check.
     seen: HashMap<String, u64>,
-    /// Workers whose failure rate is watched, with their counts at the last check.
-    workers: Vec<(String, Arc<ConsumerStats>, (u64, u64))>,
+    /// Each worker process's counts at the last check (from the store's reports).
+    worker_counts: HashMap<(String, String), (u64, u64)>,
     /// A worker failing more than this share of at least `min_samples` messages
     /// between two checks is alerted.
     pub failure_threshold: f64,
     pub min_samples: u64,
     /// Pending access requests older than `.0` get a reminder, again every `.1`.
     pub access_reminders: Option<(Duration, Duration)>,
+    /// When set, a tenant with its own alert webhook also hears of its dead letters.
+    pub tenant_alerts: Option<TenantAlerts>,
 }
 
 impl Monitor {
@@ -112,24 +174,39 @@ impl Monitor {
             alerter,
             lag_threshold: 1_000,
             seen: HashMap::new(),
-            workers: Vec::new(),
+            worker_counts: HashMap::new(),
             failure_threshold: 0.5,
             min_samples: 10,
             access_reminders: None,
+            tenant_alerts: None,
         }
     }
 
-    /// Watches a worker's failure rate.
-    pub fn watch_worker(&mut self, name: &str, stats: Arc<ConsumerStats>) {
-        self.workers.push((name.to_owned(), stats, (0, 0)));
-    }
-
+    /// Failure rates per worker since the last check, summed over the processes that
+    /// reported in the last ten minutes (wherever they run). A process seen for the first
+    /// time sets a baseline; one whose counts went down restarted and counts from zero.
     async fn check_workers(&mut self, now: Instant) {
+        let since = Timestamp::from_millis(Timestamp::now().as_millis() - 10 * 60 * 1_000);
+        let reports = match self.store.worker_reports(since).await {
+            Ok(reports) => reports,
+            Err(error) => {
+                tracing::warn!(%error, "could not read worker reports");
+                return;
+            }
+        };
+        let mut deltas: HashMap<String, (u64, u64)> = HashMap::new();
+        for report in reports {
+            let counts = (report.handled, report.failed);
+            let key = (report.worker.clone(), report.process.clone());
+            let Some(last) = self.worker_counts.insert(key, counts) else { continue };
+            let restarted = counts.0 < last.0 || counts.1 < last.1;
+            let base = if restarted { (0, 0) } else { last };
+            let delta = deltas.entry(report.worker).or_default();
+            delta.0 += counts.0 - base.0;
+            delta.1 += counts.1 - base.1;
+        }
         let mut alerts = Vec::new();
-        for (name, stats, last) in &mut self.workers {
-            let counts = (stats.handled.load(Ordering::Relaxed), stats.failed.load(Ordering::Relaxed));
-            let (handled, failed) = (counts.0 - last.0, counts.1 - last.1);
-            *last = counts;
+        for (name, (handled, failed)) in deltas {
             let total = handled + failed;
             if total >= self.min_samples && failed as f64 / total as f64 > self.failure_threshold {
                 alerts.push((
@@ -152,6 +229,48 @@ impl Monitor {
         }
         for (key, alert) in alerts {
             self.alerter.raise(&key, alert, now).await;
+        }
+    }
+
+    /// Tells each tenant with its own webhook about its new dead letters in `dlq`.
+    async fn alert_tenants(&mut self, dlq: &str, now: Instant) {
+        let Some(tenants) = self.tenant_alerts.as_mut() else { return };
+        let letters = match self.transport.dead_letters(dlq, 10).await {
+            Ok(letters) => letters,
+            Err(error) => {
+                tracing::warn!(dlq, %error, "could not list dead letters for tenant alerts");
+                return;
+            }
+        };
+        let reported = tenants.reported.entry(dlq.to_owned()).or_default();
+        let fresh: Vec<_> = letters.into_iter().filter(|l| reported.insert(l.message_id.clone())).collect();
+        for letter in fresh {
+            let Ok(tenant) = TenantId::parse(&letter.group_id) else { continue };
+            let url = match self.store.tenant_settings(tenant).await {
+                Ok(Some(settings)) => settings.alert_webhook_url,
+                Ok(None) => None,
+                Err(error) => {
+                    tracing::warn!(%error, tenant_id = %tenant, "could not read the tenant's alert webhook");
+                    None
+                }
+            };
+            let Some(url) = url else { continue };
+            let event_type = letter.attributes.get("event_type").cloned().unwrap_or_else(|| "(unknown)".into());
+            let alert = Alert {
+                title: format!("A {event_type} event could not be processed"),
+                description: format!(
+                    "After {} attempts the event moved to the dead-letter queue; the platform team can redrive it.",
+                    MAX_RECEIVE_COUNT
+                ),
+                fields: vec![
+                    ("event id".into(), letter.dedup_id.clone()),
+                    ("tenant".into(), tenant.to_string()),
+                    ("queue".into(), dlq.to_owned()),
+                ],
+                colour: RED,
+                url: None,
+            };
+            tenants.alerter(tenant, &url).raise(&format!("dlq:{dlq}"), alert, now).await;
         }
     }
 
@@ -217,6 +336,7 @@ impl Monitor {
                     url: None,
                 };
                 self.alerter.raise(&format!("dlq:{}", queue.dlq_name), alert, now).await;
+                self.alert_tenants(&queue.dlq_name, now).await;
             }
         }
         match self.store.outbox_backlog().await {
@@ -239,6 +359,11 @@ impl Monitor {
         self.check_workers(now).await;
         self.check_access_requests(now).await;
         self.alerter.flush(now).await;
+        if let Some(tenants) = self.tenant_alerts.as_mut() {
+            for (_, alerter) in tenants.alerters.values_mut() {
+                alerter.flush(now).await;
+            }
+        }
     }
 
     /// Checks every `interval` until `shutdown`.

@@ -12,23 +12,23 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Value};
 
 use shared::domain::{EmailAddress, EmailOutcome, EmailStatus, NewEmail};
 use shared::envelope::event_types::EMAIL_REQUESTED;
+use shared::limits::TenantRates;
 use shared::ports::providers::{Email, EmailBody, EmailSender, ProviderError};
 use shared::ports::{ObjectStore, ReceivedMessage, SendStart, Store};
-use shared::{EmailId, EventEnvelope, EventType, ObjectKey, Service, TenantId};
+use shared::{EmailId, EventEnvelope, EventType, ObjectKey, Service};
 
 use crate::consumer::{Handler, HandlerError};
 
 pub const CONSUMER: &str = "email";
 
-/// Sends per second.
-#[derive(Debug, Clone, Copy)]
+/// Sends per second per tenant (by plan), and to the provider in all.
 pub struct EmailLimits {
-    pub per_tenant: NonZeroU32,
+    pub tenants: TenantRates,
     pub provider: NonZeroU32,
 }
 
@@ -37,7 +37,7 @@ pub struct EmailWorker {
     objects: Arc<dyn ObjectStore>,
     sender: Arc<dyn EmailSender>,
     from: EmailAddress,
-    per_tenant: DefaultKeyedRateLimiter<TenantId>,
+    per_tenant: TenantRates,
     provider: DefaultDirectRateLimiter,
 }
 
@@ -75,7 +75,7 @@ impl EmailWorker {
             objects,
             sender,
             from,
-            per_tenant: RateLimiter::keyed(Quota::per_second(limits.per_tenant)),
+            per_tenant: limits.tenants,
             provider: RateLimiter::direct(Quota::per_second(limits.provider)),
         }
     }
@@ -169,7 +169,7 @@ impl Handler for EmailWorker {
                 return self.record(&envelope, id, outcome).await;
             }
         }
-        self.per_tenant.until_key_ready(&tenant).await;
+        self.per_tenant.until_ready(tenant).await;
         self.provider.until_ready().await;
         match self.sender.send(&email).await {
             Ok(receipt) => {

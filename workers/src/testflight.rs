@@ -10,12 +10,14 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
 use serde_json::{json, Value};
 
 use shared::domain::testflight::{InvitationOutcome, InvitationStatus};
 use shared::domain::EmailAddress;
 use shared::envelope::event_types::TESTFLIGHT_INVITATION_REQUESTED;
+use shared::limits;
+use shared::limits::TenantRates;
 use shared::ports::providers::{BetaInvite, BetaTesters};
 use shared::ports::{ObjectStore, ReceivedMessage, Store};
 use shared::{EventEnvelope, InvitationId, ObjectKey};
@@ -28,13 +30,10 @@ pub struct TestflightWorker {
     store: Arc<dyn Store>,
     objects: Arc<dyn ObjectStore>,
     testers: Arc<dyn BetaTesters>,
+    /// App Store Connect's limit for the whole deployment.
     limiter: DefaultDirectRateLimiter,
-}
-
-/// `per_hour` calls, spread evenly: a burst of one second's share at most.
-fn hourly(per_hour: NonZeroU32) -> Quota {
-    let burst = NonZeroU32::new(per_hour.get() / 3_600).unwrap_or(NonZeroU32::MIN);
-    Quota::per_hour(per_hour).allow_burst(burst)
+    /// Each tenant's share, by plan.
+    tenants: TenantRates,
 }
 
 impl TestflightWorker {
@@ -43,8 +42,9 @@ impl TestflightWorker {
         objects: Arc<dyn ObjectStore>,
         testers: Arc<dyn BetaTesters>,
         per_hour: NonZeroU32,
+        tenants: TenantRates,
     ) -> Self {
-        Self { store, objects, testers, limiter: RateLimiter::direct(hourly(per_hour)) }
+        Self { store, objects, testers, limiter: RateLimiter::direct(limits::per_hour(per_hour.get())), tenants }
     }
 
     fn invite(envelope: &EventEnvelope) -> Result<(InvitationId, BetaInvite), HandlerError> {
@@ -110,6 +110,7 @@ impl Handler for TestflightWorker {
             return Ok(());
         }
         let (id, invite) = Self::invite(&envelope)?;
+        self.tenants.until_ready(envelope.tenant_id).await;
         self.limiter.until_ready().await;
         let outcome = match self.testers.invite(&invite).await {
             Ok(receipt) => InvitationOutcome {

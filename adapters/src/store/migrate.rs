@@ -45,6 +45,16 @@ macro_rules! migrations_in {
                 name: "testflight",
                 sql: include_str!(concat!("../../../migrations/", $dir, "/0006_testflight.sql")),
             },
+            Migration {
+                version: 7,
+                name: "tenant_settings",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0007_tenant_settings.sql")),
+            },
+            Migration {
+                version: 8,
+                name: "worker_stats",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0008_worker_stats.sql")),
+            },
         ]
     };
 }

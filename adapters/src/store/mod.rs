@@ -26,9 +26,9 @@ use shared::domain::analytics::{AnalyticsBatch, AnalyticsChunk, AnalyticsCounts,
 use shared::domain::testflight::{InvitationOutcome, InvitationRecord, NewInvitation};
 use shared::domain::{
     ApiKeyRecord, EmailAddress, EmailOutcome, EmailRecord, EmailStatus, Feedback, FeedbackMessage, FeedbackStatus,
-    NewEmail, NewFeedback, Rating, Tenant, TenantName,
+    NewEmail, NewFeedback, PlanName, Rating, Tenant, TenantName, TenantSettings,
 };
-use shared::ports::{Appended, EffectTx, OutboxEntry, SendStart, Store, StoreError};
+use shared::ports::{Appended, EffectTx, OutboxEntry, SendStart, Store, StoreError, WorkerReport};
 use shared::{
     AnalyticsBatchId, ApiKeyId, EmailId, EventEnvelope, EventId, FeedbackId, InvitationId, TenantId, Timestamp,
 };
@@ -393,6 +393,33 @@ impl Store for SqlStore {
             .await
             .map_err(db)?;
         rows.iter().map(tenant_from).collect()
+    }
+
+    async fn tenant_settings(&self, id: TenantId) -> Result<Option<TenantSettings>, StoreError> {
+        let row = sqlx::query("SELECT plan, alert_webhook_url FROM tenants WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(TenantSettings {
+            plan: PlanName::parse(&text(&row, "plan")?).map_err(|e| corrupt("plan", e))?,
+            alert_webhook_url: row.try_get("alert_webhook_url").map_err(db)?,
+        }))
+    }
+
+    async fn set_tenant_settings(&self, id: TenantId, settings: &TenantSettings) -> Result<(), StoreError> {
+        let updated = sqlx::query("UPDATE tenants SET plan = $1, alert_webhook_url = $2 WHERE id = $3")
+            .bind(settings.plan.as_str())
+            .bind(settings.alert_webhook_url.clone())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("tenant {id}")));
+        }
+        Ok(())
     }
 
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
@@ -770,6 +797,50 @@ impl Store for SqlStore {
             self.listener.get_or_init(|| self.start_listener()).await;
         }
         self.outbox_signal.notified().await;
+    }
+
+    async fn report_worker(&self, report: &WorkerReport) -> Result<(), StoreError> {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO worker_stats (worker, process, handled, failed, reported_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (worker, process) DO UPDATE
+             SET handled = excluded.handled, failed = excluded.failed, reported_at = excluded.reported_at",
+        )
+        .bind(report.worker.as_str())
+        .bind(report.process.as_str())
+        .bind(count(report.handled))
+        .bind(count(report.failed))
+        .bind(report.reported_at.as_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn worker_reports(&self, since: Timestamp) -> Result<Vec<WorkerReport>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT worker, process, handled, failed, reported_at FROM worker_stats
+             WHERE reported_at >= $1 ORDER BY worker, process",
+        )
+        .bind(since.as_millis())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let count = |column: &str| -> Result<u64, StoreError> {
+                    let value: i64 = row.try_get(column).map_err(db)?;
+                    Ok(u64::try_from(value).unwrap_or(0))
+                };
+                Ok(WorkerReport {
+                    worker: text(row, "worker")?,
+                    process: text(row, "process")?,
+                    handled: count("handled")?,
+                    failed: count("failed")?,
+                    reported_at: Timestamp::from_millis(row.try_get("reported_at").map_err(db)?),
+                })
+            })
+            .collect()
     }
 
     async fn applied(&self, consumer: &str, tenant: TenantId, event_id: EventId) -> Result<bool, StoreError> {

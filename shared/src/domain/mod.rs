@@ -20,6 +20,76 @@ pub struct Tenant {
     pub created_at: Timestamp,
 }
 
+/// A plan's name (`standard`, `free`, `pro` …): 1 to 40 lowercase letters, digits or
+/// dashes. Rate limits per plan come from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PlanName(String);
+
+impl PlanName {
+    /// The plan a tenant is on until an operator says otherwise.
+    pub const DEFAULT: &'static str = "standard";
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let ok = !value.is_empty()
+            && value.len() <= 40
+            && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if ok {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(format!(
+                "plan `{}` must be 1 to 40 lowercase letters, digits or dashes",
+                value.chars().take(40).collect::<String>()
+            ))
+        }
+    }
+
+    pub fn standard() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PlanName {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<PlanName> for String {
+    fn from(value: PlanName) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for PlanName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A webhook URL (Discord's, for alerts): `https://…`, or `http://` to a loopback host.
+pub fn parse_webhook_url(value: &str) -> Result<String, String> {
+    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|p| value.starts_with(p));
+    if (value.starts_with("https://") || loopback) && value.len() <= 2_000 && !value.chars().any(char::is_whitespace) {
+        Ok(value.to_owned())
+    } else {
+        Err("must be an https:// URL".into())
+    }
+}
+
+/// What operators set per tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantSettings {
+    pub plan: PlanName,
+    /// The tenant's own Discord webhook: alerts about its messages go there too.
+    pub alert_webhook_url: Option<String>,
+}
+
 /// A tenant's display name: 1 to 200 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

@@ -12,6 +12,7 @@ use crate::domain::analytics::{AnalyticsBatch, AnalyticsChunk, AnalyticsCounts, 
 use crate::domain::testflight::{InvitationOutcome, InvitationRecord, NewInvitation};
 use crate::domain::{
     ApiKeyRecord, EmailAddress, EmailOutcome, EmailRecord, Feedback, FeedbackStatus, NewEmail, NewFeedback, Tenant,
+    TenantSettings,
 };
 use crate::envelope::EventEnvelope;
 use crate::ids::{AnalyticsBatchId, ApiKeyId, EmailId, EventId, FeedbackId, InvitationId, TenantId};
@@ -61,6 +62,17 @@ pub enum SendStart {
     Missing,
 }
 
+/// A worker process's running counts of handled and failed messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerReport {
+    pub worker: String,
+    /// Which process (counts restart with it).
+    pub process: String,
+    pub handled: u64,
+    pub failed: u64,
+    pub reported_at: Timestamp,
+}
+
 /// One outbox row claimed by a relay.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxEntry {
@@ -96,6 +108,10 @@ pub trait Store: Send + Sync + 'static {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
     async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError>;
     async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+    /// `None` when there is no such tenant.
+    async fn tenant_settings(&self, id: TenantId) -> Result<Option<TenantSettings>, StoreError>;
+    /// Replaces a tenant's settings; `NotFound` when there is no such tenant.
+    async fn set_tenant_settings(&self, id: TenantId, settings: &TenantSettings) -> Result<(), StoreError>;
     /// Fails with `NotFound` when the key's tenant does not exist.
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
     /// Looks a key up by its public id (authentication; operator-level by nature).
@@ -219,6 +235,12 @@ pub trait Store: Send + Sync + 'static {
     /// relay that checks, finds nothing and then waits never misses an insert. Callers
     /// bound it with a timeout as a safety net.
     async fn wait_for_outbox(&self);
+
+    // ---- worker health (operator-level) ----
+    /// Records (replaces) a worker process's counts.
+    async fn report_worker(&self, report: &WorkerReport) -> Result<(), StoreError>;
+    /// Every worker process's latest counts reported at or after `since`.
+    async fn worker_reports(&self, since: Timestamp) -> Result<Vec<WorkerReport>, StoreError>;
 
     // ---- inbox (consumers) ----
     /// Whether `consumer` already committed `event_id` (lets a handler skip effects that

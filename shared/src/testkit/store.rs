@@ -48,6 +48,10 @@ where
     inbox_once(make().await).await;
     announce(SUITE, "emails: campaigns, send claims and outcomes");
     emails(make().await).await;
+    announce(SUITE, "tenant settings: plan and alert webhook");
+    tenant_settings(make().await).await;
+    announce(SUITE, "worker reports: latest per process");
+    worker_reports(make().await).await;
     announce(SUITE, "webhook secrets per tenant and source");
     webhook_secrets(make().await).await;
     announce(SUITE, "analytics: batches, staging, claims by count and age, written once");
@@ -56,6 +60,41 @@ where
     super::store_flows::access_requests(make().await).await;
     announce(SUITE, "TestFlight invitations: tenant-scoped, outcome with the inbox row");
     super::store_flows::invitations(make().await).await;
+}
+
+async fn tenant_settings(store: Arc<dyn Store>) {
+    use crate::domain::{PlanName, TenantSettings};
+
+    let acme = tenant(store.as_ref(), "Acme").await;
+    let defaults = store.tenant_settings(acme.id).await.expect("get").expect("present");
+    assert_eq!(defaults, TenantSettings { plan: PlanName::standard(), alert_webhook_url: None });
+    let pro = TenantSettings {
+        plan: PlanName::parse("pro").expect("plan"),
+        alert_webhook_url: Some("https://discord.com/api/webhooks/1/x".into()),
+    };
+    store.set_tenant_settings(acme.id, &pro).await.expect("set");
+    assert_eq!(store.tenant_settings(acme.id).await.expect("get"), Some(pro.clone()));
+    assert_eq!(store.tenant_settings(TenantId::new()).await.expect("get"), None);
+    assert!(matches!(store.set_tenant_settings(TenantId::new(), &pro).await, Err(StoreError::NotFound(_))));
+}
+
+async fn worker_reports(store: Arc<dyn Store>) {
+    use crate::ports::WorkerReport;
+
+    let now = Timestamp::now();
+    let report = |process: &str, handled, failed, at| WorkerReport {
+        worker: "email".into(),
+        process: process.into(),
+        handled,
+        failed,
+        reported_at: at,
+    };
+    store.report_worker(&report("p1", 1, 0, now)).await.expect("report");
+    store.report_worker(&report("p1", 5, 2, now)).await.expect("replace");
+    store.report_worker(&report("p2", 3, 3, now)).await.expect("report");
+    store.report_worker(&report("old", 9, 9, Timestamp::from_millis(0))).await.expect("report");
+    let recent = store.worker_reports(Timestamp::from_millis(now.as_millis() - 60_000)).await.expect("reports");
+    assert_eq!(recent, vec![report("p1", 5, 2, now), report("p2", 3, 3, now)], "latest per process, recent only");
 }
 
 async fn webhook_secrets(store: Arc<dyn Store>) {

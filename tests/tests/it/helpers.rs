@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use shared::config::Plans;
 use shared::config::{AwsSettings, Config, ObjectStoreConfig, Secret, StoreConfig, TransportConfig, ZendeskConfig};
-use shared::domain::EmailAddress;
+use shared::domain::{EmailAddress, PlanName};
 use shared::pattern::{FilterPolicy, FilterPolicyScope};
 use shared::topology::{Environment, InstanceName, Topology, UseCase};
 use shared::TenantId;
@@ -145,6 +146,8 @@ async fn spawn(
     config.capture_dir = Some(dir.path().join("captures"));
     config.analytics.batch_age = Duration::from_millis(300);
     config.admin_token = Some(Secret::new(ADMIN_TOKEN));
+    // A plan small enough for a test to exceed.
+    config.plans = Plans::parse("tiny:api=2", config.plans.limits(&PlanName::standard())).expect("plans");
     config.access_requests.support_email = Some(EmailAddress::parse("support@acme.example").expect("support"));
     let backends = Backends::open(&config, &topology).await.expect("backends");
     let platform = Platform::with_backends(config, topology.clone(), backends.clone(), components).expect("platform");

@@ -8,5 +8,6 @@ mod emails;
 mod flow;
 mod helpers;
 mod outage;
+mod plans;
 mod testflight;
 mod webhooks;

@@ -65,8 +65,10 @@ async fn a_message_reaching_a_dead_letter_queue_is_alerted_once() {
 }
 
 #[tokio::test]
-async fn a_worker_failing_most_messages_is_alerted() {
+async fn a_worker_failing_most_messages_in_other_processes_is_alerted() {
     use std::sync::atomic::Ordering as AtomicOrdering;
+    use tokio_util::sync::CancellationToken;
+    use workers::alerts::report_worker;
 
     let env = Env::new().await;
     let sink = Arc::new(Recorder::default());
@@ -76,26 +78,98 @@ async fn a_worker_failing_most_messages_is_alerted() {
         env.topology.clone(),
         Alerter::new(sink.clone(), Duration::from_secs(300)),
     );
-    let stats = Arc::new(workers::ConsumerStats::default());
-    monitor.watch_worker("email", stats.clone());
+    // Two email worker processes report their counts through the store.
+    let (one, two) = (Arc::new(workers::ConsumerStats::default()), Arc::new(workers::ConsumerStats::default()));
+    let report = |process: &str, stats: &Arc<workers::ConsumerStats>| {
+        let stopped = CancellationToken::new();
+        stopped.cancel();
+        report_worker(
+            env.store.clone(),
+            "email".into(),
+            process.into(),
+            stats.clone(),
+            Duration::from_secs(60),
+            stopped,
+        )
+    };
     let start = Instant::now();
-
-    // Few messages, all failing: not enough to judge.
-    stats.failed.fetch_add(5, AtomicOrdering::Relaxed);
+    one.failed.fetch_add(5, AtomicOrdering::Relaxed);
+    report("p1", &one).await;
+    report("p2", &two).await;
     monitor.check(start).await;
-    assert!(sink.posted.lock().expect("lock").is_empty());
+    assert!(sink.posted.lock().expect("lock").is_empty(), "a first report is a baseline");
 
-    // Then 4 handled and 16 failed since the last check: 80 % > 50 %.
-    stats.handled.fetch_add(4, AtomicOrdering::Relaxed);
-    stats.failed.fetch_add(16, AtomicOrdering::Relaxed);
+    // Since then: 4 handled and 16 failed across both processes, 80 % > 50 %.
+    one.handled.fetch_add(4, AtomicOrdering::Relaxed);
+    one.failed.fetch_add(6, AtomicOrdering::Relaxed);
+    two.failed.fetch_add(10, AtomicOrdering::Relaxed);
+    report("p1", &one).await;
+    report("p2", &two).await;
     monitor.check(start + Duration::from_secs(30)).await;
     let posted = sink.posted.lock().expect("lock").clone();
     assert_eq!(posted.len(), 1);
     assert_eq!(posted[0].title, "The email worker is failing");
     assert!(posted[0].description.starts_with("16 of the last 20"), "{}", posted[0].description);
 
-    // Healthy again: nothing new.
-    stats.handled.fetch_add(50, AtomicOrdering::Relaxed);
+    // Healthy again (and p2 restarted, its counts from zero): nothing new.
+    one.handled.fetch_add(50, AtomicOrdering::Relaxed);
+    let restarted = Arc::new(workers::ConsumerStats::default());
+    restarted.handled.fetch_add(10, AtomicOrdering::Relaxed);
+    report("p1", &one).await;
+    report("p2", &restarted).await;
     monitor.check(start + Duration::from_secs(60)).await;
     assert_eq!(sink.posted.lock().expect("lock").len(), 1);
+}
+
+#[tokio::test]
+async fn a_tenant_with_its_own_webhook_hears_of_its_dead_letters_and_others_do_not() {
+    use shared::domain::{PlanName, TenantSettings};
+    use shared::ports::providers::AlertSink;
+    use workers::alerts::TenantAlerts;
+
+    let env = Env::new().await;
+    let acme = env.tenant("Acme").await;
+    let globex = env.tenant("Globex").await;
+    let hook = "https://discord.com/api/webhooks/1/acme";
+    let settings = TenantSettings { plan: PlanName::standard(), alert_webhook_url: Some(hook.into()) };
+    env.store.set_tenant_settings(acme, &settings).await.expect("settings");
+
+    let operators = Arc::new(Recorder::default());
+    let tenant_sink = Arc::new(Recorder::default());
+    let urls = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (sink, seen) = (tenant_sink.clone(), urls.clone());
+    let factory = Box::new(move |url: &str| {
+        seen.lock().expect("lock").push(url.to_owned());
+        sink.clone() as Arc<dyn AlertSink>
+    });
+    let mut monitor = Monitor::new(
+        env.embedded.clone(),
+        env.store.clone(),
+        env.topology.clone(),
+        Alerter::new(operators.clone(), Duration::from_secs(300)),
+    );
+    monitor.tenant_alerts = Some(TenantAlerts::new(factory, Duration::from_secs(300)));
+    let start = Instant::now();
+    monitor.check(start).await;
+
+    // One poison message per tenant on the feedback queue, received until dead-lettered.
+    let poison_acme = message(&acme.to_string(), "poison-acme", "feedback.x");
+    let poison_globex = message(&globex.to_string(), "poison-globex", "feedback.x");
+    env.embedded.publish(&env.topic(), &[poison_acme, poison_globex]).await.expect("publish");
+    let queue = env.queue(UseCase::Feedback);
+    let options =
+        ReceiveOptions { max_messages: 10, wait: Duration::from_millis(200), visibility_timeout: Some(Duration::ZERO) };
+    for _ in 0..4 {
+        env.embedded.receive(&queue, options).await.expect("receive");
+    }
+    monitor.check(start + Duration::from_secs(1)).await;
+    monitor.check(start + Duration::from_secs(2)).await;
+
+    assert_eq!(operators.posted.lock().expect("lock").len(), 1, "the deployment hears once");
+    let told = tenant_sink.posted.lock().expect("lock").clone();
+    assert_eq!(told.len(), 1, "Acme hears of its own dead letter, once: {told:?}");
+    assert_eq!(told[0].title, "A feedback.x event could not be processed");
+    assert!(told[0].fields.iter().any(|(name, value)| name == "event id" && value == "poison-acme"));
+    assert!(!told.iter().any(|a| a.fields.iter().any(|(_, v)| v == "poison-globex")), "Globex has no webhook");
+    assert_eq!(*urls.lock().expect("lock"), [hook.to_owned()], "posted to Acme's own webhook");
 }

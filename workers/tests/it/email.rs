@@ -7,8 +7,10 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use adapters::object_store::FilesystemObjectStore;
+use shared::config::{PlanLimits, Plans};
 use shared::domain::{EmailAddress, EmailStatus, NewEmail};
 use shared::envelope::event_types::EMAIL_REQUESTED;
+use shared::limits::{per_second, TenantRates};
 use shared::ports::providers::{Email, EmailReceipt, EmailSender, ProviderError};
 use shared::ports::SendStart;
 use shared::{EmailId, EventEnvelope, EventType, Service, TenantId};
@@ -49,9 +51,12 @@ impl EmailSender for ScriptedSender {
     }
 }
 
-fn limits(per_tenant: u32) -> EmailLimits {
+/// `per_tenant` sends a second on the standard plan, and the plans of `plans`.
+fn limits(env: &Env, per_tenant: u32, plans: &str) -> EmailLimits {
+    let standard = PlanLimits { api_per_second: 1_000, email_per_second: per_tenant, testflight_per_hour: 3_600 };
+    let plans = Plans::parse(plans, standard).expect("plans");
     EmailLimits {
-        per_tenant: NonZeroU32::new(per_tenant).expect("rate"),
+        tenants: TenantRates::new(env.store.clone(), &plans, |plan| per_second(plan.email_per_second)),
         provider: NonZeroU32::new(1000).expect("rate"),
     }
 }
@@ -62,7 +67,7 @@ fn worker(env: &Env, sender: Arc<ScriptedSender>, per_tenant: u32) -> EmailWorke
         Arc::new(FilesystemObjectStore::new(env.dir.path().join("objects"))),
         sender,
         EmailAddress::parse("no-reply@acme.example").expect("from"),
-        limits(per_tenant),
+        limits(env, per_tenant, ""),
     )
 }
 
@@ -155,4 +160,41 @@ async fn a_burst_is_held_to_the_tenant_rate() {
     // 20 per second: the first 20 may go at once, the other 10 wait 50 ms each.
     assert!(started.elapsed() >= Duration::from_millis(400), "took {:?}", started.elapsed());
     assert_eq!(sender.sent.load(Ordering::SeqCst), 30);
+}
+
+#[tokio::test]
+async fn each_tenant_sends_at_its_plan_rate() {
+    use shared::domain::{PlanName, TenantSettings};
+
+    let env = Env::new().await;
+    let free = env.tenant("Free").await;
+    let pro = env.tenant("Pro").await;
+    for (tenant, plan) in [(free, "free"), (pro, "pro")] {
+        let settings = TenantSettings { plan: PlanName::parse(plan).expect("plan"), alert_webhook_url: None };
+        env.store.set_tenant_settings(tenant, &settings).await.expect("plan");
+    }
+    let sender = ScriptedSender::new(0, ProviderError::Unavailable { provider: "scripted", detail: String::new() });
+    let worker = EmailWorker::new(
+        env.store.clone(),
+        Arc::new(FilesystemObjectStore::new(env.dir.path().join("objects"))),
+        sender.clone(),
+        EmailAddress::parse("no-reply@acme.example").expect("from"),
+        limits(&env, 10, "free:email=5;pro:email=1000"),
+    );
+    let mut timings = Vec::new();
+    for tenant in [pro, free] {
+        let mut emails = Vec::new();
+        for _ in 0..10 {
+            emails.push(submit(&env, tenant).await.1);
+        }
+        let started = Instant::now();
+        for (i, envelope) in emails.iter().enumerate() {
+            worker.handle(&delivery(envelope, u32::try_from(i).unwrap_or(0) + 1)).await.expect("sent");
+        }
+        timings.push(started.elapsed());
+    }
+    // pro: 1,000/s, no wait; free: 5/s, the five after the first burst wait 200 ms each.
+    assert!(timings[0] < Duration::from_millis(500), "pro took {:?}", timings[0]);
+    assert!(timings[1] >= Duration::from_millis(900), "free took {:?}", timings[1]);
+    assert_eq!(sender.sent.load(Ordering::SeqCst), 20);
 }

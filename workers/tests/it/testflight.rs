@@ -7,9 +7,11 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use adapters::object_store::FilesystemObjectStore;
+use shared::config::Plans;
 use shared::domain::testflight::{InvitationStatus, NewInvitation};
 use shared::domain::EmailAddress;
 use shared::envelope::event_types::TESTFLIGHT_INVITATION_REQUESTED;
+use shared::limits::{self, TenantRates};
 use shared::ports::providers::{BetaInvite, BetaInviteReceipt, BetaTesters, ProviderError};
 use shared::topology::UseCase;
 use shared::{EventEnvelope, EventType, InvitationId, Service, TenantId};
@@ -58,6 +60,9 @@ fn worker(env: &Env, testers: Arc<ScriptedTesters>, per_hour: u32) -> Testflight
         Arc::new(FilesystemObjectStore::new(env.dir.path().join("objects"))),
         testers,
         NonZeroU32::new(per_hour).expect("rate"),
+        TenantRates::new(env.store.clone(), &Plans::default(), |plan| {
+            limits::per_hour(plan.testflight_per_hour.max(per_hour))
+        }),
     )
 }
 

@@ -1,0 +1,75 @@
+//! Operators put tenants on plans in the control plane; the API holds each tenant to
+//! its plan's request rate (429 with Retry-After), without touching other tenants.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{json, spawn_app, Engine, TestApp, ADMIN_TOKEN};
+
+async fn patch(app: &TestApp, tenant: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
+    let mut request = app.client.patch(format!("{}/v1/tenants/{tenant}", app.console_url)).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_is_held_to_its_plans_request_rate() {
+    let app = spawn_app(Engine::Embedded).await;
+    let acme = app.acme.id.to_string();
+    let changed = patch(&app, &acme, Some(ADMIN_TOKEN), &json!({"plan": "tiny"})).await;
+    assert_eq!(changed.status(), 200);
+    assert_eq!(json(changed).await["plan"], "tiny");
+
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..4 {
+        let response = app.get("/v1/analytics/reconciliation", &app.acme.key).await;
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            limited = Some((retry_after, json(response).await));
+        }
+    }
+    assert_eq!(&statuses[..2], [200, 200], "the plan's burst of 2 passes: {statuses:?}");
+    assert!(statuses[2..].contains(&429), "then the plan's rate holds: {statuses:?}");
+    let (retry_after, problem) = limited.expect("a 429");
+    assert!(retry_after.is_some_and(|s| s.parse::<u64>().is_ok_and(|s| s >= 1)), "Retry-After in seconds");
+    assert_eq!(problem["type"], "/problems/rate-limited");
+    for _ in 0..4 {
+        assert_eq!(app.get("/v1/analytics/reconciliation", &app.globex.key).await.status(), 200, "others unaffected");
+    }
+    app.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_settings_are_validated_and_operator_only() {
+    let app = spawn_app(Engine::Embedded).await;
+    let acme = app.acme.id.to_string();
+    assert_eq!(patch(&app, &acme, None, &json!({"plan": "tiny"})).await.status(), 401);
+    assert_eq!(patch(&app, &acme, Some(&app.acme.key), &json!({"plan": "tiny"})).await.status(), 401);
+    for (body, field) in [
+        (json!({"plan": "gold"}), "plan"),
+        (json!({"plan": 3}), "plan"),
+        (json!({"alert_webhook_url": "ftp://example.com/hook"}), "alert_webhook_url"),
+        (json!({"colour": "blue"}), "colour"),
+    ] {
+        let response = patch(&app, &acme, Some(ADMIN_TOKEN), &body).await;
+        assert_eq!(response.status(), 400, "{body}");
+        let problem = json(response).await;
+        assert!(problem["errors"].as_array().expect("errors").iter().any(|e| e["field"] == field), "{problem}");
+    }
+    let unknown =
+        patch(&app, "ten_0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6", Some(ADMIN_TOKEN), &json!({"plan": "tiny"})).await;
+    assert_eq!(unknown.status(), 404);
+    let hook = "https://discord.com/api/webhooks/1/token";
+    let set = json(patch(&app, &acme, Some(ADMIN_TOKEN), &json!({"alert_webhook_url": hook})).await).await;
+    assert_eq!(
+        (set["plan"].as_str(), set["alert_webhook_url"].as_str()),
+        (Some("standard"), Some(hook)),
+        "unchanged plan"
+    );
+    let cleared = json(patch(&app, &acme, Some(ADMIN_TOKEN), &json!({"alert_webhook_url": null})).await).await;
+    assert_eq!(cleared["alert_webhook_url"], Value::Null);
+    app.stop().await.expect("clean stop");
+}
