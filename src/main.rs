@@ -309,7 +309,7 @@ async fn run_dev(mut config: shared::config::Config, data_dir: &Path) -> anyhow:
          \n  Admin token:  {admin_token} (control plane: GET {console_url}/v1/access-requests)\
          \n  Credentials:  {creds}\
          \n  Results:      {objects}\
-         \n  Provider calls: {captures} (tickets, emails, alerts, testflight .jsonl)\
+         \n  Provider calls: {captures} (tickets, emails, alerts, testflight .jsonl; GET {console_url}/v1/captures)\
          \n\nTry it:\n\
          \n  curl -sS -X POST {api_url}/v1/feedback \\\
          \n    -H 'Authorization: Bearer {key}' \\\

@@ -299,6 +299,7 @@ impl Platform {
                 store: self.backends.store.clone(),
                 admin_token: self.config.admin_token.clone(),
                 plans: self.config.plans.clone(),
+                captures: adapters::open_captures(&self.config),
             };
             let console = control_plane::server(listener, state)?;
             handles.push(console.handle());

@@ -116,6 +116,13 @@ pub fn open_beta_testers(
     }))
 }
 
+/// The captured provider calls, when this process captures them (`dev`).
+pub fn open_captures(config: &shared::config::Config) -> Option<Arc<dyn shared::ports::providers::CapturedCalls>> {
+    config.capture_dir.as_ref().map(|dir| {
+        Arc::new(providers::CaptureProvider::new(dir.clone())) as Arc<dyn shared::ports::providers::CapturedCalls>
+    })
+}
+
 /// Where email goes: the configured provider (SendGrid or SES), else the capture
 /// provider when the process captures provider calls, else nowhere (the email worker
 /// does not start).

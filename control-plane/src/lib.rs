@@ -6,6 +6,7 @@
 //! the ports in `shared::ports`.
 
 mod access_requests;
+mod captures;
 mod tenants;
 
 use std::net::TcpListener;
@@ -17,6 +18,7 @@ use serde_json::json;
 
 use core_api::ApiError;
 use shared::config::{Plans, Secret};
+use shared::ports::providers::CapturedCalls;
 use shared::ports::Store;
 
 /// What every handler shares.
@@ -28,6 +30,8 @@ pub struct ConsoleState {
     pub admin_token: Option<Secret>,
     /// The plans a tenant can be put on.
     pub plans: Plans,
+    /// Provider calls captured instead of made (`dev`), for operators to look at.
+    pub captures: Option<Arc<dyn CapturedCalls>>,
 }
 
 impl ConsoleState {
@@ -71,6 +75,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/access-requests/{ticket}", web::get().to(access_requests::get))
                 .route("/access-requests/{ticket}/approve", web::post().to(access_requests::approve))
                 .route("/access-requests/{ticket}/reject", web::post().to(access_requests::reject))
+                .route("/captures", web::get().to(captures::kinds))
+                .route("/captures/{kind}", web::get().to(captures::list))
                 .route("/tenants/{id}", web::get().to(tenants::get))
                 .route("/tenants/{id}", web::patch().to(tenants::update)),
         )

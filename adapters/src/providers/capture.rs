@@ -11,8 +11,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use shared::ports::providers::{
-    Alert, AlertSink, BetaInvite, BetaInviteReceipt, BetaTesters, Email, EmailBody, EmailReceipt, EmailSender,
-    ProviderError, Ticket, TicketDesk, TicketRef,
+    Alert, AlertSink, BetaInvite, BetaInviteReceipt, BetaTesters, CapturedCalls, Email, EmailBody, EmailReceipt,
+    EmailSender, ProviderError, Ticket, TicketDesk, TicketRef,
 };
 use shared::Timestamp;
 
@@ -57,6 +57,21 @@ impl CaptureProvider {
         // tokio finishes file writes on a background thread: wait for it, or a read
         // right after could miss the line.
         file.flush().await.map_err(io_failure)
+    }
+}
+
+#[async_trait]
+impl CapturedCalls for CaptureProvider {
+    fn kinds(&self) -> &'static [&'static str] {
+        &["emails", "tickets", "alerts", "testflight"]
+    }
+
+    async fn captured(&self, kind: &str) -> Vec<Value> {
+        if self.kinds().contains(&kind) {
+            self.list(kind).await
+        } else {
+            Vec::new()
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use tracing::Instrument;
 use shared::domain::access::{parse_message, AccessRequest, NewAccessRequest, Submitted, MAX_ORGANIZATION_CHARS};
 use shared::domain::{EmailAddress, TenantName};
 use shared::envelope::event_types::ACCESS_REQUEST_SUBMITTED;
-use shared::{EventEnvelope, EventType, Service};
+use shared::{EventEnvelope, Service};
 
 use crate::body::json_object;
 use crate::problem::{ApiError, FieldError};
@@ -93,10 +93,8 @@ pub(crate) async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = json_object(&request, payload).await?;
     let new = parse(&request, &body)?;
-    let tenant = state.authenticate(&request).await?;
-    let event_type = EventType::parse(ACCESS_REQUEST_SUBMITTED).map_err(|_| ApiError::NotFound("event type".into()))?;
-    let (span, trace_context) =
-        super::request_span(&request, tracing::info_span!("POST /v1/access-requests", tenant_id = %tenant));
+    let super::Write { tenant, event_type, span, trace_context } =
+        super::authorize_write(&request, &state, ACCESS_REQUEST_SUBMITTED).await?;
     let event = move |stored: &AccessRequest| {
         let mut data = Map::new();
         data.insert("ticket_id".into(), json!(stored.ticket_id));

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use shared::domain::analytics::{AnalyticsEvent, NewAnalyticsBatch, MAX_BATCH_EVENTS};
 use shared::envelope::event_types::ANALYTICS_EVENTS_ACCEPTED;
-use shared::{AnalyticsBatchId, EventEnvelope, EventType, Service, Timestamp};
+use shared::{AnalyticsBatchId, EventEnvelope, Service, Timestamp};
 
 use crate::body::json_object;
 use crate::problem::{ApiError, FieldError};
@@ -76,11 +76,8 @@ pub(crate) async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = json_object(&request, payload).await?;
     let events = parse(&body, Timestamp::now())?;
-    let tenant = state.authenticate(&request).await?;
-    let event_type =
-        EventType::parse(ANALYTICS_EVENTS_ACCEPTED).map_err(|_| ApiError::NotFound("event type".into()))?;
-    let (span, trace_context) =
-        super::request_span(&request, tracing::info_span!("POST /v1/analytics/events", tenant_id = %tenant));
+    let super::Write { tenant, event_type, span, trace_context } =
+        super::authorize_write(&request, &state, ANALYTICS_EVENTS_ACCEPTED).await?;
     let batch =
         NewAnalyticsBatch { id: AnalyticsBatchId::new(), event_count: u32::try_from(events.len()).unwrap_or(u32::MAX) };
     let envelopes: Vec<EventEnvelope> = chunks(&events)

@@ -7,7 +7,7 @@ use tracing::Instrument;
 
 use shared::domain::{EmailAddress, NewEmail};
 use shared::envelope::event_types::EMAIL_REQUESTED;
-use shared::{EmailId, EventEnvelope, EventType, Service};
+use shared::{EmailId, EventEnvelope, Service};
 
 use crate::body::json_object;
 use crate::problem::{ApiError, FieldError};
@@ -113,11 +113,9 @@ pub(crate) async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = json_object(&request, payload).await?;
     let email = parse(&body)?;
-    let tenant = state.authenticate(&request).await?;
+    let super::Write { tenant, event_type, span, trace_context } =
+        super::authorize_write(&request, &state, EMAIL_REQUESTED).await?;
     let campaign_id = email.campaign.then(EmailId::new);
-    let event_type = EventType::parse(EMAIL_REQUESTED).map_err(|_| ApiError::NotFound("event type".into()))?;
-    let (span, trace_context) =
-        super::request_span(&request, tracing::info_span!("POST /v1/emails", tenant_id = %tenant));
     let mut batch = Vec::with_capacity(email.recipients.len());
     for to in email.recipients {
         let id = EmailId::new();

@@ -7,7 +7,7 @@ use tracing::Instrument;
 use shared::domain::testflight::{parse_group_id, parse_name, NewInvitation};
 use shared::domain::EmailAddress;
 use shared::envelope::event_types::TESTFLIGHT_INVITATION_REQUESTED;
-use shared::{EventEnvelope, EventType, InvitationId, Service};
+use shared::{EventEnvelope, InvitationId, Service};
 
 use crate::body::json_object;
 use crate::problem::{ApiError, FieldError};
@@ -50,11 +50,8 @@ pub(crate) async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = json_object(&request, payload).await?;
     let invitation = parse(&body)?;
-    let tenant = state.authenticate(&request).await?;
-    let event_type =
-        EventType::parse(TESTFLIGHT_INVITATION_REQUESTED).map_err(|_| ApiError::NotFound("event type".into()))?;
-    let (span, trace_context) =
-        super::request_span(&request, tracing::info_span!("POST /v1/testflight/invitations", tenant_id = %tenant));
+    let super::Write { tenant, event_type, span, trace_context } =
+        super::authorize_write(&request, &state, TESTFLIGHT_INVITATION_REQUESTED).await?;
     let data = json!({
         "invitation_id": invitation.id,
         "email": invitation.email.as_str(),

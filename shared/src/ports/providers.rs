@@ -124,3 +124,12 @@ pub struct BetaInviteReceipt {
 pub trait BetaTesters: Send + Sync + 'static {
     async fn invite(&self, invite: &BetaInvite) -> Result<BetaInviteReceipt, ProviderError>;
 }
+
+/// The provider calls a capture provider stored instead of making them (`dev`).
+#[async_trait]
+pub trait CapturedCalls: Send + Sync + 'static {
+    /// The kinds of call that can be captured (`emails`, `tickets`, …).
+    fn kinds(&self) -> &'static [&'static str];
+    /// Every captured call of one kind, oldest first.
+    async fn captured(&self, kind: &str) -> Vec<serde_json::Value>;
+}

@@ -126,6 +126,15 @@ async fn a_request_is_approved_into_a_tenant_and_everyone_is_told() {
     let bob = captured(&app, "emails", r#""to":"bob@hooli.example""#, 1).await;
     assert!(bob[0].to_string().contains("Not a fit yet"), "{}", bob[0]);
     captured(&app, "alerts", "New access request R0000", 2).await;
+
+    // Operators see the captured calls in the console too.
+    let kinds = json(console(&app, reqwest::Method::GET, "/v1/captures", Some(ADMIN_TOKEN), None).await).await;
+    assert!(kinds["captures"]["emails"].as_u64().is_some_and(|n| n >= 4), "{kinds}");
+    let emails = json(console(&app, reqwest::Method::GET, "/v1/captures/emails", Some(ADMIN_TOKEN), None).await).await;
+    let calls = emails["calls"].as_array().expect("calls");
+    assert!(calls.iter().any(|c| c["to"] == "bob@hooli.example"), "{emails}");
+    assert_eq!(console(&app, reqwest::Method::GET, "/v1/captures/sms", Some(ADMIN_TOKEN), None).await.status(), 404);
+    assert_eq!(console(&app, reqwest::Method::GET, "/v1/captures", None, None).await.status(), 401);
     app.stop().await.expect("clean stop");
 }
 

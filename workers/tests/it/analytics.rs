@@ -1,9 +1,8 @@
 use std::io::Read;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
@@ -11,12 +10,12 @@ use adapters::object_store::FilesystemObjectStore;
 use shared::config::AnalyticsConfig;
 use shared::domain::analytics::NewAnalyticsBatch;
 use shared::envelope::event_types::ANALYTICS_EVENTS_ACCEPTED;
-use shared::ports::{ObjectStore, ObjectStoreError};
-use shared::{AnalyticsBatchId, AnalyticsEventId, EventEnvelope, EventType, ObjectKey, Service, TenantId};
+use shared::ports::ObjectStore;
+use shared::{AnalyticsBatchId, AnalyticsEventId, EventEnvelope, EventType, Service, TenantId};
 use workers::analytics::{AnalyticsWorker, AnalyticsWriter};
 use workers::Handler;
 
-use crate::helpers::{delivery, Env};
+use crate::helpers::{delivery, CountingObjects, Env};
 
 /// Accepts a batch of `n` events in one chunk, as the API would.
 async fn accept(env: &Env, tenant: TenantId, n: usize) -> (EventEnvelope, Vec<AnalyticsEventId>) {
@@ -112,38 +111,14 @@ async fn a_partial_batch_is_written_after_the_age_limit() {
     assert_eq!((counts.accepted, counts.staged, counts.written, counts.in_transit()), (2, 0, 2, 0));
 }
 
-/// Fails the first `failures` puts.
-struct FlakyObjects {
-    inner: FilesystemObjectStore,
-    failures: AtomicUsize,
-}
-
-#[async_trait]
-impl ObjectStore for FlakyObjects {
-    async fn put(&self, key: &ObjectKey, body: Vec<u8>, content_type: &str) -> Result<(), ObjectStoreError> {
-        if self.failures.load(Ordering::SeqCst) > 0 {
-            self.failures.fetch_sub(1, Ordering::SeqCst);
-            return Err(ObjectStoreError::Unavailable("injected outage".into()));
-        }
-        self.inner.put(key, body, content_type).await
-    }
-
-    async fn get(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>, ObjectStoreError> {
-        self.inner.get(key).await
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, ObjectStoreError> {
-        self.inner.list(prefix).await
-    }
-}
-
 #[tokio::test]
 async fn an_object_store_that_fails_twice_still_writes_each_event_once() {
     let env = Env::new().await;
     let tenant = env.tenant("Acme").await;
-    let objects = Arc::new(FlakyObjects {
+    let objects = Arc::new(CountingObjects {
         inner: FilesystemObjectStore::new(env.dir.path().join("objects")),
-        failures: AtomicUsize::new(2),
+        puts: AtomicUsize::new(0),
+        fail_first: 2,
     });
     let staged = Arc::new(Notify::new());
     let (envelope, ids) = accept(&env, tenant, 4).await;

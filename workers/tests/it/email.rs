@@ -198,3 +198,17 @@ async fn each_tenant_sends_at_its_plan_rate() {
     assert!(timings[1] >= Duration::from_millis(900), "free took {:?}", timings[1]);
     assert_eq!(sender.sent.load(Ordering::SeqCst), 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_is_always_down_dead_letters_the_email_and_alerts() {
+    let env = Env::new().await;
+    let tenant = env.tenant("Acme").await;
+    let (id, envelope) = submit(&env, tenant).await;
+    let sender =
+        ScriptedSender::new(usize::MAX, ProviderError::Unavailable { provider: "scripted", detail: "503".into() });
+    let worker = Arc::new(worker(&env, sender.clone(), 100));
+    crate::helpers::assert_dead_lettered_and_alerted(&env, shared::topology::UseCase::Email, worker, &envelope).await;
+    assert_eq!(sender.sent.load(Ordering::SeqCst), 0);
+    let status = env.store.email(tenant, id).await.expect("get").expect("present").status;
+    assert_eq!(status, EmailStatus::Accepted, "never sent, ready for a redrive");
+}

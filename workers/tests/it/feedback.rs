@@ -9,37 +9,12 @@ use adapters::object_store::FilesystemObjectStore;
 use shared::domain::{FeedbackMessage, FeedbackStatus, NewFeedback};
 use shared::envelope::event_types::FEEDBACK_SUBMITTED;
 use shared::ports::providers::{ProviderError, Ticket, TicketDesk, TicketRef};
-use shared::ports::{ObjectStore, ObjectStoreError};
-use shared::{EventEnvelope, EventType, FeedbackId, ObjectKey, Service};
+use shared::ports::ObjectStore;
+use shared::{EventEnvelope, EventType, FeedbackId, Service};
 use workers::feedback::FeedbackWorker;
 use workers::{Handler, HandlerError};
 
-use crate::helpers::{delivery, Env};
-
-/// Counts puts and fails the first `fail_first` of them.
-struct CountingObjects {
-    inner: FilesystemObjectStore,
-    puts: AtomicUsize,
-    fail_first: usize,
-}
-
-#[async_trait]
-impl ObjectStore for CountingObjects {
-    async fn put(&self, key: &ObjectKey, body: Vec<u8>, content_type: &str) -> Result<(), ObjectStoreError> {
-        if self.puts.fetch_add(1, Ordering::SeqCst) < self.fail_first {
-            return Err(ObjectStoreError::Unavailable("injected".into()));
-        }
-        self.inner.put(key, body, content_type).await
-    }
-
-    async fn get(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>, ObjectStoreError> {
-        self.inner.get(key).await
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, ObjectStoreError> {
-        self.inner.list(prefix).await
-    }
-}
+use crate::helpers::{delivery, CountingObjects, Env};
 
 #[tokio::test]
 async fn a_redelivered_event_is_applied_once_and_a_failed_attempt_leaves_nothing_behind() {
@@ -171,4 +146,30 @@ async fn a_help_desk_that_fails_twice_gets_exactly_one_ticket() {
     let object = objects.get(&FeedbackWorker::result_key(&envelope).expect("key")).await.expect("get").expect("object");
     let object: serde_json::Value = serde_json::from_slice(&object).expect("json");
     assert_eq!(object["ticket_id"], 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_help_desk_that_is_always_down_dead_letters_the_feedback_and_alerts() {
+    let env = Env::new().await;
+    let tenant = env.tenant("Acme").await;
+    let feedback = NewFeedback {
+        id: FeedbackId::new(),
+        rating: None,
+        message: FeedbackMessage::parse("Crashes on export").expect("message"),
+        contact_email: None,
+        metadata: Default::default(),
+    };
+    let data =
+        json!({"feedback_id": feedback.id, "message": "Crashes on export"}).as_object().cloned().unwrap_or_default();
+    let envelope =
+        EventEnvelope::new(tenant, Service::CoreApi, EventType::parse(FEEDBACK_SUBMITTED).expect("type"), data);
+    env.store.submit_feedback(&feedback, &envelope).await.expect("submit");
+    let desk = Arc::new(FlakyDesk { failures: AtomicUsize::new(usize::MAX), tickets: Default::default() });
+    let objects = Arc::new(FilesystemObjectStore::new(env.dir.path().join("objects")));
+    let worker = Arc::new(FeedbackWorker::new(env.store.clone(), objects).with_tickets(desk.clone()));
+    crate::helpers::assert_dead_lettered_and_alerted(&env, shared::topology::UseCase::Feedback, worker, &envelope)
+        .await;
+    assert!(desk.tickets.lock().expect("lock").is_empty());
+    let status = env.store.feedback(tenant, feedback.id).await.expect("get").expect("present").status;
+    assert_ne!(status, FeedbackStatus::Completed);
 }

@@ -240,3 +240,33 @@ pub async fn assert_dead_lettered_and_alerted(
     let titles: Vec<String> = operators.posted.lock().expect("lock").iter().map(|a| a.title.clone()).collect();
     assert_eq!(titles, [format!("Dead letters in {dlq}")]);
 }
+
+/// Counts puts and fails the first `fail_first` of them.
+pub struct CountingObjects {
+    pub inner: adapters::object_store::FilesystemObjectStore,
+    pub puts: std::sync::atomic::AtomicUsize,
+    pub fail_first: usize,
+}
+
+#[async_trait]
+impl shared::ports::ObjectStore for CountingObjects {
+    async fn put(
+        &self,
+        key: &shared::ObjectKey,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), shared::ports::ObjectStoreError> {
+        if self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < self.fail_first {
+            return Err(shared::ports::ObjectStoreError::Unavailable("injected".into()));
+        }
+        self.inner.put(key, body, content_type).await
+    }
+
+    async fn get(&self, key: &shared::ObjectKey) -> Result<Option<Vec<u8>>, shared::ports::ObjectStoreError> {
+        self.inner.get(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<shared::ObjectKey>, shared::ports::ObjectStoreError> {
+        self.inner.list(prefix).await
+    }
+}
