@@ -88,6 +88,8 @@ pub struct Layer {
     /// Plans and their per-tenant limits: `free:api=5,email=1,testflight=60;pro:api=200`
     /// (`standard` takes the other settings' values unless named).
     pub plans: Option<String>,
+    /// The queue CloudWatch alarms arrive on (from Terraform's monitoring module).
+    pub alarms_queue: Option<String>,
     /// The operators' bearer token for the control plane's JSON API.
     pub admin_token: Option<String>,
     /// Pending access requests older than this get a reminder alert, once per
@@ -142,6 +144,7 @@ impl Layer {
             support_email,
             admin_token,
             plans,
+            alarms_queue,
             access_request_remind_after_hours,
             access_request_remind_every_hours,
             api_addr,
@@ -187,6 +190,7 @@ impl Layer {
             support_email: support_email.or(self.support_email),
             admin_token: admin_token.or(self.admin_token),
             plans: plans.or(self.plans),
+            alarms_queue: alarms_queue.or(self.alarms_queue),
             access_request_remind_after_hours: access_request_remind_after_hours
                 .or(self.access_request_remind_after_hours),
             access_request_remind_every_hours: access_request_remind_every_hours
@@ -256,6 +260,7 @@ impl Layer {
             support_email: get("SWITCHYARD_SUPPORT_EMAIL"),
             admin_token: get("SWITCHYARD_ADMIN_TOKEN"),
             plans: get("SWITCHYARD_PLANS"),
+            alarms_queue: get("SWITCHYARD_ALARMS_QUEUE"),
             access_request_remind_after_hours: number(
                 "access_request_remind_after_hours",
                 "SWITCHYARD_ACCESS_REQUEST_REMIND_AFTER_HOURS",
@@ -442,6 +447,7 @@ impl Layer {
             capture_dir: self.capture_dir,
             discord_webhook: self.discord_webhook_url.map(Secret::new),
             admin_token: self.admin_token.map(Secret::new),
+            alarms_queue: self.alarms_queue,
             access_requests,
             email,
             analytics,

@@ -5,3 +5,4 @@
 pub mod config;
 pub mod dev;
 pub mod platform;
+pub mod terraform;

@@ -78,10 +78,12 @@ enum ServeTarget {
     ControlPlane,
     /// The outbox relay.
     Relay,
-    /// One worker: feedback, email or analytics.
+    /// One worker: feedback, email, analytics, testflight or access-requests.
     Worker { name: String },
-    /// Dead-letter and outbox-lag alerts.
+    /// Dead-letter, failure-rate, outbox-lag and access-request alerts.
     Monitor,
+    /// Forwards CloudWatch alarms (SWITCHYARD_ALARMS_QUEUE) to Discord.
+    Alarms,
     /// Everything in one process.
     All,
 }
@@ -94,6 +96,9 @@ enum TopologyCommand {
     Apply,
     /// Verify that everything the services need exists; say what is missing.
     Check,
+    /// Print the Terraform module the topology renders to
+    /// (infra/terraform/modules/topology/main.tf); works offline.
+    Terraform,
 }
 
 #[derive(Subcommand)]
@@ -217,6 +222,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tracing::info!(port, "console listening");
             }
             run_until_signal(platform).await
+        }
+        Command::Topology { command: TopologyCommand::Terraform } => {
+            print!("{}", switchyard::terraform::render()?);
+            Ok(())
         }
         Command::Topology { command } => topology_command(&config::load(config_file, Layer::default())?, command).await,
         Command::Migrate => {
@@ -373,6 +382,7 @@ async fn topology_command(config: &shared::config::Config, command: TopologyComm
             adapters::aws::provision::check(&sdk, &topology).await?;
             println!("Every topic, queue and subscription of `{}` exists as declared.", config.instance.as_str());
         }
+        TopologyCommand::Terraform => print!("{}", switchyard::terraform::render()?),
     }
     Ok(())
 }
@@ -384,6 +394,7 @@ fn components(target: ServeTarget) -> anyhow::Result<Vec<Component>> {
         ServeTarget::Relay => vec![Component::Relay],
         ServeTarget::Worker { name } => vec![Component::Worker(name.parse::<UseCase>().map_err(anyhow::Error::msg)?)],
         ServeTarget::Monitor => vec![Component::Monitor],
+        ServeTarget::Alarms => vec![Component::Alarms],
         ServeTarget::All => Component::all(),
     })
 }

@@ -15,6 +15,7 @@ use shared::limits::{per_hour, per_second, TenantRates};
 use shared::ports::{EventBus, ObjectStore, Store, Transport};
 use shared::topology::{Topology, UseCase};
 use workers::access_requests::AccessRequestWorker;
+use workers::alarms::AlarmForwarder;
 use workers::alerts::{report_worker, Alerter, Monitor, TenantAlerts, TenantSinkFactory};
 use workers::analytics::{AnalyticsWorker, AnalyticsWriter};
 use workers::email::{EmailLimits, EmailWorker};
@@ -73,6 +74,9 @@ pub enum Component {
     Worker(UseCase),
     /// Dead-letter and outbox-lag alerts (needs an alert sink).
     Monitor,
+    /// Forwards CloudWatch alarms from the alarms queue to Discord (needs
+    /// `SWITCHYARD_ALARMS_QUEUE` and an alert sink).
+    Alarms,
 }
 
 impl Component {
@@ -84,6 +88,7 @@ impl Component {
         let mut all = vec![Component::Api, Component::ControlPlane, Component::Relay];
         all.extend(Self::WORKERS.iter().map(|u| Component::Worker(*u)));
         all.push(Component::Monitor);
+        all.push(Component::Alarms);
         all
     }
 }
@@ -231,6 +236,19 @@ impl Platform {
         Some(stats)
     }
 
+    /// Starts the alarm forwarder when the deployment has an alarms queue and an alert sink.
+    fn spawn_alarm_forwarder(&self, tasks: &mut tokio::task::JoinSet<()>, shutdown: &CancellationToken) {
+        let (Some(queue), Some(sink)) = (&self.config.alarms_queue, adapters::open_alert_sink(&self.config)) else {
+            tracing::info!(
+                "no alarms queue (SWITCHYARD_ALARMS_QUEUE) or alert sink: CloudWatch alarms are not forwarded"
+            );
+            return;
+        };
+        let forwarder = Arc::new(AlarmForwarder::new(Alerter::new(sink, ALERT_WINDOW)));
+        let consumer = Consumer::new(self.backends.transport.clone(), forwarder, ConsumerConfig::new(queue.clone()));
+        tasks.spawn(consumer.run(shutdown.clone()));
+    }
+
     /// Runs the components until `shutdown` is cancelled, then stops receiving, lets
     /// in-flight requests and messages finish, and returns.
     pub async fn run_until_stopped(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -263,6 +281,7 @@ impl Platform {
                         ));
                     }
                 }
+                Component::Alarms => self.spawn_alarm_forwarder(&mut tasks, &shutdown),
                 Component::Monitor | Component::Api | Component::ControlPlane => {}
             }
         }

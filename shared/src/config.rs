@@ -280,6 +280,8 @@ pub struct Config {
     pub plans: Plans,
     /// The deployment's Discord webhook for alerts.
     pub discord_webhook: Option<Secret>,
+    /// The queue CloudWatch alarms arrive on (`serve alarms` forwards them to Discord).
+    pub alarms_queue: Option<String>,
     /// Operators' bearer token for the control plane's JSON API; none refuses every call.
     pub admin_token: Option<Secret>,
     pub access_requests: AccessRequestConfig,
@@ -315,6 +317,7 @@ impl Config {
             plans: Plans::default(),
             discord_webhook: None,
             admin_token: None,
+            alarms_queue: None,
             access_requests: AccessRequestConfig::default(),
             capture_dir: None,
         }

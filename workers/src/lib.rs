@@ -5,6 +5,7 @@
 //! only through the port traits in `shared::ports`.
 
 pub mod access_requests;
+pub mod alarms;
 pub mod alerts;
 pub mod analytics;
 pub mod consumer;

@@ -24,7 +24,7 @@ pub enum Engine {
     PostgresAws,
 }
 
-fn aws_settings() -> AwsSettings {
+pub fn aws_settings() -> AwsSettings {
     let endpoint = std::env::var("SWITCHYARD_TEST_AWS_ENDPOINT")
         .unwrap_or_else(|_| panic!("SWITCHYARD_TEST_AWS_ENDPOINT is not set: run scripts/test (it starts moto)"));
     AwsSettings { region: Some("us-east-1".into()), endpoint: Some(endpoint), max_attempts: 2 }

@@ -2,6 +2,7 @@
 //! PostgreSQL with the embedded transport.
 
 mod access_requests;
+mod alarms;
 mod analytics;
 mod api;
 mod emails;
