@@ -460,7 +460,14 @@ impl Layer {
 /// Loads the configuration: defaults, then `file` (if any), then the process
 /// environment, then `flags`.
 pub fn load(file: Option<&Path>, flags: Layer) -> Result<Config, ConfigError> {
-    let mut layer = Layer::default();
+    load_over(Layer::default(), file, flags)
+}
+
+/// Like [`load`], with `base` in place of the compiled-in defaults where it has values
+/// (`dev` writes analytics objects sooner, for example); the file, the environment and
+/// the flags still win.
+pub fn load_over(base: Layer, file: Option<&Path>, flags: Layer) -> Result<Config, ConfigError> {
+    let mut layer = base;
     if let Some(path) = file {
         layer = layer.merged(Layer::from_file(path)?);
     }
@@ -592,6 +599,17 @@ mod tests {
             assert!(error.to_string().contains(setting), "{error}");
         }
         assert!(Layer::from_env(env(&[("SWITCHYARD_WORKER_CONCURRENCY", "many")])).is_err());
+    }
+
+    #[test]
+    fn a_base_layer_sits_under_the_file() {
+        let base = || Layer { analytics_batch_seconds: Some(5), ..Layer::default() };
+        assert_eq!(load_over(base(), None, Layer::default()).unwrap().analytics.batch_age.as_secs(), 5);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("switchyard.toml");
+        std::fs::write(&file, "analytics_batch_seconds = 30\n").unwrap();
+        assert_eq!(load_over(base(), Some(&file), Layer::default()).unwrap().analytics.batch_age.as_secs(), 30);
+        assert_eq!(load(None, Layer::default()).unwrap().analytics.batch_age.as_secs(), 60, "the compiled-in default");
     }
 
     #[test]

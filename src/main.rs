@@ -209,7 +209,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..Layer::default()
             };
             let data_dir = resolved;
-            run_dev(config::load(config_file, flags)?, &data_dir).await
+            // On a laptop, analytics objects should appear within seconds, not a minute,
+            // and new access requests reach a (captured) support address.
+            let dev_defaults = Layer {
+                analytics_batch_seconds: Some(5),
+                support_email: Some("support@switchyard.localhost".into()),
+                ..Layer::default()
+            };
+            run_dev(config::load_over(dev_defaults, config_file, flags)?, &data_dir).await
         }
         Command::Serve { target } => {
             let config = config::load(config_file, Layer::default())?;

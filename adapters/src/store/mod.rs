@@ -510,6 +510,18 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn mark_feedback_failed(&self, tenant: TenantId, id: FeedbackId) -> Result<(), StoreError> {
+        for from in [FeedbackStatus::Processing, FeedbackStatus::Accepted] {
+            if self
+                .transition(Table::Feedback, tenant, &id.to_string(), from.as_str(), FeedbackStatus::Failed.as_str())
+                .await?
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     async fn submit_emails(&self, emails: &[(NewEmail, EventEnvelope)]) -> Result<(), StoreError> {
         if emails.is_empty() {
             return Ok(());

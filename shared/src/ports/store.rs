@@ -125,6 +125,9 @@ pub trait Store: Send + Sync + 'static {
     async fn feedback(&self, tenant: TenantId, id: FeedbackId) -> Result<Option<Feedback>, StoreError>;
     /// Moves feedback from `accepted` to `processing`; no-op in any later status.
     async fn mark_feedback_processing(&self, tenant: TenantId, id: FeedbackId) -> Result<(), StoreError>;
+    /// Moves feedback from `accepted` or `processing` to `failed` (its last delivery
+    /// failed and it went to the dead-letter queue); a redrive may still complete it.
+    async fn mark_feedback_failed(&self, tenant: TenantId, id: FeedbackId) -> Result<(), StoreError>;
 
     /// Stores emails (status `accepted`) with their `email.requested` events, all in one
     /// transaction (a campaign is all or nothing).

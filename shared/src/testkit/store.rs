@@ -248,6 +248,19 @@ async fn feedback_scoped(store: Arc<dyn Store>) {
         Some(FeedbackStatus::Processing)
     );
     assert_eq!(store.outbox_backlog().await.expect("backlog"), 1, "the event is in the outbox");
+    let status = |store: Arc<dyn Store>| async move {
+        store.feedback(acme.id, feedback.id).await.expect("get").map(|f| f.status)
+    };
+    store.mark_feedback_failed(globex.id, feedback.id).await.expect("no-op for another tenant");
+    assert_eq!(status(store.clone()).await, Some(FeedbackStatus::Processing));
+    store.mark_feedback_failed(acme.id, feedback.id).await.expect("failed");
+    assert_eq!(status(store.clone()).await, Some(FeedbackStatus::Failed));
+    store.mark_feedback_processing(acme.id, feedback.id).await.expect("no-op");
+    assert_eq!(
+        status(store.clone()).await,
+        Some(FeedbackStatus::Failed),
+        "a redrive's attempt keeps it failed until done"
+    );
 }
 
 async fn outbox_claims(store: Arc<dyn Store>) {
