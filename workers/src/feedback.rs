@@ -120,10 +120,10 @@ impl FeedbackWorker {
         // transaction stays open across a network call and a redelivery repeats them
         // harmlessly.
         let ticket = match &self.tickets {
-            Some(desk) => Some(desk.create_ticket(&Self::ticket(&envelope)).await.map_err(HandlerError::provider)?),
+            Some(desk) => Some(desk.create_ticket(&Self::ticket(envelope)).await.map_err(HandlerError::provider)?),
             None => None,
         };
-        let key = Self::result_key(&envelope)?;
+        let key = Self::result_key(envelope)?;
         let result = json!({
             "event_id": envelope.id,
             "tenant_id": tenant,
@@ -144,7 +144,7 @@ impl FeedbackWorker {
         tx.set_feedback_status(tenant, feedback_id, FeedbackStatus::Completed, Some(key.as_str()))
             .await
             .map_err(HandlerError::store)?;
-        if let Some(confirmation) = Self::confirmation(&envelope, feedback_id) {
+        if let Some(confirmation) = Self::confirmation(envelope, feedback_id) {
             tx.submit_emails(&[confirmation]).await.map_err(HandlerError::store)?;
         }
         tx.commit().await.map_err(HandlerError::store)?;
