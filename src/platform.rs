@@ -244,7 +244,7 @@ impl Platform {
             );
             return;
         };
-        let forwarder = Arc::new(AlarmForwarder::new(Alerter::new(sink, ALERT_WINDOW)));
+        let forwarder = Arc::new(AlarmForwarder::new(sink));
         let consumer = Consumer::new(self.backends.transport.clone(), forwarder, ConsumerConfig::new(queue.clone()));
         tasks.spawn(consumer.run(shutdown.clone()));
     }

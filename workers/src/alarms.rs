@@ -1,17 +1,18 @@
 //! The alarm forwarder: CloudWatch alarms (dead letters, old messages — see the
 //! Terraform monitoring module) arrive on the alarms queue through the alerts topic; each
-//! state change is posted to the deployment's Discord webhook, repeats de-duplicated by
-//! the [`Alerter`].
+//! state change is posted to the deployment's Discord webhook. CloudWatch notifies on
+//! state changes only, so there is no storm to fold; a post that fails is retried (the
+//! message stays on the queue) and, after three receives, the alarm waits in the alarms
+//! queue's dead-letter queue.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
 
-use shared::ports::providers::Alert;
+use shared::ports::providers::{Alert, AlertSink};
 use shared::ports::ReceivedMessage;
 
-use crate::alerts::Alerter;
 use crate::consumer::{Handler, HandlerError};
 
 const RED: u32 = 0xE7_4C_3C;
@@ -19,7 +20,7 @@ const GREEN: u32 = 0x2E_CC_71;
 const GREY: u32 = 0x95_A5_A6;
 
 pub struct AlarmForwarder {
-    alerter: Mutex<Alerter>,
+    sink: Arc<dyn AlertSink>,
 }
 
 /// A CloudWatch alarm notification: the body itself (raw delivery) or inside an SNS
@@ -40,8 +41,8 @@ fn notification(body: &str) -> Result<Value, HandlerError> {
 }
 
 impl AlarmForwarder {
-    pub fn new(alerter: Alerter) -> Self {
-        Self { alerter: Mutex::new(alerter) }
+    pub fn new(sink: Arc<dyn AlertSink>) -> Self {
+        Self { sink }
     }
 
     fn alert(alarm: &Value) -> Alert {
@@ -79,17 +80,7 @@ impl Handler for AlarmForwarder {
 
     async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
         let alarm = notification(&message.body)?;
-        let alert = Self::alert(&alarm);
-        let key = format!(
-            "alarm:{}:{}",
-            alarm.get("AlarmName").and_then(Value::as_str).unwrap_or_default(),
-            alarm.get("NewStateValue").and_then(Value::as_str).unwrap_or_default()
-        );
-        let mut alerter = self.alerter.lock().await;
-        let now = Instant::now();
-        alerter.raise(&key, alert, now).await;
-        alerter.flush(now).await;
-        Ok(())
+        self.sink.post(&Self::alert(&alarm)).await.map_err(HandlerError::provider)
     }
 }
 
@@ -110,5 +101,29 @@ mod tests {
         assert!(alert.fields.contains(&("QueueName".to_owned(), "acme-feedback-dlq.fifo".to_owned())));
         assert!(notification("{}").is_err());
         assert!(notification("not json").is_err());
+    }
+
+    struct Down;
+
+    #[async_trait]
+    impl AlertSink for Down {
+        async fn post(&self, _alert: &Alert) -> Result<(), shared::ports::providers::ProviderError> {
+            Err(shared::ports::providers::ProviderError::Unavailable { provider: "discord", detail: "503".into() })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_alarm_discord_refuses_stays_on_the_queue_for_a_retry() {
+        let message = ReceivedMessage {
+            message_id: "m".into(),
+            receipt: shared::ports::Receipt("r".into()),
+            group_id: String::new(),
+            dedup_id: String::new(),
+            body: ALARM.into(),
+            attributes: Default::default(),
+            receive_count: 1,
+        };
+        let error = AlarmForwarder::new(Arc::new(Down)).handle(&message).await.unwrap_err();
+        assert!(matches!(error, HandlerError::Transient(_)), "{error:?}");
     }
 }

@@ -95,6 +95,36 @@ fn queue_policy(queue_arn: &str, topic_arns: &[String]) -> Value {
     })
 }
 
+/// The topics a queue policy lets SNS send from, read the way IAM reads policies: a
+/// `Statement` object or array, `Principal.Service`, `Action` and `aws:SourceArn` as a
+/// string or an array, actions case-insensitive. Whatever wrote the policy (this
+/// module, Terraform's `jsonencode`, AWS normalising it), the same grant reads the same.
+fn admitted_topics(policy: &str) -> Option<std::collections::BTreeSet<String>> {
+    fn strings(value: Option<&Value>) -> Vec<String> {
+        match value {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            _ => Vec::new(),
+        }
+    }
+    let policy: Value = serde_json::from_str(policy).ok()?;
+    let statements = match policy.get("Statement") {
+        Some(Value::Array(items)) => items.clone(),
+        Some(single @ Value::Object(_)) => vec![single.clone()],
+        _ => Vec::new(),
+    };
+    let mut topics = std::collections::BTreeSet::new();
+    for statement in statements {
+        let allows = statement.get("Effect").and_then(Value::as_str) == Some("Allow");
+        let from_sns = strings(statement.pointer("/Principal/Service")).iter().any(|s| s == "sns.amazonaws.com");
+        let sends = strings(statement.get("Action")).iter().any(|a| a.eq_ignore_ascii_case("sqs:SendMessage"));
+        if allows && from_sns && sends {
+            topics.extend(strings(statement.pointer("/Condition/ArnEquals/aws:SourceArn")));
+        }
+    }
+    Some(topics)
+}
+
 /// Parses JSON-valued attributes so that formatting differences are not changes.
 fn same_json(current: &str, wanted: &Value) -> bool {
     let normalize = |v: &Value| -> Value {
@@ -291,10 +321,10 @@ impl Provisioner {
                     Some((url, existing)) => {
                         let mut found = Self::queue_changes(name, &existing, &wanted);
                         if !feeding_topics.is_empty() {
-                            let policy = queue_policy(&existing.arn, &feeding_topics);
                             let current =
                                 existing.attributes.get(&QueueAttributeName::Policy).cloned().unwrap_or_default();
-                            if serde_json::from_str::<Value>(&current).ok() != Some(policy.clone()) {
+                            let wanted: std::collections::BTreeSet<String> = feeding_topics.iter().cloned().collect();
+                            if admitted_topics(&current) != Some(wanted) {
                                 found.push(Change::UpdateQueue {
                                     name: name.clone(),
                                     attribute: "Policy".into(),
@@ -435,5 +465,39 @@ pub async fn check(config: &SdkConfig, topology: &Topology) -> Result<(), Provis
         Ok(())
     } else {
         Err(ProvisionError::Missing(changes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_policy_is_read_for_what_it_grants_not_how_it_is_written() {
+        let topics = vec!["arn:aws:sns:eu-west-1:1:a.fifo".to_owned(), "arn:aws:sns:eu-west-1:1:b.fifo".to_owned()];
+        let ours = queue_policy("arn:aws:sqs:eu-west-1:1:q.fifo", &topics).to_string();
+        let wanted: std::collections::BTreeSet<String> = topics.iter().cloned().collect();
+        assert_eq!(admitted_topics(&ours), Some(wanted.clone()));
+        // As AWS or Terraform may write it: one statement object, a principal list, a
+        // differently cased action, no Sid, arrays in another order.
+        let theirs = json!({
+            "Version": "2012-10-17",
+            "Statement": {
+                "Effect": "Allow",
+                "Principal": {"Service": ["sns.amazonaws.com"]},
+                "Action": ["SQS:SendMessage"],
+                "Resource": "arn:aws:sqs:eu-west-1:1:q.fifo",
+                "Condition": {"ArnEquals": {"aws:SourceArn": [topics[1].clone(), topics[0].clone()]}}
+            }
+        })
+        .to_string();
+        assert_eq!(admitted_topics(&theirs), Some(wanted));
+        let one = json!({"Statement": [{"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
+            "Action": "sqs:SendMessage", "Condition": {"ArnEquals": {"aws:SourceArn": topics[0].clone()}}}]});
+        assert_eq!(admitted_topics(&one.to_string()).map(|t| t.len()), Some(1), "a single ARN as a string");
+        let denied = json!({"Statement": [{"Effect": "Deny", "Principal": {"Service": "sns.amazonaws.com"},
+            "Action": "sqs:SendMessage", "Condition": {"ArnEquals": {"aws:SourceArn": topics[0].clone()}}}]});
+        assert_eq!(admitted_topics(&denied.to_string()).map(|t| t.len()), Some(0));
+        assert_eq!(admitted_topics(""), None, "no policy");
     }
 }

@@ -13,7 +13,6 @@ use adapters::providers::DiscordWebhook;
 use shared::config::Secret;
 use shared::topology::{Environment, InstanceName, Topology};
 use workers::alarms::AlarmForwarder;
-use workers::alerts::Alerter;
 use workers::{Consumer, ConsumerConfig};
 
 use crate::helpers::aws_settings;
@@ -37,7 +36,7 @@ async fn a_cloudwatch_alarm_on_the_alarms_queue_is_posted_to_discord() {
     let discord = MockServer::start().await;
     Mock::given(method("POST")).and(path("/hook")).respond_with(ResponseTemplate::new(204)).mount(&discord).await;
     let sink = Arc::new(DiscordWebhook::new(Secret::new(format!("{}/hook", discord.uri()))));
-    let forwarder = Arc::new(AlarmForwarder::new(Alerter::new(sink, Duration::from_secs(300))));
+    let forwarder = Arc::new(AlarmForwarder::new(sink));
     let topology =
         Topology::new(InstanceName::parse("alarms").expect("name"), Environment::Production).expect("topology");
     let transport = Arc::new(AwsTransport::new(&sdk, &topology));
