@@ -100,10 +100,9 @@ async fn a_partial_batch_is_written_after_the_age_limit() {
     let staged = Arc::new(Notify::new());
     let (envelope, ids) = accept(&env, tenant, 2).await;
     AnalyticsWorker::new(env.store.clone(), staged.clone()).handle(&delivery(&envelope, 1)).await.expect("staged");
-    let writer =
-        AnalyticsWriter::new(env.store.clone(), objects.clone(), config(500, Duration::from_millis(200)), staged);
+    let writer = AnalyticsWriter::new(env.store.clone(), objects.clone(), config(500, Duration::from_secs(1)), staged);
     assert_eq!(writer.write_due().await.expect("write"), 0, "too young and too small");
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert_eq!(writer.write_due().await.expect("write"), 1);
     let rows = written_rows(objects.as_ref(), tenant).await;
     assert_eq!(rows, [ids.iter().map(ToString::to_string).collect::<Vec<_>>()]);
