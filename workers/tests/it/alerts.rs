@@ -7,7 +7,7 @@ use shared::ports::providers::Alert;
 use shared::ports::{ReceiveOptions, Transport};
 use shared::testkit::transport::message;
 use shared::topology::UseCase;
-use workers::alerts::{Alerter, Monitor};
+use workers::alerts::Alerter;
 
 use crate::helpers::{AlertRecorder as Recorder, Env};
 
@@ -39,12 +39,7 @@ async fn a_storm_produces_one_alert_and_one_summary() {
 async fn a_message_reaching_a_dead_letter_queue_is_alerted_once() {
     let env = Env::new().await;
     let sink = Arc::new(Recorder::default());
-    let mut monitor = Monitor::new(
-        env.embedded.clone(),
-        env.store.clone(),
-        env.topology.clone(),
-        Alerter::new(sink.clone(), Duration::from_secs(300)),
-    );
+    let mut monitor = env.monitor(sink.clone());
     let start = Instant::now();
     monitor.check(start).await;
     assert!(sink.posted.lock().expect("lock").is_empty(), "nothing to say yet");
@@ -72,12 +67,7 @@ async fn a_worker_failing_most_messages_in_other_processes_is_alerted() {
 
     let env = Env::new().await;
     let sink = Arc::new(Recorder::default());
-    let mut monitor = Monitor::new(
-        env.embedded.clone(),
-        env.store.clone(),
-        env.topology.clone(),
-        Alerter::new(sink.clone(), Duration::from_secs(300)),
-    );
+    let mut monitor = env.monitor(sink.clone());
     // Two email worker processes report their counts through the store.
     let (one, two) = (Arc::new(workers::ConsumerStats::default()), Arc::new(workers::ConsumerStats::default()));
     let report = |process: &str, stats: &Arc<workers::ConsumerStats>| {
@@ -142,12 +132,7 @@ async fn a_tenant_with_its_own_webhook_hears_of_its_dead_letters_and_others_do_n
         seen.lock().expect("lock").push(url.to_owned());
         sink.clone() as Arc<dyn AlertSink>
     });
-    let mut monitor = Monitor::new(
-        env.embedded.clone(),
-        env.store.clone(),
-        env.topology.clone(),
-        Alerter::new(operators.clone(), Duration::from_secs(300)),
-    );
+    let mut monitor = env.monitor(operators.clone());
     monitor.tenant_alerts = Some(TenantAlerts::new(factory, Duration::from_secs(300)));
     let start = Instant::now();
     monitor.check(start).await;

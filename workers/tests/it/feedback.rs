@@ -10,27 +10,41 @@ use shared::domain::{FeedbackMessage, FeedbackStatus, NewFeedback};
 use shared::envelope::event_types::FEEDBACK_SUBMITTED;
 use shared::ports::providers::{ProviderError, Ticket, TicketDesk, TicketRef};
 use shared::ports::ObjectStore;
-use shared::{EventEnvelope, EventType, FeedbackId, Service};
+use shared::{EventEnvelope, EventType, FeedbackId, Service, TenantId};
 use workers::feedback::FeedbackWorker;
 use workers::{Handler, HandlerError};
 
 use crate::helpers::{delivery, CountingObjects, Env};
 
+/// Stores feedback with `message` and its `feedback.submitted` event, whose data holds
+/// the feedback id, the message and `extra`.
+async fn submit(env: &Env, tenant: TenantId, message: &str, extra: serde_json::Value) -> (NewFeedback, EventEnvelope) {
+    let feedback = NewFeedback {
+        id: FeedbackId::new(),
+        rating: None,
+        message: FeedbackMessage::parse(message).expect("message"),
+        contact_email: None,
+        metadata: Default::default(),
+    };
+    let mut data = json!({"feedback_id": feedback.id, "message": message});
+    if let (Some(data), Some(extra)) = (data.as_object_mut(), extra.as_object()) {
+        data.extend(extra.clone());
+    }
+    let envelope = EventEnvelope::new(
+        tenant,
+        Service::CoreApi,
+        EventType::parse(FEEDBACK_SUBMITTED).expect("type"),
+        data.as_object().cloned().unwrap_or_default(),
+    );
+    env.store.submit_feedback(&feedback, &envelope).await.expect("submit");
+    (feedback, envelope)
+}
+
 #[tokio::test]
 async fn a_redelivered_event_is_applied_once_and_a_failed_attempt_leaves_nothing_behind() {
     let env = Env::new().await;
     let tenant = env.tenant("Acme").await;
-    let feedback = NewFeedback {
-        id: FeedbackId::new(),
-        rating: None,
-        message: FeedbackMessage::parse("Hi").expect("message"),
-        contact_email: None,
-        metadata: Default::default(),
-    };
-    let data = json!({"feedback_id": feedback.id, "message": "Hi"}).as_object().cloned().unwrap_or_default();
-    let envelope =
-        EventEnvelope::new(tenant, Service::CoreApi, EventType::parse(FEEDBACK_SUBMITTED).expect("type"), data);
-    env.store.submit_feedback(&feedback, &envelope).await.expect("submit");
+    let (feedback, envelope) = submit(&env, tenant, "Hi", json!({})).await;
 
     let objects = Arc::new(CountingObjects {
         inner: FilesystemObjectStore::new(env.dir.path().join("objects")),
@@ -108,20 +122,8 @@ impl TicketDesk for FlakyDesk {
 async fn a_help_desk_that_fails_twice_gets_exactly_one_ticket() {
     let env = Env::new().await;
     let tenant = env.tenant("Acme").await;
-    let feedback = NewFeedback {
-        id: FeedbackId::new(),
-        rating: None,
-        message: FeedbackMessage::parse("Crashes on export").expect("message"),
-        contact_email: None,
-        metadata: Default::default(),
-    };
-    let data = json!({"feedback_id": feedback.id, "message": "Crashes on export", "rating": 2, "contact_email": "ana@example.com"})
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let envelope =
-        EventEnvelope::new(tenant, Service::CoreApi, EventType::parse(FEEDBACK_SUBMITTED).expect("type"), data);
-    env.store.submit_feedback(&feedback, &envelope).await.expect("submit");
+    let (feedback, envelope) =
+        submit(&env, tenant, "Crashes on export", json!({"rating": 2, "contact_email": "ana@example.com"})).await;
     let desk = Arc::new(FlakyDesk { failures: AtomicUsize::new(2), tickets: Default::default() });
     let objects = Arc::new(FilesystemObjectStore::new(env.dir.path().join("objects")));
     let worker = FeedbackWorker::new(env.store.clone(), objects.clone()).with_tickets(desk.clone());
@@ -152,18 +154,7 @@ async fn a_help_desk_that_fails_twice_gets_exactly_one_ticket() {
 async fn a_help_desk_that_is_always_down_dead_letters_the_feedback_and_alerts() {
     let env = Env::new().await;
     let tenant = env.tenant("Acme").await;
-    let feedback = NewFeedback {
-        id: FeedbackId::new(),
-        rating: None,
-        message: FeedbackMessage::parse("Crashes on export").expect("message"),
-        contact_email: None,
-        metadata: Default::default(),
-    };
-    let data =
-        json!({"feedback_id": feedback.id, "message": "Crashes on export"}).as_object().cloned().unwrap_or_default();
-    let envelope =
-        EventEnvelope::new(tenant, Service::CoreApi, EventType::parse(FEEDBACK_SUBMITTED).expect("type"), data);
-    env.store.submit_feedback(&feedback, &envelope).await.expect("submit");
+    let (feedback, envelope) = submit(&env, tenant, "Crashes on export", json!({})).await;
     let desk = Arc::new(FlakyDesk { failures: AtomicUsize::new(usize::MAX), tickets: Default::default() });
     let objects = Arc::new(FilesystemObjectStore::new(env.dir.path().join("objects")));
     let worker = Arc::new(FeedbackWorker::new(env.store.clone(), objects).with_tickets(desk.clone()));

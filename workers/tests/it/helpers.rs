@@ -39,6 +39,12 @@ impl Env {
         Self { store: Arc::new(store), embedded: Arc::new(embedded), topology, dir }
     }
 
+    /// A monitor of this environment posting to `sink`, repeats folded over 5 minutes.
+    pub fn monitor(&self, sink: Arc<dyn AlertSink>) -> workers::alerts::Monitor {
+        let alerter = workers::alerts::Alerter::new(sink, Duration::from_secs(300));
+        workers::alerts::Monitor::new(self.embedded.clone(), self.store.clone(), self.topology.clone(), alerter)
+    }
+
     pub fn queue(&self, use_case: UseCase) -> String {
         self.topology.queue(use_case).name.clone()
     }
@@ -219,7 +225,6 @@ pub async fn assert_dead_lettered_and_alerted(
     handler: Arc<dyn workers::Handler>,
     envelope: &EventEnvelope,
 ) {
-    use workers::alerts::{Alerter, Monitor};
     use workers::{Consumer, ConsumerConfig};
 
     env.embedded.publish(&env.topic(), &[workers::relay::outgoing(envelope)]).await.expect("publish");
@@ -234,8 +239,7 @@ pub async fn assert_dead_lettered_and_alerted(
     assert_eq!(dead.len(), 1, "dead-lettered after 3 receives");
     assert_eq!(dead[0].dedup_id, envelope.id.to_string());
     let operators = Arc::new(AlertRecorder::default());
-    let alerter = Alerter::new(operators.clone(), Duration::from_secs(300));
-    let mut monitor = Monitor::new(env.embedded.clone(), env.store.clone(), env.topology.clone(), alerter);
+    let mut monitor = env.monitor(operators.clone());
     monitor.check(tokio::time::Instant::now()).await;
     let titles: Vec<String> = operators.posted.lock().expect("lock").iter().map(|a| a.title.clone()).collect();
     assert_eq!(titles, [format!("Dead letters in {dlq}")]);
