@@ -419,9 +419,9 @@ impl Layer {
             rate_per_hour: self.testflight_rate_per_hour.unwrap_or(3_600).max(1),
         };
         let standard = PlanLimits {
-            api_per_second: 1_000,
             email_per_second: email.per_tenant_rate,
             testflight_per_hour: testflight.rate_per_hour,
+            ..PlanLimits::default()
         };
         let plans =
             Plans::parse(self.plans.as_deref().unwrap_or_default(), standard).map_err(|m| invalid("plans", m))?;

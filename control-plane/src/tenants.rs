@@ -44,7 +44,7 @@ fn apply(body: &Map<String, Value>, state: &ConsoleState, settings: &mut TenantS
         Some(Value::String(name)) => match PlanName::parse(name) {
             Ok(plan) if state.plans.contains(&plan) => settings.plan = plan,
             Ok(plan) => {
-                let known: Vec<&str> = state.plans.iter().map(|(name, _)| name.as_str()).collect();
+                let known: Vec<String> = state.plans.iter().map(|(name, _)| name.to_string()).collect();
                 errors.push(FieldError::new(
                     "plan",
                     format!("`{plan}` is not a plan here (plans: {})", known.join(", ")),

@@ -194,19 +194,28 @@ pub struct PlanLimits {
     pub testflight_per_hour: u32,
 }
 
-/// The deployment's plans; `standard` always exists (tenants start on it).
+impl Default for PlanLimits {
+    fn default() -> Self {
+        Self { api_per_second: 1_000, email_per_second: 10, testflight_per_hour: 3_600 }
+    }
+}
+
+/// The deployment's plans: `standard` (every tenant starts on it) and any others.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plans(std::collections::BTreeMap<PlanName, PlanLimits>);
+pub struct Plans {
+    standard: PlanLimits,
+    others: std::collections::BTreeMap<PlanName, PlanLimits>,
+}
 
 impl Plans {
     /// `standard` with `limits`, plus the plans of `spec`:
     /// `free:api=5,email=1,testflight=60;pro:api=200` (unset limits are standard's).
     pub fn parse(spec: &str, standard: PlanLimits) -> Result<Self, String> {
-        let mut plans = std::collections::BTreeMap::from([(PlanName::standard(), standard)]);
+        let mut plans = Self::single(standard);
         for entry in spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
             let (name, limits) = entry.split_once(':').unwrap_or((entry, ""));
             let name = PlanName::parse(name.trim())?;
-            let mut plan = plans.get(&name).copied().unwrap_or(standard);
+            let mut plan = plans.limits(&name);
             for pair in limits.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 let (key, value) =
                     pair.split_once('=').ok_or_else(|| format!("`{pair}` in plan {name} is not key=value"))?;
@@ -223,37 +232,38 @@ impl Plans {
                     other => return Err(format!("`{other}` in plan {name} is not a limit (api, email, testflight)")),
                 }
             }
-            plans.insert(name, plan);
+            if name == PlanName::standard() {
+                plans.standard = plan;
+            } else {
+                plans.others.insert(name, plan);
+            }
         }
-        Ok(Self(plans))
+        Ok(plans)
     }
 
     /// One plan: standard's limits for every tenant.
     pub fn single(standard: PlanLimits) -> Self {
-        Self(std::collections::BTreeMap::from([(PlanName::standard(), standard)]))
+        Self { standard, others: std::collections::BTreeMap::new() }
     }
 
     /// A plan's limits; standard's for a plan the configuration does not know.
     pub fn limits(&self, plan: &PlanName) -> PlanLimits {
-        self.0.get(plan).or_else(|| self.0.get(&PlanName::standard())).copied().unwrap_or(PlanLimits {
-            api_per_second: 1_000,
-            email_per_second: 10,
-            testflight_per_hour: 3_600,
-        })
+        self.others.get(plan).copied().unwrap_or(self.standard)
     }
 
     pub fn contains(&self, plan: &PlanName) -> bool {
-        self.0.contains_key(plan)
+        *plan == PlanName::standard() || self.others.contains_key(plan)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&PlanName, &PlanLimits)> {
-        self.0.iter()
+    /// Every plan with its limits, standard first.
+    pub fn iter(&self) -> impl Iterator<Item = (PlanName, PlanLimits)> + '_ {
+        std::iter::once((PlanName::standard(), self.standard)).chain(self.others.iter().map(|(n, l)| (n.clone(), *l)))
     }
 }
 
 impl Default for Plans {
     fn default() -> Self {
-        Self::single(PlanLimits { api_per_second: 1_000, email_per_second: 10, testflight_per_hour: 3_600 })
+        Self::single(PlanLimits::default())
     }
 }
 
@@ -337,13 +347,16 @@ mod tests {
 
     #[test]
     fn plans_override_standard_limits() {
-        let standard = PlanLimits { api_per_second: 1_000, email_per_second: 10, testflight_per_hour: 3_600 };
+        let standard = PlanLimits::default();
         let plans = Plans::parse("free: api=5, email=1 ; pro:api=200,testflight=7200", standard).unwrap();
         let free = plans.limits(&PlanName::parse("free").unwrap());
         assert_eq!((free.api_per_second, free.email_per_second, free.testflight_per_hour), (5, 1, 3_600));
         assert_eq!(plans.limits(&PlanName::parse("pro").unwrap()).testflight_per_hour, 7_200);
         assert_eq!(plans.limits(&PlanName::parse("unknown").unwrap()), standard);
         assert!(plans.contains(&PlanName::standard()));
+        assert_eq!(plans.iter().count(), 3, "standard, free and pro");
+        let renamed = Plans::parse("standard:api=50", standard).unwrap();
+        assert_eq!(renamed.limits(&PlanName::standard()).api_per_second, 50, "standard can be named too");
         for bad in ["Free:api=1", "free:api", "free:api=0", "free:sms=3"] {
             assert!(Plans::parse(bad, standard).is_err(), "{bad}");
         }

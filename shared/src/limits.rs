@@ -38,7 +38,7 @@ pub fn per_hour(n: u32) -> Quota {
 impl TenantRates {
     /// One limiter per plan of `plans`, each with the quota `quota` picks from its limits.
     pub fn new(store: Arc<dyn Store>, plans: &Plans, quota: impl Fn(&PlanLimits) -> Quota) -> Self {
-        let limiters = plans.iter().map(|(name, limits)| (name.clone(), RateLimiter::keyed(quota(limits)))).collect();
+        let limiters = plans.iter().map(|(name, limits)| (name, RateLimiter::keyed(quota(&limits)))).collect();
         Self { store, limiters, plans: Mutex::default() }
     }
 

@@ -53,7 +53,7 @@ impl EmailSender for ScriptedSender {
 
 /// `per_tenant` sends a second on the standard plan, and the plans of `plans`.
 fn limits(env: &Env, per_tenant: u32, plans: &str) -> EmailLimits {
-    let standard = PlanLimits { api_per_second: 1_000, email_per_second: per_tenant, testflight_per_hour: 3_600 };
+    let standard = PlanLimits { email_per_second: per_tenant, ..PlanLimits::default() };
     let plans = Plans::parse(plans, standard).expect("plans");
     EmailLimits {
         tenants: TenantRates::new(env.store.clone(), &plans, |plan| per_second(plan.email_per_second)),
