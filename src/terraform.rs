@@ -41,20 +41,25 @@ fn environment(out: &mut String, topology: &Topology) {
         let _ = writeln!(out, "          dlq_retention_seconds      = {}", queue.dlq_retention.as_secs());
         out.push_str("        }\n");
     }
-    out.push_str("      }\n      subscriptions = [\n");
+    out.push_str("      }\n    }\n");
+}
+
+/// The subscriptions, which do not differ between environments.
+fn subscriptions(out: &mut String, topology: &Topology) {
+    out.push_str("  subscriptions = [\n");
     for subscription in &topology.subscriptions {
         let topic = topology.topics.iter().find(|t| t.name == subscription.topic).map(|t| t.service.as_str());
         let queue = topology.queues.iter().find(|q| q.name == subscription.queue).map(|q| q.use_case.as_str());
         let (Some(topic), Some(queue)) = (topic, queue) else { continue };
-        out.push_str("        {\n");
-        let _ = writeln!(out, "          key           = {}", quoted(&format!("{topic}/{queue}")));
-        let _ = writeln!(out, "          topic         = {}", quoted(topic));
-        let _ = writeln!(out, "          queue         = {}", quoted(queue));
-        let _ = writeln!(out, "          raw_delivery  = {}", subscription.raw_delivery);
-        let _ = writeln!(out, "          filter_policy = {}", quoted(&subscription.filter_policy_json.to_string()));
-        out.push_str("        },\n");
+        out.push_str("    {\n");
+        let _ = writeln!(out, "      key           = {}", quoted(&format!("{topic}/{queue}")));
+        let _ = writeln!(out, "      topic         = {}", quoted(topic));
+        let _ = writeln!(out, "      queue         = {}", quoted(queue));
+        let _ = writeln!(out, "      raw_delivery  = {}", subscription.raw_delivery);
+        let _ = writeln!(out, "      filter_policy = {}", quoted(&subscription.filter_policy_json.to_string()));
+        out.push_str("    },\n");
     }
-    out.push_str("      ]\n    }\n");
+    out.push_str("  ]\n");
 }
 
 /// The topology module, for both environments.
@@ -95,8 +100,10 @@ pub fn render() -> anyhow::Result<String> {
     out.push_str("  }\n  environments = {\n");
     environment(&mut out, &production);
     environment(&mut out, &staging);
+    out.push_str("  }\n");
+    subscriptions(&mut out, &production);
     out.push_str(
-        "  }\n}\n\
+        "}\n\
          \n\
          output \"topics\" {\n  \
            description = \"FIFO topic name per service\"\n  \
@@ -110,7 +117,7 @@ pub fn render() -> anyhow::Result<String> {
          \n\
          output \"subscriptions\" {\n  \
            description = \"Topic-to-queue subscriptions with their filter policies\"\n  \
-           value       = local.environments[var.environment].subscriptions\n\
+           value       = local.subscriptions\n\
          }\n",
     );
     Ok(out)

@@ -89,7 +89,7 @@ fn the_topology_module_evaluates_to_the_code_topology() {
             assert_eq!(tf["dlq_retention_seconds"], queue.dlq_retention.as_secs());
         }
         assert_eq!(declared["queues"].as_object().map(|q| q.len()), Some(topology.queues.len()), "no extra queues");
-        let subscriptions = declared["subscriptions"].as_array().expect("subscriptions");
+        let subscriptions = locals["subscriptions"].as_array().expect("subscriptions");
         assert_eq!(subscriptions.len(), topology.subscriptions.len(), "{name}: one per subscription");
         for (tf, code) in subscriptions.iter().zip(&topology.subscriptions) {
             let topic = tf["topic"].as_str().expect("topic");

@@ -71,50 +71,6 @@ locals {
           dlq_retention_seconds      = 1209600
         }
       }
-      subscriptions = [
-        {
-          key           = "core-api/feedback"
-          topic         = "core-api"
-          queue         = "feedback"
-          raw_delivery  = true
-          filter_policy = "{\"event_type\":[{\"prefix\":\"feedback.\"}]}"
-        },
-        {
-          key           = "core-api/email"
-          topic         = "core-api"
-          queue         = "email"
-          raw_delivery  = true
-          filter_policy = "{\"event_type\":[{\"prefix\":\"email.\"}]}"
-        },
-        {
-          key           = "core-api/analytics"
-          topic         = "core-api"
-          queue         = "analytics"
-          raw_delivery  = true
-          filter_policy = "{\"event_type\":[{\"prefix\":\"analytics.\"}]}"
-        },
-        {
-          key           = "core-api/testflight"
-          topic         = "core-api"
-          queue         = "testflight"
-          raw_delivery  = true
-          filter_policy = "{\"event_type\":[{\"prefix\":\"testflight.\"}]}"
-        },
-        {
-          key           = "core-api/access-requests"
-          topic         = "core-api"
-          queue         = "access-requests"
-          raw_delivery  = true
-          filter_policy = "{\"event_type\":[{\"prefix\":\"access_request.\"}]}"
-        },
-        {
-          key           = "control-plane/access-requests"
-          topic         = "control-plane"
-          queue         = "access-requests"
-          raw_delivery  = true
-          filter_policy = "{\"event_type\":[{\"prefix\":\"access_request.\"}]}"
-        },
-      ]
     }
     staging = {
       queues = {
@@ -159,52 +115,52 @@ locals {
           dlq_retention_seconds      = 604800
         }
       }
-      subscriptions = [
-        {
-          key           = "core-api/feedback"
-          topic         = "core-api"
-          queue         = "feedback"
-          raw_delivery  = true
-          filter_policy = "{\"event_type\":[{\"prefix\":\"feedback.\"}]}"
-        },
-        {
-          key           = "core-api/email"
-          topic         = "core-api"
-          queue         = "email"
-          raw_delivery  = true
-          filter_policy = "{\"event_type\":[{\"prefix\":\"email.\"}]}"
-        },
-        {
-          key           = "core-api/analytics"
-          topic         = "core-api"
-          queue         = "analytics"
-          raw_delivery  = true
-          filter_policy = "{\"event_type\":[{\"prefix\":\"analytics.\"}]}"
-        },
-        {
-          key           = "core-api/testflight"
-          topic         = "core-api"
-          queue         = "testflight"
-          raw_delivery  = true
-          filter_policy = "{\"event_type\":[{\"prefix\":\"testflight.\"}]}"
-        },
-        {
-          key           = "core-api/access-requests"
-          topic         = "core-api"
-          queue         = "access-requests"
-          raw_delivery  = true
-          filter_policy = "{\"event_type\":[{\"prefix\":\"access_request.\"}]}"
-        },
-        {
-          key           = "control-plane/access-requests"
-          topic         = "control-plane"
-          queue         = "access-requests"
-          raw_delivery  = true
-          filter_policy = "{\"event_type\":[{\"prefix\":\"access_request.\"}]}"
-        },
-      ]
     }
   }
+  subscriptions = [
+    {
+      key           = "core-api/feedback"
+      topic         = "core-api"
+      queue         = "feedback"
+      raw_delivery  = true
+      filter_policy = "{\"event_type\":[{\"prefix\":\"feedback.\"}]}"
+    },
+    {
+      key           = "core-api/email"
+      topic         = "core-api"
+      queue         = "email"
+      raw_delivery  = true
+      filter_policy = "{\"event_type\":[{\"prefix\":\"email.\"}]}"
+    },
+    {
+      key           = "core-api/analytics"
+      topic         = "core-api"
+      queue         = "analytics"
+      raw_delivery  = true
+      filter_policy = "{\"event_type\":[{\"prefix\":\"analytics.\"}]}"
+    },
+    {
+      key           = "core-api/testflight"
+      topic         = "core-api"
+      queue         = "testflight"
+      raw_delivery  = true
+      filter_policy = "{\"event_type\":[{\"prefix\":\"testflight.\"}]}"
+    },
+    {
+      key           = "core-api/access-requests"
+      topic         = "core-api"
+      queue         = "access-requests"
+      raw_delivery  = true
+      filter_policy = "{\"event_type\":[{\"prefix\":\"access_request.\"}]}"
+    },
+    {
+      key           = "control-plane/access-requests"
+      topic         = "control-plane"
+      queue         = "access-requests"
+      raw_delivery  = true
+      filter_policy = "{\"event_type\":[{\"prefix\":\"access_request.\"}]}"
+    },
+  ]
 }
 
 output "topics" {
@@ -219,5 +175,5 @@ output "queues" {
 
 output "subscriptions" {
   description = "Topic-to-queue subscriptions with their filter policies"
-  value       = local.environments[var.environment].subscriptions
+  value       = local.subscriptions
 }
