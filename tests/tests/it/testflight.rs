@@ -71,3 +71,30 @@ async fn bad_invitations_are_refused() {
     assert!(!app.captures.join("testflight.jsonl").exists(), "nothing was invited");
     app.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_store_connect_key_that_does_not_parse_stops_the_start() {
+    use shared::config::{AppStoreConnectConfig, Config, ObjectStoreConfig, Secret, StoreConfig, TransportConfig};
+    use shared::topology::{Environment, InstanceName, Topology, UseCase};
+    use switchyard::platform::{Backends, Component, Platform};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topology = Topology::new(InstanceName::parse("asc").expect("name"), Environment::Production).expect("topology");
+    let mut config = Config::minimal(
+        &topology,
+        StoreConfig::Sqlite { path: dir.path().join("store.db") },
+        TransportConfig::Embedded { path: dir.path().join("transport.db") },
+        ObjectStoreConfig::Filesystem { root: dir.path().join("objects") },
+    );
+    config.testflight.app_store_connect = Some(AppStoreConnectConfig {
+        url: "https://api.appstoreconnect.apple.com".into(),
+        key_id: "KEY123".into(),
+        issuer_id: "issuer".into(),
+        private_key: Secret::new("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n"),
+    });
+    let backends = Backends::open(&config, &topology).await.expect("backends");
+    let error = Platform::with_backends(config, topology, backends, vec![Component::Worker(UseCase::Testflight)])
+        .err()
+        .expect("refused");
+    assert!(format!("{error:#}").contains("App Store Connect"), "{error:#}");
+}
