@@ -47,16 +47,12 @@ impl ConsoleState {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
-        if constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
+        if core_api::auth::constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
             Ok(())
         } else {
             Err(ApiError::Unauthorized("a valid admin token is required"))
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn health() -> HttpResponse {

@@ -59,7 +59,8 @@ fn key_id(plaintext: &str) -> Option<ApiKeyId> {
     ApiKeyId::parse(&format!("{}_{id}", ApiKeyId::PREFIX)).ok()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets without stopping at the first difference (no timing hint).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

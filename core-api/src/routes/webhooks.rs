@@ -65,10 +65,7 @@ fn verify(secret: &str, header: &str, body: &[u8], now: Timestamp) -> Result<(),
         return Err(ApiError::Unauthorized("the signature's timestamp is more than five minutes away"));
     }
     let expected = sign(secret, timestamp, body);
-    let matches = |candidate: &String| {
-        candidate.len() == expected.len()
-            && candidate.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-    };
+    let matches = |candidate: &String| crate::auth::constant_time_eq(candidate.as_bytes(), expected.as_bytes());
     if signatures.iter().any(matches) {
         Ok(())
     } else {
