@@ -101,6 +101,9 @@ pub struct Platform {
     components: Vec<Component>,
     api_listener: Option<TcpListener>,
     console_listener: Option<TcpListener>,
+    /// Who invites TestFlight testers, opened (and its key parsed) when the platform is
+    /// built, so a bad key stops the start rather than the first invitation.
+    beta_testers: Option<Arc<dyn shared::ports::providers::BetaTesters>>,
 }
 
 fn bind(wanted: bool, addr: std::net::SocketAddr, what: &str) -> anyhow::Result<Option<TcpListener>> {
@@ -123,13 +126,14 @@ impl Platform {
         backends: Backends,
         components: Vec<Component>,
     ) -> anyhow::Result<Self> {
-        if components.contains(&Component::Worker(UseCase::Testflight)) {
-            // A key that does not parse stops the start, not the first invitation.
-            adapters::open_beta_testers(&config).context("loading the App Store Connect key")?;
-        }
+        let beta_testers = if components.contains(&Component::Worker(UseCase::Testflight)) {
+            adapters::open_beta_testers(&config).context("loading the App Store Connect key")?
+        } else {
+            None
+        };
         let api_listener = bind(components.contains(&Component::Api), config.api_addr, "API")?;
         let console_listener = bind(components.contains(&Component::ControlPlane), config.console_addr, "console")?;
-        Ok(Self { backends, topology, config, components, api_listener, console_listener })
+        Ok(Self { backends, topology, config, components, api_listener, console_listener, beta_testers })
     }
 
     /// The API's port, when this platform runs the API.
@@ -204,8 +208,8 @@ impl Platform {
                 self.config.access_requests.support_email.clone(),
                 Some(format!("http://{}", self.config.console_addr)),
             )),
-            UseCase::Testflight => match adapters::open_beta_testers(&self.config) {
-                Ok(Some(testers)) => Arc::new(TestflightWorker::new(
+            UseCase::Testflight => match self.beta_testers.clone() {
+                Some(testers) => Arc::new(TestflightWorker::new(
                     backends.store.clone(),
                     backends.objects.clone(),
                     testers,
@@ -214,14 +218,10 @@ impl Platform {
                         per_hour(plan.testflight_per_hour)
                     }),
                 )),
-                Ok(None) => {
+                None => {
                     tracing::info!(
                         "App Store Connect is not configured (SWITCHYARD_ASC_KEY_ID, _ISSUER_ID, _PRIVATE_KEY_PATH): the TestFlight worker is off"
                     );
-                    return None;
-                }
-                Err(error) => {
-                    tracing::error!(%error, "the TestFlight worker is off");
                     return None;
                 }
             },
