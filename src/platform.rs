@@ -230,7 +230,8 @@ impl Platform {
         let mut consumer_config = ConsumerConfig::new(queue.name.clone());
         consumer_config.concurrency = self.config.worker_concurrency;
         consumer_config.visibility_timeout = Some(queue.visibility_timeout);
-        let consumer = Consumer::new(backends.transport.clone(), handler, consumer_config);
+        let consumer = Consumer::new(backends.transport.clone(), handler, consumer_config)
+            .recording_dead_letters(backends.store.clone());
         let stats = consumer.stats();
         tasks.spawn(consumer.run(shutdown.clone()));
         Some(stats)

@@ -4,7 +4,7 @@
 //! when the window closes one summary reports how many there were — a storm produces
 //! a summary, not a flood.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,19 +117,21 @@ pub async fn report_worker(
 /// Makes the alert sink for a tenant's own webhook URL.
 pub type TenantSinkFactory = Box<dyn Fn(&str) -> Arc<dyn AlertSink> + Send + Sync>;
 
-/// Alerts to tenants' own webhooks: which dead letters were already reported, and one
-/// de-duplicating alerter per tenant and webhook.
+/// Alerts to tenants' own webhooks about the dead letters workers record (see
+/// `Consumer::recording_dead_letters`): how far they were read, and one de-duplicating
+/// alerter per tenant and webhook.
 pub struct TenantAlerts {
     sink_for: TenantSinkFactory,
     window: Duration,
     alerters: HashMap<TenantId, (String, Alerter)>,
-    /// Dead-letter message ids already attributed, per DLQ.
-    reported: HashMap<String, HashSet<String>>,
+    /// The last dead letter read, and the start: older ones were before this monitor.
+    cursor: i64,
+    since: Timestamp,
 }
 
 impl TenantAlerts {
     pub fn new(sink_for: TenantSinkFactory, window: Duration) -> Self {
-        Self { sink_for, window, alerters: HashMap::new(), reported: HashMap::new() }
+        Self { sink_for, window, alerters: HashMap::new(), cursor: 0, since: Timestamp::now() }
     }
 
     /// The tenant's alerter for `url`, made anew when the tenant changed its webhook.
@@ -232,45 +234,46 @@ impl Monitor {
         }
     }
 
-    /// Tells each tenant with its own webhook about its new dead letters in `dlq`.
-    async fn alert_tenants(&mut self, dlq: &str, now: Instant) {
+    /// Tells each tenant with its own webhook about the dead letters recorded since the
+    /// last check.
+    async fn alert_tenants(&mut self, now: Instant) {
         let Some(tenants) = self.tenant_alerts.as_mut() else { return };
-        let letters = match self.transport.dead_letters(dlq, 10).await {
-            Ok(letters) => letters,
-            Err(error) => {
-                tracing::warn!(dlq, %error, "could not list dead letters for tenant alerts");
-                return;
-            }
-        };
-        let reported = tenants.reported.entry(dlq.to_owned()).or_default();
-        let fresh: Vec<_> = letters.into_iter().filter(|l| reported.insert(l.message_id.clone())).collect();
-        for letter in fresh {
-            let Ok(tenant) = TenantId::parse(&letter.group_id) else { continue };
-            let url = match self.store.tenant_settings(tenant).await {
-                Ok(Some(settings)) => settings.alert_webhook_url,
-                Ok(None) => None,
+        loop {
+            let letters = match self.store.dead_letters_since(tenants.cursor, tenants.since, 100).await {
+                Ok(letters) => letters,
                 Err(error) => {
-                    tracing::warn!(%error, tenant_id = %tenant, "could not read the tenant's alert webhook");
-                    None
+                    tracing::warn!(%error, "could not read dead letters for tenant alerts");
+                    return;
                 }
             };
-            let Some(url) = url else { continue };
-            let event_type = letter.attributes.get("event_type").cloned().unwrap_or_else(|| "(unknown)".into());
-            let alert = Alert {
-                title: format!("A {event_type} event could not be processed"),
-                description: format!(
-                    "After {} attempts the event moved to the dead-letter queue; the platform team can redrive it.",
-                    MAX_RECEIVE_COUNT
-                ),
-                fields: vec![
-                    ("event id".into(), letter.dedup_id.clone()),
-                    ("tenant".into(), tenant.to_string()),
-                    ("queue".into(), dlq.to_owned()),
-                ],
-                colour: RED,
-                url: None,
-            };
-            tenants.alerter(tenant, &url).raise(&format!("dlq:{dlq}"), alert, now).await;
+            let Some((last, _)) = letters.last() else { return };
+            tenants.cursor = *last;
+            for (_, letter) in &letters {
+                let url = match self.store.tenant_settings(letter.tenant).await {
+                    Ok(settings) => settings.and_then(|s| s.alert_webhook_url),
+                    Err(error) => {
+                        tracing::warn!(%error, tenant_id = %letter.tenant, "could not read the tenant's alert webhook");
+                        None
+                    }
+                };
+                let Some(url) = url else { continue };
+                let event_type = if letter.event_type.is_empty() { "(unknown)" } else { letter.event_type.as_str() };
+                let alert = Alert {
+                    title: format!("A {event_type} event could not be processed"),
+                    description: format!(
+                        "After {MAX_RECEIVE_COUNT} attempts the event moved to the dead-letter queue; the platform team can redrive it."
+                    ),
+                    fields: vec![
+                        ("event id".into(), letter.event_id.clone()),
+                        ("tenant".into(), letter.tenant.to_string()),
+                        ("queue".into(), letter.queue.clone()),
+                        ("last error".into(), letter.error.chars().take(500).collect()),
+                    ],
+                    colour: RED,
+                    url: None,
+                };
+                tenants.alerter(letter.tenant, &url).raise(&format!("dlq:{}", letter.queue), alert, now).await;
+            }
         }
     }
 
@@ -336,7 +339,6 @@ impl Monitor {
                     url: None,
                 };
                 self.alerter.raise(&format!("dlq:{}", queue.dlq_name), alert, now).await;
-                self.alert_tenants(&queue.dlq_name, now).await;
             }
         }
         match self.store.outbox_backlog().await {
@@ -356,6 +358,7 @@ impl Monitor {
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "could not read the outbox backlog"),
         }
+        self.alert_tenants(now).await;
         self.check_workers(now).await;
         self.check_access_requests(now).await;
         self.alerter.flush(now).await;

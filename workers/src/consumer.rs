@@ -18,7 +18,11 @@ use futures::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use shared::ports::{BoxError, Receipt, ReceiveOptions, ReceivedMessage, Transport, TransportError};
+use shared::ports::{
+    BoxError, DeadLetterRecord, Receipt, ReceiveOptions, ReceivedMessage, Store, Transport, TransportError,
+};
+use shared::topology::MAX_RECEIVE_COUNT;
+use shared::{TenantId, Timestamp};
 
 /// Why a handler did not finish a message.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +110,8 @@ pub struct Consumer {
     handler: Arc<dyn Handler>,
     config: ConsumerConfig,
     stats: Arc<ConsumerStats>,
+    /// Where messages given up on are recorded (for tenants' alerts), when set.
+    dead_letters: Option<Arc<dyn Store>>,
 }
 
 /// Running counts of a consumer's handler results (for failure-rate alerts).
@@ -123,7 +129,35 @@ enum Outcome {
 
 impl Consumer {
     pub fn new(transport: Arc<dyn Transport>, handler: Arc<dyn Handler>, config: ConsumerConfig) -> Self {
-        Self { transport, handler, config, stats: Arc::default() }
+        Self { transport, handler, config, stats: Arc::default(), dead_letters: None }
+    }
+
+    /// Also records in `store` each message whose last attempt failed (the transport
+    /// moves it to the dead-letter queue), with its tenant (the message group).
+    #[must_use]
+    pub fn recording_dead_letters(mut self, store: Arc<dyn Store>) -> Self {
+        self.dead_letters = Some(store);
+        self
+    }
+
+    async fn record_dead_letter(&self, message: &ReceivedMessage, error: &HandlerError) {
+        let Some(store) = &self.dead_letters else { return };
+        if message.receive_count < MAX_RECEIVE_COUNT {
+            return;
+        }
+        let Ok(tenant) = TenantId::parse(&message.group_id) else { return };
+        let record = DeadLetterRecord {
+            tenant,
+            queue: self.config.queue.clone(),
+            message_id: message.message_id.clone(),
+            event_id: message.dedup_id.clone(),
+            event_type: message.attributes.get("event_type").cloned().unwrap_or_default(),
+            error: error.to_string(),
+            recorded_at: Timestamp::now(),
+        };
+        if let Err(error) = store.record_dead_letter(&record).await {
+            tracing::warn!(%error, queue = self.config.queue.as_str(), "could not record a dead letter");
+        }
     }
 
     /// The handler's running counts.
@@ -177,6 +211,7 @@ impl Consumer {
                         error = %error,
                         "handler failed"
                     );
+                    self.record_dead_letter(&message, &error).await;
                     outcomes.push(Outcome::Failed { receipt: message.receipt, delay });
                 }
             }

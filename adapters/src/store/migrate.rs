@@ -55,6 +55,11 @@ macro_rules! migrations_in {
                 name: "worker_stats",
                 sql: include_str!(concat!("../../../migrations/", $dir, "/0008_worker_stats.sql")),
             },
+            Migration {
+                version: 9,
+                name: "dead_letters",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0009_dead_letters.sql")),
+            },
         ]
     };
 }

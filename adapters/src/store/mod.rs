@@ -28,7 +28,7 @@ use shared::domain::{
     ApiKeyRecord, EmailAddress, EmailOutcome, EmailRecord, EmailStatus, Feedback, FeedbackMessage, FeedbackStatus,
     NewEmail, NewFeedback, PlanName, Rating, Tenant, TenantName, TenantSettings,
 };
-use shared::ports::{Appended, EffectTx, OutboxEntry, SendStart, Store, StoreError, WorkerReport};
+use shared::ports::{Appended, DeadLetterRecord, EffectTx, OutboxEntry, SendStart, Store, StoreError, WorkerReport};
 use shared::{
     AnalyticsBatchId, ApiKeyId, EmailId, EventEnvelope, EventId, FeedbackId, InvitationId, TenantId, Timestamp,
 };
@@ -827,6 +827,56 @@ impl Store for SqlStore {
         .await
         .map_err(db)?;
         Ok(())
+    }
+
+    async fn record_dead_letter(&self, record: &DeadLetterRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO dead_letters (tenant_id, queue, message_id, event_id, event_type, error, recorded_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(record.tenant.to_string())
+        .bind(record.queue.as_str())
+        .bind(record.message_id.as_str())
+        .bind(record.event_id.as_str())
+        .bind(record.event_type.as_str())
+        .bind(record.error.chars().take(2_000).collect::<String>())
+        .bind(record.recorded_at.as_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn dead_letters_since(
+        &self,
+        after: i64,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(i64, DeadLetterRecord)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, tenant_id, queue, message_id, event_id, event_type, error, recorded_at FROM dead_letters
+             WHERE seq > $1 AND recorded_at >= $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(after)
+        .bind(since.as_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let record = DeadLetterRecord {
+                    tenant: TenantId::parse(&text(row, "tenant_id")?).map_err(|e| corrupt("tenant id", e))?,
+                    queue: text(row, "queue")?,
+                    message_id: text(row, "message_id")?,
+                    event_id: text(row, "event_id")?,
+                    event_type: text(row, "event_type")?,
+                    error: text(row, "error")?,
+                    recorded_at: Timestamp::from_millis(row.try_get("recorded_at").map_err(db)?),
+                };
+                Ok((row.try_get("seq").map_err(db)?, record))
+            })
+            .collect()
     }
 
     async fn worker_reports(&self, since: Timestamp) -> Result<Vec<WorkerReport>, StoreError> {

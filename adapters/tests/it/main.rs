@@ -29,7 +29,7 @@ async fn postgres_store() -> Arc<dyn Store> {
     let url = fresh_postgres_database().await.expect("create a test database (is PostgreSQL running?)");
     let store =
         SqlStore::connect(&StoreConfig::Postgres { url: Secret::new(url), max_connections: 8 }).await.expect("connect");
-    assert_eq!(store.migrate().await.expect("migrate"), 8);
+    assert_eq!(store.migrate().await.expect("migrate"), 9);
     assert_eq!(store.migrate().await.expect("migrate again"), 0, "migrations apply once");
     Arc::new(store)
 }

@@ -10,7 +10,7 @@ pub mod transport;
 
 pub use bus::{BusEvent, EventBus};
 pub use object_store::{ObjectStore, ObjectStoreError};
-pub use store::{Appended, EffectTx, OutboxEntry, SendStart, Store, StoreError, WorkerReport};
+pub use store::{Appended, DeadLetterRecord, EffectTx, OutboxEntry, SendStart, Store, StoreError, WorkerReport};
 pub use transport::{
     check_batch, DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Transport,
     TransportError, MAX_BATCH, MAX_MESSAGE_BYTES,

@@ -111,11 +111,26 @@ async fn a_worker_failing_most_messages_in_other_processes_is_alerted() {
     assert_eq!(sink.posted.lock().expect("lock").len(), 1);
 }
 
-#[tokio::test]
+/// A handler that always fails.
+struct Broken;
+
+#[async_trait::async_trait]
+impl workers::Handler for Broken {
+    fn name(&self) -> &str {
+        "broken"
+    }
+
+    async fn handle(&self, _message: &shared::ports::ReceivedMessage) -> Result<(), workers::HandlerError> {
+        Err(workers::HandlerError::transient("the provider is down"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_with_its_own_webhook_hears_of_its_dead_letters_and_others_do_not() {
     use shared::domain::{PlanName, TenantSettings};
     use shared::ports::providers::AlertSink;
     use workers::alerts::TenantAlerts;
+    use workers::{Consumer, ConsumerConfig};
 
     let env = Env::new().await;
     let acme = env.tenant("Acme").await;
@@ -123,6 +138,20 @@ async fn a_tenant_with_its_own_webhook_hears_of_its_dead_letters_and_others_do_n
     let hook = "https://discord.com/api/webhooks/1/acme";
     let settings = TenantSettings { plan: PlanName::standard(), alert_webhook_url: Some(hook.into()) };
     env.store.set_tenant_settings(acme, &settings).await.expect("settings");
+    let queue = env.queue(UseCase::Feedback);
+
+    // The dead-letter queue already holds more old messages than one listing shows.
+    let old: Vec<_> = (0..12).map(|i| message(&globex.to_string(), &format!("old-{i}"), "feedback.x")).collect();
+    for chunk in old.chunks(10) {
+        env.embedded.publish(&env.topic(), chunk).await.expect("publish");
+    }
+    let options =
+        ReceiveOptions { max_messages: 10, wait: Duration::from_millis(200), visibility_timeout: Some(Duration::ZERO) };
+    for _ in 0..8 {
+        env.embedded.receive(&queue, options).await.expect("receive");
+    }
+    let dlq = env.topology.queue(UseCase::Feedback).dlq_name.clone();
+    assert!(env.embedded.stats(&dlq).await.expect("stats").visible >= 10, "a backlog of old dead letters");
 
     let operators = Arc::new(Recorder::default());
     let tenant_sink = Arc::new(Recorder::default());
@@ -137,16 +166,20 @@ async fn a_tenant_with_its_own_webhook_hears_of_its_dead_letters_and_others_do_n
     let start = Instant::now();
     monitor.check(start).await;
 
-    // One poison message per tenant on the feedback queue, received until dead-lettered.
+    // One poison message per tenant, handled by a worker until it gives up on them.
     let poison_acme = message(&acme.to_string(), "poison-acme", "feedback.x");
     let poison_globex = message(&globex.to_string(), "poison-globex", "feedback.x");
     env.embedded.publish(&env.topic(), &[poison_acme, poison_globex]).await.expect("publish");
-    let queue = env.queue(UseCase::Feedback);
-    let options =
-        ReceiveOptions { max_messages: 10, wait: Duration::from_millis(200), visibility_timeout: Some(Duration::ZERO) };
+    let config = ConsumerConfig { base_backoff: Duration::from_millis(10), ..ConsumerConfig::new(queue.clone()) };
+    let consumer =
+        Consumer::new(env.embedded.clone(), Arc::new(Broken), config).recording_dead_letters(env.store.clone());
     for _ in 0..4 {
-        env.embedded.receive(&queue, options).await.expect("receive");
+        consumer.run_once(Duration::from_millis(300)).await.expect("run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let recorded = env.store.dead_letters_since(0, shared::Timestamp::from_millis(0), 10).await.expect("recorded");
+    let ids: Vec<&str> = recorded.iter().map(|(_, r)| r.event_id.as_str()).collect();
+    assert_eq!(ids.len(), 2, "one record per message given up on, at its last attempt: {ids:?}");
     monitor.check(start + Duration::from_secs(1)).await;
     monitor.check(start + Duration::from_secs(2)).await;
 
