@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -99,6 +100,10 @@ pub struct Layer {
     pub api_addr: Option<String>,
     pub console_addr: Option<String>,
     pub worker_concurrency: Option<usize>,
+    /// Seconds a worker keeps a message while a platform dependency is down.
+    pub worker_outage_grace_seconds: Option<u64>,
+    /// Milliseconds a caller waits for a PostgreSQL connection before a 503.
+    pub database_acquire_timeout_ms: Option<u64>,
 }
 
 impl Layer {
@@ -150,6 +155,8 @@ impl Layer {
             api_addr,
             console_addr,
             worker_concurrency,
+            worker_outage_grace_seconds,
+            database_acquire_timeout_ms,
         } = top;
         Layer {
             instance: instance.or(self.instance),
@@ -198,6 +205,8 @@ impl Layer {
             api_addr: api_addr.or(self.api_addr),
             console_addr: console_addr.or(self.console_addr),
             worker_concurrency: worker_concurrency.or(self.worker_concurrency),
+            worker_outage_grace_seconds: worker_outage_grace_seconds.or(self.worker_outage_grace_seconds),
+            database_acquire_timeout_ms: database_acquire_timeout_ms.or(self.database_acquire_timeout_ms),
         }
     }
 
@@ -273,6 +282,14 @@ impl Layer {
             console_addr: get("SWITCHYARD_CONSOLE_ADDR"),
             worker_concurrency: number("worker_concurrency", "SWITCHYARD_WORKER_CONCURRENCY")?
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            worker_outage_grace_seconds: number(
+                "worker_outage_grace_seconds",
+                "SWITCHYARD_WORKER_OUTAGE_GRACE_SECONDS",
+            )?,
+            database_acquire_timeout_ms: number(
+                "database_acquire_timeout_ms",
+                "SWITCHYARD_DATABASE_ACQUIRE_TIMEOUT_MS",
+            )?,
         })
     }
 
@@ -295,6 +312,7 @@ impl Layer {
                     )
                 })?),
                 max_connections: self.database_max_connections.unwrap_or(16).max(1),
+                acquire_timeout: Duration::from_millis(self.database_acquire_timeout_ms.unwrap_or(2_000).max(1)),
             },
             "sqlite" => {
                 StoreConfig::Sqlite { path: self.sqlite_path.unwrap_or_else(|| data_dir.join("switchyard.db")) }
@@ -442,6 +460,7 @@ impl Layer {
             api_addr: addr("api_addr", self.api_addr, "127.0.0.1:8080")?,
             console_addr: addr("console_addr", self.console_addr, "127.0.0.1:8081")?,
             worker_concurrency: self.worker_concurrency.unwrap_or(8).max(1),
+            outage_grace: Duration::from_secs(self.worker_outage_grace_seconds.unwrap_or(60 * 60)),
             bus,
             zendesk,
             capture_dir: self.capture_dir,
@@ -518,9 +537,10 @@ mod tests {
     fn a_database_url_selects_postgres() {
         let layer = Layer::from_env(env(&[("SWITCHYARD_DATABASE_URL", "postgres://db/app")])).unwrap();
         match layer.into_config().unwrap().store {
-            StoreConfig::Postgres { url, max_connections } => {
+            StoreConfig::Postgres { url, max_connections, acquire_timeout } => {
                 assert_eq!(url.expose(), "postgres://db/app");
                 assert_eq!(max_connections, 16);
+                assert_eq!(acquire_timeout, Duration::from_secs(2), "fails fast by default");
             }
             other => panic!("expected postgres, got {other:?}"),
         }

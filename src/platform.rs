@@ -229,9 +229,12 @@ impl Platform {
         let queue = self.topology.queue(use_case);
         let mut consumer_config = ConsumerConfig::new(queue.name.clone());
         consumer_config.concurrency = self.config.worker_concurrency;
-        consumer_config.visibility_timeout = Some(queue.visibility_timeout);
-        let consumer = Consumer::new(backends.transport.clone(), handler, consumer_config)
+        consumer_config.outage_grace = self.config.outage_grace;
+        let mut consumer = Consumer::new(backends.transport.clone(), handler, consumer_config)
             .recording_dead_letters(backends.store.clone());
+        if let Some(sink) = adapters::open_alert_sink(&self.config) {
+            consumer = consumer.alerting(sink);
+        }
         let stats = consumer.stats();
         tasks.spawn(consumer.run(shutdown.clone()));
         Some(stats)

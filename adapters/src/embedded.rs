@@ -25,8 +25,8 @@ use tokio::sync::Notify;
 
 use shared::pattern::FilterPolicy;
 use shared::ports::{
-    check_batch, DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Transport,
-    TransportError, MAX_BATCH,
+    check_batch, with_dead_letter_reason, DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions,
+    ReceivedMessage, Transport, TransportError, DEAD_LETTER_REASON, MAX_BATCH,
 };
 use shared::topology::Topology;
 use shared::{Clock, Timestamp};
@@ -456,6 +456,58 @@ impl Transport for EmbeddedTransport {
         Ok(())
     }
 
+    async fn dead_letter(&self, queue: &str, message: &ReceivedMessage, reason: &str) -> Result<(), TransportError> {
+        let info = self.queue(queue)?;
+        let (dlq, _) = info
+            .dead_letter
+            .as_ref()
+            .ok_or_else(|| TransportError::Invalid(format!("`{queue}` has no dead-letter queue")))?;
+        let now = self.clock.now().as_millis();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let held =
+            sqlx::query("SELECT body, attributes FROM messages WHERE queue = ?1 AND receipt = ?2 AND visible_at > ?3")
+                .bind(queue)
+                .bind(&message.receipt.0)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?
+                .ok_or(TransportError::StaleReceipt)?;
+        let attributes =
+            with_dead_letter_reason(held.get("body"), &attributes_from(held.get::<&str, _>("attributes")), reason);
+        sqlx::query(
+            "INSERT INTO messages (queue, message_id, group_id, dedup_id, body, attributes, sent_at, visible_at)
+             SELECT ?1, message_id, group_id, dedup_id, body, ?2, ?3, ?3 FROM messages WHERE queue = ?4 AND receipt = ?5",
+        )
+        .bind(dlq)
+        .bind(serde_json::to_string(&attributes).unwrap_or_else(|_| "{}".into()))
+        .bind(now)
+        .bind(queue)
+        .bind(&message.receipt.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("DELETE FROM messages WHERE queue = ?1 AND receipt = ?2")
+            .bind(queue)
+            .bind(&message.receipt.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        tracing::warn!(
+            queue,
+            dlq = dlq.as_str(),
+            message_id = message.message_id.as_str(),
+            reason,
+            "moved a message to its dead-letter queue"
+        );
+        info.wake.notify_waiters();
+        if let Some(dlq_info) = self.queues.get(dlq) {
+            dlq_info.wake.notify_waiters();
+        }
+        Ok(())
+    }
+
     async fn dead_letters(&self, dlq: &str, max: u32) -> Result<Vec<DeadLetter>, TransportError> {
         self.queue(dlq)?;
         let rows = sqlx::query(
@@ -489,11 +541,13 @@ impl Transport for EmbeddedTransport {
         // Appended in their DLQ order, so each group's messages keep their order and stay together.
         let moved = sqlx::query(
             "INSERT INTO messages (queue, message_id, group_id, dedup_id, body, attributes, sent_at, visible_at)
-             SELECT ?1, message_id, group_id, dedup_id, body, attributes, ?2, ?2 FROM messages WHERE queue = ?3 ORDER BY seq",
+             SELECT ?1, message_id, group_id, dedup_id, body, json_remove(attributes, '$.' || ?4), ?2, ?2
+             FROM messages WHERE queue = ?3 ORDER BY seq",
         )
         .bind(&source)
         .bind(now)
         .bind(dlq)
+        .bind(DEAD_LETTER_REASON)
         .execute(&mut *tx)
         .await
         .map_err(db)?

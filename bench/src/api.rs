@@ -18,6 +18,7 @@ pub async fn run(connections: usize, seconds: u64) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = adapters::connect_store(&StoreConfig::Postgres {
         url: Secret::new(url.clone()),
         max_connections: u32::try_from(connections).unwrap_or(64),
+        acquire_timeout: std::time::Duration::from_secs(2),
     })
     .await?;
 

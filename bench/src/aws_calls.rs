@@ -35,7 +35,11 @@ pub async fn run(events: u64, tenants: u64, rate: u64) -> anyhow::Result<()> {
     S3ObjectStore::new(&sdk, bucket.clone()).ensure_bucket().await?;
 
     let database = adapters::testing::fresh_postgres_database().await?;
-    let store_config = StoreConfig::Postgres { url: Secret::new(database.clone()), max_connections: 16 };
+    let store_config = StoreConfig::Postgres {
+        url: Secret::new(database.clone()),
+        max_connections: 16,
+        acquire_timeout: std::time::Duration::from_secs(2),
+    };
     let counter = ApiCallCounter::default();
     let backends = Backends {
         store: adapters::connect_store(&store_config).await?,

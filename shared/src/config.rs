@@ -3,6 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::domain::PlanName;
 use crate::pattern::PatternError;
@@ -31,8 +32,16 @@ impl fmt::Debug for Secret {
 /// Where the source of truth lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
-    Postgres { url: Secret, max_connections: u32 },
-    Sqlite { path: PathBuf },
+    /// `acquire_timeout`: how long a caller waits for a pooled connection before the
+    /// store answers `Unavailable` (the API's 503 comes no later than this).
+    Postgres {
+        url: Secret,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    },
+    Sqlite {
+        path: PathBuf,
+    },
 }
 
 /// How to reach AWS (or an AWS-compatible server). Unset values come from the SDK's
@@ -279,6 +288,9 @@ pub struct Config {
     pub console_addr: SocketAddr,
     /// How many message groups a worker processes at once.
     pub worker_concurrency: usize,
+    /// How long a worker keeps a message whose handler finds the store, the object
+    /// store or the transport unavailable, without spending its attempts.
+    pub outage_grace: Duration,
     /// The event bus (AWS engine only).
     pub bus: Option<BusConfig>,
     /// Help-desk tickets for feedback; none when unset.
@@ -319,6 +331,7 @@ impl Config {
             api_addr: loopback,
             console_addr: loopback,
             worker_concurrency: 8,
+            outage_grace: Duration::from_secs(60 * 60),
             bus: None,
             zendesk: None,
             email: EmailConfig::unconfigured(),

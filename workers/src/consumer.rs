@@ -1,42 +1,78 @@
 //! The consumer runtime: long-polls a queue, runs a handler per message, and acks,
-//! backs off or lets the transport dead-letter.
+//! retries or dead-letters.
 //!
-//! Ordering: messages of one group are handled one after another, in order, even when
-//! they arrive in one batch; different groups run concurrently up to `concurrency`.
-//! When a message fails, the rest of its group in the batch is released at once
-//! (visibility 0) while the failed message backs off, so the group resumes in order
-//! after the backoff. After `maxReceiveCount` receives the transport moves a message
-//! to the dead-letter queue.
+//! Design:
+//! - **Leases.** Messages are received with a short visibility timeout (the lease,
+//!   30 s by default) and, while their group is being handled, a heartbeat extends it
+//!   every third of the lease. A process that dies stops the heartbeat, so its
+//!   messages are handed out again within one lease, whatever visibility timeout the
+//!   queue itself declares.
+//! - **Ordering.** The messages of one group are handled one after another, in order,
+//!   even when they arrive in one batch; different groups run concurrently up to
+//!   `concurrency`. The runtime receives only as many messages as it has free slots,
+//!   so every message it holds is being worked on.
+//! - **Attempts are counted here, not by receipts.** When a handler fails, its message
+//!   is retried in this process after a backoff, while the rest of its group stays
+//!   received and invisible behind it: held-back messages are never released, so they
+//!   are never received for nothing (on SQS FIFO every receive counts toward the
+//!   queue's `maxReceiveCount`). After its handler failed `max_attempts` (3) times, the
+//!   message is moved to the dead-letter queue (`Transport::dead_letter`, with the
+//!   reason) and the rest of the group goes on. A message that can never succeed
+//!   (`HandlerError::Permanent`: it cannot be decoded, it is invalid) is dead-lettered
+//!   at once. The queue's own `maxReceiveCount` (3) stays as the safety net for a
+//!   message whose handler keeps killing its process.
+//! - **Outages are not the message's fault.** `HandlerError::Unavailable` (the store,
+//!   the object store or the transport did not answer) spends no attempt: the message is
+//!   kept and retried with a backoff capped at `max_outage_backoff`, the operators are
+//!   alerted while it lasts, and only after `outage_grace` (an hour by default) do its
+//!   failures count as attempts again. Groups waiting for a dependency hold their
+//!   slots, so receiving pauses by itself once every slot waits.
+//! - **Shutdown** stops receiving and lets the groups in hand finish; a group waiting
+//!   out a backoff is given back to the queue instead (its messages become visible).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use shared::ports::providers::{Alert, AlertSink};
 use shared::ports::{
     BoxError, DeadLetterRecord, Receipt, ReceiveOptions, ReceivedMessage, Store, Transport, TransportError,
 };
 use shared::topology::MAX_RECEIVE_COUNT;
 use shared::{TenantId, Timestamp};
 
+use crate::alerts::Alerter;
+
 /// Why a handler did not finish a message.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    /// Try again after a backoff (provider down, throttled, store unavailable).
-    #[error("transient failure: {0}")]
+    /// A dependency of the platform (store, object store, transport) is unavailable.
+    /// Not the message's fault: retried without spending an attempt, for up to the
+    /// consumer's `outage_grace`.
+    #[error("a dependency is unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// This attempt failed (a provider down or throttling, the store refusing what it
+    /// was given): retried after a backoff, dead-lettered after the last attempt.
+    #[error("attempt failed: {0}")]
     Transient(#[source] BoxError),
-    /// Retrying cannot help (the message is malformed); it goes to the dead-letter
-    /// queue after its remaining receives, without waiting for backoffs.
+    /// Retrying cannot help (the message cannot be decoded or is invalid): it goes to
+    /// the dead-letter queue at once, with this as the reason.
     #[error("permanent failure: {0}")]
     Permanent(#[source] BoxError),
 }
 
 impl HandlerError {
+    pub fn unavailable(error: impl Into<BoxError>) -> Self {
+        HandlerError::Unavailable(error.into())
+    }
+
     pub fn transient(error: impl Into<BoxError>) -> Self {
         HandlerError::Transient(error.into())
     }
@@ -45,25 +81,36 @@ impl HandlerError {
         HandlerError::Permanent(error.into())
     }
 
-    /// Transient when `retryable`, else permanent.
-    pub fn classify(retryable: bool, error: impl Into<BoxError>) -> Self {
+    /// A platform dependency's error: unavailable when it may answer later, else an
+    /// attempt that failed (a constraint violation, bytes the store refuses).
+    fn dependency(retryable: bool, error: impl Into<BoxError>) -> Self {
         if retryable {
-            Self::transient(error)
+            Self::unavailable(error)
         } else {
-            Self::permanent(error)
+            Self::transient(error)
         }
     }
 
     pub fn store(error: shared::ports::StoreError) -> Self {
-        Self::classify(error.is_retryable(), error)
-    }
-
-    pub fn provider(error: shared::ports::providers::ProviderError) -> Self {
-        Self::classify(error.is_retryable(), error)
+        Self::dependency(error.is_retryable(), error)
     }
 
     pub fn objects(error: shared::ports::ObjectStoreError) -> Self {
-        Self::classify(error.is_retryable(), error)
+        Self::dependency(error.is_retryable(), error)
+    }
+
+    pub fn transport(error: TransportError) -> Self {
+        Self::dependency(error.is_retryable(), error)
+    }
+
+    /// A third party's error: throttling and outages are failed attempts (the
+    /// provider, not the platform, is down); a rejection is permanent.
+    pub fn provider(error: shared::ports::providers::ProviderError) -> Self {
+        if error.is_retryable() {
+            Self::transient(error)
+        } else {
+            Self::permanent(error)
+        }
     }
 }
 
@@ -74,6 +121,13 @@ pub trait Handler: Send + Sync + 'static {
     /// A short name for logs and the inbox (`feedback`).
     fn name(&self) -> &str;
     async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError>;
+
+    /// Called once when the consumer gives up on `message`, just before it moves to
+    /// the dead-letter queue, so the worker can record it as failed with `reason`.
+    /// Best effort: errors are the worker's to log.
+    async fn dead_lettered(&self, message: &ReceivedMessage, reason: &str) {
+        let _ = (message, reason);
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -83,14 +137,26 @@ pub struct ConsumerConfig {
     pub concurrency: usize,
     /// Long-poll wait per receive.
     pub wait: Duration,
-    /// First backoff after a transient failure; doubles per receive.
+    /// The backoff after a failed attempt; doubles per attempt up to `max_backoff`.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
-    /// The visibility timeout to receive with (the queue's own when `None`). When set,
-    /// a batch whose handling outlasts a third of it has its visibility extended by a
-    /// heartbeat, so a long handler never sees its message redelivered meanwhile.
-    pub visibility_timeout: Option<Duration>,
+    /// Handler runs that fail before the message is dead-lettered.
+    pub max_attempts: u32,
+    /// The visibility timeout messages are received with; a heartbeat extends it
+    /// every third while their group is handled, so a dead process's messages come
+    /// back within one lease.
+    pub lease: Duration,
+    /// How long an outage of a platform dependency keeps a message without spending
+    /// its attempts.
+    pub outage_grace: Duration,
+    /// The longest wait between tries while a dependency is unavailable.
+    pub max_outage_backoff: Duration,
 }
+
+/// The default lease: a dead consumer's messages are retried within this.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// The default outage grace.
+pub const DEFAULT_OUTAGE_GRACE: Duration = Duration::from_secs(60 * 60);
 
 impl ConsumerConfig {
     pub fn new(queue: impl Into<String>) -> Self {
@@ -100,7 +166,10 @@ impl ConsumerConfig {
             wait: Duration::from_secs(20),
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(5 * 60),
-            visibility_timeout: None,
+            max_attempts: MAX_RECEIVE_COUNT,
+            lease: DEFAULT_LEASE,
+            outage_grace: DEFAULT_OUTAGE_GRACE,
+            max_outage_backoff: Duration::from_secs(5),
         }
     }
 }
@@ -112,52 +181,91 @@ pub struct Consumer {
     stats: Arc<ConsumerStats>,
     /// Where messages given up on are recorded (for tenants' alerts), when set.
     dead_letters: Option<Arc<dyn Store>>,
+    /// Where outages are reported while they last, when set.
+    alerter: Option<tokio::sync::Mutex<Alerter>>,
 }
 
 /// Running counts of a consumer's handler results (for failure-rate alerts).
 #[derive(Debug, Default)]
 pub struct ConsumerStats {
     pub handled: AtomicU64,
+    /// Failed handler runs, whatever the cause.
     pub failed: AtomicU64,
+    /// Messages moved to the dead-letter queue.
+    pub dead_lettered: AtomicU64,
+    /// Handler runs that found a platform dependency unavailable.
+    pub unavailable: AtomicU64,
 }
 
-enum Outcome {
-    Done(Receipt),
-    Failed { receipt: Receipt, delay: Duration },
-    Released(Receipt),
+/// The receipts of a group's messages not yet acked or dead-lettered.
+struct Held(Mutex<Vec<Receipt>>);
+
+impl Held {
+    fn receipts(&self) -> Vec<Receipt> {
+        self.0.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    fn release(&self, receipt: &Receipt) {
+        if let Ok(mut held) = self.0.lock() {
+            held.retain(|r| r != receipt);
+        }
+    }
+}
+
+/// A group's handled messages, acked in batches: before any wait and at the end.
+struct Done<'a> {
+    held: &'a Held,
+    receipts: Vec<Receipt>,
+}
+
+impl Done<'_> {
+    async fn ack(&mut self, consumer: &Consumer) {
+        for chunk in self.receipts.chunks(10) {
+            match consumer.transport.ack(consumer.queue(), chunk).await {
+                Ok(()) => chunk.iter().for_each(|r| self.held.release(r)),
+                // Kept in the heartbeat until the group ends, then redelivered after
+                // the lease; the handlers are idempotent.
+                Err(error) => tracing::warn!(%error, queue = consumer.queue(), "could not ack handled messages"),
+            }
+        }
+        self.receipts.clear();
+    }
+}
+
+/// What became of one message.
+enum Settled {
+    Done,
+    DeadLettered,
+    /// Given back to the queue (shutdown, or the transport could not take it to the
+    /// dead-letter queue): the rest of its group must stay behind it.
+    Returned,
+}
+
+/// What to do after a failed handler run.
+enum Next {
+    Retry { wait: Duration },
+    DeadLetter,
 }
 
 impl Consumer {
     pub fn new(transport: Arc<dyn Transport>, handler: Arc<dyn Handler>, config: ConsumerConfig) -> Self {
-        Self { transport, handler, config, stats: Arc::default(), dead_letters: None }
+        Self { transport, handler, config, stats: Arc::default(), dead_letters: None, alerter: None }
     }
 
-    /// Also records in `store` each message whose last attempt failed (the transport
-    /// moves it to the dead-letter queue), with its tenant (the message group).
+    /// Also records in `store` each message it dead-letters, with its tenant (the
+    /// message group), for the tenants' own alerts.
     #[must_use]
     pub fn recording_dead_letters(mut self, store: Arc<dyn Store>) -> Self {
         self.dead_letters = Some(store);
         self
     }
 
-    async fn record_dead_letter(&self, message: &ReceivedMessage, error: &HandlerError) {
-        let Some(store) = &self.dead_letters else { return };
-        if message.receive_count < MAX_RECEIVE_COUNT {
-            return;
-        }
-        let Ok(tenant) = TenantId::parse(&message.group_id) else { return };
-        let record = DeadLetterRecord {
-            tenant,
-            queue: self.config.queue.clone(),
-            message_id: message.message_id.clone(),
-            event_id: message.dedup_id.clone(),
-            event_type: message.attributes.get("event_type").cloned().unwrap_or_default(),
-            error: error.to_string(),
-            recorded_at: Timestamp::now(),
-        };
-        if let Err(error) = store.record_dead_letter(&record).await {
-            tracing::warn!(%error, queue = self.config.queue.as_str(), "could not record a dead letter");
-        }
+    /// Alerts `sink` while a dependency is unavailable (one alert, then a summary, per
+    /// ten minutes).
+    #[must_use]
+    pub fn alerting(mut self, sink: Arc<dyn AlertSink>) -> Self {
+        self.alerter = Some(tokio::sync::Mutex::new(Alerter::new(sink, Duration::from_secs(600))));
+        self
     }
 
     /// The handler's running counts.
@@ -165,73 +273,205 @@ impl Consumer {
         self.stats.clone()
     }
 
-    fn backoff(&self, receive_count: u32) -> Duration {
-        let factor = 2u32.saturating_pow(receive_count.saturating_sub(1).min(16));
+    fn queue(&self) -> &str {
+        &self.config.queue
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
         self.config.base_backoff.saturating_mul(factor).min(self.config.max_backoff)
     }
 
-    /// Handles one group's messages in order; stops at the first failure.
-    async fn handle_group(&self, messages: Vec<ReceivedMessage>) -> Vec<Outcome> {
-        let mut outcomes = Vec::with_capacity(messages.len());
-        let mut failed = false;
-        for message in messages {
-            if failed {
-                outcomes.push(Outcome::Released(message.receipt));
-                continue;
-            }
+    async fn record_dead_letter(&self, message: &ReceivedMessage, reason: &str) {
+        let Some(store) = &self.dead_letters else { return };
+        let Ok(tenant) = TenantId::parse(&message.group_id) else { return };
+        let record = DeadLetterRecord {
+            tenant,
+            queue: self.config.queue.clone(),
+            message_id: message.message_id.clone(),
+            event_id: message.dedup_id.clone(),
+            event_type: message.attributes.get("event_type").cloned().unwrap_or_default(),
+            error: reason.to_owned(),
+            recorded_at: Timestamp::now(),
+        };
+        if let Err(error) = store.record_dead_letter(&record).await {
+            tracing::warn!(%error, queue = self.queue(), "could not record a dead letter");
+        }
+    }
+
+    async fn alert_outage(&self, error: &HandlerError, since: Instant) {
+        let Some(alerter) = &self.alerter else { return };
+        let alert = Alert {
+            title: format!("{} is waiting for a dependency", self.handler.name()),
+            description: format!(
+                "Messages of {} are kept, without spending their attempts, until it answers: {error}",
+                self.queue()
+            ),
+            fields: vec![
+                ("queue".into(), self.config.queue.clone()),
+                ("for".into(), format!("{} s", since.elapsed().as_secs())),
+            ],
+            colour: 0xE6_7E_22,
+            url: None,
+        };
+        alerter.lock().await.raise(&format!("outage:{}", self.queue()), alert, Instant::now()).await;
+    }
+
+    /// Runs the handler on `message` until it succeeds, is dead-lettered, or must be
+    /// given back. Before any wait it acks what its group finished (`done`).
+    async fn settle(&self, message: &ReceivedMessage, shutdown: &CancellationToken, done: &mut Done<'_>) -> Settled {
+        let mut attempts = 0u32;
+        let mut outage: Option<(Instant, u32)> = None;
+        loop {
             let span = tracing::info_span!(
                 "process message",
                 worker = self.handler.name(),
-                queue = self.config.queue.as_str(),
+                queue = self.queue(),
                 message_id = message.message_id.as_str(),
-                receive_count = message.receive_count,
+                group = message.group_id.as_str(),
+                attempt = attempts + 1,
             );
             if let Some(traceparent) = message.attributes.get("traceparent") {
                 shared::telemetry::continue_trace(&span, traceparent);
             }
-            match self.handler.handle(&message).instrument(span).await {
+            let error = match self.handler.handle(message).instrument(span).await {
                 Ok(()) => {
                     self.stats.handled.fetch_add(1, Ordering::Relaxed);
-                    outcomes.push(Outcome::Done(message.receipt));
+                    return Settled::Done;
                 }
-                Err(error) => {
-                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    failed = true;
-                    let delay = match &error {
-                        HandlerError::Transient(_) => self.backoff(message.receive_count),
-                        HandlerError::Permanent(_) => Duration::ZERO,
-                    };
+                Err(error) => error,
+            };
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            let next = match &error {
+                HandlerError::Unavailable(_)
+                    if outage.is_none_or(|(since, _)| since.elapsed() < self.config.outage_grace) =>
+                {
+                    self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+                    let (since, tries) = outage.get_or_insert((Instant::now(), 0));
+                    *tries += 1;
+                    let since = *since;
+                    let wait = self.backoff(*tries).min(self.config.max_outage_backoff);
+                    self.alert_outage(&error, since).await;
+                    Next::Retry { wait }
+                }
+                HandlerError::Unavailable(_) | HandlerError::Transient(_) => {
+                    attempts += 1;
+                    if attempts >= self.config.max_attempts {
+                        Next::DeadLetter
+                    } else {
+                        Next::Retry { wait: self.backoff(attempts) }
+                    }
+                }
+                HandlerError::Permanent(_) => {
+                    attempts += 1;
+                    Next::DeadLetter
+                }
+            };
+            match next {
+                Next::Retry { wait } => {
                     tracing::warn!(
                         worker = self.handler.name(),
-                        queue = self.config.queue.as_str(),
+                        queue = self.queue(),
                         message_id = message.message_id.as_str(),
                         group = message.group_id.as_str(),
-                        receive_count = message.receive_count,
-                        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        attempts,
+                        retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                         error = %error,
-                        "handler failed"
+                        "handler failed; retrying"
                     );
-                    self.record_dead_letter(&message, &error).await;
-                    outcomes.push(Outcome::Failed { receipt: message.receipt, delay });
+                    done.ack(self).await;
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Settled::Returned,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Next::DeadLetter => {
+                    let reason = format!("{error} (after {attempts} attempt{})", if attempts == 1 { "" } else { "s" });
+                    return self.dead_letter(message, &reason).await;
                 }
             }
         }
-        outcomes
     }
 
-    /// Receives one batch (waiting up to `wait`) and handles it. Returns how many
-    /// messages were received.
-    pub async fn run_once(&self, wait: Duration) -> Result<usize, TransportError> {
-        let messages = self.transport.receive(&self.config.queue, self.receive_options(wait)).await?;
-        self.handle_batch(messages).await
+    async fn dead_letter(&self, message: &ReceivedMessage, reason: &str) -> Settled {
+        tracing::warn!(
+            worker = self.handler.name(),
+            queue = self.queue(),
+            message_id = message.message_id.as_str(),
+            group = message.group_id.as_str(),
+            reason,
+            "giving up on a message: moving it to the dead-letter queue"
+        );
+        self.handler.dead_lettered(message, reason).await;
+        self.record_dead_letter(message, reason).await;
+        for wait in [Duration::ZERO, Duration::from_millis(500), Duration::from_secs(2)] {
+            tokio::time::sleep(wait).await;
+            match self.transport.dead_letter(self.queue(), message, reason).await {
+                Ok(()) => {
+                    self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    return Settled::DeadLettered;
+                }
+                Err(error) if error.is_retryable() => {
+                    tracing::warn!(%error, queue = self.queue(), "could not move a message to its dead-letter queue yet");
+                }
+                Err(error) => {
+                    tracing::error!(%error, queue = self.queue(), "could not move a message to its dead-letter queue");
+                    break;
+                }
+            }
+        }
+        // Its lease runs out and the queue's own receive limit takes it there.
+        Settled::Returned
     }
 
-    fn receive_options(&self, wait: Duration) -> ReceiveOptions {
-        ReceiveOptions { max_messages: 10, wait, visibility_timeout: self.config.visibility_timeout }
+    /// Handles one group's messages in order, holding every one of them (heartbeat)
+    /// until it is acked, dead-lettered or given back.
+    async fn handle_group(&self, messages: Vec<ReceivedMessage>, shutdown: &CancellationToken) {
+        let held = Held(Mutex::new(messages.iter().map(|m| m.receipt.clone()).collect()));
+        let work = async {
+            let mut done = Done { held: &held, receipts: Vec::new() };
+            for message in &messages {
+                match self.settle(message, shutdown, &mut done).await {
+                    Settled::Done => done.receipts.push(message.receipt.clone()),
+                    Settled::DeadLettered => held.release(&message.receipt),
+                    Settled::Returned => break,
+                }
+            }
+            done.ack(self).await;
+            // What could not be handled goes back to the queue, still in order.
+            for receipt in held.receipts() {
+                let _ = self.transport.change_visibility(self.queue(), &receipt, Duration::ZERO).await;
+            }
+        };
+        tokio::select! {
+            () = work => {}
+            never = self.heartbeat(&held) => match never {},
+        }
     }
 
-    async fn handle_batch(&self, messages: Vec<ReceivedMessage>) -> Result<usize, TransportError> {
-        let received = messages.len();
+    /// Extends the lease of every held message every third of the lease.
+    async fn heartbeat(&self, held: &Held) -> std::convert::Infallible {
+        let interval = (self.config.lease / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(interval).await;
+            for receipt in &held.receipts() {
+                if let Err(error) = self.transport.change_visibility(self.queue(), receipt, self.config.lease).await {
+                    tracing::warn!(queue = self.queue(), %error, "could not extend a message's lease");
+                }
+            }
+        }
+    }
+
+    fn receive_options(&self, max: usize, wait: Duration) -> ReceiveOptions {
+        ReceiveOptions {
+            max_messages: u32::try_from(max.clamp(1, 10)).unwrap_or(10),
+            wait,
+            visibility_timeout: Some(self.config.lease),
+        }
+    }
+
+    /// Splits a batch into its groups, each in receive order.
+    fn groups(messages: Vec<ReceivedMessage>) -> Vec<Vec<ReceivedMessage>> {
         let mut groups: Vec<Vec<ReceivedMessage>> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         for message in messages {
@@ -243,75 +483,66 @@ impl Consumer {
                 }
             }
         }
-        let receipts: Vec<Receipt> = groups.iter().flatten().map(|m| m.receipt.clone()).collect();
-        let work = stream::iter(groups)
-            .map(|group| self.handle_group(group))
-            .buffer_unordered(self.config.concurrency.max(1))
-            .flat_map(stream::iter)
-            .collect::<Vec<Outcome>>();
-        let outcomes = match self.config.visibility_timeout {
-            Some(visibility) => {
-                tokio::select! {
-                    outcomes = work => outcomes,
-                    never = self.heartbeat(&receipts, visibility) => match never {},
-                }
-            }
-            None => work.await,
-        };
-        let mut done = Vec::new();
-        for outcome in outcomes {
-            match outcome {
-                Outcome::Done(receipt) => done.push(receipt),
-                Outcome::Failed { receipt, delay } => self.set_visibility(&receipt, delay).await,
-                Outcome::Released(receipt) => self.set_visibility(&receipt, Duration::ZERO).await,
-            }
-        }
-        for chunk in done.chunks(10) {
-            self.transport.ack(&self.config.queue, chunk).await?;
-        }
+        groups
+    }
+
+    /// Receives one batch (waiting up to `wait`) and handles it to the end, retries
+    /// included. Returns how many messages were received.
+    pub async fn run_once(&self, wait: Duration) -> Result<usize, TransportError> {
+        let messages = self.transport.receive(self.queue(), self.receive_options(10, wait)).await?;
+        let received = messages.len();
+        let shutdown = CancellationToken::new();
+        stream::iter(Self::groups(messages))
+            .for_each_concurrent(self.config.concurrency.max(1), |group| self.handle_group(group, &shutdown))
+            .await;
         Ok(received)
     }
 
-    /// Extends the batch's visibility every third of the timeout, for as long as it runs.
-    async fn heartbeat(&self, receipts: &[Receipt], visibility: Duration) -> std::convert::Infallible {
-        let interval = (visibility / 3).max(Duration::from_millis(200));
+    /// Runs until `shutdown` is cancelled. A cancellation interrupts the wait for
+    /// messages and any backoff; a handler that is running is always finished.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(worker = self.handler.name(), queue = self.queue(), "consumer started");
+        let this = Arc::new(self);
+        let slots = Arc::new(tokio::sync::Semaphore::new(this.config.concurrency.max(1)));
+        let mut groups = tokio::task::JoinSet::new();
         loop {
-            tokio::time::sleep(interval).await;
-            for receipt in receipts {
-                if let Err(error) = self.transport.change_visibility(&self.config.queue, receipt, visibility).await {
-                    tracing::debug!(queue = self.config.queue.as_str(), %error, "visibility heartbeat failed");
+            while groups.try_join_next().is_some() {}
+            let first = tokio::select! {
+                () = shutdown.cancelled() => break,
+                permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
+            };
+            let mut permits = vec![first];
+            while permits.len() < 10 {
+                match slots.clone().try_acquire_owned() {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => break,
                 }
             }
-        }
-    }
-
-    async fn set_visibility(&self, receipt: &Receipt, delay: Duration) {
-        if let Err(error) = self.transport.change_visibility(&self.config.queue, receipt, delay).await {
-            // The message becomes visible at its normal timeout instead.
-            tracing::warn!(queue = self.config.queue.as_str(), %error, "could not change visibility");
-        }
-    }
-
-    /// Runs until `shutdown` is cancelled. A cancellation interrupts only the wait for
-    /// messages; a batch in hand is always finished.
-    pub async fn run(self, shutdown: CancellationToken) {
-        tracing::info!(worker = self.handler.name(), queue = self.config.queue.as_str(), "consumer started");
-        loop {
             let received = tokio::select! {
                 () = shutdown.cancelled() => break,
-                received = self.transport.receive(&self.config.queue, self.receive_options(self.config.wait)) => received,
+                received = this.transport.receive(this.queue(), this.receive_options(permits.len(), this.config.wait)) => received,
             };
-            if let Err(error) = match received {
-                Ok(messages) => self.handle_batch(messages).await,
-                Err(error) => Err(error),
-            } {
-                tracing::error!(queue = self.config.queue.as_str(), %error, "receive or ack failed");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            match received {
+                Ok(messages) => {
+                    for group in Self::groups(messages) {
+                        let Some(permit) = permits.pop() else { break };
+                        let (consumer, shutdown) = (this.clone(), shutdown.clone());
+                        groups.spawn(async move {
+                            consumer.handle_group(group, &shutdown).await;
+                            drop(permit);
+                        });
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(queue = this.queue(), %error, "receive failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
                 }
             }
         }
-        tracing::info!(worker = self.handler.name(), queue = self.config.queue.as_str(), "consumer stopped");
+        while groups.join_next().await.is_some() {}
+        tracing::info!(worker = this.handler.name(), queue = this.queue(), "consumer stopped");
     }
 }

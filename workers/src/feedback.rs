@@ -12,7 +12,6 @@ use shared::domain::{EmailAddress, NewEmail};
 use shared::envelope::event_types::FEEDBACK_SUBMITTED;
 use shared::ports::providers::{Ticket, TicketDesk};
 use shared::ports::{ObjectStore, ReceivedMessage, Store};
-use shared::topology::MAX_RECEIVE_COUNT;
 use shared::{domain::FeedbackStatus, EventEnvelope, FeedbackId, ObjectKey};
 
 use crate::consumer::{Handler, HandlerError};
@@ -97,16 +96,22 @@ impl Handler for FeedbackWorker {
             .and_then(|v| v.as_str())
             .and_then(|id| FeedbackId::parse(id).ok())
             .ok_or_else(|| HandlerError::permanent("feedback.submitted without a valid data.feedback_id"))?;
-        let result = self.process(&envelope, feedback_id).await;
-        if result.is_err() && message.receive_count >= MAX_RECEIVE_COUNT {
-            // This was the last attempt: the message goes to the dead-letter queue, and
-            // whoever polls the feedback should see that rather than `processing`.
-            let tenant = envelope.tenant_id;
-            if let Err(error) = self.store.mark_feedback_failed(tenant, feedback_id).await {
-                tracing::warn!(%error, tenant_id = %tenant, feedback_id = %feedback_id, "could not mark feedback failed");
-            }
+        self.process(&envelope, feedback_id).await
+    }
+
+    /// Whoever polls the feedback should see that it failed rather than `processing`;
+    /// a redrive can still complete it.
+    async fn dead_lettered(&self, message: &ReceivedMessage, reason: &str) {
+        let Ok(envelope) = EventEnvelope::from_json(&message.body) else { return };
+        let Some(feedback_id) =
+            envelope.data.get("feedback_id").and_then(|v| v.as_str()).and_then(|id| FeedbackId::parse(id).ok())
+        else {
+            return;
+        };
+        let tenant = envelope.tenant_id;
+        if let Err(error) = self.store.mark_feedback_failed(tenant, feedback_id).await {
+            tracing::warn!(%error, tenant_id = %tenant, feedback_id = %feedback_id, reason, "could not mark feedback failed");
         }
-        result
     }
 }
 

@@ -23,8 +23,8 @@ use aws_sdk_sqs::types::{
 };
 
 use shared::ports::{
-    check_batch, DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Transport,
-    TransportError, MAX_BATCH,
+    check_batch, with_dead_letter_reason, DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions,
+    ReceivedMessage, Transport, TransportError, DEAD_LETTER_REASON, MAX_BATCH,
 };
 use shared::topology::Topology;
 
@@ -35,6 +35,8 @@ pub struct AwsTransport {
     sqs: aws_sdk_sqs::Client,
     /// dead-letter queue name → the queue its messages came from.
     redrive_targets: HashMap<String, String>,
+    /// queue name → its dead-letter queue.
+    dead_letter_queues: HashMap<String, String>,
     topic_arns: Mutex<HashMap<String, String>>,
     queue_urls: Mutex<HashMap<String, String>>,
     /// SQS FIFO drops a message whose dedup id it saw in this window, so redrive keeps
@@ -112,6 +114,7 @@ impl AwsTransport {
             sns: aws_sdk_sns::Client::from_conf(sns.build()),
             sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
             redrive_targets: topology.queues.iter().map(|q| (q.dlq_name.clone(), q.name.clone())).collect(),
+            dead_letter_queues: topology.queues.iter().map(|q| (q.name.clone(), q.dlq_name.clone())).collect(),
             topic_arns: Mutex::default(),
             queue_urls: Mutex::default(),
             dedup_window: DEDUP_WINDOW,
@@ -371,6 +374,43 @@ impl Transport for AwsTransport {
         Ok(())
     }
 
+    async fn dead_letter(&self, queue: &str, message: &ReceivedMessage, reason: &str) -> Result<(), TransportError> {
+        let dlq = self
+            .dead_letter_queues
+            .get(queue)
+            .ok_or_else(|| TransportError::Invalid(format!("`{queue}` has no dead-letter queue in this topology")))?;
+        let dlq_url = self.queue_url(dlq).await?;
+        // Proves the receipt is still current (SQS deletes with a stale one silently)
+        // and keeps the message ours while it is copied.
+        self.change_visibility(queue, &message.receipt, Duration::from_secs(30)).await?;
+        let url = self.queue_url(queue).await?;
+        let attributes = with_dead_letter_reason(&message.body, &message.attributes, reason);
+        self.sqs
+            .send_message()
+            .queue_url(dlq_url)
+            .message_body(&message.body)
+            .message_group_id(&message.group_id)
+            .message_deduplication_id(&message.dedup_id)
+            .set_message_attributes(Some(sqs_attributes(&attributes)?))
+            .send()
+            .await
+            .map_err(|e| error_for(e, TransportError::UnknownQueue(dlq.clone())))?;
+        self.sqs.delete_message().queue_url(url).receipt_handle(&message.receipt.0).send().await.map_err(|error| {
+            match classify(&error) {
+                Failure::Rejected => TransportError::StaleReceipt,
+                _ => error_for(error, TransportError::UnknownQueue(queue.to_owned())),
+            }
+        })?;
+        tracing::warn!(
+            queue,
+            dlq = dlq.as_str(),
+            message_id = message.message_id.as_str(),
+            reason,
+            "moved a message to its dead-letter queue"
+        );
+        Ok(())
+    }
+
     async fn dead_letters(&self, dlq: &str, max: u32) -> Result<Vec<DeadLetter>, TransportError> {
         let url = self.queue_url(dlq).await?;
         // Zero visibility: listing leaves every message where it was.
@@ -430,7 +470,9 @@ impl Transport for AwsTransport {
                         .message_body(m.body().unwrap_or_default())
                         .message_group_id(system(m, MessageSystemAttributeName::MessageGroupId))
                         .message_deduplication_id(system(m, MessageSystemAttributeName::MessageDeduplicationId))
-                        .set_message_attributes(Some(sqs_attributes(&attributes_of(m))?))
+                        .set_message_attributes(Some(sqs_attributes(
+                            &attributes_of(m).into_iter().filter(|(k, _)| k != DEAD_LETTER_REASON).collect(),
+                        )?))
                         .build()
                         .map_err(|e| TransportError::Invalid(e.to_string()))
                 })

@@ -117,10 +117,10 @@ impl SqlStore {
     pub async fn connect(config: &StoreConfig) -> Result<Self, ConnectError> {
         install_drivers();
         let (dialect, url, options) = match config {
-            StoreConfig::Postgres { url, max_connections } => (
+            StoreConfig::Postgres { url, max_connections, acquire_timeout } => (
                 Dialect::Postgres,
                 url.expose().to_owned(),
-                AnyPoolOptions::new().max_connections(*max_connections).acquire_timeout(Duration::from_secs(10)),
+                AnyPoolOptions::new().max_connections(*max_connections).acquire_timeout(*acquire_timeout),
             ),
             StoreConfig::Sqlite { path } => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

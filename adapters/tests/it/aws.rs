@@ -4,25 +4,10 @@
 use std::sync::Arc;
 
 use adapters::aws::{self, AwsTransport, S3ObjectStore};
-use aws_config::SdkConfig;
-use shared::config::AwsSettings;
 use shared::testkit::transport::{Backend, Capabilities, Fixture};
 use shared::topology::Topology;
 
-/// The test server's endpoint; the AWS suites cannot run without one.
-pub fn endpoint() -> String {
-    std::env::var("SWITCHYARD_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
-        panic!("SWITCHYARD_TEST_AWS_ENDPOINT is not set: run scripts/test (it starts moto) or point it at a running moto_server")
-    })
-}
-
-pub async fn sdk_config() -> SdkConfig {
-    let settings = AwsSettings { region: Some("us-east-1".into()), endpoint: Some(endpoint()), max_attempts: 2 };
-    aws::loader(&settings)
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "tests"))
-        .load()
-        .await
-}
+pub use adapters::testing::aws_test_config as sdk_config;
 
 struct Moto;
 

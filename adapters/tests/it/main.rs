@@ -27,8 +27,13 @@ async fn sqlite_store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
 
 async fn postgres_store() -> Arc<dyn Store> {
     let url = fresh_postgres_database().await.expect("create a test database (is PostgreSQL running?)");
-    let store =
-        SqlStore::connect(&StoreConfig::Postgres { url: Secret::new(url), max_connections: 8 }).await.expect("connect");
+    let store = SqlStore::connect(&StoreConfig::Postgres {
+        url: Secret::new(url),
+        max_connections: 8,
+        acquire_timeout: std::time::Duration::from_secs(2),
+    })
+    .await
+    .expect("connect");
     assert_eq!(store.migrate().await.expect("migrate"), 9);
     assert_eq!(store.migrate().await.expect("migrate again"), 0, "migrations apply once");
     Arc::new(store)
@@ -90,7 +95,11 @@ async fn postgres_wakes_a_relay_in_another_process_through_listen_notify() {
     use shared::{EventEnvelope, EventType, Service, TenantId, Timestamp};
 
     let url = fresh_postgres_database().await.expect("test database");
-    let config = StoreConfig::Postgres { url: Secret::new(url), max_connections: 4 };
+    let config = StoreConfig::Postgres {
+        url: Secret::new(url),
+        max_connections: 4,
+        acquire_timeout: std::time::Duration::from_secs(2),
+    };
     let relay_side = Arc::new(SqlStore::connect(&config).await.expect("connect"));
     relay_side.migrate().await.expect("migrate");
     let api_side = SqlStore::connect(&config).await.expect("connect");

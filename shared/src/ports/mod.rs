@@ -12,8 +12,8 @@ pub use bus::{BusEvent, EventBus};
 pub use object_store::{ObjectStore, ObjectStoreError};
 pub use store::{Appended, DeadLetterRecord, EffectTx, OutboxEntry, SendStart, Store, StoreError, WorkerReport};
 pub use transport::{
-    check_batch, DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Transport,
-    TransportError, MAX_BATCH, MAX_MESSAGE_BYTES,
+    check_batch, with_dead_letter_reason, DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions,
+    ReceivedMessage, Transport, TransportError, DEAD_LETTER_REASON, MAX_BATCH, MAX_MESSAGE_BYTES,
 };
 
 /// A boxed error for the `source` of adapter errors.

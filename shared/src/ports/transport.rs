@@ -141,6 +141,48 @@ pub struct DeadLetter {
     pub attributes: BTreeMap<String, String>,
 }
 
+impl DeadLetter {
+    /// Why the consumer gave up on it, when it was moved by [`Transport::dead_letter`]
+    /// (a message moved by the queue's receive limit has none).
+    pub fn reason(&self) -> Option<&str> {
+        self.attributes.get(DEAD_LETTER_REASON).map(String::as_str)
+    }
+}
+
+/// The attribute [`Transport::dead_letter`] keeps the reason in. Redrive removes it.
+pub const DEAD_LETTER_REASON: &str = "dead_letter_reason";
+
+/// The attributes of `message` in its dead-letter queue: its own plus the reason,
+/// cut (and stripped of characters SQS refuses) so the message stays within
+/// [`MAX_MESSAGE_BYTES`].
+pub fn with_dead_letter_reason(
+    body: &str,
+    attributes: &BTreeMap<String, String>,
+    reason: &str,
+) -> BTreeMap<String, String> {
+    let mut attributes = attributes.clone();
+    attributes.remove(DEAD_LETTER_REASON);
+    let used = body.len()
+        + attributes.iter().map(|(k, v)| k.len() + "String".len() + v.len()).sum::<usize>()
+        + DEAD_LETTER_REASON.len()
+        + "String".len();
+    let room = MAX_MESSAGE_BYTES.saturating_sub(used).min(MAX_REASON_BYTES);
+    let mut text = String::new();
+    for c in reason.chars().map(|c| if c.is_control() { ' ' } else { c }) {
+        if text.len() + c.len_utf8() > room {
+            break;
+        }
+        text.push(c);
+    }
+    if !text.trim().is_empty() && attributes.len() < MAX_ATTRIBUTES {
+        attributes.insert(DEAD_LETTER_REASON.to_owned(), text);
+    }
+    attributes
+}
+
+/// The longest reason kept with a dead letter.
+const MAX_REASON_BYTES: usize = 1024;
+
 /// Approximate counts for one queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueStats {
@@ -166,6 +208,13 @@ pub struct QueueStats {
 /// - `ack` deletes; acking an already-deleted message is not an error. Callers use the
 ///   receipt of the latest receive: an older one may be rejected (`StaleReceipt`) or
 ///   ignored, depending on the backend.
+/// - `dead_letter` moves one received message (by its current receipt) to the queue's
+///   dead-letter queue at once, with its group and dedup ids and the reason in the
+///   [`DEAD_LETTER_REASON`] attribute: the consumer counts a message's attempts itself
+///   and gives up on it without waiting for its receives to run out. On the embedded
+///   engine the move is one transaction; on SQS it is a send to the DLQ and then a
+///   delete, so a crash between the two leaves the message in both (the DLQ's dedup
+///   id drops a second copy sent within five minutes).
 /// - Dead letters can be listed (without consuming them), redriven to their source
 ///   queue (keeping group and dedup ids; a group's redriven messages stay in their old
 ///   order and are not interleaved with each other) and purged.
@@ -183,6 +232,8 @@ pub trait Transport: Send + Sync + 'static {
     async fn ack(&self, queue: &str, receipts: &[Receipt]) -> Result<(), TransportError>;
 
     async fn change_visibility(&self, queue: &str, receipt: &Receipt, timeout: Duration) -> Result<(), TransportError>;
+
+    async fn dead_letter(&self, queue: &str, message: &ReceivedMessage, reason: &str) -> Result<(), TransportError>;
 
     async fn dead_letters(&self, dlq: &str, max: u32) -> Result<Vec<DeadLetter>, TransportError>;
 

@@ -149,6 +149,8 @@ pub async fn run_suite<B: Backend>(capabilities: Capabilities, backend: B) {
     redelivery(&backend.open(unique_topology()).await).await;
     announce(SUITE, "dead-letter queue after 3 receives; list, redrive and purge");
     dead_letters(&backend.open(unique_topology()).await).await;
+    announce(SUITE, "a received message moved to the dead-letter queue at once, with its reason");
+    dead_letter_now(&backend.open(unique_topology()).await).await;
     announce(SUITE, "unknown names, rejected entries and bad batches");
     errors(&backend.open(unique_topology()).await).await;
     if capabilities.restart {
@@ -316,6 +318,45 @@ async fn dead_letters(fixture: &Fixture) {
         .await
         .expect("receive")
         .is_empty());
+}
+
+async fn dead_letter_now(fixture: &Fixture) {
+    let n = names(&fixture.topology);
+    let t = fixture.transport.as_ref();
+    publish_all(t, &n.topic, &[message("g", "bad", "feedback.x"), message("g", "next", "feedback.x")]).await;
+    let got = t.receive(&n.feedback, short_visibility(1, 30)).await.expect("receive");
+    assert_eq!(dedups(&got), vec!["bad".to_owned()]);
+    t.dead_letter(&n.feedback, &got[0], "handler failed 3 times:\nprovider said no").await.expect("dead-letter");
+    let next = drain(t, &n.feedback, 1).await;
+    assert_eq!(dedups(&next), vec!["next".to_owned()], "the group goes on at once, without the moved message");
+    assert_eq!(next[0].receive_count, 1, "the next message was not received for nothing");
+    let dead = t.dead_letters(&n.feedback_dlq, 10).await.expect("list");
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].dedup_id.as_str(), dead[0].group_id.as_str()), ("bad", "g"));
+    assert_eq!(dead[0].body, got[0].body, "the body is kept");
+    assert_eq!(dead[0].attributes.get("event_type").map(String::as_str), Some("feedback.x"), "attributes are kept");
+    assert_eq!(dead[0].reason(), Some("handler failed 3 times: provider said no"), "with its reason, on one line");
+    assert!(
+        t.dead_letter(&n.feedback, &got[0], "again").await.is_err(),
+        "a receipt whose message already moved is stale"
+    );
+    assert_eq!(t.dead_letters(&n.feedback_dlq, 10).await.expect("list").len(), 1, "and moves nothing twice");
+
+    // Redrive brings it back without the reason.
+    assert_eq!(t.redrive(&n.feedback_dlq).await.expect("redrive"), 1);
+    let back = drain(t, &n.feedback, 1).await;
+    assert_eq!(dedups(&back), vec!["bad".to_owned()]);
+    assert_eq!(back[0].attributes.get(crate::ports::DEAD_LETTER_REASON), None, "redrive drops the reason");
+
+    // A reason never pushes a message over the size limit.
+    let mut big = message("h", "big", "feedback.x");
+    big.body = format!("\"{}\"", "x".repeat(crate::ports::MAX_MESSAGE_BYTES - 200));
+    publish_all(t, &n.topic, &[big]).await;
+    let got = t.receive(&n.feedback, short_visibility(1, 30)).await.expect("receive");
+    t.dead_letter(&n.feedback, &got[0], &"why ".repeat(500)).await.expect("dead-letter a message near the limit");
+    let dead = t.dead_letters(&n.feedback_dlq, 10).await.expect("list");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body.len(), got[0].body.len());
 }
 
 async fn errors(fixture: &Fixture) {

@@ -123,6 +123,7 @@ async fn spawn(
                 adapters::testing::fresh_postgres_database().await.expect("test database (is PostgreSQL running?)"),
             ),
             max_connections: 8,
+            acquire_timeout: std::time::Duration::from_secs(2),
         },
     };
     let (topology, order_queue) = test_topology();

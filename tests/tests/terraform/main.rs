@@ -202,3 +202,17 @@ fn the_client_example_tags_everything_and_feeds_the_runtime_config() {
         assert!(!value("region").is_empty() && !value("client").is_empty());
     }
 }
+
+#[test]
+fn each_worker_may_move_its_own_messages_to_its_dead_letter_queue() {
+    // The consumer dead-letters a message after its third failed attempt itself:
+    // send to the DLQ, then delete. Without the grant every give-up would fail on AWS.
+    let text = source(&Expression::from(parse("infra/terraform/modules/iam/main.tf")));
+    let statement = text
+        .split("Sid = \"deadLetterOwnMessages\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the worker roles have no deadLetterOwnMessages statement: {text}"));
+    let statement = &statement[..statement.find('}').unwrap_or(statement.len())];
+    assert!(statement.contains("\"sqs:SendMessage\""), "{statement}");
+    assert!(statement.contains("var.dlq_arns[use_case]"), "only its own DLQ: {statement}");
+}

@@ -54,7 +54,7 @@ async fn a_redelivered_event_is_applied_once_and_a_failed_attempt_leaves_nothing
     let worker = FeedbackWorker::new(env.store.clone(), objects.clone());
 
     let error = worker.handle(&delivery(&envelope, 1)).await.expect_err("object store down");
-    assert!(matches!(error, HandlerError::Transient(_)), "{error:?}");
+    assert!(matches!(error, HandlerError::Unavailable(_)), "an outage spends no attempt: {error:?}");
     let status = env.store.feedback(tenant, feedback.id).await.expect("get").expect("present").status;
     assert_eq!(status, FeedbackStatus::Processing, "not completed, and the inbox rolled back");
 

@@ -156,6 +156,10 @@ impl Transport for FaultyTransport {
         self.inner.change_visibility(queue, receipt, timeout).await
     }
 
+    async fn dead_letter(&self, queue: &str, message: &ReceivedMessage, reason: &str) -> Result<(), TransportError> {
+        self.inner.dead_letter(queue, message, reason).await
+    }
+
     async fn dead_letters(&self, dlq: &str, max: u32) -> Result<Vec<DeadLetter>, TransportError> {
         self.inner.dead_letters(dlq, max).await
     }

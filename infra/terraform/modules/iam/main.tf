@@ -104,6 +104,14 @@ locals {
           Resource = [var.queue_arns[use_case]]
         },
         {
+          # The consumer counts attempts itself and moves a message that failed its
+          # last one to the dead-letter queue (send there, then delete from its queue).
+          Sid      = "deadLetterOwnMessages"
+          Effect   = "Allow"
+          Action   = ["sqs:SendMessage"]
+          Resource = [var.dlq_arns[use_case]]
+        },
+        {
           Sid      = "writeOwnPrefix"
           Effect   = "Allow"
           Action   = ["s3:PutObject"]
