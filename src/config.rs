@@ -312,7 +312,7 @@ impl Layer {
                     )
                 })?),
                 max_connections: self.database_max_connections.unwrap_or(16).max(1),
-                acquire_timeout: Duration::from_millis(self.database_acquire_timeout_ms.unwrap_or(2_000).max(1)),
+                acquire_timeout: Duration::from_millis(self.database_acquire_timeout_ms.unwrap_or(1_500).max(1)),
             },
             "sqlite" => {
                 StoreConfig::Sqlite { path: self.sqlite_path.unwrap_or_else(|| data_dir.join("switchyard.db")) }
@@ -540,7 +540,7 @@ mod tests {
             StoreConfig::Postgres { url, max_connections, acquire_timeout } => {
                 assert_eq!(url.expose(), "postgres://db/app");
                 assert_eq!(max_connections, 16);
-                assert_eq!(acquire_timeout, Duration::from_secs(2), "fails fast by default");
+                assert_eq!(acquire_timeout, Duration::from_millis(1500), "fails fast by default");
             }
             other => panic!("expected postgres, got {other:?}"),
         }

@@ -59,12 +59,18 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok", "service": "control-plane"}))
 }
 
+async fn ready(state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
+    core_api::readiness(state.store.as_ref()).await
+}
+
 async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound(format!("route {} {}", request.method(), request.path())))
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
+        .route("/livez", web::get().to(core_api::liveness))
+        .route("/readyz", web::get().to(ready))
         .service(
             web::scope("/v1")
                 .route("/access-requests", web::get().to(access_requests::list))

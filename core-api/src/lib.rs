@@ -55,9 +55,32 @@ impl ApiState {
     }
 }
 
+/// How long a readiness check waits for the store.
+pub const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `GET /livez`: the process is up and serving HTTP (it says nothing of its
+/// dependencies, so an orchestrator does not restart it for a database outage).
+pub async fn liveness() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(serde_json::json!({"status": "live"}))
+}
+
+/// `GET /readyz`: 200 once the store answers, else 503 problem+json with
+/// `Retry-After`, within [`READINESS_TIMEOUT`] whatever the store does.
+pub async fn readiness(store: &dyn Store) -> Result<actix_web::HttpResponse, ApiError> {
+    match tokio::time::timeout(READINESS_TIMEOUT, store.ping()).await {
+        Ok(Ok(())) => Ok(actix_web::HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))),
+        Ok(Err(error)) => Err(ApiError::Unavailable(error)),
+        Err(_) => Err(ApiError::Unavailable(shared::ports::StoreError::Unavailable(
+            format!("the store did not answer within {} s", READINESS_TIMEOUT.as_secs()).into(),
+        ))),
+    }
+}
+
 /// Registers the API's routes (used by the server and by in-process tests).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(routes::health))
+        .route("/livez", web::get().to(liveness))
+        .route("/readyz", web::get().to(routes::ready))
         .service(
             web::scope("/v1")
                 .route("/events", web::post().to(routes::events::create))

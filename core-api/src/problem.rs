@@ -6,6 +6,10 @@ use serde::Serialize;
 
 use shared::ports::StoreError;
 
+/// When a 503 asks the client to come back: long enough for a failover or a restart
+/// of the database, short enough that nobody waits long after it is back.
+pub const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 5;
+
 /// One failing field of a request body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
@@ -144,6 +148,9 @@ impl ResponseError for ApiError {
         response.content_type("application/problem+json");
         if matches!(self, ApiError::Unauthorized(_)) {
             response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if matches!(self, ApiError::Unavailable(_)) {
+            response.insert_header(("Retry-After", UNAVAILABLE_RETRY_AFTER_SECONDS.to_string()));
         }
         if let ApiError::RateLimited { retry_after } = self {
             let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);

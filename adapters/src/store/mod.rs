@@ -244,13 +244,35 @@ impl SqlStore {
     }
 }
 
+/// Sorts a database error by whose fault it is: the database being unreachable, busy,
+/// shutting down or asking for a retry is `Unavailable` (callers wait it out); what it
+/// refuses about the request itself (a constraint, a value it cannot store) is
+/// `Database`.
 pub(crate) fn db(error: sqlx::Error) -> StoreError {
-    match error {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-            StoreError::Unavailable(Box::new(error))
-        }
-        other => StoreError::Database(Box::new(other)),
+    let unavailable = match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database) => database.code().is_some_and(|code| unavailable_code(&code)),
+        _ => false,
+    };
+    if unavailable {
+        StoreError::Unavailable(Box::new(error))
+    } else {
+        StoreError::Database(Box::new(error))
     }
+}
+
+/// PostgreSQL SQLSTATEs of classes 08 (connection), 53 (insufficient resources), 57
+/// (operator intervention: shutdown, cannot connect now), and serialization failures
+/// and deadlocks; SQLite's BUSY and LOCKED result codes (primary and extended).
+fn unavailable_code(code: &str) -> bool {
+    ["08", "53", "57"].iter().any(|class| code.starts_with(class))
+        || matches!(code, "40001" | "40P01")
+        // SQLite's codes are numbers of up to four digits; PostgreSQL's are five characters.
+        || (code.len() < 5 && code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)))
 }
 
 pub(crate) fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
@@ -794,6 +816,11 @@ impl Store for SqlStore {
         self.record_failed_attempt(seq, FailedAttempt::GiveUp, error).await
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
+        Ok(())
+    }
+
     async fn outbox_backlog(&self) -> Result<u64, StoreError> {
         let count: i64 = sqlx::query("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL AND failed_at IS NULL")
             .fetch_one(&self.pool)
@@ -1027,6 +1054,21 @@ impl EffectTx for SqlEffectTx {
             self.writer.commit_with_outbox(self.tx).await
         } else {
             self.tx.commit().await.map_err(db)
+        }
+    }
+}
+
+#[cfg(test)]
+mod classification {
+    use super::unavailable_code;
+
+    #[test]
+    fn outages_and_retry_requests_are_unavailable_refusals_are_not() {
+        for code in ["08006", "08001", "53300", "57P01", "57P03", "40001", "40P01", "5", "517", "6", "262"] {
+            assert!(unavailable_code(code), "{code}");
+        }
+        for code in ["23505", "23514", "22P05", "22021", "42P01", "19", "2067", "1"] {
+            assert!(!unavailable_code(code), "{code}");
         }
     }
 }

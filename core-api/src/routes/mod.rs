@@ -15,6 +15,10 @@ pub(crate) async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+pub(crate) async fn ready(state: actix_web::web::Data<crate::ApiState>) -> Result<HttpResponse, ApiError> {
+    crate::readiness(state.store.as_ref()).await
+}
+
 pub(crate) async fn not_found(request: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound(format!("route {} {}", request.method(), request.path())))
 }

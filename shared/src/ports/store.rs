@@ -118,6 +118,10 @@ pub struct OutboxEntry {
 ///   back both the inbox row and the effects.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Answers once the store can serve a query (readiness checks); `Unavailable` when
+    /// it cannot be reached within the pool's acquire timeout.
+    async fn ping(&self) -> Result<(), StoreError>;
+
     // ---- tenants and keys (operator-level) ----
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
     async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError>;

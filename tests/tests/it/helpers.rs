@@ -1,7 +1,10 @@
 //! `spawn_app`: a running platform on port 0 with temp dirs and a fresh database.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -47,6 +50,7 @@ pub struct TestApp {
     pub globex: Tenant,
     /// The queue that receives every `order.*` event published on the core-api topic.
     pub order_queue: String,
+    pub topology: Topology,
     /// Where provider calls are captured.
     pub captures: std::path::PathBuf,
     shutdown: CancellationToken,
@@ -82,13 +86,42 @@ async fn tenant(backends: &Backends, name: &str) -> Tenant {
 }
 
 pub async fn spawn_app(engine: Engine) -> TestApp {
-    spawn(engine, None, None, Component::all()).await
+    spawn(engine, Backing::default(), Component::all()).await
+}
+
+/// A fresh PostgreSQL database reached through a [`Gateway`] the test can stop, and
+/// the platform on it with the embedded transport (feedback tickets to the Zendesk at
+/// `zendesk`): a store outage on demand. Also returns the database's address, for
+/// starting the gateway again.
+pub async fn spawn_app_behind_store_gateway(zendesk: &str) -> (TestApp, Gateway, String) {
+    let url = adapters::testing::fresh_postgres_database().await.expect("test database (is PostgreSQL running?)");
+    let mut via = reqwest::Url::parse(&url).expect("database url");
+    let target = format!("{}:{}", via.host_str().expect("host"), via.port().unwrap_or(5432));
+    let gateway = Gateway::start(free_port(), target.clone()).await;
+    via.set_host(Some("127.0.0.1")).expect("host");
+    via.set_port(Some(gateway.port)).expect("port");
+    let app = spawn(
+        Engine::Postgres,
+        Backing { database: Some(via.to_string()), zendesk: Some(zendesk_config(zendesk)), ..Backing::default() },
+        Component::all(),
+    )
+    .await;
+    (app, gateway, target)
+}
+
+fn zendesk_config(url: &str) -> ZendeskConfig {
+    ZendeskConfig { url: url.to_owned(), email: "agent@acme.example".into(), api_token: Secret::new("secret") }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port()
 }
 
 /// Every component but the analytics worker, so a test can read `order.*` events from
 /// `order_queue` (the analytics queue) itself.
 pub async fn spawn_app_reading_orders(engine: Engine) -> TestApp {
-    spawn(engine, None, None, without_analytics_worker()).await
+    spawn(engine, Backing::default(), without_analytics_worker()).await
 }
 
 fn without_analytics_worker() -> Vec<Component> {
@@ -97,33 +130,40 @@ fn without_analytics_worker() -> Vec<Component> {
 
 /// The embedded engine with feedback tickets going to the Zendesk at `url`.
 pub async fn spawn_app_with_zendesk(url: &str) -> TestApp {
-    let zendesk =
-        ZendeskConfig { url: url.to_owned(), email: "agent@acme.example".into(), api_token: Secret::new("secret") };
-    spawn(Engine::Embedded, None, Some(zendesk), Component::all()).await
+    let zendesk = zendesk_config(url);
+    spawn(Engine::Embedded, Backing { zendesk: Some(zendesk), ..Backing::default() }, Component::all()).await
 }
 
 /// PostgreSQL + the AWS engine on the AWS-compatible server at `endpoint`, reading
 /// orders as [`spawn_app_reading_orders`] does.
 pub async fn spawn_app_on_aws(endpoint: &str) -> TestApp {
     let aws = AwsSettings { region: Some("us-east-1".into()), endpoint: Some(endpoint.to_owned()), max_attempts: 2 };
-    spawn(Engine::PostgresAws, Some(aws), None, without_analytics_worker()).await
+    spawn(Engine::PostgresAws, Backing { aws: Some(aws), ..Backing::default() }, without_analytics_worker()).await
 }
 
-async fn spawn(
-    engine: Engine,
+/// Where a platform's backends are when they are not the defaults: the AWS settings
+/// of `PostgresAws`, the database URL of a PostgreSQL engine.
+#[derive(Default)]
+struct Backing {
     aws: Option<AwsSettings>,
+    database: Option<String>,
     zendesk: Option<ZendeskConfig>,
-    components: Vec<Component>,
-) -> TestApp {
+}
+
+async fn spawn(engine: Engine, backing: Backing, components: Vec<Component>) -> TestApp {
+    let Backing { aws, database, zendesk } = backing;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = match engine {
         Engine::Embedded => StoreConfig::Sqlite { path: dir.path().join("switchyard.db") },
         Engine::Postgres | Engine::PostgresAws => StoreConfig::Postgres {
-            url: Secret::new(
-                adapters::testing::fresh_postgres_database().await.expect("test database (is PostgreSQL running?)"),
-            ),
+            url: Secret::new(match database {
+                Some(url) => url,
+                None => {
+                    adapters::testing::fresh_postgres_database().await.expect("test database (is PostgreSQL running?)")
+                }
+            }),
             max_connections: 8,
-            acquire_timeout: std::time::Duration::from_secs(2),
+            acquire_timeout: Duration::from_millis(1500),
         },
     };
     let (topology, order_queue) = test_topology();
@@ -166,6 +206,7 @@ async fn spawn(
         acme,
         globex,
         order_queue,
+        topology,
         captures: dir.path().join("captures"),
         shutdown,
         running: Some(running),
@@ -200,4 +241,45 @@ pub async fn json(response: reqwest::Response) -> Value {
 
 pub fn store(app: &TestApp) -> Arc<dyn shared::ports::Store> {
     app.backends.store.clone()
+}
+
+/// Forwards 127.0.0.1:`port` to `target` (a test server) until stopped: stopping it
+/// takes the server away from the app (connections cut, new ones refused) while the
+/// server keeps its state, as through a network outage.
+pub struct Gateway {
+    port: u16,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Gateway {
+    pub async fn start(port: u16, target: String) -> Gateway {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind the gateway");
+        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let connections = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let forward = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                connections.lock().expect("lock").push(forward);
+            }
+        });
+        tasks.lock().expect("lock").push(accept);
+        Gateway { port, tasks }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes the listener and every connection: the server is unreachable.
+    pub fn stop(self) -> u16 {
+        for task in self.tasks.lock().expect("lock").drain(..) {
+            task.abort();
+        }
+        self.port
+    }
 }

@@ -10,5 +10,6 @@ mod flow;
 mod helpers;
 mod outage;
 mod plans;
+mod store_outage;
 mod testflight;
 mod webhooks;

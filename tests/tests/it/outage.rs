@@ -5,56 +5,14 @@
 //! stops and restarts: to the app the server is gone (connections refused) and back,
 //! while the server keeps its topics and queues as AWS would through an outage.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 use shared::ports::ReceiveOptions;
 use shared::EventEnvelope;
 
-use crate::helpers::{json, spawn_app_on_aws, store};
-
-/// Forwards 127.0.0.1:`port` to the test server until stopped.
-struct Gateway {
-    port: u16,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Gateway {
-    async fn start(port: u16, target: String) -> Gateway {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind the gateway");
-        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let connections = tasks.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let target = target.clone();
-                let forward = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                connections.lock().expect("lock").push(forward);
-            }
-        });
-        tasks.lock().expect("lock").push(accept);
-        Gateway { port, tasks }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Closes the listener and every connection: the server is unreachable.
-    fn stop(self) -> u16 {
-        for task in self.tasks.lock().expect("lock").drain(..) {
-            task.abort();
-        }
-        self.port
-    }
-}
+use crate::helpers::{json, spawn_app_on_aws, store, Gateway};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_keeps_accepting_while_the_transport_is_down_and_the_relay_catches_up() {
