@@ -114,6 +114,7 @@ pub(crate) async fn reject(
             Err(error) => return Err(ApiError::MalformedJson(error.to_string())),
         }
     };
+    core_api::body::check_shape(&body)?;
     let reason = match body.get("reason") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => {

@@ -9,6 +9,77 @@ use serde_json::{Map, Value};
 use crate::problem::{ApiError, FieldError};
 use crate::MAX_BODY_BYTES;
 
+/// The deepest nesting of objects and arrays a body may have (the body itself is
+/// level 1). The platform wraps what it accepts in an envelope and reads it back later,
+/// so a limit well below the JSON parser's own (128) keeps every accepted event
+/// readable.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// Refuses what no backend can keep or read back: nesting deeper than
+/// [`MAX_JSON_DEPTH`], and NUL characters (PostgreSQL's text and JSON refuse them, so
+/// both stores refuse them here alike), each named by its path. Every body read by
+/// [`json_object`] passes this; a handler that parses its own body calls it.
+pub fn check_shape(body: &Map<String, Value>) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    collect_shape_errors(body, &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+fn collect_shape_errors(body: &Map<String, Value>, errors: &mut Vec<FieldError>) {
+    fn walk(value: &Value, path: &str, depth: usize, errors: &mut Vec<FieldError>) {
+        if errors.len() >= 10 {
+            return;
+        }
+        let nested = |key: &dyn std::fmt::Display, bracket: bool| {
+            if bracket {
+                format!("{path}[{key}]")
+            } else if path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{path}.{key}")
+            }
+        };
+        match value {
+            Value::String(text) if text.contains('\0') => {
+                errors.push(FieldError::new(path, "must not contain NUL characters (\\u0000)"));
+            }
+            Value::Object(_) | Value::Array(_) if depth > MAX_JSON_DEPTH => {
+                errors.push(FieldError::new(path, format!("nests deeper than {MAX_JSON_DEPTH} levels")));
+            }
+            Value::Object(map) => {
+                for (key, value) in map {
+                    if key.contains('\0') {
+                        errors.push(FieldError::new(
+                            nested(&key.replace('\0', "\\u0000"), false),
+                            "a key must not contain NUL characters (\\u0000)",
+                        ));
+                        continue;
+                    }
+                    walk(value, &nested(key, false), depth + 1, errors);
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, &nested(&i, true), depth + 1, errors);
+                }
+            }
+            _ => {}
+        }
+    }
+    for (key, value) in body {
+        if key.contains('\0') {
+            errors
+                .push(FieldError::new(key.replace('\0', "\\u0000"), "a key must not contain NUL characters (\\u0000)"));
+            continue;
+        }
+        walk(value, key, 2, errors);
+    }
+}
+
 fn is_json(request: &HttpRequest) -> bool {
     let Some(value) = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
@@ -48,7 +119,7 @@ pub(crate) async fn json_object_and_bytes(
     }
     let bytes = bytes.freeze();
     match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => Ok((map, bytes)),
+        Ok(Value::Object(map)) => check_shape(&map).map(|()| (map, bytes)),
         Ok(_) => Err(ApiError::Validation(vec![FieldError::new("(body)", "must be a JSON object")])),
         Err(error) => Err(ApiError::MalformedJson(error.to_string())),
     }

@@ -55,6 +55,16 @@ impl ApiState {
     }
 }
 
+/// Refuses an event the transport would refuse: the check runs before the row is
+/// written, so nothing accepted is unpublishable.
+pub(crate) fn publishable(envelope: &shared::EventEnvelope) -> Result<(), ApiError> {
+    let size = envelope.to_message().size();
+    if size > shared::ports::MAX_MESSAGE_BYTES {
+        return Err(ApiError::MessageTooLarge { size, limit: shared::ports::MAX_MESSAGE_BYTES });
+    }
+    Ok(())
+}
+
 /// How long a readiness check waits for the store.
 pub const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 

@@ -35,6 +35,9 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The event the request would become is larger than the transport takes.
+    #[error("as published (envelope and attributes) this event would be {size} bytes; the limit is {limit} bytes")]
+    MessageTooLarge { size: usize, limit: usize },
     #[error("the request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
     #[error("{0} not found")]
@@ -82,6 +85,7 @@ impl ApiError {
             ApiError::MalformedJson(_) => ("/problems/malformed-json", "Malformed JSON"),
             ApiError::Validation(_) => ("/problems/validation", "Invalid request"),
             ApiError::PayloadTooLarge { .. } => ("/problems/payload-too-large", "Payload too large"),
+            ApiError::MessageTooLarge { .. } => ("/problems/event-too-large", "Event too large"),
             ApiError::UnsupportedMediaType => ("/problems/unsupported-media-type", "Unsupported media type"),
             ApiError::NotFound(_) => ("/problems/not-found", "Not found"),
             ApiError::Conflict { .. } => ("/problems/conflict", "Conflict"),
@@ -119,7 +123,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::MalformedJson(_) | ApiError::Validation(_) => StatusCode::BAD_REQUEST,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } | ApiError::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,

@@ -190,6 +190,26 @@ pub struct EventEnvelope {
 }
 
 impl EventEnvelope {
+    /// The message the relay publishes for this event: the envelope as the body,
+    /// grouped by tenant, deduplicated by event id, with String attributes `tenant_id`,
+    /// `event_type`, `event_id` and `traceparent`.
+    pub fn to_message(&self) -> crate::ports::OutgoingMessage {
+        let mut attributes = std::collections::BTreeMap::from([
+            ("tenant_id".to_owned(), self.tenant_id.to_string()),
+            ("event_type".to_owned(), self.event_type.to_string()),
+            ("event_id".to_owned(), self.id.to_string()),
+        ]);
+        if let Some(trace) = &self.trace_context {
+            attributes.insert("traceparent".to_owned(), trace.traceparent.clone());
+        }
+        crate::ports::OutgoingMessage {
+            group_id: self.tenant_id.to_string(),
+            dedup_id: self.id.to_string(),
+            body: self.to_json(),
+            attributes,
+        }
+    }
+
     /// A new envelope with a fresh UUIDv7 id, stamped now.
     pub fn new(tenant_id: TenantId, source: Service, event_type: EventType, data: Map<String, Value>) -> Self {
         Self {

@@ -139,20 +139,7 @@ pub struct RoundOutcome {
 
 /// The message the relay publishes for an event.
 pub fn outgoing(envelope: &EventEnvelope) -> OutgoingMessage {
-    let mut attributes = BTreeMap::from([
-        ("tenant_id".to_owned(), envelope.tenant_id.to_string()),
-        ("event_type".to_owned(), envelope.event_type.to_string()),
-        ("event_id".to_owned(), envelope.id.to_string()),
-    ]);
-    if let Some(trace) = &envelope.trace_context {
-        attributes.insert("traceparent".to_owned(), trace.traceparent.clone());
-    }
-    OutgoingMessage {
-        group_id: envelope.tenant_id.to_string(),
-        dedup_id: envelope.id.to_string(),
-        body: envelope.to_json(),
-        attributes,
-    }
+    envelope.to_message()
 }
 
 impl OutboxRelay {

@@ -130,6 +130,10 @@ pub(crate) async fn create(
         envelope.trace_context = trace_context.clone();
         batch.push((NewEmail { id, campaign_id, to, subject: email.subject.clone() }, envelope));
     }
+    // The recipients' events differ only in their address: the longest is the largest.
+    if let Some((_, largest)) = batch.iter().max_by_key(|(email, _)| email.to.as_str().len()) {
+        crate::publishable(largest)?;
+    }
     state.store.submit_emails(&batch).instrument(span).await?;
     let emails: Vec<Value> = batch.iter().map(|(e, _)| json!({"id": e.id, "to": e.to.as_str()})).collect();
     Ok(match campaign_id {

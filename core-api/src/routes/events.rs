@@ -99,6 +99,7 @@ pub(crate) async fn create(
         tracing::info_span!("POST /v1/events", tenant_id = %tenant, event_id = %envelope.id),
     );
     envelope.trace_context = trace_context;
+    crate::publishable(&envelope)?;
     match state.store.append_event(&envelope).instrument(span).await? {
         Appended::Created => {
             tracing::info!(tenant_id = %tenant, event_id = %envelope.id, event_type = %envelope.event_type, "event accepted");

@@ -88,6 +88,7 @@ pub(crate) async fn create(
         tracing::info_span!("POST /v1/feedback", tenant_id = %tenant, event_id = %envelope.id),
     );
     envelope.trace_context = trace_context;
+    crate::publishable(&envelope)?;
     state.store.submit_feedback(&feedback, &envelope).instrument(span).await?;
     tracing::info!(tenant_id = %tenant, feedback_id = %feedback.id, event_id = %envelope.id, "feedback accepted");
     Ok(HttpResponse::Accepted().json(json!({"id": feedback.id, "status": "accepted", "event_id": envelope.id})))

@@ -110,6 +110,7 @@ pub(crate) async fn receive(
     let mut envelope =
         EventEnvelope::new(tenant, Service::Adapters, event_type, data.as_object().cloned().unwrap_or_default());
     envelope.idempotency_key = Some(format!("webhook:{source}:{message_id}"));
+    crate::publishable(&envelope)?;
     match state.store.append_event(&envelope).await? {
         Appended::Created => Ok(HttpResponse::Accepted().json(json!({"event_id": envelope.id}))),
         Appended::Existing(event_id) => Ok(HttpResponse::Ok().json(json!({"event_id": event_id}))),

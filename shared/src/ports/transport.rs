@@ -55,6 +55,12 @@ pub const MAX_MESSAGE_BYTES: usize = 262_144;
 pub const MAX_ATTRIBUTES: usize = 10;
 
 impl OutgoingMessage {
+    /// The message's size as SNS and SQS count it: the body plus each attribute's
+    /// name, type and value.
+    pub fn size(&self) -> usize {
+        self.body.len() + self.attributes.iter().map(|(k, v)| k.len() + "String".len() + v.len()).sum::<usize>()
+    }
+
     /// Checks what SNS and SQS would reject, so every backend rejects the same things.
     pub fn validate(&self) -> Result<(), TransportError> {
         let id_ok = |id: &str| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic());
@@ -67,8 +73,7 @@ impl OutgoingMessage {
         if self.attributes.len() > MAX_ATTRIBUTES {
             return Err(TransportError::Invalid(format!("at most {MAX_ATTRIBUTES} message attributes")));
         }
-        let size =
-            self.body.len() + self.attributes.iter().map(|(k, v)| k.len() + "String".len() + v.len()).sum::<usize>();
+        let size = self.size();
         if size > MAX_MESSAGE_BYTES {
             return Err(TransportError::Invalid(format!("message is {size} bytes; the limit is {MAX_MESSAGE_BYTES}")));
         }

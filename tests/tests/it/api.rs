@@ -209,3 +209,83 @@ async fn health_routes_answer() {
     let console = app.client.get(format!("{}/health", app.console_url)).send().await.expect("send");
     assert_eq!(json(console).await["service"], "control-plane");
 }
+
+/// `{"a": {"a": … {"a": 1}}}`, `depth` objects deep.
+fn nested(depth: usize) -> Value {
+    (0..depth).fold(json!(1), |inner, _| json!({ "a": inner }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_unpublishable_is_accepted_on_either_store() {
+    for engine in [Engine::Embedded, Engine::Postgres] {
+        let app = spawn_app(engine).await;
+        let key = app.acme.key.clone();
+
+        // Too deep to read back once wrapped in the envelope: refused, naming the field.
+        let deep = problem(
+            app.post_json(
+                "/v1/feedback",
+                Some(&key),
+                &json!({"rating": 5, "message": "deep", "metadata": nested(125)}),
+            )
+            .await,
+            400,
+        )
+        .await;
+        let field = deep["errors"][0]["field"].as_str().expect("field").to_owned();
+        assert!(field.starts_with("metadata.a.a"), "{engine:?}: {deep}");
+        assert!(deep["errors"][0]["detail"].as_str().expect("detail").contains("32 levels"), "{deep}");
+        let fine = app
+            .post_json("/v1/feedback", Some(&key), &json!({"rating": 5, "message": "fine", "metadata": nested(20)}))
+            .await;
+        assert_eq!(
+            fine.status(),
+            202,
+            "{engine:?}: moderate nesting is fine: {}",
+            fine.text().await.unwrap_or_default()
+        );
+
+        // NUL characters: the same 400 on both stores, never a 500.
+        for (path, body, field) in [
+            ("/v1/feedback", json!({"rating": 5, "message": "a\u{0}b"}), "message"),
+            ("/v1/emails", json!({"to": "ana@example.com", "subject": "Hi\u{0}", "text": "x"}), "subject"),
+            ("/v1/events", json!({"type": "order.placed", "data": {"list": ["ok", "\u{0}"]}}), "data.list[1]"),
+            ("/v1/events", json!({"type": "order.placed", "data": {"k\u{0}": 1}}), "data.k\\u0000"),
+        ] {
+            let refused = problem(app.post_json(path, Some(&key), &body).await, 400).await;
+            assert_eq!(failing_fields(&refused), HashSet::from([field.to_owned()]), "{engine:?} {path}: {refused}");
+        }
+        let reject = app
+            .client
+            .post(format!("{}/v1/access-requests/R00001/reject", app.console_url))
+            .bearer_auth(crate::helpers::ADMIN_TOKEN)
+            .json(&json!({"reason": "no\u{0}"}))
+            .send()
+            .await
+            .expect("send");
+        let refused = problem(reject, 400).await;
+        assert_eq!(failing_fields(&refused), HashSet::from(["reason".to_owned()]), "{engine:?}: {refused}");
+
+        // Under the body limit, but over the transport's once enveloped: refused before 202.
+        let before = backlog(&app).await;
+        let filler = "x".repeat(262_000);
+        let large = problem(
+            app.post_json("/v1/events", Some(&key), &json!({"type": "order.placed", "data": {"blob": filler}})).await,
+            413,
+        )
+        .await;
+        assert!(large["detail"].as_str().expect("detail").contains("262144"), "names the limit: {large}");
+        assert_eq!(backlog(&app).await, before, "{engine:?}: nothing was stored");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_and_readiness_answer_while_the_store_is_up() {
+    let app: TestApp = spawn_app(Engine::Embedded).await;
+    for base in [&app.api_url, &app.console_url] {
+        for path in ["/livez", "/readyz"] {
+            let response = app.client.get(format!("{base}{path}")).send().await.expect("send");
+            assert_eq!(response.status(), 200, "{base}{path}");
+        }
+    }
+}
