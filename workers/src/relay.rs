@@ -184,8 +184,22 @@ impl OutboxRelay {
                     continue;
                 }
                 let messages: Vec<OutgoingMessage> = ready.iter().map(|e| outgoing(&e.envelope)).collect();
+                // Which entries the transport refused for good (too large, invalid):
+                // retrying cannot help, so those rows are failed at once.
+                let mut refused: HashSet<i64> = HashSet::new();
                 let results: Vec<Result<(), String>> = match self.transport.publish(topic, &messages).await {
-                    Ok(results) => results.into_iter().map(|r| r.map_err(|e| e.to_string())).collect(),
+                    Ok(results) => ready
+                        .iter()
+                        .zip(results)
+                        .map(|(entry, result)| {
+                            result.map_err(|error| {
+                                if matches!(error, TransportError::Invalid(_)) {
+                                    refused.insert(entry.seq);
+                                }
+                                error.to_string()
+                            })
+                        })
+                        .collect(),
                     Err(error) => vec![Err(error.to_string()); ready.len()],
                 };
                 let results: Vec<Result<(), String>> = match &self.bus {
@@ -207,6 +221,14 @@ impl OutboxRelay {
                     }
                     match result {
                         Ok(()) => published.push(entry.seq),
+                        Err(error) if refused.contains(&entry.seq) => {
+                            // Its tenant's later rows in this batch were refused with it
+                            // (the transport's group rule); they go out in the next round.
+                            tracing::error!(tenant_id = %tenant, event_id = %entry.envelope.id, %error, "the transport refuses this event for good; it stays in the outbox marked failed");
+                            failed_tenants.insert(tenant);
+                            self.store.fail_outbox(entry.seq, &error).await?;
+                            outcome.retried += 1;
+                        }
                         Err(error) => {
                             tracing::warn!(tenant_id = %tenant, event_id = %entry.envelope.id, %error, attempts = entry.attempts + 1, "publish failed; will retry");
                             failed_tenants.insert(tenant);

@@ -762,19 +762,23 @@ impl Store for SqlStore {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        let mut entries = rows
-            .iter()
-            .map(|row| {
-                let envelope =
-                    EventEnvelope::from_json(&text(row, "envelope")?).map_err(|e| corrupt("outbox envelope", e))?;
-                let attempts: i64 = row.try_get("attempts").map_err(db)?;
-                Ok(OutboxEntry {
-                    seq: row.try_get("seq").map_err(db)?,
-                    envelope,
-                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Row by row: a row whose envelope cannot be read back is failed with the reason
+        // (kept for operators) and holds back nobody, not even its own tenant.
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let seq: i64 = row.try_get("seq").map_err(db)?;
+            let attempts: i64 = row.try_get("attempts").map_err(db)?;
+            match EventEnvelope::from_json(&text(row, "envelope")?) {
+                Ok(envelope) => {
+                    entries.push(OutboxEntry { seq, envelope, attempts: u32::try_from(attempts).unwrap_or(u32::MAX) });
+                }
+                Err(error) => {
+                    let reason = format!("the stored envelope cannot be read back: {error}");
+                    tracing::error!(seq, reason = reason.as_str(), "outbox row can never be published; marked failed");
+                    self.fail_outbox(seq, &reason).await?;
+                }
+            }
+        }
         entries.sort_by_key(|e| e.seq);
         Ok(entries)
     }

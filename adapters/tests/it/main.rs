@@ -127,3 +127,67 @@ async fn postgres_wakes_a_relay_in_another_process_through_listen_notify() {
         .await
         .expect("join");
 }
+
+/// A stored envelope that no longer reads back (written before a limit existed, or
+/// damaged) fails that row with its reason and holds back no one, not even its tenant.
+async fn an_unreadable_outbox_row_fails_alone(store: &dyn Store, raw_url: &str) {
+    use shared::domain::{Tenant, TenantName};
+    use shared::{EventEnvelope, EventType, Service, TenantId, Timestamp};
+
+    let mut tenants = Vec::new();
+    for name in ["Acme", "Globex"] {
+        let tenant =
+            Tenant { id: TenantId::new(), name: TenantName::parse(name).expect("name"), created_at: Timestamp::now() };
+        store.create_tenant(&tenant).await.expect("tenant");
+        tenants.push(tenant.id);
+    }
+    let event = |tenant| {
+        EventEnvelope::new(
+            tenant,
+            Service::CoreApi,
+            EventType::parse("order.placed").expect("type"),
+            Default::default(),
+        )
+    };
+    let (bad, after, other) = (event(tenants[0]), event(tenants[0]), event(tenants[1]));
+    for envelope in [&bad, &after, &other] {
+        store.append_event(envelope).await.expect("append");
+    }
+    sqlx::any::install_default_drivers();
+    let raw = sqlx::AnyPool::connect(raw_url).await.expect("raw connection");
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    sqlx::query(&format!("UPDATE outbox SET envelope = '{{\"data\": {deep}}}' WHERE event_id = '{}'", bad.id))
+        .execute(&raw)
+        .await
+        .expect("damage the row");
+    raw.close().await;
+
+    let claimed = store.claim_outbox(10, std::time::Duration::from_secs(30)).await.expect("the claim still works");
+    let ids: Vec<String> = claimed.iter().map(|e| e.envelope.id.to_string()).collect();
+    assert_eq!(ids, [after.id.to_string(), other.id.to_string()], "the rest of its tenant and the other tenant go on");
+    assert_eq!(store.outbox_backlog().await.expect("backlog"), 2, "the unreadable row is failed, not pending");
+    store.mark_published(&claimed.iter().map(|e| e.seq).collect::<Vec<_>>()).await.expect("published");
+    assert!(store.claim_outbox(10, std::time::Duration::from_secs(30)).await.expect("claim").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_outbox_row_fails_alone_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let store = SqlStore::connect(&StoreConfig::Sqlite { path: path.clone() }).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    an_unreadable_outbox_row_fails_alone(&store, &format!("sqlite://{}", path.display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_outbox_row_fails_alone_on_postgres() {
+    let url = fresh_postgres_database().await.expect("test database");
+    let config = StoreConfig::Postgres {
+        url: Secret::new(url.clone()),
+        max_connections: 4,
+        acquire_timeout: std::time::Duration::from_secs(2),
+    };
+    let store = SqlStore::connect(&config).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    an_unreadable_outbox_row_fails_alone(&store, &url).await;
+}

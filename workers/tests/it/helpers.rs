@@ -89,8 +89,10 @@ impl Env {
 pub struct Faults {
     /// Whole publish calls to fail before succeeding.
     pub failing_calls: usize,
-    /// Dedup ids (event ids) whose entries fail, every time.
+    /// Dedup ids (event ids) whose entries fail, every time, as an outage would.
     pub failing_entries: HashSet<String>,
+    /// Dedup ids whose entries the transport refuses for good (too large, invalid).
+    pub refused_entries: HashSet<String>,
 }
 
 /// Wraps the embedded transport, recording publish batch sizes and injecting faults.
@@ -114,18 +116,20 @@ impl Transport for FaultyTransport {
         batch: &[OutgoingMessage],
     ) -> Result<Vec<Result<(), TransportError>>, TransportError> {
         self.batch_sizes.lock().expect("lock").push(batch.len());
-        let failing: HashSet<String> = {
+        let (failing, refused): (HashSet<String>, HashSet<String>) = {
             let mut faults = self.faults.lock().expect("lock");
             if faults.failing_calls > 0 {
                 faults.failing_calls -= 1;
                 return Err(TransportError::Unavailable("injected outage".into()));
             }
-            faults.failing_entries.clone()
+            (faults.failing_entries.clone(), faults.refused_entries.clone())
         };
         // Like every transport, a rejected entry rejects its group's later entries too.
         let mut rejected_groups = HashSet::new();
         let (bad, good): (Vec<usize>, Vec<usize>) = (0..batch.len()).partition(|i| {
-            let reject = failing.contains(&batch[*i].dedup_id) || rejected_groups.contains(&batch[*i].group_id);
+            let reject = failing.contains(&batch[*i].dedup_id)
+                || refused.contains(&batch[*i].dedup_id)
+                || rejected_groups.contains(&batch[*i].group_id);
             if reject {
                 rejected_groups.insert(batch[*i].group_id.clone());
             }
@@ -139,7 +143,17 @@ impl Transport for FaultyTransport {
             }
         }
         for i in bad {
-            results[i] = Err(TransportError::Invalid("injected entry failure".into()));
+            let id = &batch[i].dedup_id;
+            results[i] = Err(if refused.contains(id) {
+                TransportError::Invalid("injected refusal".into())
+            } else if failing.contains(id) {
+                TransportError::Unavailable("injected entry failure".into())
+            } else {
+                TransportError::Invalid(format!(
+                    "an earlier message of group `{}` in this batch was rejected",
+                    batch[i].group_id
+                ))
+            });
         }
         Ok(results)
     }

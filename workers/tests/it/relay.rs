@@ -262,3 +262,27 @@ async fn all_forwarding_puts_everything_and_a_bus_outage_keeps_rows_for_a_retry(
     let delivered = env.drain(&env.queue(UseCase::Feedback), Duration::from_millis(100)).await;
     assert_eq!(delivered.len(), 1, "the topic's copy was delivered once (the retry's copy was a duplicate)");
 }
+
+#[tokio::test]
+async fn a_row_the_transport_refuses_for_good_is_failed_at_once_and_holds_back_no_one() {
+    let env = Env::new().await;
+    let (acme, globex) = (env.tenant("Acme").await, env.tenant("Globex").await);
+    let refused = env.append(acme, "feedback.x", 1).await;
+    let next = env.append(acme, "feedback.x", 2).await;
+    let other = env.append(globex, "feedback.x", 3).await;
+    let faults = Faults { refused_entries: [refused.id.to_string()].into_iter().collect(), ..Faults::default() };
+    let transport = Arc::new(FaultyTransport::new(env.embedded.clone(), faults));
+    let config = RelayConfig { base_backoff: Duration::from_secs(60), ..RelayConfig::default() };
+    let relay = OutboxRelay::new(env.store.clone(), transport.clone(), env.topology.clone(), config);
+    relay.run_once().await.expect("first round");
+    relay.run_once().await.expect("second round");
+    let queue = env.queue(UseCase::Feedback);
+    let mut published: Vec<_> =
+        bodies(&env.drain(&queue, Duration::from_millis(20)).await).iter().map(|e| e.id).collect();
+    published.sort();
+    let mut expected = vec![next.id, other.id];
+    expected.sort();
+    assert_eq!(published, expected, "no backoff, no 25 attempts: the tenant's next row and the other tenant's go out");
+    assert_eq!(env.store.outbox_backlog().await.expect("backlog"), 0, "the refused row is failed, not pending");
+    assert_eq!(transport.batch_sizes.lock().expect("lock").len(), 2, "one attempt for the refused row");
+}
