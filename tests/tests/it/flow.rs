@@ -135,14 +135,9 @@ async fn tenant_events_are_published_in_order_on_postgres_and_aws() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feedback_opens_one_zendesk_ticket_named_by_its_event() {
     use wiremock::matchers::{body_partial_json, method, path};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
+    use wiremock::{Mock, ResponseTemplate};
 
-    let zendesk = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/api/v2/tickets.json"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"tickets": [], "count": 0})))
-        .mount(&zendesk)
-        .await;
+    let zendesk = crate::helpers::empty_zendesk().await;
     Mock::given(method("POST"))
         .and(path("/api/v2/tickets.json"))
         .and(body_partial_json(

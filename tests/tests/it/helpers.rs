@@ -109,6 +109,21 @@ pub async fn spawn_app_behind_store_gateway(zendesk: &str) -> (TestApp, Gateway,
     (app, gateway, target)
 }
 
+/// A Zendesk on loopback that has no tickets yet (every lookup by external id finds
+/// none); the test mounts how it answers a create.
+pub async fn empty_zendesk() -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let zendesk = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/tickets.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"tickets": [], "count": 0})))
+        .mount(&zendesk)
+        .await;
+    zendesk
+}
+
 fn zendesk_config(url: &str) -> ZendeskConfig {
     ZendeskConfig { url: url.to_owned(), email: "agent@acme.example".into(), api_token: Secret::new("secret") }
 }

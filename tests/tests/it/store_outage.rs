@@ -9,13 +9,13 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::time::Instant;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 use shared::domain::FeedbackStatus;
 use shared::topology::UseCase;
 use shared::FeedbackId;
 
-use crate::helpers::{json, spawn_app_behind_store_gateway, store, Gateway};
+use crate::helpers::{empty_zendesk, json, spawn_app_behind_store_gateway, store, Gateway};
 
 const OUTAGE: Duration = Duration::from_secs(60);
 
@@ -23,12 +23,7 @@ const OUTAGE: Duration = Duration::from_secs(60);
 async fn a_minute_without_the_store_fails_nothing_that_was_accepted() {
     // A help desk that takes 150 ms a ticket keeps feedback in the worker's hands when
     // the store goes away.
-    let zendesk = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/api/v2/tickets.json"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"tickets": [], "count": 0})))
-        .mount(&zendesk)
-        .await;
+    let zendesk = empty_zendesk().await;
     Mock::given(method("POST"))
         .and(path("/api/v2/tickets.json"))
         .respond_with(
