@@ -494,13 +494,6 @@ impl Transport for EmbeddedTransport {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        tracing::warn!(
-            queue,
-            dlq = dlq.as_str(),
-            message_id = message.message_id.as_str(),
-            reason,
-            "moved a message to its dead-letter queue"
-        );
         info.wake.notify_waiters();
         if let Some(dlq_info) = self.queues.get(dlq) {
             dlq_info.wake.notify_waiters();

@@ -394,21 +394,23 @@ impl Consumer {
     }
 
     async fn dead_letter(&self, message: &ReceivedMessage, reason: &str) -> Settled {
-        tracing::warn!(
-            worker = self.handler.name(),
-            queue = self.queue(),
-            message_id = message.message_id.as_str(),
-            group = message.group_id.as_str(),
-            reason,
-            "giving up on a message: moving it to the dead-letter queue"
-        );
-        self.handler.dead_lettered(message, reason).await;
-        self.record_dead_letter(message, reason).await;
         for wait in [Duration::ZERO, Duration::from_millis(500), Duration::from_secs(2)] {
             tokio::time::sleep(wait).await;
             match self.transport.dead_letter(self.queue(), message, reason).await {
                 Ok(()) => {
+                    tracing::warn!(
+                        worker = self.handler.name(),
+                        queue = self.queue(),
+                        message_id = message.message_id.as_str(),
+                        group = message.group_id.as_str(),
+                        reason,
+                        "gave up on a message: moved it to the dead-letter queue"
+                    );
                     self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    // Reported once it is really there: a message the transport could
+                    // not move comes back, and may still succeed.
+                    self.handler.dead_lettered(message, reason).await;
+                    self.record_dead_letter(message, reason).await;
                     return Settled::DeadLettered;
                 }
                 Err(error) if error.is_retryable() => {

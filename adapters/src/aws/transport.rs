@@ -395,20 +395,7 @@ impl Transport for AwsTransport {
             .send()
             .await
             .map_err(|e| error_for(e, TransportError::UnknownQueue(dlq.clone())))?;
-        self.sqs.delete_message().queue_url(url).receipt_handle(&message.receipt.0).send().await.map_err(|error| {
-            match classify(&error) {
-                Failure::Rejected => TransportError::StaleReceipt,
-                _ => error_for(error, TransportError::UnknownQueue(queue.to_owned())),
-            }
-        })?;
-        tracing::warn!(
-            queue,
-            dlq = dlq.as_str(),
-            message_id = message.message_id.as_str(),
-            reason,
-            "moved a message to its dead-letter queue"
-        );
-        Ok(())
+        self.delete(&url, queue, &[message.receipt.0.as_str()]).await
     }
 
     async fn dead_letters(&self, dlq: &str, max: u32) -> Result<Vec<DeadLetter>, TransportError> {

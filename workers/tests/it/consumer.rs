@@ -381,3 +381,61 @@ async fn a_long_handler_keeps_its_message_invisible_with_a_heartbeat() {
     let stats = env.embedded.stats(&env.queue(UseCase::Feedback)).await.expect("stats");
     assert_eq!((stats.visible, stats.in_flight), (0, 0), "handled once and deleted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_hear_of_an_outage_while_it_lasts() {
+    let env = Env::new().await;
+    publish(env.embedded.as_ref(), &env.topology, &[("a", "during-outage")]).await;
+    let handler = Recorder::failing(Failure::Unavailable, &[("during-outage", 5)]);
+    let operators = Arc::new(crate::helpers::AlertRecorder::default());
+    let consumer = consumer(&env, handler.clone(), 4).alerting(operators.clone());
+    consumer.run_once(Duration::from_secs(1)).await.expect("run");
+    assert_eq!(handler.handled(), ["during-outage"]);
+    let alerts = operators.posted.lock().expect("lock").clone();
+    assert_eq!(alerts.len(), 1, "one alert for the outage, repeats folded: {alerts:?}");
+    assert!(alerts[0].title.contains("waiting for a dependency"), "{}", alerts[0].title);
+    assert!(alerts[0].description.contains("the store did not answer"), "{}", alerts[0].description);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_gives_a_waiting_group_back_to_the_queue() {
+    let env = Env::new().await;
+    publish(env.embedded.as_ref(), &env.topology, &[("a", "flaky"), ("a", "behind")]).await;
+    let handler = Recorder::failing(Failure::Transient, &[("flaky", 1)]);
+    let config =
+        ConsumerConfig { base_backoff: Duration::from_secs(60), ..quick_config(env.queue(UseCase::Feedback), 4) };
+    let consumer = Consumer::new(env.embedded.clone(), handler.clone(), config);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(consumer.run(shutdown.clone()));
+    while handler.runs("flaky") == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), running).await.expect("no waiting out a 60 s backoff").expect("join");
+    let stats = env.embedded.stats(&env.queue(UseCase::Feedback)).await.expect("stats");
+    assert_eq!((stats.visible, stats.in_flight), (2, 0), "both are back in the queue for the next process");
+    assert!(handler.dead_lettered.lock().expect("lock").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_transport_cannot_dead_letter_comes_back_and_is_not_reported_dead() {
+    use crate::helpers::{Faults, FaultyTransport};
+
+    let env = Env::new().await;
+    publish(env.embedded.as_ref(), &env.topology, &[("a", "garbled")]).await;
+    let faults = Faults { dead_letters_unavailable: true, ..Faults::default() };
+    let transport = Arc::new(FaultyTransport::new(env.embedded.clone(), faults));
+    let handler = Recorder::failing(Failure::Permanent, &[("garbled", 1)]);
+    let consumer = Consumer::new(transport.clone(), handler.clone(), quick_config(env.queue(UseCase::Feedback), 4));
+    consumer.run_once(Duration::from_secs(1)).await.expect("run");
+    assert!(handler.dead_lettered.lock().expect("lock").is_empty(), "not reported dead while it is not in the DLQ");
+    // Back in the queue at once; the next delivery succeeds.
+    consumer.run_once(Duration::from_secs(1)).await.expect("run");
+    assert_eq!(handler.handled(), ["garbled"]);
+    assert!(env
+        .embedded
+        .dead_letters(&env.topology.queue(UseCase::Feedback).dlq_name, 10)
+        .await
+        .expect("dlq")
+        .is_empty());
+}

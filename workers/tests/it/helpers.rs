@@ -93,6 +93,8 @@ pub struct Faults {
     pub failing_entries: HashSet<String>,
     /// Dedup ids whose entries the transport refuses for good (too large, invalid).
     pub refused_entries: HashSet<String>,
+    /// Moves to a dead-letter queue fail as in an outage.
+    pub dead_letters_unavailable: bool,
 }
 
 /// Wraps the embedded transport, recording publish batch sizes and injecting faults.
@@ -171,6 +173,9 @@ impl Transport for FaultyTransport {
     }
 
     async fn dead_letter(&self, queue: &str, message: &ReceivedMessage, reason: &str) -> Result<(), TransportError> {
+        if self.faults.lock().expect("lock").dead_letters_unavailable {
+            return Err(TransportError::Unavailable("injected outage".into()));
+        }
         self.inner.dead_letter(queue, message, reason).await
     }
 
