@@ -102,6 +102,8 @@ pub struct Layer {
     pub worker_concurrency: Option<usize>,
     /// Seconds a worker keeps a message while a platform dependency is down.
     pub worker_outage_grace_seconds: Option<u64>,
+    /// `at-least-once` (default) or `at-most-once`: whether an interrupted send is sent again.
+    pub email_delivery: Option<String>,
     /// Milliseconds a caller waits for a PostgreSQL connection before a 503.
     pub database_acquire_timeout_ms: Option<u64>,
 }
@@ -157,6 +159,7 @@ impl Layer {
             worker_concurrency,
             worker_outage_grace_seconds,
             database_acquire_timeout_ms,
+            email_delivery,
         } = top;
         Layer {
             instance: instance.or(self.instance),
@@ -207,6 +210,7 @@ impl Layer {
             worker_concurrency: worker_concurrency.or(self.worker_concurrency),
             worker_outage_grace_seconds: worker_outage_grace_seconds.or(self.worker_outage_grace_seconds),
             database_acquire_timeout_ms: database_acquire_timeout_ms.or(self.database_acquire_timeout_ms),
+            email_delivery: email_delivery.or(self.email_delivery),
         }
     }
 
@@ -290,6 +294,7 @@ impl Layer {
                 "database_acquire_timeout_ms",
                 "SWITCHYARD_DATABASE_ACQUIRE_TIMEOUT_MS",
             )?,
+            email_delivery: get("SWITCHYARD_EMAIL_DELIVERY"),
         })
     }
 
@@ -399,6 +404,13 @@ impl Layer {
             per_tenant_rate: self.email_rate_per_tenant.unwrap_or(10).max(1),
             provider_rate: self.email_rate.unwrap_or(100).max(1),
             provider: email_provider,
+            delivery: self
+                .email_delivery
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|m| invalid("email_delivery", m))?
+                .unwrap_or_default(),
         };
         let hours = |h: u64| std::time::Duration::from_secs(h.max(1).saturating_mul(3600));
         let access_requests = AccessRequestConfig {
@@ -531,6 +543,16 @@ mod tests {
         assert_eq!(config.api_addr.to_string(), "127.0.0.1:9000");
         assert_eq!(config.console_addr.to_string(), "127.0.0.1:9001");
         assert_eq!(config.store, StoreConfig::Sqlite { path: PathBuf::from("/srv/sy/switchyard.db") });
+    }
+
+    #[test]
+    fn email_delivery_is_at_least_once_unless_set() {
+        let config = |vars: &[(&str, &str)]| Layer::from_env(env(vars)).unwrap().into_config();
+        assert_eq!(config(&[]).unwrap().email.delivery, shared::config::EmailDelivery::AtLeastOnce);
+        let set = config(&[("SWITCHYARD_EMAIL_DELIVERY", "at-most-once")]).unwrap();
+        assert_eq!(set.email.delivery, shared::config::EmailDelivery::AtMostOnce);
+        let error = config(&[("SWITCHYARD_EMAIL_DELIVERY", "twice")]).unwrap_err().to_string();
+        assert!(error.contains("at-least-once"), "{error}");
     }
 
     #[test]

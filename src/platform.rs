@@ -175,13 +175,16 @@ impl Platform {
                         }),
                         provider: NonZeroU32::new(email.provider_rate).unwrap_or(NonZeroU32::MIN),
                     };
-                    Arc::new(EmailWorker::new(
-                        backends.store.clone(),
-                        backends.objects.clone(),
-                        sender,
-                        email.from.clone(),
-                        limits,
-                    ))
+                    Arc::new(
+                        EmailWorker::new(
+                            backends.store.clone(),
+                            backends.objects.clone(),
+                            sender,
+                            email.from.clone(),
+                            limits,
+                        )
+                        .with_delivery(email.delivery),
+                    )
                 }
                 None => {
                     tracing::info!(

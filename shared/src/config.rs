@@ -106,6 +106,31 @@ pub struct EmailConfig {
     pub per_tenant_rate: u32,
     pub provider_rate: u32,
     pub provider: EmailProvider,
+    pub delivery: EmailDelivery,
+}
+
+/// What the email worker does with a send an earlier attempt started and never
+/// recorded (its process died while calling the provider).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmailDelivery {
+    /// Send it again (the default): nothing is lost; a rare duplicate carries the same
+    /// event id in the provider's records (SendGrid `custom_args`, SES message tags).
+    #[default]
+    AtLeastOnce,
+    /// Record it `failed` instead: never a duplicate, sometimes an email not sent.
+    AtMostOnce,
+}
+
+impl std::str::FromStr for EmailDelivery {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "at-least-once" => Ok(Self::AtLeastOnce),
+            "at-most-once" => Ok(Self::AtMostOnce),
+            other => Err(format!("`{other}` is not a delivery; use at-least-once or at-most-once")),
+        }
+    }
 }
 
 /// Which provider sends email.
@@ -130,6 +155,7 @@ impl EmailConfig {
             per_tenant_rate: 10,
             provider_rate: 100,
             provider: EmailProvider::Unconfigured,
+            delivery: EmailDelivery::AtLeastOnce,
         }
     }
 }

@@ -1,11 +1,14 @@
 //! The email worker: sends each `email.requested` once, within rate limits per tenant
 //! and per provider, and records the outcome.
 //!
-//! Never twice: `sending` is recorded before the provider is called. A delivery that
-//! finds an earlier attempt interrupted mid-call records the email as failed ("outcome
-//! unknown") instead of sending again. Throttling and outages put the email back for a
-//! retry with backoff; a permanent rejection (4xx) fails it with the provider's reason
-//! and is not retried. Each outcome also lands as a delivery record under
+//! `sending` is recorded before the provider is called. A delivery that finds an
+//! earlier attempt interrupted mid-call (its process died) sends again by default
+//! (`EmailDelivery::AtLeastOnce`: nothing is lost, and a rare duplicate carries the
+//! same event id in the provider's records, as every send does), or, set to
+//! `AtMostOnce`, records the email failed ("outcome unknown") instead. Throttling and
+//! outages put the email back for a retry with backoff; a permanent rejection (4xx)
+//! fails it with the provider's reason and is not retried. An email whose message is
+//! dead-lettered shows `failed` with the reason until a redrive sends it. Each outcome also lands as a delivery record under
 //! `email/tenant=…/year=…/month=…/day=…/hour=…/<event id>.json`.
 
 use std::num::NonZeroU32;
@@ -15,6 +18,7 @@ use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Value};
 
+use shared::config::EmailDelivery;
 use shared::domain::{EmailAddress, EmailOutcome, EmailStatus, NewEmail};
 use shared::envelope::event_types::EMAIL_REQUESTED;
 use shared::limits::TenantRates;
@@ -39,6 +43,7 @@ pub struct EmailWorker {
     from: EmailAddress,
     per_tenant: TenantRates,
     provider: DefaultDirectRateLimiter,
+    delivery: EmailDelivery,
 }
 
 /// An email the platform itself sends because of `cause` (a confirmation, a
@@ -77,7 +82,15 @@ impl EmailWorker {
             from,
             per_tenant: limits.tenants,
             provider: RateLimiter::direct(Quota::per_second(limits.provider)),
+            delivery: EmailDelivery::default(),
         }
+    }
+
+    /// What to do with a send an earlier attempt left interrupted (at least once by default).
+    #[must_use]
+    pub fn with_delivery(mut self, delivery: EmailDelivery) -> Self {
+        self.delivery = delivery;
+        self
     }
 
     fn email(&self, envelope: &EventEnvelope) -> Result<(EmailId, Email), HandlerError> {
@@ -106,16 +119,39 @@ impl EmailWorker {
         Ok((id, email))
     }
 
-    /// Writes the delivery record, then the outcome with the inbox row.
+    fn record_key(envelope: &EventEnvelope) -> Result<ObjectKey, HandlerError> {
+        ObjectKey::partitioned("email", envelope.tenant_id, envelope.occurred_at, &format!("{}.json", envelope.id))
+            .map_err(HandlerError::permanent)
+    }
+
+    /// Records the outcome with the inbox row first, so that once the provider has
+    /// answered no retry calls it again, then writes the delivery record.
     async fn record(
         &self,
         envelope: &EventEnvelope,
         id: EmailId,
         mut outcome: EmailOutcome,
     ) -> Result<(), HandlerError> {
-        let key =
-            ObjectKey::partitioned("email", envelope.tenant_id, envelope.occurred_at, &format!("{}.json", envelope.id))
-                .map_err(HandlerError::permanent)?;
+        let key = Self::record_key(envelope)?;
+        outcome.result_key = Some(key.to_string());
+        let tenant = envelope.tenant_id;
+        if let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)? {
+            tx.set_email_outcome(tenant, id, &outcome).await.map_err(HandlerError::store)?;
+            tx.commit().await.map_err(HandlerError::store)?;
+        }
+        self.write_record(envelope, id, &outcome).await?;
+        tracing::info!(tenant_id = %tenant, email_id = %id, status = outcome.status.as_str(), "email recorded");
+        Ok(())
+    }
+
+    /// The delivery record under `email/tenant=…/…/<event id>.json` (a deterministic
+    /// key: writing it again is harmless).
+    async fn write_record(
+        &self,
+        envelope: &EventEnvelope,
+        id: EmailId,
+        outcome: &EmailOutcome,
+    ) -> Result<(), HandlerError> {
         let record = json!({
             "event_id": envelope.id,
             "tenant_id": envelope.tenant_id,
@@ -126,15 +162,24 @@ impl EmailWorker {
             "failure_reason": outcome.failure_reason,
         });
         let body = serde_json::to_vec_pretty(&record).map_err(HandlerError::permanent)?;
-        self.objects.put(&key, body, "application/json").await.map_err(HandlerError::objects)?;
-        outcome.result_key = Some(key.to_string());
-        let tenant = envelope.tenant_id;
-        if let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)? {
-            tx.set_email_outcome(tenant, id, &outcome).await.map_err(HandlerError::store)?;
-            tx.commit().await.map_err(HandlerError::store)?;
-        }
-        tracing::info!(tenant_id = %tenant, email_id = %id, status = outcome.status.as_str(), "email recorded");
-        Ok(())
+        self.objects.put(&Self::record_key(envelope)?, body, "application/json").await.map_err(HandlerError::objects)
+    }
+
+    /// A delivery of an email that already ended: its record may not have been written
+    /// (the object store failed after the outcome was stored), so it is written again
+    /// from the stored row.
+    async fn finish_record(&self, envelope: &EventEnvelope, id: EmailId) -> Result<(), HandlerError> {
+        let Some(row) = self.store.email(envelope.tenant_id, id).await.map_err(HandlerError::store)? else {
+            return Ok(());
+        };
+        let outcome = EmailOutcome {
+            status: row.status,
+            provider: row.provider.unwrap_or_else(|| "unknown".to_owned()),
+            provider_message_id: row.provider_message_id,
+            failure_reason: row.failure_reason,
+            result_key: row.result_key,
+        };
+        self.write_record(envelope, id, &outcome).await
     }
 }
 
@@ -153,15 +198,23 @@ impl Handler for EmailWorker {
         let (id, email) = self.email(&envelope)?;
         match self.store.start_email_send(tenant, id).await.map_err(HandlerError::store)? {
             SendStart::Started => {}
-            SendStart::Finished => return Ok(()),
+            SendStart::Finished => return self.finish_record(&envelope, id).await,
             SendStart::Missing => return Err(HandlerError::permanent(format!("no email {id} for tenant {tenant}"))),
+            SendStart::Interrupted if self.delivery == EmailDelivery::AtLeastOnce => {
+                tracing::warn!(
+                    tenant_id = %tenant,
+                    email_id = %id,
+                    reference = email.reference.as_str(),
+                    "an earlier attempt was interrupted while calling the provider; sending again"
+                );
+            }
             SendStart::Interrupted => {
                 let outcome = EmailOutcome {
                     status: EmailStatus::Failed,
                     provider: "unknown".to_owned(),
                     provider_message_id: None,
                     failure_reason: Some(
-                        "an earlier attempt was interrupted while calling the provider; not sent again to avoid a duplicate"
+                        "an earlier attempt was interrupted while calling the provider; not sent again (at-most-once delivery)"
                             .into(),
                     ),
                     result_key: None,
@@ -201,6 +254,14 @@ impl Handler for EmailWorker {
                 };
                 self.record(&envelope, id, outcome).await
             }
+        }
+    }
+
+    async fn dead_lettered(&self, message: &ReceivedMessage, reason: &str) {
+        let Ok(envelope) = EventEnvelope::from_json(&message.body) else { return };
+        let Ok((id, _)) = self.email(&envelope) else { return };
+        if let Err(error) = self.store.mark_email_dead_lettered(envelope.tenant_id, id, reason).await {
+            tracing::warn!(%error, tenant_id = %envelope.tenant_id, email_id = %id, "could not mark a dead-lettered email failed");
         }
     }
 }

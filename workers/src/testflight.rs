@@ -131,4 +131,14 @@ impl Handler for TestflightWorker {
         };
         self.record(&envelope, id, outcome).await
     }
+
+    /// Whoever follows the invitation sees it failed, with the reason, rather than
+    /// `accepted`; a redrive can still complete it.
+    async fn dead_lettered(&self, message: &ReceivedMessage, reason: &str) {
+        let Ok(envelope) = EventEnvelope::from_json(&message.body) else { return };
+        let Ok((id, _)) = Self::invite(&envelope) else { return };
+        if let Err(error) = self.store.mark_invitation_dead_lettered(envelope.tenant_id, id, reason).await {
+            tracing::warn!(%error, tenant_id = %envelope.tenant_id, invitation_id = %id, "could not mark a dead-lettered invitation failed");
+        }
+    }
 }

@@ -580,11 +580,46 @@ impl Store for SqlStore {
         if started {
             return Ok(SendStart::Started);
         }
+        // A dead-lettered email (failed, but no provider ever answered) starts again
+        // when its message is redriven.
+        let redriven = sqlx::query(
+            "UPDATE emails SET status = $1, failure_reason = NULL, updated_at = $2
+             WHERE tenant_id = $3 AND id = $4 AND status = $5 AND provider IS NULL",
+        )
+        .bind(EmailStatus::Sending.as_str())
+        .bind(Timestamp::now().as_millis())
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .bind(EmailStatus::Failed.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        if redriven.rows_affected() == 1 {
+            return Ok(SendStart::Started);
+        }
         Ok(match self.email(tenant, id).await?.map(|e| e.status) {
             None => SendStart::Missing,
             Some(EmailStatus::Sending) => SendStart::Interrupted,
             Some(_) => SendStart::Finished,
         })
+    }
+
+    async fn mark_email_dead_lettered(&self, tenant: TenantId, id: EmailId, reason: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE emails SET status = $1, failure_reason = $2, updated_at = $3
+             WHERE tenant_id = $4 AND id = $5 AND status IN ($6, $7)",
+        )
+        .bind(EmailStatus::Failed.as_str())
+        .bind(reason)
+        .bind(Timestamp::now().as_millis())
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .bind(EmailStatus::Accepted.as_str())
+        .bind(EmailStatus::Sending.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
     }
 
     async fn retry_email_send(&self, tenant: TenantId, id: EmailId) -> Result<(), StoreError> {
@@ -691,6 +726,15 @@ impl Store for SqlStore {
 
     async fn invitation(&self, tenant: TenantId, id: InvitationId) -> Result<Option<InvitationRecord>, StoreError> {
         testflight::get(&self.pool, tenant, id).await
+    }
+
+    async fn mark_invitation_dead_lettered(
+        &self,
+        tenant: TenantId,
+        id: InvitationId,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        testflight::mark_dead_lettered(&self.pool, tenant, id, reason).await
     }
 
     async fn set_webhook_secret(&self, tenant: TenantId, source: &str, secret: &str) -> Result<(), StoreError> {

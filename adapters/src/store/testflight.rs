@@ -79,6 +79,28 @@ pub(super) async fn get(
     row.as_ref().map(from_row).transpose()
 }
 
+pub(super) async fn mark_dead_lettered(
+    pool: &AnyPool,
+    tenant: TenantId,
+    id: InvitationId,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE testflight_invitations SET status = $1, failure_reason = $2, updated_at = $3
+         WHERE tenant_id = $4 AND id = $5 AND status = $6",
+    )
+    .bind(InvitationStatus::Failed.as_str())
+    .bind(reason)
+    .bind(Timestamp::now().as_millis())
+    .bind(tenant.to_string())
+    .bind(id.to_string())
+    .bind(InvitationStatus::Accepted.as_str())
+    .execute(pool)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
 pub(super) async fn set_outcome(
     tx: &mut Transaction<'static, Any>,
     tenant: TenantId,

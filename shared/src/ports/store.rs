@@ -156,6 +156,10 @@ pub trait Store: Send + Sync + 'static {
     /// Undoes `start_email_send` after a provider answered that nothing was sent
     /// (throttled, unavailable), so a later delivery may send.
     async fn retry_email_send(&self, tenant: TenantId, id: EmailId) -> Result<(), StoreError>;
+    /// Shows an email the worker gave up on (moved to its dead-letter queue) as
+    /// `failed` with `reason`, unless it already ended. A later `start_email_send` (the
+    /// message redriven) starts it again.
+    async fn mark_email_dead_lettered(&self, tenant: TenantId, id: EmailId, reason: &str) -> Result<(), StoreError>;
 
     /// Stores an analytics batch (its events travel in `envelopes`, one per chunk) with
     /// those envelopes' outbox rows, in one transaction.
@@ -233,6 +237,14 @@ pub trait Store: Send + Sync + 'static {
         envelope: &EventEnvelope,
     ) -> Result<(), StoreError>;
     async fn invitation(&self, tenant: TenantId, id: InvitationId) -> Result<Option<InvitationRecord>, StoreError>;
+    /// Shows an invitation the worker gave up on as `failed` with `reason`, unless it
+    /// already ended; a redriven message can still complete it.
+    async fn mark_invitation_dead_lettered(
+        &self,
+        tenant: TenantId,
+        id: InvitationId,
+        reason: &str,
+    ) -> Result<(), StoreError>;
 
     /// Sets (or replaces) the secret webhooks from `source` are signed with for `tenant`.
     async fn set_webhook_secret(&self, tenant: TenantId, source: &str, secret: &str) -> Result<(), StoreError>;

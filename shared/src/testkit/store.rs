@@ -541,6 +541,17 @@ async fn emails(store: Arc<dyn Store>) {
     assert_eq!(store.start_email_send(acme.id, first.id).await.expect("start"), SendStart::Started);
     assert_eq!(store.start_email_send(globex.id, first.id).await.expect("start"), SendStart::Missing);
 
+    // Dead-lettered: shown failed with the reason; a redrive starts it again.
+    store.mark_email_dead_lettered(globex.id, first.id, "not yours").await.expect("another tenant's: a no-op");
+    store.mark_email_dead_lettered(acme.id, first.id, "provider down (after 3 attempts)").await.expect("mark");
+    let dead = store.email(acme.id, first.id).await.expect("get").expect("present");
+    assert_eq!(
+        (dead.status, dead.failure_reason.as_deref()),
+        (EmailStatus::Failed, Some("provider down (after 3 attempts)"))
+    );
+    assert_eq!(store.start_email_send(acme.id, first.id).await.expect("start"), SendStart::Started, "redriven");
+    assert_eq!(store.email(acme.id, first.id).await.expect("get").expect("present").failure_reason, None);
+
     let mut tx = store.begin_once("email", acme.id, event.id).await.expect("begin").expect("first");
     let outcome = EmailOutcome {
         status: EmailStatus::Sent,
@@ -554,4 +565,10 @@ async fn emails(store: Arc<dyn Store>) {
     let sent = store.email(acme.id, first.id).await.expect("get").expect("present");
     assert_eq!((sent.status, sent.provider_message_id.as_deref()), (EmailStatus::Sent, Some("msg-1")));
     assert_eq!(store.start_email_send(acme.id, first.id).await.expect("start"), SendStart::Finished);
+    store.mark_email_dead_lettered(acme.id, first.id, "late").await.expect("mark");
+    assert_eq!(
+        store.email(acme.id, first.id).await.expect("get").expect("present").status,
+        EmailStatus::Sent,
+        "an email that ended keeps its outcome"
+    );
 }

@@ -231,6 +231,19 @@ pub(super) async fn invitations(store: Arc<dyn Store>) {
     );
     assert_eq!(store.invitation(globex.id, invitation.id).await.expect("get"), None, "tenant-scoped");
 
+    // Dead-lettered: shown failed with the reason; the redriven message still completes it.
+    store.mark_invitation_dead_lettered(globex.id, invitation.id, "not yours").await.expect("a no-op");
+    assert_eq!(
+        store.invitation(acme.id, invitation.id).await.expect("get").expect("present").status,
+        InvitationStatus::Accepted
+    );
+    store.mark_invitation_dead_lettered(acme.id, invitation.id, "throttled (after 3 attempts)").await.expect("mark");
+    let dead = store.invitation(acme.id, invitation.id).await.expect("get").expect("present");
+    assert_eq!(
+        (dead.status, dead.failure_reason.as_deref()),
+        (InvitationStatus::Failed, Some("throttled (after 3 attempts)"))
+    );
+
     let mut tx = store.begin_once("testflight", acme.id, requested.id).await.expect("begin").expect("first");
     let outcome = InvitationOutcome {
         status: InvitationStatus::Invited,

@@ -12,7 +12,7 @@ use shared::domain::{EmailAddress, EmailStatus, NewEmail};
 use shared::envelope::event_types::EMAIL_REQUESTED;
 use shared::limits::{per_second, TenantRates};
 use shared::ports::providers::{Email, EmailReceipt, EmailSender, ProviderError};
-use shared::ports::SendStart;
+use shared::ports::{SendStart, Transport};
 use shared::{EmailId, EventEnvelope, EventType, Service, TenantId};
 use workers::email::{EmailLimits, EmailWorker};
 use workers::{Handler, HandlerError};
@@ -25,6 +25,8 @@ struct ScriptedSender {
     error: ProviderError,
     calls: AtomicUsize,
     sent: AtomicUsize,
+    /// The `reference` (event id) of every call.
+    references: std::sync::Mutex<Vec<String>>,
 }
 
 impl ScriptedSender {
@@ -34,14 +36,16 @@ impl ScriptedSender {
             error,
             calls: AtomicUsize::new(0),
             sent: AtomicUsize::new(0),
+            references: std::sync::Mutex::default(),
         })
     }
 }
 
 #[async_trait]
 impl EmailSender for ScriptedSender {
-    async fn send(&self, _email: &Email) -> Result<EmailReceipt, ProviderError> {
+    async fn send(&self, email: &Email) -> Result<EmailReceipt, ProviderError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        self.references.lock().expect("lock").push(email.reference.clone());
         if self.failures.load(Ordering::SeqCst) > 0 {
             self.failures.fetch_sub(1, Ordering::SeqCst);
             return Err(self.error.clone());
@@ -129,18 +133,67 @@ async fn a_permanent_rejection_fails_the_email_without_retrying() {
 }
 
 #[tokio::test]
-async fn an_attempt_interrupted_mid_send_is_never_sent_again() {
+async fn an_attempt_interrupted_mid_send_is_sent_again_with_its_event_id() {
     let env = Env::new().await;
     let tenant = env.tenant("Acme").await;
     let (id, envelope) = submit(&env, tenant).await;
     // A previous worker recorded `sending`, then died before recording the outcome.
     assert_eq!(env.store.start_email_send(tenant, id).await.expect("start"), SendStart::Started);
     let sender = ScriptedSender::new(0, ProviderError::Unavailable { provider: "scripted", detail: String::new() });
-    worker(&env, sender.clone(), 100).handle(&delivery(&envelope, 2)).await.expect("recorded");
+    worker(&env, sender.clone(), 100).handle(&delivery(&envelope, 2)).await.expect("sent");
+    assert_eq!(sender.sent.load(Ordering::SeqCst), 1, "at least once: nothing is lost");
+    assert_eq!(*sender.references.lock().expect("lock"), [envelope.id.to_string()], "a duplicate is traceable");
+    let stored = env.store.email(tenant, id).await.expect("get").expect("present");
+    assert_eq!((stored.status, stored.failure_reason), (EmailStatus::Sent, None));
+}
+
+#[tokio::test]
+async fn at_most_once_an_interrupted_attempt_is_failed_and_never_sent_again() {
+    let env = Env::new().await;
+    let tenant = env.tenant("Acme").await;
+    let (id, envelope) = submit(&env, tenant).await;
+    assert_eq!(env.store.start_email_send(tenant, id).await.expect("start"), SendStart::Started);
+    let sender = ScriptedSender::new(0, ProviderError::Unavailable { provider: "scripted", detail: String::new() });
+    let worker = worker(&env, sender.clone(), 100).with_delivery(shared::config::EmailDelivery::AtMostOnce);
+    worker.handle(&delivery(&envelope, 2)).await.expect("recorded");
     assert_eq!(sender.calls.load(Ordering::SeqCst), 0, "not sent a second time");
     let stored = env.store.email(tenant, id).await.expect("get").expect("present");
     assert_eq!(stored.status, EmailStatus::Failed);
     assert!(stored.failure_reason.as_deref().is_some_and(|r| r.contains("interrupted")));
+}
+
+#[tokio::test]
+async fn a_sent_email_whose_record_could_not_be_written_is_not_sent_again() {
+    use crate::helpers::CountingObjects;
+
+    let env = Env::new().await;
+    let tenant = env.tenant("Acme").await;
+    let (id, envelope) = submit(&env, tenant).await;
+    let sender = ScriptedSender::new(0, ProviderError::Unavailable { provider: "scripted", detail: String::new() });
+    let objects = Arc::new(CountingObjects {
+        inner: FilesystemObjectStore::new(env.dir.path().join("objects")),
+        puts: AtomicUsize::new(0),
+        fail_first: 1,
+    });
+    let worker = EmailWorker::new(
+        env.store.clone(),
+        objects.clone(),
+        sender.clone(),
+        EmailAddress::parse("no-reply@acme.example").expect("from"),
+        limits(&env, 100, ""),
+    );
+    let error = worker.handle(&delivery(&envelope, 1)).await.expect_err("the object store is down");
+    assert!(matches!(error, HandlerError::Unavailable(_)), "{error:?}");
+    worker.handle(&delivery(&envelope, 1)).await.expect("the retry finishes the record");
+    assert_eq!(sender.calls.load(Ordering::SeqCst), 1, "delivered once, and not labelled failed");
+    let stored = env.store.email(tenant, id).await.expect("get").expect("present");
+    assert_eq!(stored.status, EmailStatus::Sent);
+    let key = shared::ObjectKey::parse(stored.result_key.as_deref().expect("key")).expect("key");
+    let record: serde_json::Value = serde_json::from_slice(
+        &shared::ports::ObjectStore::get(objects.as_ref(), &key).await.expect("get").expect("the delivery record"),
+    )
+    .expect("json");
+    assert_eq!(record["status"], "sent");
 }
 
 #[tokio::test]
@@ -207,8 +260,23 @@ async fn a_provider_that_is_always_down_dead_letters_the_email_and_alerts() {
     let sender =
         ScriptedSender::new(usize::MAX, ProviderError::Unavailable { provider: "scripted", detail: "503".into() });
     let worker = Arc::new(worker(&env, sender.clone(), 100));
-    crate::helpers::assert_dead_lettered_and_alerted(&env, shared::topology::UseCase::Email, worker, &envelope).await;
+    crate::helpers::assert_dead_lettered_and_alerted(&env, shared::topology::UseCase::Email, worker.clone(), &envelope)
+        .await;
     assert_eq!(sender.sent.load(Ordering::SeqCst), 0);
-    let status = env.store.email(tenant, id).await.expect("get").expect("present").status;
-    assert_eq!(status, EmailStatus::Accepted, "never sent, ready for a redrive");
+    let stored = env.store.email(tenant, id).await.expect("get").expect("present");
+    assert_eq!(stored.status, EmailStatus::Failed, "shown failed, as feedback is");
+    assert!(stored.failure_reason.as_deref().is_some_and(|r| r.contains("503")), "with the reason: {stored:?}");
+
+    // The provider is back and an operator redrives: the email is sent after all.
+    sender.failures.store(0, Ordering::SeqCst);
+    let dlq = env.topology.queue(shared::topology::UseCase::Email).dlq_name.clone();
+    assert_eq!(env.embedded.redrive(&dlq).await.expect("redrive"), 1);
+    let consumer = workers::Consumer::new(
+        env.embedded.clone(),
+        worker,
+        workers::ConsumerConfig::new(env.queue(shared::topology::UseCase::Email)),
+    );
+    consumer.run_once(Duration::from_secs(1)).await.expect("run");
+    assert_eq!(sender.sent.load(Ordering::SeqCst), 1);
+    assert_eq!(env.store.email(tenant, id).await.expect("get").expect("present").status, EmailStatus::Sent);
 }

@@ -153,6 +153,11 @@ async fn app_store_connect_always_failing_dead_letters_the_invitation_and_alerts
     let down =
         ScriptedTesters::new(usize::MAX, ProviderError::Unavailable { provider: "scripted", detail: "503".into() });
     assert_dead_lettered_and_alerted(&env, UseCase::Testflight, Arc::new(worker(&env, down, 3_600)), &envelope).await;
-    let status = env.store.invitation(tenant, id).await.expect("get").expect("present").status;
-    assert_eq!(status, InvitationStatus::Accepted, "nothing recorded");
+    let stored = env.store.invitation(tenant, id).await.expect("get").expect("present");
+    assert_eq!(stored.status, InvitationStatus::Failed, "shown failed, as feedback is");
+    assert!(stored.failure_reason.as_deref().is_some_and(|r| r.contains("503")), "with the reason: {stored:?}");
+    assert!(
+        !env.store.applied("testflight", tenant, envelope.id).await.expect("applied"),
+        "not applied, so a redrive still invites"
+    );
 }
