@@ -155,6 +155,8 @@ pub struct Monitor {
     pub lag_threshold: u64,
     /// Dead letters seen per DLQ at the last check.
     seen: HashMap<String, u64>,
+    /// Outbox rows given up on, at the last check.
+    failed_rows: u64,
     /// Each worker process's counts at the last check (from the store's reports).
     worker_counts: HashMap<(String, String), (u64, u64)>,
     /// A worker failing more than this share of at least `min_samples` messages
@@ -176,6 +178,7 @@ impl Monitor {
             alerter,
             lag_threshold: 1_000,
             seen: HashMap::new(),
+            failed_rows: 0,
             worker_counts: HashMap::new(),
             failure_threshold: 0.5,
             min_samples: 10,
@@ -358,6 +361,7 @@ impl Monitor {
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "could not read the outbox backlog"),
         }
+        self.check_failed_rows(now).await;
         self.alert_tenants(now).await;
         self.check_workers(now).await;
         self.check_access_requests(now).await;
@@ -366,6 +370,36 @@ impl Monitor {
             for (_, alerter) in tenants.alerters.values_mut() {
                 alerter.flush(now).await;
             }
+        }
+    }
+
+    /// Alerts when the relay gave up on more outbox rows since the last check: events
+    /// that were accepted and will not be published unless an operator acts.
+    async fn check_failed_rows(&mut self, now: Instant) {
+        let count = match self.store.failed_outbox().await {
+            Ok(count) => count,
+            Err(error) => {
+                tracing::warn!(%error, "could not count failed outbox rows");
+                return;
+            }
+        };
+        let before = std::mem::replace(&mut self.failed_rows, count);
+        if count > before {
+            let alert = Alert {
+                title: "Events that cannot be published".into(),
+                description: format!(
+                    "{} accepted event(s) were given up on by the outbox relay (unreadable, or refused by the transport); \
+                     they stay in the outbox, marked failed with the reason.",
+                    count - before
+                ),
+                fields: vec![
+                    ("failed rows".into(), count.to_string()),
+                    ("instance".into(), self.topology.instance.as_str().to_owned()),
+                ],
+                colour: RED,
+                url: None,
+            };
+            self.alerter.raise("outbox-failed", alert, now).await;
         }
     }
 

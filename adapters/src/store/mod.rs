@@ -869,6 +869,16 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn failed_outbox(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM outbox WHERE failed_at IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?
+            .try_get(0)
+            .map_err(db)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     async fn outbox_backlog(&self) -> Result<u64, StoreError> {
         let count: i64 = sqlx::query("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL AND failed_at IS NULL")
             .fetch_one(&self.pool)

@@ -263,6 +263,8 @@ pub trait Store: Send + Sync + 'static {
     async fn fail_outbox(&self, seq: i64, error: &str) -> Result<(), StoreError>;
     /// Rows not yet published (failed rows excluded).
     async fn outbox_backlog(&self) -> Result<u64, StoreError>;
+    /// Rows given up on (`fail_outbox`, or unreadable when claimed), for alerts.
+    async fn failed_outbox(&self) -> Result<u64, StoreError>;
     /// Resolves when rows may have been added since the previous call returned. It is
     /// level-triggered (a notification that arrives while nobody waits is kept), so a
     /// relay that checks, finds nothing and then waits never misses an insert. Callers

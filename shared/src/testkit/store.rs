@@ -381,6 +381,7 @@ async fn outbox_tenant_order(store: Arc<dyn Store>) {
     let after = store.claim_outbox(10, Duration::from_secs(30)).await.expect("claim");
     assert_eq!(after.iter().map(|e| e.envelope.id).collect::<Vec<_>>(), vec![a2.id, a3.id]);
     assert_eq!(store.outbox_backlog().await.expect("backlog"), 3, "a2, a3 and g1 are pending; a1 has failed");
+    assert_eq!(store.failed_outbox().await.expect("failed"), 1, "a1 is counted as failed");
 }
 
 async fn concurrent_claims(store: Arc<dyn Store>) {

@@ -191,3 +191,24 @@ async fn a_tenant_with_its_own_webhook_hears_of_its_dead_letters_and_others_do_n
     assert!(!told.iter().any(|a| a.fields.iter().any(|(_, v)| v == "poison-globex")), "Globex has no webhook");
     assert_eq!(*urls.lock().expect("lock"), [hook.to_owned()], "posted to Acme's own webhook");
 }
+
+#[tokio::test]
+async fn an_event_the_relay_gives_up_on_is_alerted_once() {
+    use crate::helpers::{Faults, FaultyTransport};
+    use workers::{OutboxRelay, RelayConfig};
+
+    let env = Env::new().await;
+    let acme = env.tenant("Acme").await;
+    let refused = env.append(acme, "feedback.x", 1).await;
+    let faults = Faults { refused_entries: [refused.id.to_string()].into_iter().collect(), ..Faults::default() };
+    let transport = Arc::new(FaultyTransport::new(env.embedded.clone(), faults));
+    let relay = OutboxRelay::new(env.store.clone(), transport, env.topology.clone(), RelayConfig::default());
+    relay.run_once().await.expect("round");
+
+    let operators = Arc::new(Recorder::default());
+    let mut monitor = env.monitor(operators.clone());
+    monitor.check(Instant::now()).await;
+    monitor.check(Instant::now() + Duration::from_secs(600)).await;
+    let titles: Vec<String> = operators.posted.lock().expect("lock").iter().map(|a| a.title.clone()).collect();
+    assert_eq!(titles, ["Events that cannot be published"], "once, not on every check");
+}
