@@ -104,6 +104,8 @@ pub struct Layer {
     pub worker_outage_grace_seconds: Option<u64>,
     /// `at-least-once` (default) or `at-most-once`: whether an interrupted send is sent again.
     pub email_delivery: Option<String>,
+    /// Comma-separated hosts tenants' alert webhooks may point at (Discord's by default).
+    pub alert_webhook_hosts: Option<String>,
     /// Milliseconds a caller waits for a PostgreSQL connection before a 503.
     pub database_acquire_timeout_ms: Option<u64>,
 }
@@ -160,6 +162,7 @@ impl Layer {
             worker_outage_grace_seconds,
             database_acquire_timeout_ms,
             email_delivery,
+            alert_webhook_hosts,
         } = top;
         Layer {
             instance: instance.or(self.instance),
@@ -211,6 +214,7 @@ impl Layer {
             worker_outage_grace_seconds: worker_outage_grace_seconds.or(self.worker_outage_grace_seconds),
             database_acquire_timeout_ms: database_acquire_timeout_ms.or(self.database_acquire_timeout_ms),
             email_delivery: email_delivery.or(self.email_delivery),
+            alert_webhook_hosts: alert_webhook_hosts.or(self.alert_webhook_hosts),
         }
     }
 
@@ -295,6 +299,7 @@ impl Layer {
                 "SWITCHYARD_DATABASE_ACQUIRE_TIMEOUT_MS",
             )?,
             email_delivery: get("SWITCHYARD_EMAIL_DELIVERY"),
+            alert_webhook_hosts: get("SWITCHYARD_ALERT_WEBHOOK_HOSTS"),
         })
     }
 
@@ -463,6 +468,14 @@ impl Layer {
             let text = value.unwrap_or_else(|| default.to_owned());
             text.parse().map_err(|e| invalid(setting, format!("`{text}` is not an address like 127.0.0.1:8080 ({e})")))
         };
+        let mut webhooks = shared::domain::WebhookPolicy::default();
+        if let Some(hosts) = &self.alert_webhook_hosts {
+            webhooks.allowed_hosts =
+                hosts.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect();
+            if webhooks.allowed_hosts.is_empty() {
+                return Err(invalid("alert_webhook_hosts", "names no host".into()));
+            }
+        }
         Ok(Config {
             instance,
             environment,
@@ -478,6 +491,7 @@ impl Layer {
             capture_dir: self.capture_dir,
             discord_webhook: self.discord_webhook_url.map(Secret::new),
             admin_token: self.admin_token.map(Secret::new),
+            webhooks,
             alarms_queue: self.alarms_queue,
             access_requests,
             email,

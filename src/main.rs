@@ -297,6 +297,8 @@ async fn run_dev(mut config: shared::config::Config, data_dir: &Path) -> anyhow:
         None => dev::dev_admin_token(data_dir),
     };
     config.admin_token = Some(shared::config::Secret::new(admin_token.clone()));
+    // Local tools may take alerts on loopback.
+    config.webhooks.loopback_http = true;
     let topology = config.topology()?;
     let backends = Backends::open(&config, &topology).await?;
     let platform = Platform::with_backends(config.clone(), topology, backends.clone(), Component::all())?;

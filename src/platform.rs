@@ -326,6 +326,7 @@ impl Platform {
                 admin_token: self.config.admin_token.clone(),
                 plans: self.config.plans.clone(),
                 captures: adapters::open_captures(&self.config),
+                webhooks: self.config.webhooks.clone(),
             };
             let console = control_plane::server(listener, state)?;
             handles.push(console.handle());

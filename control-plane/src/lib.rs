@@ -32,6 +32,8 @@ pub struct ConsoleState {
     pub plans: Plans,
     /// Provider calls captured instead of made (`dev`), for operators to look at.
     pub captures: Option<Arc<dyn CapturedCalls>>,
+    /// Which URLs a tenant's alert webhook may have.
+    pub webhooks: shared::domain::WebhookPolicy,
 }
 
 impl ConsoleState {

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use core_api::problem::FieldError;
 use core_api::ApiError;
-use shared::domain::{parse_webhook_url, PlanName, TenantSettings};
+use shared::domain::{PlanName, TenantSettings};
 use shared::TenantId;
 
 use crate::ConsoleState;
@@ -57,7 +57,7 @@ fn apply(body: &Map<String, Value>, state: &ConsoleState, settings: &mut TenantS
     match body.get("alert_webhook_url") {
         None => {}
         Some(Value::Null) => settings.alert_webhook_url = None,
-        Some(Value::String(url)) => match parse_webhook_url(url) {
+        Some(Value::String(url)) => match state.webhooks.parse(url) {
             Ok(url) => settings.alert_webhook_url = Some(url),
             Err(detail) => errors.push(FieldError::new("alert_webhook_url", detail)),
         },

@@ -332,6 +332,8 @@ pub struct Config {
     pub alarms_queue: Option<String>,
     /// Operators' bearer token for the control plane's JSON API; none refuses every call.
     pub admin_token: Option<Secret>,
+    /// Which URLs tenants' alert webhooks may have.
+    pub webhooks: crate::domain::WebhookPolicy,
     pub access_requests: AccessRequestConfig,
     /// Where the capture provider stores provider calls that have no real provider
     /// configured (`switchyard dev`); none in production.
@@ -366,6 +368,7 @@ impl Config {
             plans: Plans::default(),
             discord_webhook: None,
             admin_token: None,
+            webhooks: crate::domain::WebhookPolicy::default(),
             alarms_queue: None,
             access_requests: AccessRequestConfig::default(),
             capture_dir: None,

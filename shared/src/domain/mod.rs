@@ -72,13 +72,86 @@ impl fmt::Display for PlanName {
     }
 }
 
-/// A webhook URL (Discord's, for alerts): `https://…`, or `http://` to a loopback host.
-pub fn parse_webhook_url(value: &str) -> Result<String, String> {
-    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|p| value.starts_with(p));
-    if (value.starts_with("https://") || loopback) && value.len() <= 2_000 && !value.chars().any(char::is_whitespace) {
-        Ok(value.to_owned())
-    } else {
-        Err("must be an https:// URL".into())
+/// Which URLs a tenant's alert webhook may have: https to the allowed hosts (Discord's
+/// unless configured otherwise), and plain http to a loopback host only where allowed
+/// (`switchyard dev`). The URL is parsed, not matched by prefix, so
+/// `http://localhost@evil.example/` is the host `evil.example`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookPolicy {
+    /// Host names, exactly (no wildcards).
+    pub allowed_hosts: Vec<String>,
+    pub loopback_http: bool,
+}
+
+/// Discord's webhook hosts.
+pub const DISCORD_WEBHOOK_HOSTS: [&str; 4] = ["discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com"];
+
+impl Default for WebhookPolicy {
+    fn default() -> Self {
+        Self { allowed_hosts: DISCORD_WEBHOOK_HOSTS.iter().map(|h| (*h).to_owned()).collect(), loopback_http: false }
+    }
+}
+
+impl WebhookPolicy {
+    /// The URL as given when the policy admits it, else why not.
+    pub fn parse(&self, value: &str) -> Result<String, String> {
+        if value.len() > 2_000 {
+            return Err("must be at most 2,000 characters".into());
+        }
+        let url = url::Url::parse(value).map_err(|e| format!("is not a URL: {e}"))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not carry credentials before the host".into());
+        }
+        let loopback = match url.host() {
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback && self.loopback_http => return Ok(value.to_owned()),
+            _ => return Err("must be an https:// URL".into()),
+        }
+        let host = url.host_str().unwrap_or_default();
+        if self.allowed_hosts.iter().any(|allowed| allowed.eq_ignore_ascii_case(host)) {
+            Ok(value.to_owned())
+        } else {
+            Err(format!("must point at one of {} (host `{host}` is not allowed)", self.allowed_hosts.join(", ")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod webhook_policy {
+    use super::WebhookPolicy;
+
+    #[test]
+    fn only_allowed_hosts_over_https_and_loopback_http_only_where_allowed() {
+        let policy = WebhookPolicy::default();
+        assert!(policy.parse("https://discord.com/api/webhooks/1/t").is_ok());
+        assert!(policy.parse("https://DISCORD.com/api/webhooks/1/t").is_ok());
+        for bad in [
+            "http://localhost@evil.example/hook",
+            "https://localhost@evil.example/hook",
+            "https://discord.com@evil.example/hook",
+            "https://discord.com.evil.example/hook",
+            "https://evil.example/hook",
+            "http://discord.com/api/webhooks/1/t",
+            "ftp://discord.com/x",
+            "http://127.0.0.1:9/hook",
+            "not a url",
+        ] {
+            assert!(policy.parse(bad).is_err(), "{bad}");
+        }
+        let dev = WebhookPolicy { loopback_http: true, ..WebhookPolicy::default() };
+        assert!(dev.parse("http://127.0.0.1:9/hook").is_ok());
+        assert!(dev.parse("http://[::1]:9/hook").is_ok());
+        assert!(dev.parse("http://localhost@evil.example/hook").is_err(), "credentials are refused");
+        assert!(dev.parse("http://evil.example/hook").is_err());
+        let custom = WebhookPolicy { allowed_hosts: vec!["hooks.slack.com".into()], loopback_http: false };
+        assert!(custom.parse("https://hooks.slack.com/services/x").is_ok());
+        assert!(custom.parse("https://discord.com/api/webhooks/1/t").is_err());
     }
 }
 

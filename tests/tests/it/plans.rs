@@ -52,6 +52,8 @@ async fn tenant_settings_are_validated_and_operator_only() {
         (json!({"plan": "gold"}), "plan"),
         (json!({"plan": 3}), "plan"),
         (json!({"alert_webhook_url": "ftp://example.com/hook"}), "alert_webhook_url"),
+        (json!({"alert_webhook_url": "http://localhost@evil.example/hook"}), "alert_webhook_url"),
+        (json!({"alert_webhook_url": "https://discord.com.evil.example/api/webhooks/1/t"}), "alert_webhook_url"),
         (json!({"colour": "blue"}), "colour"),
     ] {
         let response = patch(&app, &acme, Some(ADMIN_TOKEN), &body).await;
