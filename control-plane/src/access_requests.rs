@@ -101,20 +101,11 @@ pub(crate) async fn approve(
 pub(crate) async fn reject(
     request: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
     // The body is optional: empty, or a JSON object with a `reason`.
-    let body: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
-        Map::new()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => return Err(ApiError::Validation(vec![FieldError::new("(body)", "must be a JSON object")])),
-            Err(error) => return Err(ApiError::MalformedJson(error.to_string())),
-        }
-    };
-    core_api::body::check_shape(&body)?;
+    let body = core_api::body::optional_json_object(&request, payload).await?;
     let reason = match body.get("reason") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => {

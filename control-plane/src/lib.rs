@@ -70,6 +70,7 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    core_api::problem::extractor_errors(cfg);
     cfg.route("/health", web::get().to(health))
         .route("/livez", web::get().to(core_api::liveness))
         .route("/readyz", web::get().to(ready))

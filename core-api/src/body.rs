@@ -96,8 +96,40 @@ pub async fn json_object(request: &HttpRequest, payload: web::Payload) -> Result
 /// Reads the body as a JSON object, keeping the exact bytes (for signatures).
 pub(crate) async fn json_object_and_bytes(
     request: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> Result<(Map<String, Value>, web::Bytes), ApiError> {
+    let bytes = read_limited(request, payload).await?;
+    if !is_json(request) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    parse_object(&bytes).map(|map| (map, bytes))
+}
+
+/// Reads an optional JSON object: an empty (or all-blank) body is an empty object.
+pub async fn optional_json_object(
+    request: &HttpRequest,
+    payload: web::Payload,
+) -> Result<Map<String, Value>, ApiError> {
+    let bytes = read_limited(request, payload).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    if !is_json(request) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    parse_object(&bytes)
+}
+
+fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => check_shape(&map).map(|()| map),
+        Ok(_) => Err(ApiError::Validation(vec![FieldError::new("(body)", "must be a JSON object")])),
+        Err(error) => Err(ApiError::MalformedJson(error.to_string())),
+    }
+}
+
+/// The body, up to [`MAX_BODY_BYTES`] (413 past it, without reading the rest).
+async fn read_limited(request: &HttpRequest, mut payload: web::Payload) -> Result<web::Bytes, ApiError> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -114,13 +146,5 @@ pub(crate) async fn json_object_and_bytes(
         }
         bytes.extend_from_slice(&chunk);
     }
-    if !is_json(request) {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let bytes = bytes.freeze();
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => check_shape(&map).map(|()| (map, bytes)),
-        Ok(_) => Err(ApiError::Validation(vec![FieldError::new("(body)", "must be a JSON object")])),
-        Err(error) => Err(ApiError::MalformedJson(error.to_string())),
-    }
+    Ok(bytes.freeze())
 }

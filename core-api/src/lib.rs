@@ -88,6 +88,7 @@ pub async fn readiness(store: &dyn Store) -> Result<actix_web::HttpResponse, Api
 
 /// Registers the API's routes (used by the server and by in-process tests).
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    problem::extractor_errors(cfg);
     cfg.route("/health", web::get().to(routes::health))
         .route("/livez", web::get().to(liveness))
         .route("/readyz", web::get().to(routes::ready))

@@ -106,6 +106,18 @@ impl ApiError {
     }
 }
 
+/// Makes the errors of actix's own extractors problem+json like every other error:
+/// a query string that does not parse (a duplicated parameter, a wrong type) is a 400
+/// naming `(query)`, a path that does not parse is a 404.
+pub fn extractor_errors(cfg: &mut actix_web::web::ServiceConfig) {
+    use actix_web::web::{PathConfig, QueryConfig};
+    cfg.app_data(
+        QueryConfig::default()
+            .error_handler(|error, _| ApiError::Validation(vec![FieldError::new("(query)", error.to_string())]).into()),
+    )
+    .app_data(PathConfig::default().error_handler(|error, _| ApiError::NotFound(format!("path: {error}")).into()));
+}
+
 /// Logs an error with its whole cause chain.
 fn log_chain(error: &dyn std::error::Error) {
     let mut chain = error.to_string();

@@ -289,3 +289,40 @@ async fn liveness_and_readiness_answer_while_the_store_is_up() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framework_errors_are_problems_too() {
+    let app: TestApp = spawn_app(Engine::Embedded).await;
+    let tenant = app.acme.id;
+    let webhook = app
+        .client
+        .post(format!("{}/v1/webhooks/stripe?tenant={tenant}&tenant={tenant}", app.api_url))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    let duplicated = problem(webhook, 400).await;
+    assert_eq!(failing_fields(&duplicated), HashSet::from(["(query)".to_owned()]), "{duplicated}");
+
+    let admin = crate::helpers::ADMIN_TOKEN;
+    let list = app
+        .client
+        .get(format!("{}/v1/access-requests?status=pending&status=approved", app.console_url))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("send");
+    problem(list, 400).await;
+
+    let huge = app
+        .client
+        .post(format!("{}/v1/access-requests/R00001/reject", app.console_url))
+        .bearer_auth(admin)
+        .header("content-type", "application/json")
+        .body(format!("{{\"reason\": \"{}\"}}", "x".repeat(300_000)))
+        .send()
+        .await
+        .expect("send");
+    problem(huge, 413).await;
+}
