@@ -45,6 +45,9 @@ pub enum ApiError {
     /// The request conflicts with the current state; `existing` shows that state.
     #[error("{detail}")]
     Conflict { detail: String, existing: Option<serde_json::Value> },
+    /// An idempotency key reused with a different request.
+    #[error("this Idempotency-Key was first used with a different request (event {0}); use a new key for a new event")]
+    IdempotencyKeyReused(String),
     /// The tenant's plan allows no more requests right now.
     #[error("too many requests for this tenant's plan; retry after {} s", .retry_after.as_secs().max(1))]
     RateLimited { retry_after: std::time::Duration },
@@ -89,6 +92,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => ("/problems/unsupported-media-type", "Unsupported media type"),
             ApiError::NotFound(_) => ("/problems/not-found", "Not found"),
             ApiError::Conflict { .. } => ("/problems/conflict", "Conflict"),
+            ApiError::IdempotencyKeyReused(_) => ("/problems/idempotency-key-reused", "Idempotency key reused"),
             ApiError::RateLimited { .. } => ("/problems/rate-limited", "Too many requests"),
             ApiError::Unavailable(_) => ("/problems/unavailable", "Service unavailable"),
             ApiError::Internal(_) => ("/problems/internal", "Internal server error"),
@@ -139,6 +143,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

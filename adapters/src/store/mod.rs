@@ -869,6 +869,17 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn event(&self, tenant: TenantId, id: EventId) -> Result<Option<EventEnvelope>, StoreError> {
+        let row = sqlx::query("SELECT envelope FROM outbox WHERE tenant_id = $1 AND event_id = $2")
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|row| EventEnvelope::from_json(&text(&row, "envelope")?).map_err(|e| corrupt("outbox envelope", e)))
+            .transpose()
+    }
+
     async fn failed_outbox(&self) -> Result<u64, StoreError> {
         let count: i64 = sqlx::query("SELECT COUNT(*) FROM outbox WHERE failed_at IS NOT NULL")
             .fetch_one(&self.pool)

@@ -6,7 +6,7 @@ use tracing::Instrument;
 
 use shared::ports::Appended;
 use shared::topology::reserved_namespaces;
-use shared::{EventEnvelope, EventType, Service};
+use shared::{EventEnvelope, EventType, Service, TenantId};
 
 use crate::body::json_object;
 use crate::problem::{ApiError, FieldError};
@@ -64,6 +64,16 @@ fn parse(body: &Map<String, Value>, request: &HttpRequest) -> Result<NewEvent, A
     let idempotency_key = match request.headers().get(IDEMPOTENCY_HEADER) {
         None => None,
         Some(value) => match value.to_str() {
+            Ok(key) if key.starts_with(super::webhooks::KEY_PREFIX) => {
+                errors.push(FieldError::new(
+                    IDEMPOTENCY_HEADER,
+                    format!(
+                        "must not start with `{}`: it is reserved for inbound webhooks",
+                        super::webhooks::KEY_PREFIX
+                    ),
+                ));
+                None
+            }
             Ok(key)
                 if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY && key.bytes().all(|b| b.is_ascii_graphic()) =>
             {
@@ -92,6 +102,7 @@ pub(crate) async fn create(
     let body = json_object(&request, payload).await?;
     let event = parse(&body, &request)?;
     let tenant = state.authenticate(&request).await?;
+    refuse_forged_webhook(&state, tenant, &event.event_type).await?;
     let mut envelope = EventEnvelope::new(tenant, Service::CoreApi, event.event_type, event.data);
     envelope.idempotency_key = event.idempotency_key;
     let (span, trace_context) = super::request_span(
@@ -105,6 +116,35 @@ pub(crate) async fn create(
             tracing::info!(tenant_id = %tenant, event_id = %envelope.id, event_type = %envelope.event_type, "event accepted");
             Ok(HttpResponse::Accepted().json(json!({"event_id": envelope.id})))
         }
-        Appended::Existing(event_id) => Ok(HttpResponse::Ok().json(json!({"event_id": event_id}))),
+        Appended::Existing(event_id) => {
+            // Stripe's rule: a key names one request; the same key with another body is
+            // a client mistake, not a retry.
+            let same = state
+                .store
+                .event(tenant, event_id)
+                .await?
+                .is_some_and(|first| first.event_type == envelope.event_type && first.data == envelope.data);
+            if same {
+                Ok(HttpResponse::Ok().json(json!({"event_id": event_id})))
+            } else {
+                Err(ApiError::IdempotencyKeyReused(event_id.to_string()))
+            }
+        }
     }
+}
+
+/// `<source>.received` is what a verified inbound webhook from `source` becomes: a
+/// tenant that receives webhooks from `source` may not publish that type itself, so its
+/// consumers can trust it. Other `*.received` types stay the tenant's own.
+async fn refuse_forged_webhook(state: &ApiState, tenant: TenantId, event_type: &EventType) -> Result<(), ApiError> {
+    let Some(source) = event_type.as_str().strip_suffix(".received") else {
+        return Ok(());
+    };
+    if state.store.webhook_secret(tenant, source).await?.is_some() {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "type",
+            format!("`{event_type}` is reserved for verified webhooks from `{source}`, which this tenant receives"),
+        )]));
+    }
+    Ok(())
 }

@@ -31,6 +31,10 @@ pub(crate) struct Target {
     tenant: Option<String>,
 }
 
+/// Inbound webhooks are deduplicated by the provider's message id under idempotency
+/// keys with this prefix, which tenants' own `Idempotency-Key`s may not use.
+pub(crate) const KEY_PREFIX: &str = "webhook:";
+
 const REFUSED: ApiError = ApiError::Unauthorized("unknown source, or the signature does not verify");
 
 /// A new random secret, `whsec_<64 hex>`.
@@ -109,7 +113,7 @@ pub(crate) async fn receive(
     let data = json!({"source": source, "message_id": message_id, "payload": Value::Object(body)});
     let mut envelope =
         EventEnvelope::new(tenant, Service::Adapters, event_type, data.as_object().cloned().unwrap_or_default());
-    envelope.idempotency_key = Some(format!("webhook:{source}:{message_id}"));
+    envelope.idempotency_key = Some(format!("{KEY_PREFIX}{source}:{message_id}"));
     crate::publishable(&envelope)?;
     match state.store.append_event(&envelope).await? {
         Appended::Created => Ok(HttpResponse::Accepted().json(json!({"event_id": envelope.id}))),

@@ -136,6 +136,8 @@ pub trait Store: Send + Sync + 'static {
     async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError>;
 
     // ---- writes that emit events ----
+    /// The tenant's event `id` as it was stored (for comparing a retried request).
+    async fn event(&self, tenant: TenantId, id: EventId) -> Result<Option<EventEnvelope>, StoreError>;
     /// Stores a tenant event in the outbox, honouring `envelope.idempotency_key`.
     async fn append_event(&self, envelope: &EventEnvelope) -> Result<Appended, StoreError>;
     /// Stores feedback (status `accepted`) and its `feedback.submitted` event.

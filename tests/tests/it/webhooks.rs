@@ -75,3 +75,64 @@ async fn signed_webhooks_become_events_once() {
     }
     app.stop().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cannot_pass_its_own_events_off_as_verified_webhooks() {
+    let app = spawn_app(Engine::Embedded).await;
+    store(&app).set_webhook_secret(app.acme.id, "stripe", "whsec_acme").await.expect("secret");
+    let key = app.acme.key.clone();
+    let publish = |event_type: &str, idempotency_key: Option<&str>, n: u32| {
+        let mut request = app
+            .client
+            .post(format!("{}/v1/events", app.api_url))
+            .bearer_auth(&key)
+            .json(&json!({"type": event_type, "data": {"n": n}}));
+        if let Some(k) = idempotency_key {
+            request = request.header("Idempotency-Key", k);
+        }
+        request.send()
+    };
+
+    // The webhook dedup namespace is not the tenant's.
+    let squatted = publish("order.placed", Some("webhook:stripe:m1"), 1).await.expect("send");
+    assert_eq!(squatted.status(), 400);
+    let problem = json(squatted).await;
+    assert_eq!(problem["errors"][0]["field"], "Idempotency-Key", "{problem}");
+    let body = json!({"id": "evt_stripe_1"}).to_string();
+    let acme = app.acme.id.to_string();
+    let real = post(&app, "stripe", &acme, &body, Some(signed("whsec_acme", &body, 0)), Some("m1")).await;
+    assert_eq!(real.status(), 202, "the real webhook m1 is a new event");
+
+    // The type a verified webhook source of the tenant produces is not the tenant's to publish.
+    let forged = publish("stripe.received", None, 2).await.expect("send");
+    assert_eq!(forged.status(), 400);
+    let problem = json(forged).await;
+    assert_eq!(problem["errors"][0]["field"], "type");
+    assert!(problem["errors"][0]["detail"].as_str().expect("detail").contains("stripe"), "{problem}");
+    let own = publish("github.received", None, 3).await.expect("send");
+    assert_eq!(own.status(), 202, "other *.received types stay the tenant's own");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_reused_with_another_body_is_refused() {
+    let app = spawn_app(Engine::Embedded).await;
+    let send = |data: serde_json::Value| {
+        app.client
+            .post(format!("{}/v1/events", app.api_url))
+            .bearer_auth(&app.acme.key)
+            .header("Idempotency-Key", "order-7")
+            .json(&json!({"type": "order.placed", "data": data}))
+            .send()
+    };
+    let first = send(json!({"order_id": 7})).await.expect("send");
+    assert_eq!(first.status(), 202);
+    let event_id = json(first).await["event_id"].clone();
+    let retry = send(json!({"order_id": 7})).await.expect("send");
+    assert_eq!(retry.status(), 200);
+    assert_eq!(json(retry).await["event_id"], event_id, "a true retry returns the first event");
+    let other = send(json!({"order_id": 8})).await.expect("send");
+    assert_eq!(other.status(), 422);
+    assert_eq!(other.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/problem+json"));
+    let problem = json(other).await;
+    assert!(problem["detail"].as_str().expect("detail").contains("different request"), "{problem}");
+}
