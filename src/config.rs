@@ -486,6 +486,7 @@ impl Layer {
             console_addr: addr("console_addr", self.console_addr, "127.0.0.1:8081")?,
             worker_concurrency: self.worker_concurrency.unwrap_or(8).max(1),
             outage_grace: Duration::from_secs(self.worker_outage_grace_seconds.unwrap_or(60 * 60)),
+            report_interval: Duration::from_secs(15),
             bus,
             zendesk,
             capture_dir: self.capture_dir,

@@ -11,7 +11,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use shared::config::{BusForwarding, Config};
-use shared::limits::{per_hour, per_second, TenantRates};
+use shared::limits::{per_hour, per_second, Share, TenantRates};
 use shared::ports::{EventBus, ObjectStore, Store, Transport};
 use shared::topology::{Topology, UseCase};
 use workers::access_requests::AccessRequestWorker;
@@ -24,7 +24,8 @@ use workers::testflight::TestflightWorker;
 use workers::{Consumer, ConsumerConfig, ConsumerStats, Handler, OutboxRelay, RelayConfig};
 
 /// How often each worker process reports its counts (the monitor checks every 30 s).
-const WORKER_REPORTS: Duration = Duration::from_secs(15);
+/// The role API processes report under (see `workers::alerts::report_worker`).
+const API_ROLE: &str = "api";
 
 /// Repeats of one alert within this window are summarised, not posted.
 const ALERT_WINDOW: Duration = Duration::from_secs(5 * 60);
@@ -150,10 +151,12 @@ impl Platform {
         &self.backends
     }
 
-    /// Starts the worker of `use_case`; returns its stats for the monitor.
+    /// Starts the worker of `use_case`, its limits divided as `share` says; returns its
+    /// stats for the monitor.
     async fn spawn_worker(
         &self,
         use_case: UseCase,
+        share: &Share,
         tasks: &mut tokio::task::JoinSet<()>,
         shutdown: &CancellationToken,
     ) -> Option<Arc<ConsumerStats>> {
@@ -183,7 +186,8 @@ impl Platform {
                             email.from.clone(),
                             limits,
                         )
-                        .with_delivery(email.delivery),
+                        .with_delivery(email.delivery)
+                        .sharing(share),
                     )
                 }
                 None => {
@@ -212,15 +216,18 @@ impl Platform {
                 Some(format!("http://{}", self.config.console_addr)),
             )),
             UseCase::Testflight => match self.beta_testers.clone() {
-                Some(testers) => Arc::new(TestflightWorker::new(
-                    backends.store.clone(),
-                    backends.objects.clone(),
-                    testers,
-                    NonZeroU32::new(self.config.testflight.rate_per_hour).unwrap_or(NonZeroU32::MIN),
-                    TenantRates::new(backends.store.clone(), &self.config.plans, |plan| {
-                        per_hour(plan.testflight_per_hour)
-                    }),
-                )),
+                Some(testers) => Arc::new(
+                    TestflightWorker::new(
+                        backends.store.clone(),
+                        backends.objects.clone(),
+                        testers,
+                        NonZeroU32::new(self.config.testflight.rate_per_hour).unwrap_or(NonZeroU32::MIN),
+                        TenantRates::new(backends.store.clone(), &self.config.plans, |plan| {
+                            per_hour(plan.testflight_per_hour)
+                        }),
+                    )
+                    .sharing(share),
+                ),
                 None => {
                     tracing::info!(
                         "App Store Connect is not configured (SWITCHYARD_ASC_KEY_ID, _ISSUER_ID, _PRIVATE_KEY_PATH): the TestFlight worker is off"
@@ -262,6 +269,7 @@ impl Platform {
         let mut tasks = tokio::task::JoinSet::new();
         // Names this process in worker reports.
         let process = uuid::Uuid::new_v4().simple().to_string();
+        let api_share = Share::alone();
         for component in self.components.clone() {
             match component {
                 Component::Relay => {
@@ -277,19 +285,33 @@ impl Platform {
                     tasks.spawn(relay.run(shutdown.clone()));
                 }
                 Component::Worker(use_case) => {
-                    if let Some(stats) = self.spawn_worker(use_case, &mut tasks, &shutdown).await {
+                    let share = Share::alone();
+                    if let Some(stats) = self.spawn_worker(use_case, &share, &mut tasks, &shutdown).await {
                         tasks.spawn(report_worker(
                             self.backends.store.clone(),
                             use_case.as_str().to_owned(),
                             process.clone(),
                             stats,
-                            WORKER_REPORTS,
+                            share,
+                            self.config.report_interval,
                             shutdown.clone(),
                         ));
                     }
                 }
+                Component::Api => {
+                    // Reported like a worker (with no counts) so API processes divide the plans' limits.
+                    tasks.spawn(report_worker(
+                        self.backends.store.clone(),
+                        API_ROLE.to_owned(),
+                        process.clone(),
+                        Arc::default(),
+                        api_share.clone(),
+                        self.config.report_interval,
+                        shutdown.clone(),
+                    ));
+                }
                 Component::Alarms => self.spawn_alarm_forwarder(&mut tasks, &shutdown),
-                Component::Monitor | Component::Api | Component::ControlPlane => {}
+                Component::Monitor | Component::ControlPlane => {}
             }
         }
         if self.components.contains(&Component::Monitor) {
@@ -315,8 +337,10 @@ impl Platform {
         let mut servers = tokio::task::JoinSet::new();
         let mut handles = Vec::new();
         if let Some(listener) = self.api_listener.take() {
-            let api =
-                core_api::server(listener, core_api::ApiState::new(self.backends.store.clone(), &self.config.plans))?;
+            let api = core_api::server(
+                listener,
+                core_api::ApiState::new(self.backends.store.clone(), &self.config.plans, &api_share),
+            )?;
             handles.push(api.handle());
             servers.spawn(api);
         }

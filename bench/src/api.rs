@@ -48,7 +48,10 @@ pub async fn run(connections: usize, seconds: u64) -> anyhow::Result<()> {
     let key = core_api::issue_api_key(store.as_ref(), tenant.id).await?.plaintext;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
-    let server = core_api::server(listener, core_api::ApiState::new(store.clone(), &unthrottled()))?;
+    let server = core_api::server(
+        listener,
+        core_api::ApiState::new(store.clone(), &unthrottled(), &shared::limits::Share::alone()),
+    )?;
     let handle = server.handle();
     let server_task = tokio::spawn(server);
 

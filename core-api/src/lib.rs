@@ -20,7 +20,7 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 
 use shared::config::Plans;
-use shared::limits::{per_second, TenantRates};
+use shared::limits::{per_second, Share, TenantRates};
 use shared::ports::Store;
 
 pub use auth::{issue_api_key, IssuedKey};
@@ -42,8 +42,9 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    pub fn new(store: Arc<dyn Store>, plans: &Plans) -> Self {
-        let rates = TenantRates::new(store.clone(), plans, |limits| per_second(limits.api_per_second));
+    /// `share`: how many API processes divide the plans' limits (see `shared::limits`).
+    pub fn new(store: Arc<dyn Store>, plans: &Plans, share: &Share) -> Self {
+        let rates = TenantRates::new(store.clone(), plans, |limits| per_second(limits.api_per_second)).sharing(share);
         Self { store, keys: Arc::default(), rates: Arc::new(rates) }
     }
 

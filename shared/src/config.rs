@@ -317,6 +317,9 @@ pub struct Config {
     /// How long a worker keeps a message whose handler finds the store, the object
     /// store or the transport unavailable, without spending its attempts.
     pub outage_grace: Duration,
+    /// How often each process reports itself to the store (worker counts, and the live
+    /// processes a role's limits are divided among).
+    pub report_interval: Duration,
     /// The event bus (AWS engine only).
     pub bus: Option<BusConfig>,
     /// Help-desk tickets for feedback; none when unset.
@@ -360,6 +363,7 @@ impl Config {
             console_addr: loopback,
             worker_concurrency: 8,
             outage_grace: Duration::from_secs(60 * 60),
+            report_interval: Duration::from_secs(15),
             bus: None,
             zendesk: None,
             email: EmailConfig::unconfigured(),

@@ -83,20 +83,29 @@ impl Alerter {
     }
 }
 
-/// Reports `stats` of `worker` in this `process` to the store every `interval` (and
-/// once more at shutdown), so a monitor anywhere can see its failure rate.
+/// Reports `stats` of `worker` (a role: `email`, `api` …) in this `process` to the
+/// store every `interval` (and once more at shutdown), so a monitor anywhere can see its
+/// failure rate; and sets `share` to the number of processes of that role that reported
+/// within three intervals, so their limits add up to the configured ones.
 pub async fn report_worker(
     store: Arc<dyn Store>,
     worker: String,
     process: String,
     stats: Arc<ConsumerStats>,
+    share: shared::limits::Share,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
+    let mut first = true;
     loop {
-        let stopping = tokio::select! {
-            () = shutdown.cancelled() => true,
-            () = tokio::time::sleep(interval) => false,
+        // The first report goes out at once, so other processes count this one early.
+        let stopping = if std::mem::take(&mut first) {
+            false
+        } else {
+            tokio::select! {
+                () = shutdown.cancelled() => true,
+                () = tokio::time::sleep(interval) => false,
+            }
         };
         let report = WorkerReport {
             worker: worker.clone(),
@@ -110,6 +119,14 @@ pub async fn report_worker(
         }
         if stopping {
             return;
+        }
+        let since = Timestamp::now().minus(interval.saturating_mul(3));
+        match store.worker_reports(since).await {
+            Ok(reports) => {
+                let live = reports.iter().filter(|r| r.worker == worker).count();
+                share.set(u32::try_from(live).unwrap_or(u32::MAX));
+            }
+            Err(error) => tracing::warn!(%error, worker = worker.as_str(), "could not count live processes"),
         }
     }
 }
@@ -191,7 +208,7 @@ impl Monitor {
     /// reported in the last ten minutes (wherever they run). A process seen for the first
     /// time sets a baseline; one whose counts went down restarted and counts from zero.
     async fn check_workers(&mut self, now: Instant) {
-        let since = Timestamp::from_millis(Timestamp::now().as_millis() - 10 * 60 * 1_000);
+        let since = Timestamp::now().minus(Duration::from_secs(10 * 60));
         let reports = match self.store.worker_reports(since).await {
             Ok(reports) => reports,
             Err(error) => {

@@ -15,13 +15,13 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::Quota;
 use serde_json::{json, Value};
 
 use shared::config::EmailDelivery;
 use shared::domain::{EmailAddress, EmailOutcome, EmailStatus, NewEmail};
 use shared::envelope::event_types::EMAIL_REQUESTED;
-use shared::limits::TenantRates;
+use shared::limits::{Share, SharedLimiter, TenantRates};
 use shared::ports::providers::{Email, EmailBody, EmailSender, ProviderError};
 use shared::ports::{ObjectStore, ReceivedMessage, SendStart, Store};
 use shared::{EmailId, EventEnvelope, EventType, ObjectKey, Service};
@@ -42,7 +42,8 @@ pub struct EmailWorker {
     sender: Arc<dyn EmailSender>,
     from: EmailAddress,
     per_tenant: TenantRates,
-    provider: DefaultDirectRateLimiter,
+    /// The provider's limit for the whole deployment (this process's share).
+    provider: SharedLimiter,
     delivery: EmailDelivery,
 }
 
@@ -81,9 +82,18 @@ impl EmailWorker {
             sender,
             from,
             per_tenant: limits.tenants,
-            provider: RateLimiter::direct(Quota::per_second(limits.provider)),
+            provider: SharedLimiter::new(Quota::per_second(limits.provider), Share::alone()),
             delivery: EmailDelivery::default(),
         }
+    }
+
+    /// Takes this process's share of the provider's and the tenants' limits, as the
+    /// live email worker processes divide them.
+    #[must_use]
+    pub fn sharing(mut self, share: &Share) -> Self {
+        self.provider = self.provider.sharing(share);
+        self.per_tenant = self.per_tenant.sharing(share);
+        self
     }
 
     /// What to do with a send an earlier attempt left interrupted (at least once by default).

@@ -10,14 +10,13 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use governor::{DefaultDirectRateLimiter, RateLimiter};
 use serde_json::{json, Value};
 
 use shared::domain::testflight::{InvitationOutcome, InvitationStatus};
 use shared::domain::EmailAddress;
 use shared::envelope::event_types::TESTFLIGHT_INVITATION_REQUESTED;
 use shared::limits;
-use shared::limits::TenantRates;
+use shared::limits::{Share, SharedLimiter, TenantRates};
 use shared::ports::providers::{BetaInvite, BetaTesters};
 use shared::ports::{ObjectStore, ReceivedMessage, Store};
 use shared::{EventEnvelope, InvitationId, ObjectKey};
@@ -30,8 +29,8 @@ pub struct TestflightWorker {
     store: Arc<dyn Store>,
     objects: Arc<dyn ObjectStore>,
     testers: Arc<dyn BetaTesters>,
-    /// App Store Connect's limit for the whole deployment.
-    limiter: DefaultDirectRateLimiter,
+    /// App Store Connect's limit for the whole deployment (this process's share).
+    limiter: SharedLimiter,
     /// Each tenant's share, by plan.
     tenants: TenantRates,
 }
@@ -44,7 +43,17 @@ impl TestflightWorker {
         per_hour: NonZeroU32,
         tenants: TenantRates,
     ) -> Self {
-        Self { store, objects, testers, limiter: RateLimiter::direct(limits::per_hour(per_hour.get())), tenants }
+        let limiter = SharedLimiter::new(limits::per_hour(per_hour.get()), Share::alone());
+        Self { store, objects, testers, limiter, tenants }
+    }
+
+    /// Takes this process's share of the deployment's and the tenants' limits, as the
+    /// live TestFlight worker processes divide them.
+    #[must_use]
+    pub fn sharing(mut self, share: &Share) -> Self {
+        self.limiter = self.limiter.sharing(share);
+        self.tenants = self.tenants.sharing(share);
+        self
     }
 
     fn invite(envelope: &EventEnvelope) -> Result<(InvitationId, BetaInvite), HandlerError> {

@@ -51,6 +51,8 @@ pub struct TestApp {
     /// The queue that receives every `order.*` event published on the core-api topic.
     pub order_queue: String,
     pub topology: Topology,
+    /// The platform's configuration, for starting more processes on the same backends.
+    pub config: Config,
     /// Where provider calls are captured.
     pub captures: std::path::PathBuf,
     shutdown: CancellationToken,
@@ -128,6 +130,40 @@ fn zendesk_config(url: &str) -> ZendeskConfig {
     ZendeskConfig { url: url.to_owned(), email: "agent@acme.example".into(), api_token: Secret::new("secret") }
 }
 
+/// PostgreSQL + the embedded transport, every process reporting itself every 100 ms, so
+/// a test can start more processes with [`TestApp::another_api_process`] that learn of
+/// each other quickly.
+pub async fn spawn_app_for_several_processes() -> TestApp {
+    let backing = Backing { report_interval: Some(Duration::from_millis(100)), ..Backing::default() };
+    spawn(Engine::Postgres, backing, Component::all()).await
+}
+
+/// Another process of the platform: its own backends (pools, limiters) on the same store.
+pub struct OtherProcess {
+    pub api_url: String,
+    shutdown: CancellationToken,
+}
+
+impl Drop for OtherProcess {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestApp {
+    /// Starts another API process on this app's store.
+    pub async fn another_api_process(&self) -> OtherProcess {
+        let backends = Backends::open(&self.config, &self.topology).await.expect("backends");
+        let platform =
+            Platform::with_backends(self.config.clone(), self.topology.clone(), backends, vec![Component::Api])
+                .expect("platform");
+        let api_url = format!("http://127.0.0.1:{}", platform.api_port().expect("api"));
+        let shutdown = CancellationToken::new();
+        tokio::spawn(platform.run_until_stopped(shutdown.clone()));
+        OtherProcess { api_url, shutdown }
+    }
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port()
@@ -163,10 +199,12 @@ struct Backing {
     aws: Option<AwsSettings>,
     database: Option<String>,
     zendesk: Option<ZendeskConfig>,
+    /// How often processes report themselves (the default is 15 s).
+    report_interval: Option<Duration>,
 }
 
 async fn spawn(engine: Engine, backing: Backing, components: Vec<Component>) -> TestApp {
-    let Backing { aws, database, zendesk } = backing;
+    let Backing { aws, database, zendesk, report_interval } = backing;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = match engine {
         Engine::Embedded => StoreConfig::Sqlite { path: dir.path().join("switchyard.db") },
@@ -203,8 +241,12 @@ async fn spawn(engine: Engine, backing: Backing, components: Vec<Component>) -> 
     config.analytics.batch_age = Duration::from_millis(300);
     config.admin_token = Some(Secret::new(ADMIN_TOKEN));
     // A plan small enough for a test to exceed.
-    config.plans = Plans::parse("tiny:api=2", config.plans.limits(&PlanName::standard())).expect("plans");
+    config.plans = Plans::parse("tiny:api=2;twenty:api=20", config.plans.limits(&PlanName::standard())).expect("plans");
+    if let Some(interval) = report_interval {
+        config.report_interval = interval;
+    }
     config.access_requests.support_email = Some(EmailAddress::parse("support@acme.example").expect("support"));
+    let config_copy = config.clone();
     let backends = Backends::open(&config, &topology).await.expect("backends");
     let platform = Platform::with_backends(config, topology.clone(), backends.clone(), components).expect("platform");
     let api_url = format!("http://127.0.0.1:{}", platform.api_port().expect("api"));
@@ -222,6 +264,7 @@ async fn spawn(engine: Engine, backing: Backing, components: Vec<Component>) -> 
         globex,
         order_queue,
         topology,
+        config: config_copy,
         captures: dir.path().join("captures"),
         shutdown,
         running: Some(running),

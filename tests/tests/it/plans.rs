@@ -75,3 +75,59 @@ async fn tenant_settings_are_validated_and_operator_only() {
     assert_eq!(cleared["alert_webhook_url"], Value::Null);
     app.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_api_processes_together_hold_a_tenant_to_its_plan() {
+    use std::time::Duration;
+
+    use shared::domain::{PlanName, TenantSettings};
+
+    let app = crate::helpers::spawn_app_for_several_processes().await;
+    let settings = TenantSettings { plan: PlanName::parse("twenty").expect("plan"), alert_webhook_url: None };
+    crate::helpers::store(&app).set_tenant_settings(app.acme.id, &settings).await.expect("plan");
+    let other = app.another_api_process().await;
+    // Wait until both processes have reported and seen each other.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let since = shared::Timestamp::now().minus(Duration::from_millis(300));
+        let reports = crate::helpers::store(&app).worker_reports(since).await.expect("reports");
+        if reports.iter().filter(|r| r.worker == "api").count() == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "both API processes report: {reports:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Both processes are hammered for the same few seconds.
+    const SECONDS: u64 = 4;
+    let hammer = |base: String| {
+        let client = app.client.clone();
+        let key = app.acme.key.clone();
+        async move {
+            let until = tokio::time::Instant::now() + Duration::from_secs(SECONDS);
+            let (mut allowed, mut limited) = (0u64, 0u64);
+            while tokio::time::Instant::now() < until {
+                let response = client
+                    .get(format!("{base}/v1/analytics/reconciliation"))
+                    .bearer_auth(&key)
+                    .send()
+                    .await
+                    .expect("send");
+                match response.status().as_u16() {
+                    200 => allowed += 1,
+                    429 => limited += 1,
+                    other => panic!("unexpected {other}"),
+                }
+            }
+            (allowed, limited)
+        }
+    };
+    let (a, b) = tokio::join!(hammer(app.api_url.clone()), hammer(other.api_url.clone()));
+    let allowed = a.0 + b.0;
+    // The plan allows 20/s and a burst of 20: over the run, 20 × 4 + 20 = 100 in all.
+    let plan = 20 * SECONDS + 20;
+    assert!(a.1 > 0 && b.1 > 0, "both processes were pushed past the limit: {a:?} {b:?}");
+    assert!(allowed <= plan * 11 / 10, "{allowed} allowed by two processes; the plan allows {plan} (+10 %)");
+    assert!(allowed >= 20 * SECONDS * 9 / 10, "{allowed} allowed: the plan's rate is still served");
+}

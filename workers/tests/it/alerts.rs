@@ -70,6 +70,7 @@ async fn a_worker_failing_most_messages_in_other_processes_is_alerted() {
     let mut monitor = env.monitor(sink.clone());
     // Two email worker processes report their counts through the store.
     let (one, two) = (Arc::new(workers::ConsumerStats::default()), Arc::new(workers::ConsumerStats::default()));
+    let share = shared::limits::Share::alone();
     let report = |process: &str, stats: &Arc<workers::ConsumerStats>| {
         let stopped = CancellationToken::new();
         stopped.cancel();
@@ -78,6 +79,7 @@ async fn a_worker_failing_most_messages_in_other_processes_is_alerted() {
             "email".into(),
             process.into(),
             stats.clone(),
+            share.clone(),
             Duration::from_secs(60),
             stopped,
         )
@@ -85,7 +87,9 @@ async fn a_worker_failing_most_messages_in_other_processes_is_alerted() {
     let start = Instant::now();
     one.failed.fetch_add(5, AtomicOrdering::Relaxed);
     report("p1", &one).await;
+    assert_eq!(share.processes(), 1, "p1 alone");
     report("p2", &two).await;
+    assert_eq!(share.processes(), 2, "p2 sees p1 too: the limits are divided by two");
     monitor.check(start).await;
     assert!(sink.posted.lock().expect("lock").is_empty(), "a first report is a baseline");
 

@@ -216,6 +216,27 @@ async fn a_burst_is_held_to_the_tenant_rate() {
 }
 
 #[tokio::test]
+async fn two_email_worker_processes_each_take_half_of_the_tenant_rate() {
+    let env = Env::new().await;
+    let acme = env.tenant("Acme").await;
+    let mut emails = Vec::new();
+    for _ in 0..20 {
+        emails.push(submit(&env, acme).await.1);
+    }
+    let sender = ScriptedSender::new(0, ProviderError::Unavailable { provider: "scripted", detail: String::new() });
+    let share = shared::limits::Share::alone();
+    share.set(2); // as the worker reports would say with another email worker live
+    let worker = worker(&env, sender.clone(), 20).sharing(&share);
+    let started = Instant::now();
+    for (i, envelope) in emails.iter().enumerate() {
+        worker.handle(&delivery(envelope, u32::try_from(i).unwrap_or(0) + 1)).await.expect("sent");
+    }
+    // This process's half of 20/s: a burst of 10, then 10 more at 10/s.
+    assert!(started.elapsed() >= Duration::from_millis(900), "took {:?}", started.elapsed());
+    assert_eq!(sender.sent.load(Ordering::SeqCst), 20);
+}
+
+#[tokio::test]
 async fn each_tenant_sends_at_its_plan_rate() {
     use shared::domain::{PlanName, TenantSettings};
 
