@@ -286,3 +286,105 @@ async fn separate_processes_on_postgres_and_aws_carry_feedback_end_to_end() {
         assert_eq!(process.wait().expect("wait").code(), Some(0));
     }
 }
+
+/// Reads `dev`'s credentials file once the process wrote it.
+async fn dev_credentials(data_dir: &Path) -> Value {
+    let path = data_dir.join("dev-credentials.json");
+    for _ in 0..600 {
+        if let Some(found) = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("dev did not write {}", path.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_held_by_a_killed_worker_is_retried_within_a_minute() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    // The help desk hangs on the first lookup (the worker is mid-handler when it is
+    // killed), then answers.
+    let zendesk = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/tickets.json"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(300)))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&zendesk)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/tickets.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"tickets": [], "count": 0})))
+        .with_priority(2)
+        .mount(&zendesk)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/tickets.json"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"ticket": {"id": 9}})))
+        .mount(&zendesk)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let start = || {
+        switchyard(&data_dir)
+            .args(["dev", "--data-dir"])
+            .arg(&data_dir)
+            .args(["--api-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0"])
+            .env("SWITCHYARD_ZENDESK_URL", zendesk.uri())
+            .env("SWITCHYARD_ZENDESK_EMAIL", "agent@acme.example")
+            .env("SWITCHYARD_ZENDESK_TOKEN", "secret")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn dev")
+    };
+    let mut first = start();
+    let credentials = dev_credentials(&data_dir).await;
+    let (api_url, key) = (credentials["api_url"].as_str().expect("url"), credentials["api_key"].as_str().expect("key"));
+    let client = reqwest::Client::new();
+    let accepted: Value = client
+        .post(format!("{api_url}/v1/feedback"))
+        .bearer_auth(key)
+        .json(&json!({"rating": 3, "message": "in flight when the worker dies"}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    let id = accepted["id"].as_str().expect("id").to_owned();
+    // Wait until the worker is inside the handler (its lookup reached the help desk).
+    for _ in 0..200 {
+        if !zendesk.received_requests().await.unwrap_or_default().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!zendesk.received_requests().await.unwrap_or_default().is_empty(), "the worker took the message");
+    let killed = Command::new("kill").args(["-KILL", &first.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    first.wait().expect("reaped");
+    let at_kill = std::time::Instant::now();
+    std::fs::remove_file(data_dir.join("dev-credentials.json")).ok();
+
+    let mut second = start();
+    let credentials = dev_credentials(&data_dir).await;
+    let api_url = credentials["api_url"].as_str().expect("url").to_owned();
+    let mut status = Value::Null;
+    while at_kill.elapsed() < Duration::from_secs(60) {
+        let response = client.get(format!("{api_url}/v1/feedback/{id}")).bearer_auth(key).send().await;
+        if let Ok(response) = response {
+            status = response.json::<Value>().await.unwrap_or_default()["status"].clone();
+            if status == "completed" {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Command::new("kill").args(["-INT", &second.id().to_string()]).status().expect("kill");
+    second.wait().expect("wait");
+    assert_eq!(status, "completed", "not completed within a minute of kill -9 (the queue's visibility is minutes)");
+    eprintln!("completed {:?} after kill -9", at_kill.elapsed());
+}
