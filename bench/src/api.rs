@@ -99,7 +99,12 @@ pub async fn run(connections: usize, seconds: u64) -> anyhow::Result<()> {
         .find_map(|line| line.trim().strip_prefix("Non-2xx or 3xx responses:"))
         .map(|n| n.trim().to_owned())
         .unwrap_or_else(|| "0".into());
-    let accepted = store.outbox_backlog().await?;
+    // Counted on the benchmark's own connection: the pool's connections were opened on
+    // the stopped server's worker runtimes and are gone with them.
+    let accepted: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(&mut admin)
+        .await
+        .context("counting the outbox")?;
     println!("## POST /v1/events on PostgreSQL, {connections} connections, {seconds} s\n");
     println!("| measure | value |");
     println!("|---|---|");

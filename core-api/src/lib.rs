@@ -59,7 +59,7 @@ impl ApiState {
 /// Refuses an event the transport would refuse: the check runs before the row is
 /// written, so nothing accepted is unpublishable.
 pub(crate) fn publishable(envelope: &shared::EventEnvelope) -> Result<(), ApiError> {
-    let size = envelope.to_message().size();
+    let size = envelope.message_size();
     if size > shared::ports::MAX_MESSAGE_BYTES {
         return Err(ApiError::MessageTooLarge { size, limit: shared::ports::MAX_MESSAGE_BYTES });
     }

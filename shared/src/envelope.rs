@@ -194,6 +194,35 @@ impl EventEnvelope {
     /// grouped by tenant, deduplicated by event id, with String attributes `tenant_id`,
     /// `event_type`, `event_id` and `traceparent`.
     pub fn to_message(&self) -> crate::ports::OutgoingMessage {
+        crate::ports::OutgoingMessage {
+            group_id: self.tenant_id.to_string(),
+            dedup_id: self.id.to_string(),
+            body: self.to_json(),
+            attributes: self.attributes(),
+        }
+    }
+
+    /// The size of [`Self::to_message`] as SNS and SQS count it, without building it
+    /// (the API checks it on every write).
+    pub fn message_size(&self) -> usize {
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0 += bytes.len();
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut body = Count(0);
+        if serde_json::to_writer(&mut body, self).is_err() {
+            return usize::MAX;
+        }
+        body.0 + self.attributes().iter().map(|(k, v)| k.len() + "String".len() + v.len()).sum::<usize>()
+    }
+
+    fn attributes(&self) -> std::collections::BTreeMap<String, String> {
         let mut attributes = std::collections::BTreeMap::from([
             ("tenant_id".to_owned(), self.tenant_id.to_string()),
             ("event_type".to_owned(), self.event_type.to_string()),
@@ -202,12 +231,7 @@ impl EventEnvelope {
         if let Some(trace) = &self.trace_context {
             attributes.insert("traceparent".to_owned(), trace.traceparent.clone());
         }
-        crate::ports::OutgoingMessage {
-            group_id: self.tenant_id.to_string(),
-            dedup_id: self.id.to_string(),
-            body: self.to_json(),
-            attributes,
-        }
+        attributes
     }
 
     /// A new envelope with a fresh UUIDv7 id, stamped now.
@@ -238,6 +262,20 @@ impl EventEnvelope {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_message_size_is_the_published_messages() {
+        let data = json!({"n": 1e2, "text": "é \" \u{1}", "list": [1, 2.5, null]});
+        let mut envelope = EventEnvelope::new(
+            TenantId::new(),
+            Service::CoreApi,
+            EventType::parse("order.placed").expect("type"),
+            data.as_object().cloned().expect("object"),
+        );
+        assert_eq!(envelope.message_size(), envelope.to_message().size());
+        envelope.idempotency_key = Some("k-1".into());
+        assert_eq!(envelope.message_size(), envelope.to_message().size());
+    }
 
     #[test]
     fn event_type_accepts_dotted_lowercase() {
