@@ -9,8 +9,12 @@
 //!   queue itself declares.
 //! - **Ordering.** The messages of one group are handled one after another, in order,
 //!   even when they arrive in one batch; different groups run concurrently up to
-//!   `concurrency`. The runtime receives only as many messages as it has free slots,
-//!   so every message it holds is being worked on.
+//!   `concurrency`. The runtime receives full batches (up to 10) while it holds fewer
+//!   than `concurrency + 10` messages; groups beyond `concurrency` wait for a slot,
+//!   their messages kept by their heartbeat.
+//! - **Acks are batched across groups**: handled messages are deleted in calls of up
+//!   to ten, gathered for a few milliseconds, so a batch of ten one-message groups
+//!   costs one delete, not ten.
 //! - **Attempts are counted here, not by receipts.** When a handler fails, its message
 //!   is retried in this process after a backoff, while the rest of its group stays
 //!   received and invisible behind it: held-back messages are never released, so they
@@ -183,6 +187,7 @@ pub struct Consumer {
     dead_letters: Option<Arc<dyn Store>>,
     /// Where outages are reported while they last, when set.
     alerter: Option<tokio::sync::Mutex<Alerter>>,
+    acks: Acks,
 }
 
 /// Running counts of a consumer's handler results (for failure-rate alerts).
@@ -212,23 +217,67 @@ impl Held {
     }
 }
 
-/// A group's handled messages, acked in batches: before any wait and at the end.
+/// A group's handled messages, handed to the consumer's acks before any wait and at
+/// the end of the group.
 struct Done<'a> {
     held: &'a Held,
     receipts: Vec<Receipt>,
 }
 
 impl Done<'_> {
-    async fn ack(&mut self, consumer: &Consumer) {
-        for chunk in self.receipts.chunks(10) {
-            match consumer.transport.ack(consumer.queue(), chunk).await {
-                Ok(()) => chunk.iter().for_each(|r| self.held.release(r)),
-                // Kept in the heartbeat until the group ends, then redelivered after
-                // the lease; the handlers are idempotent.
-                Err(error) => tracing::warn!(%error, queue = consumer.queue(), "could not ack handled messages"),
+    fn ack(&mut self, consumer: &Consumer) {
+        for receipt in &self.receipts {
+            self.held.release(receipt);
+        }
+        consumer.acks.push(std::mem::take(&mut self.receipts));
+    }
+}
+
+/// Handled messages of every group, deleted in batches of up to ten: what groups hand
+/// over within a few milliseconds of each other goes out in one call. A message
+/// handed over keeps at least two thirds of its lease (the heartbeat extends it every
+/// third), far longer than it waits here.
+#[derive(Default)]
+struct Acks {
+    pending: Mutex<Vec<Receipt>>,
+    pushed: tokio::sync::Notify,
+}
+
+/// How long the ack batcher waits for more groups to finish before it deletes.
+const ACK_GATHER: Duration = Duration::from_millis(5);
+
+impl Acks {
+    fn push(&self, receipts: Vec<Receipt>) {
+        if receipts.is_empty() {
+            return;
+        }
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.extend(receipts);
+        }
+        self.pushed.notify_one();
+    }
+
+    async fn flush(&self, consumer: &Consumer) {
+        let receipts = self.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+        for chunk in receipts.chunks(10) {
+            if let Err(error) = consumer.transport.ack(consumer.queue(), chunk).await {
+                // Redelivered after the lease; the handlers are idempotent.
+                tracing::warn!(%error, queue = consumer.queue(), "could not ack handled messages");
             }
         }
-        self.receipts.clear();
+    }
+
+    /// Deletes what groups hand over until `stop`, then what is left.
+    async fn run(&self, consumer: &Consumer, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = self.pushed.notified() => {}
+            }
+            tokio::time::sleep(ACK_GATHER).await;
+            self.flush(consumer).await;
+        }
+        self.flush(consumer).await;
     }
 }
 
@@ -249,7 +298,15 @@ enum Next {
 
 impl Consumer {
     pub fn new(transport: Arc<dyn Transport>, handler: Arc<dyn Handler>, config: ConsumerConfig) -> Self {
-        Self { transport, handler, config, stats: Arc::default(), dead_letters: None, alerter: None }
+        Self {
+            transport,
+            handler,
+            config,
+            stats: Arc::default(),
+            dead_letters: None,
+            alerter: None,
+            acks: Acks::default(),
+        }
     }
 
     /// Also records in `store` each message it dead-letters, with its tenant (the
@@ -379,7 +436,7 @@ impl Consumer {
                         error = %error,
                         "handler failed; retrying"
                     );
-                    done.ack(self).await;
+                    done.ack(self);
                     tokio::select! {
                         () = shutdown.cancelled() => return Settled::Returned,
                         () = tokio::time::sleep(wait) => {}
@@ -427,10 +484,23 @@ impl Consumer {
     }
 
     /// Handles one group's messages in order, holding every one of them (heartbeat)
-    /// until it is acked, dead-lettered or given back.
-    async fn handle_group(&self, messages: Vec<ReceivedMessage>, shutdown: &CancellationToken) {
+    /// until it is acked, dead-lettered or given back. With `slots`, it first waits for
+    /// one of them (its messages held meanwhile).
+    async fn handle_group(
+        &self,
+        messages: Vec<ReceivedMessage>,
+        shutdown: &CancellationToken,
+        slots: Option<Arc<tokio::sync::Semaphore>>,
+    ) {
         let held = Held(Mutex::new(messages.iter().map(|m| m.receipt.clone()).collect()));
         let work = async {
+            let _slot = match slots {
+                Some(slots) => match slots.acquire_owned().await {
+                    Ok(slot) => Some(slot),
+                    Err(_) => return,
+                },
+                None => None,
+            };
             let mut done = Done { held: &held, receipts: Vec::new() };
             for message in &messages {
                 match self.settle(message, shutdown, &mut done).await {
@@ -439,7 +509,7 @@ impl Consumer {
                     Settled::Returned => break,
                 }
             }
-            done.ack(self).await;
+            done.ack(self);
             // What could not be handled goes back to the queue, still in order.
             for receipt in held.receipts() {
                 let _ = self.transport.change_visibility(self.queue(), &receipt, Duration::ZERO).await;
@@ -495,27 +565,39 @@ impl Consumer {
         let received = messages.len();
         let shutdown = CancellationToken::new();
         stream::iter(Self::groups(messages))
-            .for_each_concurrent(self.config.concurrency.max(1), |group| self.handle_group(group, &shutdown))
+            .for_each_concurrent(self.config.concurrency.max(1), |group| self.handle_group(group, &shutdown, None))
             .await;
+        self.acks.flush(self).await;
         Ok(received)
     }
 
     /// Runs until `shutdown` is cancelled. A cancellation interrupts the wait for
     /// messages and any backoff; a handler that is running is always finished.
+    ///
+    /// Receives full batches while it holds fewer than `concurrency + 10` messages;
+    /// `concurrency` groups run at once and the others wait for a slot, their messages
+    /// kept by their heartbeat.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(worker = self.handler.name(), queue = self.queue(), "consumer started");
         let this = Arc::new(self);
-        let slots = Arc::new(tokio::sync::Semaphore::new(this.config.concurrency.max(1)));
+        let concurrency = this.config.concurrency.max(1);
+        let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
+        let holding = Arc::new(tokio::sync::Semaphore::new(concurrency + 10));
+        let acks_stop = CancellationToken::new();
+        let acker = {
+            let (consumer, stop) = (this.clone(), acks_stop.clone());
+            tokio::spawn(async move { consumer.acks.run(&consumer, stop).await })
+        };
         let mut groups = tokio::task::JoinSet::new();
         loop {
             while groups.try_join_next().is_some() {}
             let first = tokio::select! {
                 () = shutdown.cancelled() => break,
-                permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
+                permit = holding.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
             };
             let mut permits = vec![first];
             while permits.len() < 10 {
-                match slots.clone().try_acquire_owned() {
+                match holding.clone().try_acquire_owned() {
                     Ok(permit) => permits.push(permit),
                     Err(_) => break,
                 }
@@ -527,11 +609,11 @@ impl Consumer {
             match received {
                 Ok(messages) => {
                     for group in Self::groups(messages) {
-                        let Some(permit) = permits.pop() else { break };
-                        let (consumer, shutdown) = (this.clone(), shutdown.clone());
+                        let held: Vec<_> = permits.drain(..group.len().min(permits.len())).collect();
+                        let (consumer, shutdown, slots) = (this.clone(), shutdown.clone(), slots.clone());
                         groups.spawn(async move {
-                            consumer.handle_group(group, &shutdown).await;
-                            drop(permit);
+                            consumer.handle_group(group, &shutdown, Some(slots)).await;
+                            drop(held);
                         });
                     }
                 }
@@ -545,6 +627,8 @@ impl Consumer {
             }
         }
         while groups.join_next().await.is_some() {}
+        acks_stop.cancel();
+        let _ = acker.await;
         tracing::info!(worker = this.handler.name(), queue = this.queue(), "consumer stopped");
     }
 }

@@ -439,3 +439,31 @@ async fn a_message_the_transport_cannot_dead_letter_comes_back_and_is_not_report
         .expect("dlq")
         .is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_groups_cost_one_receive_and_few_deletes_while_concurrency_holds() {
+    use crate::helpers::{Faults, FaultyTransport};
+
+    let env = Env::new().await;
+    let groups: Vec<(String, String)> = (0..10).map(|i| (format!("g{i}"), format!("m{i}"))).collect();
+    let pairs: Vec<(&str, &str)> = groups.iter().map(|(g, m)| (g.as_str(), m.as_str())).collect();
+    publish(env.embedded.as_ref(), &env.topology, &pairs).await;
+    let transport = Arc::new(FaultyTransport::new(env.embedded.clone(), Faults::default()));
+    let handler = Arc::new(Recorder::default());
+    let consumer = Consumer::new(transport.clone(), handler.clone(), quick_config(env.queue(UseCase::Feedback), 2));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(consumer.run(shutdown.clone()));
+    let started = tokio::time::Instant::now();
+    while handler.handled().len() < 10 {
+        assert!(started.elapsed() < Duration::from_secs(10), "handled {:?}", handler.handled());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    running.await.expect("join");
+    assert_eq!(handler.max_in_flight.load(Ordering::SeqCst), 2, "two groups at a time, the rest held");
+    assert_eq!(transport.receives.load(Ordering::SeqCst), 1, "one full batch");
+    let acks = transport.acks.load(Ordering::SeqCst);
+    assert!(acks <= 5, "deletes are batched across groups: {acks} calls for 10 messages");
+    let stats = env.embedded.stats(&env.queue(UseCase::Feedback)).await.expect("stats");
+    assert_eq!((stats.visible, stats.in_flight), (0, 0), "all deleted");
+}

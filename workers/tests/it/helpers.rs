@@ -102,11 +102,20 @@ pub struct FaultyTransport {
     pub inner: Arc<EmbeddedTransport>,
     pub faults: Mutex<Faults>,
     pub batch_sizes: Mutex<Vec<usize>>,
+    /// Calls to receive that returned messages, and calls to ack.
+    pub receives: std::sync::atomic::AtomicUsize,
+    pub acks: std::sync::atomic::AtomicUsize,
 }
 
 impl FaultyTransport {
     pub fn new(inner: Arc<EmbeddedTransport>, faults: Faults) -> Self {
-        Self { inner, faults: Mutex::new(faults), batch_sizes: Mutex::new(Vec::new()) }
+        Self {
+            inner,
+            faults: Mutex::new(faults),
+            batch_sizes: Mutex::new(Vec::new()),
+            receives: Default::default(),
+            acks: Default::default(),
+        }
     }
 }
 
@@ -161,10 +170,15 @@ impl Transport for FaultyTransport {
     }
 
     async fn receive(&self, queue: &str, options: ReceiveOptions) -> Result<Vec<ReceivedMessage>, TransportError> {
-        self.inner.receive(queue, options).await
+        let messages = self.inner.receive(queue, options).await?;
+        if !messages.is_empty() {
+            self.receives.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(messages)
     }
 
     async fn ack(&self, queue: &str, receipts: &[Receipt]) -> Result<(), TransportError> {
+        self.acks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.ack(queue, receipts).await
     }
 
