@@ -112,17 +112,7 @@ async fn dev_runs_the_feedback_flow_and_stops_cleanly_on_ctrl_c() {
         .expect("spawn dev");
 
     let credentials_path = data_dir.join("dev-credentials.json");
-    let mut credentials = None;
-    for _ in 0..300 {
-        if let Some(found) =
-            std::fs::read_to_string(&credentials_path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        {
-            credentials = Some(found);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let credentials = credentials.expect("dev writes its credentials file");
+    let credentials = dev_credentials(&data_dir).await;
     for field in ["tenant_id", "api_key", "api_url", "console_url", "admin_token"] {
         assert!(credentials[field].is_string(), "{field} in {credentials}");
     }

@@ -165,6 +165,17 @@ impl SqlStore {
     }
 
     /// Moves a tenant's row from status `from` to `to`; false when it was not in `from`.
+    /// Outbox rows matching `condition` (a constant SQL predicate).
+    async fn count_outbox(&self, condition: &'static str) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM outbox WHERE {condition}"))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?
+            .try_get(0)
+            .map_err(db)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     async fn transition(
         &self,
         table: Table,
@@ -881,23 +892,11 @@ impl Store for SqlStore {
     }
 
     async fn failed_outbox(&self) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query("SELECT COUNT(*) FROM outbox WHERE failed_at IS NOT NULL")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?
-            .try_get(0)
-            .map_err(db)?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        self.count_outbox("failed_at IS NOT NULL").await
     }
 
     async fn outbox_backlog(&self) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL AND failed_at IS NULL")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?
-            .try_get(0)
-            .map_err(db)?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        self.count_outbox("published_at IS NULL AND failed_at IS NULL").await
     }
 
     async fn wait_for_outbox(&self) {
