@@ -6,7 +6,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use shared::domain::{Tenant, TenantName};
-use shared::ports::Store;
+use shared::ports::StoreBackend;
 use shared::{TenantId, Timestamp};
 
 /// What `<data-dir>/dev-credentials.json` holds.
@@ -34,7 +34,7 @@ pub fn dev_admin_token(data_dir: &Path) -> String {
 pub const CREDENTIALS_FILE: &str = "dev-credentials.json";
 
 /// Creates a tenant and prints nothing; used by `dev` and `tenant create`.
-pub async fn create_tenant(store: &dyn Store, name: &str) -> anyhow::Result<Tenant> {
+pub async fn create_tenant(store: &dyn StoreBackend, name: &str) -> anyhow::Result<Tenant> {
     let name = TenantName::parse(name).map_err(anyhow::Error::msg)?;
     let tenant = Tenant { id: TenantId::new(), name, created_at: Timestamp::now() };
     store.create_tenant(&tenant).await.context("creating the tenant")?;
@@ -44,7 +44,7 @@ pub async fn create_tenant(store: &dyn Store, name: &str) -> anyhow::Result<Tena
 /// Returns the demo credentials, creating the tenant and key on first start (or when
 /// the store no longer has the tenant the file names). URLs are refreshed every start.
 pub async fn ensure_demo_tenant(
-    store: &dyn Store,
+    store: &dyn StoreBackend,
     data_dir: &Path,
     api_url: &str,
     console_url: &str,

@@ -12,11 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use shared::config::{BusForwarding, Config};
 use shared::limits::{per_hour, per_second, Share, TenantRates};
-use shared::ports::{EventBus, ObjectStore, Store, Transport};
+use shared::ports::{EventBus, ObjectStore, StoreBackend, Transport};
 use shared::topology::{Topology, UseCase};
 use workers::access_requests::AccessRequestWorker;
 use workers::alarms::AlarmForwarder;
-use workers::alerts::{report_worker, Alerter, Monitor, TenantAlerts, TenantSinkFactory};
+use workers::alerts::{report_worker, Alerter, Monitor, MonitorPorts, TenantAlerts, TenantSinkFactory};
 use workers::analytics::{AnalyticsWorker, AnalyticsWriter};
 use workers::email::{EmailLimits, EmailWorker};
 use workers::feedback::FeedbackWorker;
@@ -46,7 +46,7 @@ fn tenant_sinks(config: &Config) -> TenantSinkFactory {
 /// The backends a platform runs on.
 #[derive(Clone)]
 pub struct Backends {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn StoreBackend>,
     pub transport: Arc<dyn Transport>,
     pub objects: Arc<dyn ObjectStore>,
     /// The event bus and what to forward to it, when the deployment has one.
@@ -163,7 +163,8 @@ impl Platform {
         let backends = &self.backends;
         let handler: Arc<dyn Handler> = match use_case {
             UseCase::Feedback => {
-                let worker = FeedbackWorker::new(backends.store.clone(), backends.objects.clone());
+                let worker =
+                    FeedbackWorker::new(backends.store.clone(), backends.store.clone(), backends.objects.clone());
                 Arc::new(match adapters::open_ticket_desk(&self.config) {
                     Some(desk) => worker.with_tickets(desk),
                     None => worker,
@@ -180,6 +181,7 @@ impl Platform {
                     };
                     Arc::new(
                         EmailWorker::new(
+                            backends.store.clone(),
                             backends.store.clone(),
                             backends.objects.clone(),
                             sender,
@@ -218,6 +220,7 @@ impl Platform {
             UseCase::Testflight => match self.beta_testers.clone() {
                 Some(testers) => Arc::new(
                     TestflightWorker::new(
+                        backends.store.clone(),
                         backends.store.clone(),
                         backends.objects.clone(),
                         testers,
@@ -319,7 +322,7 @@ impl Platform {
                 Some(sink) => {
                     let mut monitor = Monitor::new(
                         self.backends.transport.clone(),
-                        self.backends.store.clone(),
+                        MonitorPorts::of(&self.backends.store),
                         self.topology.clone(),
                         Alerter::new(sink, ALERT_WINDOW),
                     );
@@ -345,8 +348,11 @@ impl Platform {
             servers.spawn(api);
         }
         if let Some(listener) = self.console_listener.take() {
+            let store = &self.backends.store;
             let state = control_plane::ConsoleState {
-                store: self.backends.store.clone(),
+                tenants: store.clone(),
+                access: store.clone(),
+                readiness: store.clone(),
                 admin_token: self.config.admin_token.clone(),
                 plans: self.config.plans.clone(),
                 captures: adapters::open_captures(&self.config),

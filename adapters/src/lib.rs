@@ -16,14 +16,14 @@ pub mod testing;
 use std::sync::Arc;
 
 use shared::config::{ObjectStoreConfig, StoreConfig, TransportConfig};
-use shared::ports::{ObjectStore, Store, Transport};
+use shared::ports::{ObjectStore, StoreBackend, Transport};
 use shared::topology::Topology;
 use shared::{Clock, SystemClock};
 
 pub use store::SqlStore;
 
 /// Connects to the configured store and applies pending migrations.
-pub async fn connect_store(config: &StoreConfig) -> Result<Arc<dyn Store>, store::ConnectError> {
+pub async fn connect_store(config: &StoreConfig) -> Result<Arc<dyn StoreBackend>, store::ConnectError> {
     let store = SqlStore::connect(config).await?;
     store.migrate().await?;
     Ok(Arc::new(store))

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use serde_json::json;
 
 use shared::config::{Secret, StoreConfig};
-use shared::ports::Store;
+use shared::ports::StoreBackend;
 
 /// The INSERT the API's outbox write performs, on an identical table, for pgbench.
 const PGBENCH_SCRIPT: &str = "INSERT INTO bench_outbox (event_id, tenant_id, envelope, created_at) \
@@ -15,7 +15,7 @@ VALUES (gen_random_uuid()::text, 'ten_bench', repeat('x', 420), 0);\n";
 
 pub async fn run(connections: usize, seconds: u64) -> anyhow::Result<()> {
     let url = adapters::testing::fresh_postgres_database().await.context("creating a benchmark database")?;
-    let store: Arc<dyn Store> = adapters::connect_store(&StoreConfig::Postgres {
+    let store: Arc<dyn StoreBackend> = adapters::connect_store(&StoreConfig::Postgres {
         url: Secret::new(url.clone()),
         max_connections: u32::try_from(connections).unwrap_or(64),
         acquire_timeout: std::time::Duration::from_secs(2),

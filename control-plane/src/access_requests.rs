@@ -36,7 +36,7 @@ pub(crate) async fn list(
             ApiError::Validation(vec![FieldError::new("status", "must be pending, approved or rejected")])
         })?),
     };
-    let requests = state.store.list_access_requests(status).await?;
+    let requests = state.access.list_access_requests(status).await?;
     Ok(HttpResponse::Ok().json(json!({"access_requests": requests.iter().map(admin_view).collect::<Vec<_>>()})))
 }
 
@@ -54,7 +54,7 @@ pub(crate) async fn get(
 ) -> Result<HttpResponse, ApiError> {
     state.authorize(&request)?;
     let ticket = ticket(&path)?;
-    let found = state.store.access_request(ticket).await?;
+    let found = state.access.access_request(ticket).await?;
     let found = found.ok_or_else(|| ApiError::NotFound(format!("access request {ticket}")))?;
     Ok(HttpResponse::Ok().json(admin_view(&found)))
 }
@@ -84,7 +84,7 @@ async fn decide(
     state.authorize(request)?;
     let ticket = ticket(raw)?;
     let event_type = EventType::parse(event_type).map_err(|_| ApiError::NotFound("event type".into()))?;
-    let decided = state.store.decide_access_request(ticket, &decision, &decision_event(event_type)).await?;
+    let decided = state.access.decide_access_request(ticket, &decision, &decision_event(event_type)).await?;
     tracing::info!(ticket = %ticket, status = decided.status.as_str(), "access request decided");
     Ok(HttpResponse::Ok().json(admin_view(&decided)))
 }

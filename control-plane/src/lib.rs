@@ -19,12 +19,14 @@ use serde_json::json;
 use core_api::ApiError;
 use shared::config::{Plans, Secret};
 use shared::ports::providers::CapturedCalls;
-use shared::ports::Store;
+use shared::ports::{AccessRequestStore, Readiness, TenantDirectory};
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct ConsoleState {
-    pub store: Arc<dyn Store>,
+    pub tenants: Arc<dyn TenantDirectory>,
+    pub access: Arc<dyn AccessRequestStore>,
+    pub readiness: Arc<dyn Readiness>,
     /// Operators authenticate with this bearer token; with none set, the JSON API
     /// refuses every call.
     pub admin_token: Option<Secret>,
@@ -62,7 +64,7 @@ async fn health() -> HttpResponse {
 }
 
 async fn ready(state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
-    core_api::readiness(state.store.as_ref()).await
+    core_api::readiness(state.readiness.as_ref()).await
 }
 
 async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -17,8 +17,9 @@ fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
 }
 
 async fn view(state: &ConsoleState, id: TenantId) -> Result<Value, ApiError> {
-    let tenant = state.store.tenant(id).await?.ok_or_else(|| ApiError::NotFound(format!("tenant {id}")))?;
-    let settings = state.store.tenant_settings(id).await?.ok_or_else(|| ApiError::NotFound(format!("tenant {id}")))?;
+    let tenant = state.tenants.tenant(id).await?.ok_or_else(|| ApiError::NotFound(format!("tenant {id}")))?;
+    let settings =
+        state.tenants.tenant_settings(id).await?.ok_or_else(|| ApiError::NotFound(format!("tenant {id}")))?;
     Ok(json!({
         "id": tenant.id,
         "name": tenant.name.as_str(),
@@ -83,9 +84,9 @@ pub(crate) async fn update(
     state.authorize(&request)?;
     let id = tenant_id(&path)?;
     let mut settings =
-        state.store.tenant_settings(id).await?.ok_or_else(|| ApiError::NotFound(format!("tenant {id}")))?;
+        state.tenants.tenant_settings(id).await?.ok_or_else(|| ApiError::NotFound(format!("tenant {id}")))?;
     apply(&body, &state, &mut settings)?;
-    state.store.set_tenant_settings(id, &settings).await?;
+    state.tenants.set_tenant_settings(id, &settings).await?;
     tracing::info!(tenant_id = %id, plan = %settings.plan, "tenant settings changed");
     Ok(HttpResponse::Ok().json(view(&state, id).await?))
 }

@@ -14,7 +14,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use shared::domain::ApiKeyRecord;
-use shared::ports::{Store, StoreError};
+use shared::ports::{StoreError, TenantDirectory};
 use shared::{ApiKeyId, TenantId, Timestamp};
 
 use crate::problem::ApiError;
@@ -33,7 +33,7 @@ fn hash(plaintext: &str) -> String {
 }
 
 /// Creates and stores a new key for `tenant`.
-pub async fn issue_api_key(store: &dyn Store, tenant: TenantId) -> Result<IssuedKey, StoreError> {
+pub async fn issue_api_key(tenants: &dyn TenantDirectory, tenant: TenantId) -> Result<IssuedKey, StoreError> {
     let id = ApiKeyId::new();
     let mut secret = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut secret);
@@ -45,7 +45,7 @@ pub async fn issue_api_key(store: &dyn Store, tenant: TenantId) -> Result<Issued
         created_at: Timestamp::now(),
         revoked_at: None,
     };
-    store.create_api_key(&record).await?;
+    tenants.create_api_key(&record).await?;
     Ok(IssuedKey { record, plaintext })
 }
 
@@ -76,7 +76,7 @@ pub const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
 const KEY_CACHE_CAPACITY: usize = 10_000;
 
 impl KeyCache {
-    async fn lookup(&self, store: &dyn Store, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
+    async fn lookup(&self, tenants: &dyn TenantDirectory, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
         if let Ok(entries) = self.entries.read() {
             if let Some((record, fetched)) = entries.get(&id) {
                 if fetched.elapsed() < KEY_CACHE_TTL {
@@ -84,7 +84,7 @@ impl KeyCache {
                 }
             }
         }
-        let found = store.api_key(id).await?;
+        let found = tenants.api_key(id).await?;
         if let (Some(record), Ok(mut entries)) = (&found, self.entries.write()) {
             if entries.len() >= KEY_CACHE_CAPACITY {
                 entries.retain(|_, (_, fetched)| fetched.elapsed() < KEY_CACHE_TTL);
@@ -99,7 +99,11 @@ impl KeyCache {
 }
 
 /// The tenant a request's `Authorization: Bearer sk_…` header belongs to.
-pub async fn authenticate(request: &HttpRequest, store: &dyn Store, keys: &KeyCache) -> Result<TenantId, ApiError> {
+pub async fn authenticate(
+    request: &HttpRequest,
+    tenants: &dyn TenantDirectory,
+    keys: &KeyCache,
+) -> Result<TenantId, ApiError> {
     let header = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -112,7 +116,7 @@ pub async fn authenticate(request: &HttpRequest, store: &dyn Store, keys: &KeyCa
         .ok_or(ApiError::Unauthorized("the Authorization header must use the Bearer scheme"))?;
     const UNKNOWN: ApiError = ApiError::Unauthorized("unknown or revoked API key");
     let id = key_id(token).ok_or(UNKNOWN)?;
-    let record = keys.lookup(store, id).await?.ok_or(UNKNOWN)?;
+    let record = keys.lookup(tenants, id).await?.ok_or(UNKNOWN)?;
     if record.revoked_at.is_some() || !constant_time_eq(record.secret_hash.as_bytes(), hash(token).as_bytes()) {
         return Err(UNKNOWN);
     }

@@ -3,8 +3,8 @@
 //! Every write validates its body, authenticates the tenant, and commits the domain row
 //! and its outbox row in one store transaction before answering 202 Accepted.
 //!
-//! Architecture invariant: this crate knows the store only through
-//! `shared::ports::Store`; it never names a database, a transport or AWS.
+//! Architecture invariant: this crate knows the store only through the store ports of
+//! `shared::ports`; it never names a database, a transport or AWS.
 
 pub mod auth;
 pub mod body;
@@ -21,7 +21,10 @@ use actix_web::{web, App, HttpServer};
 
 use shared::config::Plans;
 use shared::limits::{per_second, Share, TenantRates};
-use shared::ports::Store;
+use shared::ports::{
+    AccessRequestStore, AnalyticsStore, EmailStore, EventLog, FeedbackStore, InvitationStore, Readiness, StoreBackend,
+    TenantDirectory, WebhookStore,
+};
 
 pub use auth::{issue_api_key, IssuedKey};
 pub use problem::ApiError;
@@ -35,22 +38,43 @@ pub const MAX_BODY_BYTES: usize = 262_144;
 /// What every handler shares.
 #[derive(Clone)]
 pub struct ApiState {
-    pub store: Arc<dyn Store>,
+    pub tenants: Arc<dyn TenantDirectory>,
+    pub events: Arc<dyn EventLog>,
+    pub feedback: Arc<dyn FeedbackStore>,
+    pub emails: Arc<dyn EmailStore>,
+    pub analytics: Arc<dyn AnalyticsStore>,
+    pub access: Arc<dyn AccessRequestStore>,
+    pub invitations: Arc<dyn InvitationStore>,
+    pub webhooks: Arc<dyn WebhookStore>,
+    pub readiness: Arc<dyn Readiness>,
     pub keys: Arc<auth::KeyCache>,
     /// Requests per second per tenant, by plan.
     pub rates: Arc<TenantRates>,
 }
 
 impl ApiState {
-    /// `share`: how many API processes divide the plans' limits (see `shared::limits`).
-    pub fn new(store: Arc<dyn Store>, plans: &Plans, share: &Share) -> Self {
+    /// The API's ports, all from `store`; `share`: how many API processes divide the
+    /// plans' limits (see `shared::limits`).
+    pub fn new(store: Arc<dyn StoreBackend>, plans: &Plans, share: &Share) -> Self {
         let rates = TenantRates::new(store.clone(), plans, |limits| per_second(limits.api_per_second)).sharing(share);
-        Self { store, keys: Arc::default(), rates: Arc::new(rates) }
+        Self {
+            tenants: store.clone(),
+            events: store.clone(),
+            feedback: store.clone(),
+            emails: store.clone(),
+            analytics: store.clone(),
+            access: store.clone(),
+            invitations: store.clone(),
+            webhooks: store.clone(),
+            readiness: store,
+            keys: Arc::default(),
+            rates: Arc::new(rates),
+        }
     }
 
     /// The calling tenant, once its key is valid and its plan allows another request.
     pub(crate) async fn authenticate(&self, request: &actix_web::HttpRequest) -> Result<shared::TenantId, ApiError> {
-        let tenant = auth::authenticate(request, self.store.as_ref(), &self.keys).await?;
+        let tenant = auth::authenticate(request, self.tenants.as_ref(), &self.keys).await?;
         self.rates.check(tenant).await.map_err(|retry_after| ApiError::RateLimited { retry_after })?;
         Ok(tenant)
     }
@@ -77,7 +101,7 @@ pub async fn liveness() -> actix_web::HttpResponse {
 
 /// `GET /readyz`: 200 once the store answers, else 503 problem+json with
 /// `Retry-After`, within [`READINESS_TIMEOUT`] whatever the store does.
-pub async fn readiness(store: &dyn Store) -> Result<actix_web::HttpResponse, ApiError> {
+pub async fn readiness(store: &dyn Readiness) -> Result<actix_web::HttpResponse, ApiError> {
     match tokio::time::timeout(READINESS_TIMEOUT, store.ping()).await {
         Ok(Ok(())) => Ok(actix_web::HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))),
         Ok(Err(error)) => Err(ApiError::Unavailable(error)),

@@ -20,7 +20,7 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLim
 use crate::config::{PlanLimits, Plans};
 use crate::domain::PlanName;
 use crate::ids::TenantId;
-use crate::ports::Store;
+use crate::ports::TenantDirectory;
 
 const PLAN_CACHE: Duration = Duration::from_secs(60);
 
@@ -115,7 +115,7 @@ type PlanLimiters = Arc<HashMap<PlanName, Arc<DefaultKeyedRateLimiter<TenantId>>
 
 /// Rate limits per tenant, by the tenant's plan.
 pub struct TenantRates {
-    store: Arc<dyn Store>,
+    tenants: Arc<dyn TenantDirectory>,
     quotas: HashMap<PlanName, Quota>,
     share: Share,
     built: RwLock<Built<PlanLimiters>>,
@@ -135,10 +135,10 @@ pub fn per_hour(n: u32) -> Quota {
 
 impl TenantRates {
     /// One limiter per plan of `plans`, each with the quota `quota` picks from its limits.
-    pub fn new(store: Arc<dyn Store>, plans: &Plans, quota: impl Fn(&PlanLimits) -> Quota) -> Self {
+    pub fn new(tenants: Arc<dyn TenantDirectory>, plans: &Plans, quota: impl Fn(&PlanLimits) -> Quota) -> Self {
         let quotas: HashMap<PlanName, Quota> = plans.iter().map(|(name, limits)| (name, quota(&limits))).collect();
         let built = RwLock::new(Built { processes: 1, limiters: Self::build(&quotas, 1) });
-        Self { store, quotas, share: Share::alone(), built, plans: Mutex::default() }
+        Self { tenants, quotas, share: Share::alone(), built, plans: Mutex::default() }
     }
 
     /// Enforces this process's part of each limit, as `share` says.
@@ -164,7 +164,7 @@ impl TenantRates {
                 return plan.clone();
             }
         }
-        let plan = match self.store.tenant_settings(tenant).await {
+        let plan = match self.tenants.tenant_settings(tenant).await {
             Ok(Some(settings)) => settings.plan,
             Ok(None) => PlanName::standard(),
             Err(error) => {

@@ -19,7 +19,7 @@ use shared::domain::access::TicketId;
 use shared::domain::EmailAddress;
 use shared::envelope::event_types::{ACCESS_REQUEST_APPROVED, ACCESS_REQUEST_REJECTED, ACCESS_REQUEST_SUBMITTED};
 use shared::ports::providers::{Alert, AlertSink};
-use shared::ports::{ObjectStore, ReceivedMessage, Store};
+use shared::ports::{Inbox, ObjectStore, ReceivedMessage};
 use shared::{EventEnvelope, ObjectKey};
 
 use crate::consumer::{Handler, HandlerError};
@@ -28,7 +28,7 @@ pub const CONSUMER: &str = "access-requests";
 const BLUE: u32 = 0x3B82F6;
 
 pub struct AccessRequestWorker {
-    store: Arc<dyn Store>,
+    inbox: Arc<dyn Inbox>,
     objects: Arc<dyn ObjectStore>,
     alerts: Option<Arc<dyn AlertSink>>,
     support: Option<EmailAddress>,
@@ -56,18 +56,18 @@ fn fields(envelope: &EventEnvelope) -> Result<Fields, HandlerError> {
 
 impl AccessRequestWorker {
     pub fn new(
-        store: Arc<dyn Store>,
+        inbox: Arc<dyn Inbox>,
         objects: Arc<dyn ObjectStore>,
         alerts: Option<Arc<dyn AlertSink>>,
         support: Option<EmailAddress>,
         console_url: Option<String>,
     ) -> Self {
-        Self { store, objects, alerts, support, console_url }
+        Self { inbox, objects, alerts, support, console_url }
     }
 
     async fn submitted(&self, envelope: &EventEnvelope, fields: &Fields) -> Result<(), HandlerError> {
         let tenant = envelope.tenant_id;
-        if self.store.applied(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)? {
+        if self.inbox.applied(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)? {
             return Ok(());
         }
         let key = ObjectKey::partitioned(
@@ -146,12 +146,12 @@ impl AccessRequestWorker {
         email: Option<(shared::domain::NewEmail, EventEnvelope)>,
     ) -> Result<(), HandlerError> {
         let tenant = envelope.tenant_id;
-        let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)?
+        let Some(mut tx) = self.inbox.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)?
         else {
             return Ok(());
         };
         if let Some(email) = email {
-            tx.submit_emails(&[email]).await.map_err(HandlerError::store)?;
+            tx.submit_emails(tenant, &[email]).await.map_err(HandlerError::store)?;
         }
         tx.commit().await.map_err(HandlerError::store)?;
         tracing::info!(tenant_id = %tenant, event_type = %envelope.event_type, "access request handled");

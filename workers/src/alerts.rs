@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use shared::ports::providers::{Alert, AlertSink};
-use shared::ports::{Store, Transport, WorkerReport};
+use shared::ports::{AccessRequestStore, Outbox, StoreBackend, TenantDirectory, Transport, WorkerHealth, WorkerReport};
 use shared::topology::{Topology, MAX_RECEIVE_COUNT};
 use shared::{TenantId, Timestamp};
 
@@ -88,7 +88,7 @@ impl Alerter {
 /// failure rate; and sets `share` to the number of processes of that role that reported
 /// within three intervals, so their limits add up to the configured ones.
 pub async fn report_worker(
-    store: Arc<dyn Store>,
+    health: Arc<dyn WorkerHealth>,
     worker: String,
     process: String,
     stats: Arc<ConsumerStats>,
@@ -114,14 +114,14 @@ pub async fn report_worker(
             failed: stats.failed.load(Ordering::Relaxed),
             reported_at: Timestamp::now(),
         };
-        if let Err(error) = store.report_worker(&report).await {
+        if let Err(error) = health.report_worker(&report).await {
             tracing::warn!(%error, worker = worker.as_str(), "could not report worker counts");
         }
         if stopping {
             return;
         }
         let since = Timestamp::now().minus(interval.saturating_mul(3));
-        match store.worker_reports(since).await {
+        match health.worker_reports(since).await {
             Ok(reports) => {
                 let live = reports.iter().filter(|r| r.worker == worker).count();
                 share.set(u32::try_from(live).unwrap_or(u32::MAX));
@@ -162,10 +162,29 @@ impl TenantAlerts {
     }
 }
 
+/// The store ports the monitor reads.
+#[derive(Clone)]
+pub struct MonitorPorts {
+    pub health: Arc<dyn WorkerHealth>,
+    /// Tenants' own alert webhooks.
+    pub tenants: Arc<dyn TenantDirectory>,
+    /// Pending access requests to remind operators of.
+    pub access: Arc<dyn AccessRequestStore>,
+    /// Lag and failed rows.
+    pub outbox: Arc<dyn Outbox>,
+}
+
+impl MonitorPorts {
+    /// Every port from one backend.
+    pub fn of(store: &Arc<dyn StoreBackend>) -> Self {
+        Self { health: store.clone(), tenants: store.clone(), access: store.clone(), outbox: store.clone() }
+    }
+}
+
 /// Watches the dead-letter queues and the outbox and raises alerts.
 pub struct Monitor {
     transport: Arc<dyn Transport>,
-    store: Arc<dyn Store>,
+    store: MonitorPorts,
     topology: Topology,
     alerter: Alerter,
     /// Outbox rows pending above which lag is alerted.
@@ -187,7 +206,7 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub fn new(transport: Arc<dyn Transport>, store: Arc<dyn Store>, topology: Topology, alerter: Alerter) -> Self {
+    pub fn new(transport: Arc<dyn Transport>, store: MonitorPorts, topology: Topology, alerter: Alerter) -> Self {
         Self {
             transport,
             store,
@@ -209,7 +228,7 @@ impl Monitor {
     /// time sets a baseline; one whose counts went down restarted and counts from zero.
     async fn check_workers(&mut self, now: Instant) {
         let since = Timestamp::now().minus(Duration::from_secs(10 * 60));
-        let reports = match self.store.worker_reports(since).await {
+        let reports = match self.store.health.worker_reports(since).await {
             Ok(reports) => reports,
             Err(error) => {
                 tracing::warn!(%error, "could not read worker reports");
@@ -259,7 +278,7 @@ impl Monitor {
     async fn alert_tenants(&mut self, now: Instant) {
         let Some(tenants) = self.tenant_alerts.as_mut() else { return };
         loop {
-            let letters = match self.store.dead_letters_since(tenants.cursor, tenants.since, 100).await {
+            let letters = match self.store.health.dead_letters_since(tenants.cursor, tenants.since, 100).await {
                 Ok(letters) => letters,
                 Err(error) => {
                     tracing::warn!(%error, "could not read dead letters for tenant alerts");
@@ -269,7 +288,7 @@ impl Monitor {
             let Some((last, _)) = letters.last() else { return };
             tenants.cursor = *last;
             for (_, letter) in &letters {
-                let url = match self.store.tenant_settings(letter.tenant).await {
+                let url = match self.store.tenants.tenant_settings(letter.tenant).await {
                     Ok(settings) => settings.and_then(|s| s.alert_webhook_url),
                     Err(error) => {
                         tracing::warn!(%error, tenant_id = %letter.tenant, "could not read the tenant's alert webhook");
@@ -302,7 +321,7 @@ impl Monitor {
         let ago = |d: Duration| {
             Timestamp::from_millis(Timestamp::now().as_millis() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         };
-        let due = match self.store.due_access_reminders(ago(after), ago(every)).await {
+        let due = match self.store.access.due_access_reminders(ago(after), ago(every)).await {
             Ok(due) => due,
             Err(error) => {
                 tracing::warn!(%error, "could not read pending access requests");
@@ -361,7 +380,7 @@ impl Monitor {
                 self.alerter.raise(&format!("dlq:{}", queue.dlq_name), alert, now).await;
             }
         }
-        match self.store.outbox_backlog().await {
+        match self.store.outbox.outbox_backlog().await {
             Ok(backlog) if backlog > self.lag_threshold => {
                 let alert = Alert {
                     title: "Outbox lag".into(),
@@ -393,7 +412,7 @@ impl Monitor {
     /// Alerts when the relay gave up on more outbox rows since the last check: events
     /// that were accepted and will not be published unless an operator acts.
     async fn check_failed_rows(&mut self, now: Instant) {
-        let count = match self.store.failed_outbox().await {
+        let count = match self.store.outbox.failed_outbox().await {
             Ok(count) => count,
             Err(error) => {
                 tracing::warn!(%error, "could not count failed outbox rows");

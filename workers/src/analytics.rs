@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use shared::config::AnalyticsConfig;
 use shared::domain::analytics::{hour_of, AnalyticsChunk, StagedAnalytics};
 use shared::envelope::event_types::ANALYTICS_EVENTS_ACCEPTED;
-use shared::ports::{ObjectStore, ReceivedMessage, Store, StoreError};
+use shared::ports::{AnalyticsStore, Inbox, ObjectStore, ReceivedMessage, StoreError};
 use shared::{AnalyticsBatchId, AnalyticsEventId, EventEnvelope, ObjectKey, Timestamp};
 
 use crate::consumer::{Handler, HandlerError};
@@ -36,14 +36,14 @@ const WRITE_ATTEMPTS: u32 = 4;
 
 /// Stages the events of `analytics.events_accepted` messages.
 pub struct AnalyticsWorker {
-    store: Arc<dyn Store>,
+    inbox: Arc<dyn Inbox>,
     staged: Arc<Notify>,
 }
 
 impl AnalyticsWorker {
     /// `staged` is notified after each commit, so the writer can check for full batches.
-    pub fn new(store: Arc<dyn Store>, staged: Arc<Notify>) -> Self {
-        Self { store, staged }
+    pub fn new(inbox: Arc<dyn Inbox>, staged: Arc<Notify>) -> Self {
+        Self { inbox, staged }
     }
 
     fn rows(envelope: &EventEnvelope) -> Result<Vec<StagedAnalytics>, HandlerError> {
@@ -95,7 +95,7 @@ impl Handler for AnalyticsWorker {
         }
         let rows = Self::rows(&envelope)?;
         let tenant = envelope.tenant_id;
-        if let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)? {
+        if let Some(mut tx) = self.inbox.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)? {
             tx.stage_analytics(tenant, &rows).await.map_err(HandlerError::store)?;
             tx.commit().await.map_err(HandlerError::store)?;
             tracing::debug!(tenant_id = %tenant, events = rows.len(), "analytics events staged");
@@ -107,7 +107,7 @@ impl Handler for AnalyticsWorker {
 
 /// Writes staged analytics events as objects.
 pub struct AnalyticsWriter {
-    store: Arc<dyn Store>,
+    analytics: Arc<dyn AnalyticsStore>,
     objects: Arc<dyn ObjectStore>,
     config: AnalyticsConfig,
     staged: Arc<Notify>,
@@ -127,12 +127,12 @@ pub enum WriteError {
 
 impl AnalyticsWriter {
     pub fn new(
-        store: Arc<dyn Store>,
+        analytics: Arc<dyn AnalyticsStore>,
         objects: Arc<dyn ObjectStore>,
         config: AnalyticsConfig,
         staged: Arc<Notify>,
     ) -> Self {
-        Self { store, objects, config, staged }
+        Self { analytics, objects, config, staged }
     }
 
     /// Writes every partition that is due; returns how many objects were written.
@@ -142,7 +142,8 @@ impl AnalyticsWriter {
             let staged_before = Timestamp::from_millis(
                 Timestamp::now().as_millis() - i64::try_from(self.config.batch_age.as_millis()).unwrap_or(i64::MAX),
             );
-            let Some(chunk) = self.store.claim_analytics(self.config.batch_events, staged_before, WRITE_LEASE).await?
+            let Some(chunk) =
+                self.analytics.claim_analytics(self.config.batch_events, staged_before, WRITE_LEASE).await?
             else {
                 return Ok(written);
             };
@@ -178,7 +179,7 @@ impl AnalyticsWriter {
         let name = format!("{}.ndjson.gz", uuid::Uuid::now_v7().simple());
         let key = ObjectKey::partitioned("analytics", chunk.tenant, chunk.hour, &name).map_err(WriteError::Key)?;
         self.objects.put(&key, body, "application/gzip").await.map_err(WriteError::Object)?;
-        self.store.record_analytics_object(chunk, key.as_str()).await?;
+        self.analytics.record_analytics_object(chunk, key.as_str()).await?;
         tracing::info!(tenant_id = %chunk.tenant, rows = chunk.lines.len(), key = %key, "analytics object written");
         Ok(())
     }

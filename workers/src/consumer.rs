@@ -47,7 +47,7 @@ use tracing::Instrument;
 
 use shared::ports::providers::{Alert, AlertSink};
 use shared::ports::{
-    BoxError, DeadLetterRecord, Receipt, ReceiveOptions, ReceivedMessage, Store, Transport, TransportError,
+    BoxError, DeadLetterRecord, Receipt, ReceiveOptions, ReceivedMessage, Transport, TransportError, WorkerHealth,
 };
 use shared::topology::MAX_RECEIVE_COUNT;
 use shared::{TenantId, Timestamp};
@@ -184,7 +184,7 @@ pub struct Consumer {
     config: ConsumerConfig,
     stats: Arc<ConsumerStats>,
     /// Where messages given up on are recorded (for tenants' alerts), when set.
-    dead_letters: Option<Arc<dyn Store>>,
+    dead_letters: Option<Arc<dyn WorkerHealth>>,
     /// Where outages are reported while they last, when set.
     alerter: Option<tokio::sync::Mutex<Alerter>>,
     acks: Acks,
@@ -319,8 +319,8 @@ impl Consumer {
     /// Also records in `store` each message it dead-letters, with its tenant (the
     /// message group), for the tenants' own alerts.
     #[must_use]
-    pub fn recording_dead_letters(mut self, store: Arc<dyn Store>) -> Self {
-        self.dead_letters = Some(store);
+    pub fn recording_dead_letters(mut self, health: Arc<dyn WorkerHealth>) -> Self {
+        self.dead_letters = Some(health);
         self
     }
 

@@ -23,7 +23,7 @@ use shared::domain::{EmailAddress, EmailOutcome, EmailStatus, NewEmail};
 use shared::envelope::event_types::EMAIL_REQUESTED;
 use shared::limits::{Share, SharedLimiter, TenantRates};
 use shared::ports::providers::{Email, EmailBody, EmailSender, ProviderError};
-use shared::ports::{ObjectStore, ReceivedMessage, SendStart, Store};
+use shared::ports::{EmailStore, Inbox, ObjectStore, ReceivedMessage, SendStart};
 use shared::{EmailId, EventEnvelope, EventType, ObjectKey, Service};
 
 use crate::consumer::{Handler, HandlerError};
@@ -37,7 +37,8 @@ pub struct EmailLimits {
 }
 
 pub struct EmailWorker {
-    store: Arc<dyn Store>,
+    emails: Arc<dyn EmailStore>,
+    inbox: Arc<dyn Inbox>,
     objects: Arc<dyn ObjectStore>,
     sender: Arc<dyn EmailSender>,
     from: EmailAddress,
@@ -70,14 +71,16 @@ pub fn request(
 
 impl EmailWorker {
     pub fn new(
-        store: Arc<dyn Store>,
+        emails: Arc<dyn EmailStore>,
+        inbox: Arc<dyn Inbox>,
         objects: Arc<dyn ObjectStore>,
         sender: Arc<dyn EmailSender>,
         from: EmailAddress,
         limits: EmailLimits,
     ) -> Self {
         Self {
-            store,
+            emails,
+            inbox,
             objects,
             sender,
             from,
@@ -145,7 +148,7 @@ impl EmailWorker {
         let key = Self::record_key(envelope)?;
         outcome.result_key = Some(key.to_string());
         let tenant = envelope.tenant_id;
-        if let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)? {
+        if let Some(mut tx) = self.inbox.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)? {
             tx.set_email_outcome(tenant, id, &outcome).await.map_err(HandlerError::store)?;
             tx.commit().await.map_err(HandlerError::store)?;
         }
@@ -179,7 +182,7 @@ impl EmailWorker {
     /// (the object store failed after the outcome was stored), so it is written again
     /// from the stored row.
     async fn finish_record(&self, envelope: &EventEnvelope, id: EmailId) -> Result<(), HandlerError> {
-        let Some(row) = self.store.email(envelope.tenant_id, id).await.map_err(HandlerError::store)? else {
+        let Some(row) = self.emails.email(envelope.tenant_id, id).await.map_err(HandlerError::store)? else {
             return Ok(());
         };
         let outcome = EmailOutcome {
@@ -206,7 +209,7 @@ impl Handler for EmailWorker {
         }
         let tenant = envelope.tenant_id;
         let (id, email) = self.email(&envelope)?;
-        match self.store.start_email_send(tenant, id).await.map_err(HandlerError::store)? {
+        match self.emails.start_email_send(tenant, id).await.map_err(HandlerError::store)? {
             SendStart::Started => {}
             SendStart::Finished => return self.finish_record(&envelope, id).await,
             SendStart::Missing => return Err(HandlerError::permanent(format!("no email {id} for tenant {tenant}"))),
@@ -246,7 +249,7 @@ impl Handler for EmailWorker {
                 self.record(&envelope, id, outcome).await
             }
             Err(error) if error.is_retryable() => {
-                self.store.retry_email_send(tenant, id).await.map_err(HandlerError::store)?;
+                self.emails.retry_email_send(tenant, id).await.map_err(HandlerError::store)?;
                 Err(HandlerError::transient(error))
             }
             Err(error) => {
@@ -270,7 +273,7 @@ impl Handler for EmailWorker {
     async fn dead_lettered(&self, message: &ReceivedMessage, reason: &str) {
         let Ok(envelope) = EventEnvelope::from_json(&message.body) else { return };
         let Ok((id, _)) = self.email(&envelope) else { return };
-        if let Err(error) = self.store.mark_email_dead_lettered(envelope.tenant_id, id, reason).await {
+        if let Err(error) = self.emails.mark_email_dead_lettered(envelope.tenant_id, id, reason).await {
             tracing::warn!(%error, tenant_id = %envelope.tenant_id, email_id = %id, "could not mark a dead-lettered email failed");
         }
     }

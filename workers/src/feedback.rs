@@ -11,7 +11,7 @@ use serde_json::json;
 use shared::domain::{EmailAddress, NewEmail};
 use shared::envelope::event_types::FEEDBACK_SUBMITTED;
 use shared::ports::providers::{Ticket, TicketDesk};
-use shared::ports::{ObjectStore, ReceivedMessage, Store};
+use shared::ports::{FeedbackStore, Inbox, ObjectStore, ReceivedMessage};
 use shared::{domain::FeedbackStatus, EventEnvelope, FeedbackId, ObjectKey};
 
 use crate::consumer::{Handler, HandlerError};
@@ -20,14 +20,15 @@ use crate::consumer::{Handler, HandlerError};
 pub const CONSUMER: &str = "feedback";
 
 pub struct FeedbackWorker {
-    store: Arc<dyn Store>,
+    feedback: Arc<dyn FeedbackStore>,
+    inbox: Arc<dyn Inbox>,
     objects: Arc<dyn ObjectStore>,
     tickets: Option<Arc<dyn TicketDesk>>,
 }
 
 impl FeedbackWorker {
-    pub fn new(store: Arc<dyn Store>, objects: Arc<dyn ObjectStore>) -> Self {
-        Self { store, objects, tickets: None }
+    pub fn new(feedback: Arc<dyn FeedbackStore>, inbox: Arc<dyn Inbox>, objects: Arc<dyn ObjectStore>) -> Self {
+        Self { feedback, inbox, objects, tickets: None }
     }
 
     /// Also opens a help-desk ticket per feedback (idempotent by the event id).
@@ -109,7 +110,7 @@ impl Handler for FeedbackWorker {
             return;
         };
         let tenant = envelope.tenant_id;
-        if let Err(error) = self.store.mark_feedback_failed(tenant, feedback_id).await {
+        if let Err(error) = self.feedback.mark_feedback_failed(tenant, feedback_id).await {
             tracing::warn!(%error, tenant_id = %tenant, feedback_id = %feedback_id, reason, "could not mark feedback failed");
         }
     }
@@ -118,7 +119,7 @@ impl Handler for FeedbackWorker {
 impl FeedbackWorker {
     async fn process(&self, envelope: &EventEnvelope, feedback_id: FeedbackId) -> Result<(), HandlerError> {
         let tenant = envelope.tenant_id;
-        self.store.mark_feedback_processing(tenant, feedback_id).await.map_err(HandlerError::store)?;
+        self.feedback.mark_feedback_processing(tenant, feedback_id).await.map_err(HandlerError::store)?;
 
         // Effects outside the database first, each idempotent for this event (the ticket
         // by external id, the object by its deterministic key), so that no database
@@ -141,7 +142,7 @@ impl FeedbackWorker {
         self.objects.put(&key, body, "application/json").await.map_err(HandlerError::objects)?;
 
         // Then the database effects, once: the inbox row and the status commit together.
-        let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)?
+        let Some(mut tx) = self.inbox.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)?
         else {
             tracing::debug!(tenant_id = %tenant, event_id = %envelope.id, "already applied; skipped");
             return Ok(());
@@ -150,7 +151,7 @@ impl FeedbackWorker {
             .await
             .map_err(HandlerError::store)?;
         if let Some(confirmation) = Self::confirmation(envelope, feedback_id) {
-            tx.submit_emails(&[confirmation]).await.map_err(HandlerError::store)?;
+            tx.submit_emails(tenant, &[confirmation]).await.map_err(HandlerError::store)?;
         }
         tx.commit().await.map_err(HandlerError::store)?;
         tracing::info!(tenant_id = %tenant, feedback_id = %feedback_id, key = key.as_str(), "feedback completed");

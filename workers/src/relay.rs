@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use shared::config::BusForwarding;
 use shared::pattern::EventPattern;
-use shared::ports::{BusEvent, EventBus, OutboxEntry, OutgoingMessage, Store, StoreError, Transport, TransportError};
+use shared::ports::{BusEvent, EventBus, Outbox, OutboxEntry, OutgoingMessage, StoreError, Transport, TransportError};
 use shared::topology::Topology;
 use shared::{EventEnvelope, TenantId, Timestamp};
 
@@ -49,7 +49,7 @@ impl Default for RelayConfig {
 }
 
 pub struct OutboxRelay {
-    store: Arc<dyn Store>,
+    outbox: Arc<dyn Outbox>,
     transport: Arc<dyn Transport>,
     topology: Topology,
     config: RelayConfig,
@@ -143,8 +143,13 @@ pub fn outgoing(envelope: &EventEnvelope) -> OutgoingMessage {
 }
 
 impl OutboxRelay {
-    pub fn new(store: Arc<dyn Store>, transport: Arc<dyn Transport>, topology: Topology, config: RelayConfig) -> Self {
-        Self { store, transport, topology, config, bus: None }
+    pub fn new(
+        outbox: Arc<dyn Outbox>,
+        transport: Arc<dyn Transport>,
+        topology: Topology,
+        config: RelayConfig,
+    ) -> Self {
+        Self { outbox, transport, topology, config, bus: None }
     }
 
     /// Also puts events on `bus` (after their topic accepted them). The bus does not
@@ -162,7 +167,7 @@ impl OutboxRelay {
 
     /// Claims and publishes one batch of rows.
     pub async fn run_once(&self) -> Result<RoundOutcome, StoreError> {
-        let entries = self.store.claim_outbox(self.config.claim_limit, self.config.lease).await?;
+        let entries = self.outbox.claim_outbox(self.config.claim_limit, self.config.lease).await?;
         let mut outcome = RoundOutcome::default();
         if entries.is_empty() {
             return Ok(outcome);
@@ -226,7 +231,7 @@ impl OutboxRelay {
                             // (the transport's group rule); they go out in the next round.
                             tracing::error!(tenant_id = %tenant, event_id = %entry.envelope.id, %error, "the transport refuses this event for good; it stays in the outbox marked failed");
                             failed_tenants.insert(tenant);
-                            self.store.fail_outbox(entry.seq, &error).await?;
+                            self.outbox.fail_outbox(entry.seq, &error).await?;
                             outcome.retried += 1;
                         }
                         Err(error) => {
@@ -239,9 +244,9 @@ impl OutboxRelay {
                 }
             }
         }
-        self.store.release_outbox(&released).await?;
+        self.outbox.release_outbox(&released).await?;
         outcome.retried += released.len();
-        self.store.mark_published(&published).await?;
+        self.outbox.mark_published(&published).await?;
         outcome.published = published.len();
         Ok(outcome)
     }
@@ -255,10 +260,10 @@ impl OutboxRelay {
                 error,
                 "giving up on publishing an event; it stays in the outbox marked failed"
             );
-            return self.store.fail_outbox(entry.seq, error).await;
+            return self.outbox.fail_outbox(entry.seq, error).await;
         }
         let not_before = Timestamp::now().plus(self.backoff(entry.attempts));
-        self.store.retry_outbox(entry.seq, not_before, error).await
+        self.outbox.retry_outbox(entry.seq, not_before, error).await
     }
 
     /// Runs until `shutdown` is cancelled.
@@ -286,7 +291,7 @@ impl OutboxRelay {
     async fn idle(&self, shutdown: &CancellationToken, at_most: Duration) {
         tokio::select! {
             () = shutdown.cancelled() => {}
-            () = self.store.wait_for_outbox() => {}
+            () = self.outbox.wait_for_outbox() => {}
             () = tokio::time::sleep(at_most) => {}
         }
     }

@@ -18,7 +18,7 @@ use shared::envelope::event_types::TESTFLIGHT_INVITATION_REQUESTED;
 use shared::limits;
 use shared::limits::{Share, SharedLimiter, TenantRates};
 use shared::ports::providers::{BetaInvite, BetaTesters};
-use shared::ports::{ObjectStore, ReceivedMessage, Store};
+use shared::ports::{Inbox, InvitationStore, ObjectStore, ReceivedMessage};
 use shared::{EventEnvelope, InvitationId, ObjectKey};
 
 use crate::consumer::{Handler, HandlerError};
@@ -26,7 +26,8 @@ use crate::consumer::{Handler, HandlerError};
 pub const CONSUMER: &str = "testflight";
 
 pub struct TestflightWorker {
-    store: Arc<dyn Store>,
+    invitations: Arc<dyn InvitationStore>,
+    inbox: Arc<dyn Inbox>,
     objects: Arc<dyn ObjectStore>,
     testers: Arc<dyn BetaTesters>,
     /// App Store Connect's limit for the whole deployment (this process's share).
@@ -37,14 +38,15 @@ pub struct TestflightWorker {
 
 impl TestflightWorker {
     pub fn new(
-        store: Arc<dyn Store>,
+        invitations: Arc<dyn InvitationStore>,
+        inbox: Arc<dyn Inbox>,
         objects: Arc<dyn ObjectStore>,
         testers: Arc<dyn BetaTesters>,
         per_hour: NonZeroU32,
         tenants: TenantRates,
     ) -> Self {
         let limiter = SharedLimiter::new(limits::per_hour(per_hour.get()), Share::alone());
-        Self { store, objects, testers, limiter, tenants }
+        Self { invitations, inbox, objects, testers, limiter, tenants }
     }
 
     /// Takes this process's share of the deployment's and the tenants' limits, as the
@@ -95,7 +97,7 @@ impl TestflightWorker {
         let body = serde_json::to_vec_pretty(&record).map_err(HandlerError::permanent)?;
         self.objects.put(&key, body, "application/json").await.map_err(HandlerError::objects)?;
         outcome.result_key = Some(key.to_string());
-        if let Some(mut tx) = self.store.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)? {
+        if let Some(mut tx) = self.inbox.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)? {
             tx.set_invitation_outcome(tenant, id, &outcome).await.map_err(HandlerError::store)?;
             tx.commit().await.map_err(HandlerError::store)?;
         }
@@ -115,7 +117,7 @@ impl Handler for TestflightWorker {
         if envelope.event_type.as_str() != TESTFLIGHT_INVITATION_REQUESTED {
             return Ok(());
         }
-        if self.store.applied(CONSUMER, envelope.tenant_id, envelope.id).await.map_err(HandlerError::store)? {
+        if self.inbox.applied(CONSUMER, envelope.tenant_id, envelope.id).await.map_err(HandlerError::store)? {
             return Ok(());
         }
         let (id, invite) = Self::invite(&envelope)?;
@@ -146,7 +148,7 @@ impl Handler for TestflightWorker {
     async fn dead_lettered(&self, message: &ReceivedMessage, reason: &str) {
         let Ok(envelope) = EventEnvelope::from_json(&message.body) else { return };
         let Ok((id, _)) = Self::invite(&envelope) else { return };
-        if let Err(error) = self.store.mark_invitation_dead_lettered(envelope.tenant_id, id, reason).await {
+        if let Err(error) = self.invitations.mark_invitation_dead_lettered(envelope.tenant_id, id, reason).await {
             tracing::warn!(%error, tenant_id = %envelope.tenant_id, invitation_id = %id, "could not mark a dead-lettered invitation failed");
         }
     }

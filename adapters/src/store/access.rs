@@ -1,16 +1,19 @@
 //! Access requests: ticket numbers from the table's sequence, one pending request per
 //! requester and tenant (a partial unique index), decisions and reminders.
 
+use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use shared::domain::access::{AccessRequest, AccessRequestStatus, Decision, NewAccessRequest, Submitted, TicketId};
 use shared::domain::{EmailAddress, TenantName};
-use shared::ports::StoreError;
+use shared::ports::store::EventFor;
+use shared::ports::{AccessRequestStore, StoreError};
 use shared::{EventEnvelope, TenantId, Timestamp};
 
 use super::append::Writer;
-use super::{corrupt, db, insert_outbox_rows, text};
+use super::outbox::insert_outbox_rows;
+use super::{corrupt, db, text, SqlStore};
 
 const COLUMNS: &str = "seq, tenant_id, requester, organization, message, status, decision_reason, created_tenant_id, \
                        created_at, updated_at";
@@ -192,4 +195,52 @@ pub(super) async fn due_reminders(
     let mut due = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
     due.sort_by_key(|r| r.ticket_id);
     Ok(due)
+}
+
+#[async_trait]
+impl AccessRequestStore for SqlStore {
+    async fn submit_access_request(
+        &self,
+        tenant: TenantId,
+        request: &NewAccessRequest,
+        event: EventFor<'_>,
+    ) -> Result<Submitted, StoreError> {
+        submit(&self.writer, tenant, request, event).await
+    }
+
+    async fn access_requests_of(
+        &self,
+        tenant: TenantId,
+        requester: &EmailAddress,
+    ) -> Result<Vec<AccessRequest>, StoreError> {
+        of_requester(&self.pool, tenant, requester).await
+    }
+
+    async fn access_request(&self, ticket: TicketId) -> Result<Option<AccessRequest>, StoreError> {
+        by_ticket(&self.pool, ticket).await
+    }
+
+    async fn list_access_requests(
+        &self,
+        status: Option<AccessRequestStatus>,
+    ) -> Result<Vec<AccessRequest>, StoreError> {
+        list(&self.pool, status).await
+    }
+
+    async fn decide_access_request(
+        &self,
+        ticket: TicketId,
+        decision: &Decision,
+        event: EventFor<'_>,
+    ) -> Result<AccessRequest, StoreError> {
+        decide(&self.writer, ticket, decision, event).await
+    }
+
+    async fn due_access_reminders(
+        &self,
+        created_before: Timestamp,
+        reminded_before: Timestamp,
+    ) -> Result<Vec<AccessRequest>, StoreError> {
+        due_reminders(&self.pool, created_before, reminded_before).await
+    }
 }

@@ -3,14 +3,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 use shared::domain::analytics::{AnalyticsBatch, AnalyticsChunk, AnalyticsCounts, NewAnalyticsBatch, StagedAnalytics};
-use shared::ports::StoreError;
+use shared::ports::{AnalyticsStore, StoreError};
 use shared::{AnalyticsBatchId, EventEnvelope, TenantId, Timestamp};
 
-use super::{corrupt, db, in_list, insert_outbox_rows, text, Dialect};
+use super::outbox::insert_outbox_rows;
+use super::{check_envelope, corrupt, db, in_list, lease_claim_sql, text, Dialect, SqlStore};
 
 pub(super) async fn insert_batch(
     tx: &mut Transaction<'static, Any>,
@@ -137,18 +139,13 @@ pub(super) async fn claim(
     let Some(due) = due else { return Ok(None) };
     let tenant = text(&due, "tenant_id")?;
     let hour: i64 = due.try_get("hour_start").map_err(db)?;
-    let lock_rows = match dialect {
-        Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
-        Dialect::Sqlite => "",
-    };
-    let sql = format!(
-        "UPDATE analytics_staged SET claimed_until = $1
-         WHERE seq IN (
-             SELECT seq FROM analytics_staged
-             WHERE tenant_id = $2 AND hour_start = $3 AND (claimed_until IS NULL OR claimed_until <= $4)
-             ORDER BY seq LIMIT $5 {lock_rows}
-         )
-         RETURNING seq, line"
+    let sql = lease_claim_sql(
+        dialect,
+        "analytics_staged",
+        "SELECT seq FROM analytics_staged
+         WHERE tenant_id = $2 AND hour_start = $3 AND (claimed_until IS NULL OR claimed_until <= $4)
+         ORDER BY seq LIMIT $5",
+        "seq, line",
     );
     let rows = sqlx::query(&sql)
         .bind(now.plus(lease).as_millis())
@@ -222,4 +219,46 @@ pub(super) async fn record_object(pool: &AnyPool, chunk: &AnalyticsChunk, key: &
     .await
     .map_err(db)?;
     tx.commit().await.map_err(db)
+}
+
+#[async_trait]
+impl AnalyticsStore for SqlStore {
+    async fn submit_analytics(
+        &self,
+        tenant: TenantId,
+        batch: &NewAnalyticsBatch,
+        envelopes: &[EventEnvelope],
+    ) -> Result<(), StoreError> {
+        for envelope in envelopes {
+            check_envelope(tenant, envelope)?;
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        insert_batch(&mut tx, tenant, batch, envelopes).await?;
+        self.writer.commit_with_outbox(tx).await
+    }
+
+    async fn analytics_batch(
+        &self,
+        tenant: TenantId,
+        id: AnalyticsBatchId,
+    ) -> Result<Option<AnalyticsBatch>, StoreError> {
+        batch(&self.pool, tenant, id).await
+    }
+
+    async fn analytics_counts(&self, tenant: TenantId) -> Result<AnalyticsCounts, StoreError> {
+        counts(&self.pool, tenant).await
+    }
+
+    async fn claim_analytics(
+        &self,
+        max_rows: u32,
+        staged_before: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<AnalyticsChunk>, StoreError> {
+        claim(&self.pool, self.dialect, max_rows, staged_before, lease).await
+    }
+
+    async fn record_analytics_object(&self, chunk: &AnalyticsChunk, key: &str) -> Result<(), StoreError> {
+        record_object(&self.pool, chunk, key).await
+    }
 }

@@ -1,15 +1,17 @@
 //! TestFlight invitations.
 
+use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 use shared::domain::testflight::{InvitationOutcome, InvitationRecord, InvitationStatus, NewInvitation};
 use shared::domain::EmailAddress;
-use shared::ports::StoreError;
+use shared::ports::{InvitationStore, StoreError};
 use shared::{EventEnvelope, EventId, InvitationId, TenantId, Timestamp};
 
 use super::append::Writer;
-use super::{corrupt, db, insert_outbox_rows, text};
+use super::outbox::insert_outbox_rows;
+use super::{check_envelope, corrupt, db, text, update_owned, SqlStore};
 
 fn from_row(row: &AnyRow) -> Result<InvitationRecord, StoreError> {
     let status = text(row, "status")?;
@@ -107,7 +109,7 @@ pub(super) async fn set_outcome(
     id: InvitationId,
     outcome: &InvitationOutcome,
 ) -> Result<(), StoreError> {
-    let updated = sqlx::query(
+    let query = sqlx::query(
         "UPDATE testflight_invitations
          SET status = $1, tester_id = $2, already_existed = $3, failure_reason = $4, result_key = $5, updated_at = $6
          WHERE tenant_id = $7 AND id = $8",
@@ -117,14 +119,32 @@ pub(super) async fn set_outcome(
     .bind(i64::from(outcome.already_existed))
     .bind(outcome.failure_reason.clone())
     .bind(outcome.result_key.clone())
-    .bind(Timestamp::now().as_millis())
-    .bind(tenant.to_string())
-    .bind(id.to_string())
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
-    if updated.rows_affected() == 0 {
-        return Err(StoreError::NotFound(format!("invitation {id} of tenant {tenant}")));
+    .bind(Timestamp::now().as_millis());
+    update_owned(&mut **tx, query, tenant, &id.to_string(), "invitation").await
+}
+
+#[async_trait]
+impl InvitationStore for SqlStore {
+    async fn submit_invitation(
+        &self,
+        tenant: TenantId,
+        invitation: &NewInvitation,
+        envelope: &EventEnvelope,
+    ) -> Result<(), StoreError> {
+        check_envelope(tenant, envelope)?;
+        submit(&self.writer, tenant, invitation, envelope).await
     }
-    Ok(())
+
+    async fn invitation(&self, tenant: TenantId, id: InvitationId) -> Result<Option<InvitationRecord>, StoreError> {
+        get(&self.pool, tenant, id).await
+    }
+
+    async fn mark_invitation_dead_lettered(
+        &self,
+        tenant: TenantId,
+        id: InvitationId,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        mark_dead_lettered(&self.pool, tenant, id, reason).await
+    }
 }

@@ -13,41 +13,52 @@ use adapters::testing::fresh_postgres_database;
 use adapters::SqlStore;
 use shared::clock::ManualClock;
 use shared::config::{Secret, StoreConfig};
-use shared::ports::Store;
+use shared::ports::StoreBackend;
 use shared::testkit::transport::{Backend, Capabilities, Fixture};
 use shared::topology::Topology;
 use shared::Clock;
 
-async fn sqlite_store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
-    let path = dir.path().join(format!("{}.db", uuid::Uuid::new_v4().simple()));
-    let store = SqlStore::connect(&StoreConfig::Sqlite { path }).await.expect("connect");
+/// A fresh, migrated SQLite store in its own temporary directory (the guard).
+pub async fn sqlite_store() -> (Arc<dyn StoreBackend>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqlStore::connect(&StoreConfig::Sqlite { path: dir.path().join("store.db") }).await.expect("connect");
     store.migrate().await.expect("migrate");
-    Arc::new(store)
+    (Arc::new(store), dir)
 }
 
-async fn postgres_store() -> Arc<dyn Store> {
+async fn postgres_config() -> StoreConfig {
     let url = fresh_postgres_database().await.expect("create a test database (is PostgreSQL running?)");
-    let store = SqlStore::connect(&StoreConfig::Postgres {
+    StoreConfig::Postgres {
         url: Secret::new(url),
         max_connections: 8,
         acquire_timeout: std::time::Duration::from_secs(2),
-    })
-    .await
-    .expect("connect");
-    assert_eq!(store.migrate().await.expect("migrate"), 9);
-    assert_eq!(store.migrate().await.expect("migrate again"), 0, "migrations apply once");
-    Arc::new(store)
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_conformance_sqlite() {
+/// A fresh, migrated PostgreSQL store in a database of its own.
+pub async fn postgres_store() -> (Arc<dyn StoreBackend>, ()) {
+    let store = SqlStore::connect(&postgres_config().await).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    (Arc::new(store), ())
+}
+
+mod store_on_sqlite {
+    shared::store_conformance!(crate::sqlite_store);
+}
+
+mod store_on_postgres {
+    shared::store_conformance!(crate::postgres_store);
+}
+
+#[tokio::test]
+async fn migrations_apply_once_on_each_dialect() {
+    let postgres = SqlStore::connect(&postgres_config().await).await.expect("connect");
     let dir = tempfile::tempdir().expect("tempdir");
-    shared::testkit::store::run_suite(|| sqlite_store(&dir)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_conformance_postgres() {
-    shared::testkit::store::run_suite(postgres_store).await;
+    let sqlite = SqlStore::connect(&StoreConfig::Sqlite { path: dir.path().join("store.db") }).await.expect("connect");
+    for store in [postgres, sqlite] {
+        assert_eq!(store.migrate().await.expect("migrate"), 9, "{:?}", store.dialect());
+        assert_eq!(store.migrate().await.expect("migrate again"), 0, "migrations apply once");
+    }
 }
 
 struct Embedded {
@@ -100,9 +111,10 @@ async fn postgres_wakes_a_relay_in_another_process_through_listen_notify() {
         max_connections: 4,
         acquire_timeout: std::time::Duration::from_secs(2),
     };
-    let relay_side = Arc::new(SqlStore::connect(&config).await.expect("connect"));
-    relay_side.migrate().await.expect("migrate");
-    let api_side = SqlStore::connect(&config).await.expect("connect");
+    let relay = SqlStore::connect(&config).await.expect("connect");
+    relay.migrate().await.expect("migrate");
+    let relay_side: Arc<dyn StoreBackend> = Arc::new(relay);
+    let api_side: Arc<dyn StoreBackend> = Arc::new(SqlStore::connect(&config).await.expect("connect"));
 
     // The first wait starts the listener (and may return at once for rows it could have missed).
     let _ = tokio::time::timeout(std::time::Duration::from_millis(500), relay_side.wait_for_outbox()).await;
@@ -122,7 +134,7 @@ async fn postgres_wakes_a_relay_in_another_process_through_listen_notify() {
         EventType::parse("order.placed").expect("type"),
         Default::default(),
     );
-    api_side.append_event(&envelope).await.expect("append");
+    api_side.append_event(envelope.tenant_id, &envelope).await.expect("append");
     shared::testkit::within(std::time::Duration::from_secs(5), "a NOTIFY from the other store", waiter)
         .await
         .expect("join");
@@ -130,7 +142,7 @@ async fn postgres_wakes_a_relay_in_another_process_through_listen_notify() {
 
 /// A stored envelope that no longer reads back (written before a limit existed, or
 /// damaged) fails that row with its reason and holds back no one, not even its tenant.
-async fn an_unreadable_outbox_row_fails_alone(store: &dyn Store, raw_url: &str) {
+async fn an_unreadable_outbox_row_fails_alone(store: &dyn StoreBackend, raw_url: &str) {
     use shared::domain::{Tenant, TenantName};
     use shared::{EventEnvelope, EventType, Service, TenantId, Timestamp};
 
@@ -151,7 +163,7 @@ async fn an_unreadable_outbox_row_fails_alone(store: &dyn Store, raw_url: &str) 
     };
     let (bad, after, other) = (event(tenants[0]), event(tenants[0]), event(tenants[1]));
     for envelope in [&bad, &after, &other] {
-        store.append_event(envelope).await.expect("append");
+        store.append_event(envelope.tenant_id, envelope).await.expect("append");
     }
     sqlx::any::install_default_drivers();
     let raw = sqlx::AnyPool::connect(raw_url).await.expect("raw connection");

@@ -105,7 +105,7 @@ pub(crate) async fn create(
         envelope.trace_context = trace_context.clone();
         envelope
     };
-    match state.store.submit_access_request(tenant, &new, &event).instrument(span).await? {
+    match state.access.submit_access_request(tenant, &new, &event).instrument(span).await? {
         Submitted::Created(stored) => Ok(HttpResponse::Accepted().json(view(&stored))),
         Submitted::PendingExists(existing) => Err(ApiError::Conflict {
             detail: format!("{} already has a pending request: {}", existing.requester.as_str(), existing.ticket_id),
@@ -119,6 +119,6 @@ pub(crate) async fn mine(request: HttpRequest, state: web::Data<ApiState>) -> Re
     let requester = requester(&request, &mut errors);
     let tenant = state.authenticate(&request).await?;
     let Some(requester) = requester else { return Err(ApiError::Validation(errors)) };
-    let requests = state.store.access_requests_of(tenant, &requester).await?;
+    let requests = state.access.access_requests_of(tenant, &requester).await?;
     Ok(HttpResponse::Ok().json(json!({"access_requests": requests.iter().map(view).collect::<Vec<_>>()})))
 }

@@ -91,7 +91,7 @@ pub(crate) async fn create(
             envelope
         })
         .collect();
-    state.store.submit_analytics(tenant, &batch, &envelopes).instrument(span).await?;
+    state.analytics.submit_analytics(tenant, &batch, &envelopes).instrument(span).await?;
     let ids: Vec<Value> = events.iter().map(|e| json!(e.id)).collect();
     Ok(HttpResponse::Accepted().json(json!({
         "batch_id": batch.id,
@@ -109,7 +109,7 @@ pub(crate) async fn batch(
     let tenant = state.authenticate(&request).await?;
     let not_found = || super::not_found_id("analytics batch", &path);
     let id = AnalyticsBatchId::parse(&path).map_err(|_| not_found())?;
-    let batch = state.store.analytics_batch(tenant, id).await?.ok_or_else(not_found)?;
+    let batch = state.analytics.analytics_batch(tenant, id).await?.ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(json!({
         "id": batch.id,
         "status": batch.status(),
@@ -122,7 +122,7 @@ pub(crate) async fn batch(
 
 pub(crate) async fn reconciliation(request: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let tenant = state.authenticate(&request).await?;
-    let counts = state.store.analytics_counts(tenant).await?;
+    let counts = state.analytics.analytics_counts(tenant).await?;
     Ok(HttpResponse::Ok().json(json!({
         "accepted": counts.accepted,
         "in_transit": counts.in_transit(),

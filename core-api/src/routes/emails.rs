@@ -134,7 +134,7 @@ pub(crate) async fn create(
     if let Some((_, largest)) = batch.iter().max_by_key(|(email, _)| email.to.as_str().len()) {
         crate::publishable(largest)?;
     }
-    state.store.submit_emails(&batch).instrument(span).await?;
+    state.emails.submit_emails(tenant, &batch).instrument(span).await?;
     let emails: Vec<Value> = batch.iter().map(|(e, _)| json!({"id": e.id, "to": e.to.as_str()})).collect();
     Ok(match campaign_id {
         Some(campaign) => {
@@ -152,7 +152,7 @@ pub(crate) async fn get(
     let tenant = state.authenticate(&request).await?;
     let not_found = || super::not_found_id("email", &path);
     let id = EmailId::parse(&path).map_err(|_| not_found())?;
-    let email = state.store.email(tenant, id).await?.ok_or_else(not_found)?;
+    let email = state.emails.email(tenant, id).await?.ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(json!({
         "id": email.id,
         "status": email.status,

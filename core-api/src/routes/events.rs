@@ -111,7 +111,7 @@ pub(crate) async fn create(
     );
     envelope.trace_context = trace_context;
     crate::publishable(&envelope)?;
-    match state.store.append_event(&envelope).instrument(span).await? {
+    match state.events.append_event(tenant, &envelope).instrument(span).await? {
         Appended::Created => {
             tracing::info!(tenant_id = %tenant, event_id = %envelope.id, event_type = %envelope.event_type, "event accepted");
             Ok(HttpResponse::Accepted().json(json!({"event_id": envelope.id})))
@@ -120,7 +120,7 @@ pub(crate) async fn create(
             // Stripe's rule: a key names one request; the same key with another body is
             // a client mistake, not a retry.
             let same = state
-                .store
+                .events
                 .event(tenant, event_id)
                 .await?
                 .is_some_and(|first| first.event_type == envelope.event_type && first.data == envelope.data);
@@ -140,7 +140,7 @@ async fn refuse_forged_webhook(state: &ApiState, tenant: TenantId, event_type: &
     let Some(source) = event_type.as_str().strip_suffix(".received") else {
         return Ok(());
     };
-    if state.store.webhook_secret(tenant, source).await?.is_some() {
+    if state.webhooks.webhook_secret(tenant, source).await?.is_some() {
         return Err(ApiError::Validation(vec![FieldError::new(
             "type",
             format!("`{event_type}` is reserved for verified webhooks from `{source}`, which this tenant receives"),

@@ -89,7 +89,7 @@ pub(crate) async fn create(
     );
     envelope.trace_context = trace_context;
     crate::publishable(&envelope)?;
-    state.store.submit_feedback(&feedback, &envelope).instrument(span).await?;
+    state.feedback.submit_feedback(tenant, &feedback, &envelope).instrument(span).await?;
     tracing::info!(tenant_id = %tenant, feedback_id = %feedback.id, event_id = %envelope.id, "feedback accepted");
     Ok(HttpResponse::Accepted().json(json!({"id": feedback.id, "status": "accepted", "event_id": envelope.id})))
 }
@@ -103,7 +103,7 @@ pub(crate) async fn get(
     let not_found = || super::not_found_id("feedback", &path);
     // A malformed id and another tenant's id look the same: not found.
     let id = FeedbackId::parse(&path).map_err(|_| not_found())?;
-    let feedback = state.store.feedback(tenant, id).await?.ok_or_else(not_found)?;
+    let feedback = state.feedback.feedback(tenant, id).await?.ok_or_else(not_found)?;
     let mut body = json!({
         "id": feedback.id,
         "status": feedback.status,

@@ -16,7 +16,7 @@ pub(crate) async fn health() -> HttpResponse {
 }
 
 pub(crate) async fn ready(state: actix_web::web::Data<crate::ApiState>) -> Result<HttpResponse, ApiError> {
-    crate::readiness(state.store.as_ref()).await
+    crate::readiness(state.readiness.as_ref()).await
 }
 
 pub(crate) async fn not_found(request: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -62,7 +62,7 @@ pub(crate) async fn create(
     let mut envelope =
         EventEnvelope::new(tenant, Service::CoreApi, event_type, data.as_object().cloned().unwrap_or_default());
     envelope.trace_context = trace_context;
-    state.store.submit_invitation(tenant, &invitation, &envelope).instrument(span).await?;
+    state.invitations.submit_invitation(tenant, &invitation, &envelope).instrument(span).await?;
     Ok(HttpResponse::Accepted().json(json!({"id": invitation.id, "status": "accepted"})))
 }
 
@@ -74,7 +74,7 @@ pub(crate) async fn get(
     let tenant = state.authenticate(&request).await?;
     let not_found = || super::not_found_id("invitation", &path);
     let id = InvitationId::parse(&path).map_err(|_| not_found())?;
-    let invitation = state.store.invitation(tenant, id).await?.ok_or_else(not_found)?;
+    let invitation = state.invitations.invitation(tenant, id).await?.ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(json!({
         "id": invitation.id,
         "status": invitation.status,

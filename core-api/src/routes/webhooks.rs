@@ -97,7 +97,7 @@ pub(crate) async fn receive(
         return Err(REFUSED);
     }
     let tenant = target.tenant.as_deref().and_then(|t| TenantId::parse(t).ok()).ok_or(REFUSED)?;
-    let secret = state.store.webhook_secret(tenant, &source).await?.ok_or(REFUSED)?;
+    let secret = state.webhooks.webhook_secret(tenant, &source).await?.ok_or(REFUSED)?;
     let signature = request.headers().get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).ok_or(REFUSED)?.to_owned();
     verify(&secret, &signature, &raw, Timestamp::now())?;
     let message_id = request
@@ -115,7 +115,7 @@ pub(crate) async fn receive(
         EventEnvelope::new(tenant, Service::Adapters, event_type, data.as_object().cloned().unwrap_or_default());
     envelope.idempotency_key = Some(format!("{KEY_PREFIX}{source}:{message_id}"));
     crate::publishable(&envelope)?;
-    match state.store.append_event(&envelope).await? {
+    match state.events.append_event(tenant, &envelope).await? {
         Appended::Created => Ok(HttpResponse::Accepted().json(json!({"event_id": envelope.id}))),
         Appended::Existing(event_id) => Ok(HttpResponse::Ok().json(json!({"event_id": event_id}))),
     }

@@ -105,7 +105,7 @@ pub struct AccessRequest {
     pub updated_at: Timestamp,
 }
 
-/// What [`crate::ports::Store::submit_access_request`] did.
+/// What [`crate::ports::AccessRequestStore::submit_access_request`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Submitted {
     Created(AccessRequest),

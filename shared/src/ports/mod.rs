@@ -10,7 +10,11 @@ pub mod transport;
 
 pub use bus::{BusEvent, EventBus};
 pub use object_store::{ObjectStore, ObjectStoreError};
-pub use store::{Appended, DeadLetterRecord, EffectTx, OutboxEntry, SendStart, Store, StoreError, WorkerReport};
+pub use store::{
+    AccessRequestStore, AnalyticsStore, Appended, DeadLetterRecord, EffectTx, EmailStore, EventLog, FeedbackStore,
+    Inbox, InvitationStore, Outbox, OutboxEntry, Readiness, SendStart, StoreBackend, StoreError, TenantDirectory,
+    WebhookStore, WorkerHealth, WorkerReport,
+};
 pub use transport::{
     check_batch, with_dead_letter_reason, DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions,
     ReceivedMessage, Transport, TransportError, DEAD_LETTER_REASON, MAX_BATCH, MAX_MESSAGE_BYTES,

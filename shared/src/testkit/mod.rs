@@ -1,12 +1,12 @@
 //! Conformance suites: one suite per port, run against every backend.
 //!
-//! A backend crate calls `run_suite` with a factory that makes a fresh, isolated
-//! instance of its backend per scenario. Scenarios a backend cannot support are
+//! A backend crate runs each suite with a factory that makes a fresh, isolated instance
+//! of its backend per scenario (the store suite through `store_conformance!`, one test
+//! per scenario). Scenarios a backend cannot support are
 //! declared through capabilities and skipped loudly (printed), never silently.
 
 pub mod object_store;
 pub mod store;
-mod store_flows;
 pub mod transport;
 
 use std::future::Future;

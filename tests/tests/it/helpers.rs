@@ -297,7 +297,7 @@ pub async fn json(response: reqwest::Response) -> Value {
     response.json().await.expect("json body")
 }
 
-pub fn store(app: &TestApp) -> Arc<dyn shared::ports::Store> {
+pub fn store(app: &TestApp) -> Arc<dyn shared::ports::StoreBackend> {
     app.backends.store.clone()
 }
 

@@ -12,7 +12,7 @@ use shared::ports::ObjectStore;
 use shared::topology::UseCase;
 use shared::{EventEnvelope, EventType, ObjectKey, Service, TenantId};
 use workers::access_requests::AccessRequestWorker;
-use workers::alerts::{Alerter, Monitor};
+use workers::alerts::{Alerter, Monitor, MonitorPorts};
 use workers::{Handler, HandlerError};
 
 use crate::helpers::{assert_dead_lettered_and_alerted, delivery, AlertRecorder, Env};
@@ -145,7 +145,7 @@ async fn a_request_pending_too_long_gets_one_reminder_per_period() {
     let operators = Arc::new(AlertRecorder::default());
     let mut monitor = Monitor::new(
         env.embedded.clone(),
-        env.store.clone(),
+        MonitorPorts::of(&env.store),
         env.topology.clone(),
         Alerter::new(operators.clone(), Duration::from_secs(1)),
     );

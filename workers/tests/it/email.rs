@@ -68,6 +68,7 @@ fn limits(env: &Env, per_tenant: u32, plans: &str) -> EmailLimits {
 fn worker(env: &Env, sender: Arc<ScriptedSender>, per_tenant: u32) -> EmailWorker {
     EmailWorker::new(
         env.store.clone(),
+        env.store.clone(),
         Arc::new(FilesystemObjectStore::new(env.dir.path().join("objects"))),
         sender,
         EmailAddress::parse("no-reply@acme.example").expect("from"),
@@ -91,7 +92,7 @@ async fn submit(env: &Env, tenant: TenantId) -> (EmailId, EventEnvelope) {
         to: EmailAddress::parse("ana@example.com").expect("to"),
         subject: "Hi".into(),
     };
-    env.store.submit_emails(&[(email, envelope.clone())]).await.expect("submit");
+    env.store.submit_emails(envelope.tenant_id, &[(email, envelope.clone())]).await.expect("submit");
     (id, envelope)
 }
 
@@ -177,6 +178,7 @@ async fn a_sent_email_whose_record_could_not_be_written_is_not_sent_again() {
     });
     let worker = EmailWorker::new(
         env.store.clone(),
+        env.store.clone(),
         objects.clone(),
         sender.clone(),
         EmailAddress::parse("no-reply@acme.example").expect("from"),
@@ -249,6 +251,7 @@ async fn each_tenant_sends_at_its_plan_rate() {
     }
     let sender = ScriptedSender::new(0, ProviderError::Unavailable { provider: "scripted", detail: String::new() });
     let worker = EmailWorker::new(
+        env.store.clone(),
         env.store.clone(),
         Arc::new(FilesystemObjectStore::new(env.dir.path().join("objects"))),
         sender.clone(),

@@ -36,7 +36,7 @@ async fn submit(env: &Env, tenant: TenantId, message: &str, extra: serde_json::V
         EventType::parse(FEEDBACK_SUBMITTED).expect("type"),
         data.as_object().cloned().unwrap_or_default(),
     );
-    env.store.submit_feedback(&feedback, &envelope).await.expect("submit");
+    env.store.submit_feedback(envelope.tenant_id, &feedback, &envelope).await.expect("submit");
     (feedback, envelope)
 }
 
@@ -51,7 +51,7 @@ async fn a_redelivered_event_is_applied_once_and_a_failed_attempt_leaves_nothing
         puts: AtomicUsize::new(0),
         fail_first: 1,
     });
-    let worker = FeedbackWorker::new(env.store.clone(), objects.clone());
+    let worker = FeedbackWorker::new(env.store.clone(), env.store.clone(), objects.clone());
 
     let error = worker.handle(&delivery(&envelope, 1)).await.expect_err("object store down");
     assert!(matches!(error, HandlerError::Unavailable(_)), "an outage spends no attempt: {error:?}");
@@ -78,7 +78,7 @@ async fn a_redelivered_event_is_applied_once_and_a_failed_attempt_leaves_nothing
 async fn malformed_messages_are_permanent_failures() {
     let env = Env::new().await;
     let objects = Arc::new(FilesystemObjectStore::new(env.dir.path().join("objects")));
-    let worker = FeedbackWorker::new(env.store.clone(), objects);
+    let worker = FeedbackWorker::new(env.store.clone(), env.store.clone(), objects);
     let mut message = delivery(
         &EventEnvelope::new(
             env.tenant("Acme").await,
@@ -126,7 +126,7 @@ async fn a_help_desk_that_fails_twice_gets_exactly_one_ticket() {
         submit(&env, tenant, "Crashes on export", json!({"rating": 2, "contact_email": "ana@example.com"})).await;
     let desk = Arc::new(FlakyDesk { failures: AtomicUsize::new(2), tickets: Default::default() });
     let objects = Arc::new(FilesystemObjectStore::new(env.dir.path().join("objects")));
-    let worker = FeedbackWorker::new(env.store.clone(), objects.clone()).with_tickets(desk.clone());
+    let worker = FeedbackWorker::new(env.store.clone(), env.store.clone(), objects.clone()).with_tickets(desk.clone());
 
     for attempt in 1..=2 {
         let error = worker.handle(&delivery(&envelope, attempt)).await.expect_err("the desk is down");
@@ -157,7 +157,8 @@ async fn a_help_desk_that_is_always_down_dead_letters_the_feedback_and_alerts() 
     let (feedback, envelope) = submit(&env, tenant, "Crashes on export", json!({})).await;
     let desk = Arc::new(FlakyDesk { failures: AtomicUsize::new(usize::MAX), tickets: Default::default() });
     let objects = Arc::new(FilesystemObjectStore::new(env.dir.path().join("objects")));
-    let worker = Arc::new(FeedbackWorker::new(env.store.clone(), objects).with_tickets(desk.clone()));
+    let worker =
+        Arc::new(FeedbackWorker::new(env.store.clone(), env.store.clone(), objects).with_tickets(desk.clone()));
     crate::helpers::assert_dead_lettered_and_alerted(&env, shared::topology::UseCase::Feedback, worker, &envelope)
         .await;
     assert!(desk.tickets.lock().expect("lock").is_empty());

@@ -14,13 +14,14 @@ use shared::config::StoreConfig;
 use shared::domain::{Tenant, TenantName};
 use shared::ports::providers::{Alert, AlertSink, ProviderError};
 use shared::ports::{
-    DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Store, Transport, TransportError,
+    DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, StoreBackend, Transport,
+    TransportError,
 };
 use shared::topology::{Environment, InstanceName, Topology, UseCase};
 use shared::{EventEnvelope, EventType, Service, SystemClock, TenantId, Timestamp};
 
 pub struct Env {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn StoreBackend>,
     pub embedded: Arc<EmbeddedTransport>,
     pub topology: Topology,
     pub dir: tempfile::TempDir,
@@ -42,7 +43,12 @@ impl Env {
     /// A monitor of this environment posting to `sink`, repeats folded over 5 minutes.
     pub fn monitor(&self, sink: Arc<dyn AlertSink>) -> workers::alerts::Monitor {
         let alerter = workers::alerts::Alerter::new(sink, Duration::from_secs(300));
-        workers::alerts::Monitor::new(self.embedded.clone(), self.store.clone(), self.topology.clone(), alerter)
+        workers::alerts::Monitor::new(
+            self.embedded.clone(),
+            workers::alerts::MonitorPorts::of(&self.store),
+            self.topology.clone(),
+            alerter,
+        )
     }
 
     pub fn queue(&self, use_case: UseCase) -> String {
@@ -64,7 +70,7 @@ impl Env {
     pub async fn append(&self, tenant: TenantId, event_type: &str, n: u64) -> EventEnvelope {
         let data: Map<_, _> = json!({"n": n}).as_object().cloned().unwrap_or_default();
         let envelope = EventEnvelope::new(tenant, Service::CoreApi, EventType::parse(event_type).expect("type"), data);
-        self.store.append_event(&envelope).await.expect("append");
+        self.store.append_event(envelope.tenant_id, &envelope).await.expect("append");
         envelope
     }
 

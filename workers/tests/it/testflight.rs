@@ -57,6 +57,7 @@ impl BetaTesters for ScriptedTesters {
 fn worker(env: &Env, testers: Arc<ScriptedTesters>, per_hour: u32) -> TestflightWorker {
     TestflightWorker::new(
         env.store.clone(),
+        env.store.clone(),
         Arc::new(FilesystemObjectStore::new(env.dir.path().join("objects"))),
         testers,
         NonZeroU32::new(per_hour).expect("rate"),

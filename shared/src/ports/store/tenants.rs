@@ -1,0 +1,25 @@
+//! The tenant directory: tenants, their settings and their API keys.
+
+use async_trait::async_trait;
+
+use super::StoreError;
+use crate::domain::{ApiKeyRecord, Tenant, TenantSettings};
+use crate::ids::{ApiKeyId, TenantId};
+
+/// Tenants and keys. Operator-level by nature: it is how a request finds its tenant.
+#[async_trait]
+pub trait TenantDirectory: Send + Sync + 'static {
+    /// Creates a tenant (a duplicate id is refused by the database).
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError>;
+    /// Every tenant, by id.
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+    /// `None` when there is no such tenant.
+    async fn tenant_settings(&self, id: TenantId) -> Result<Option<TenantSettings>, StoreError>;
+    /// Replaces a tenant's settings; `NotFound` when there is no such tenant.
+    async fn set_tenant_settings(&self, id: TenantId, settings: &TenantSettings) -> Result<(), StoreError>;
+    /// Fails with `NotFound` when the key's tenant does not exist.
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+    /// Looks a key up by its public id (authentication).
+    async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError>;
+}

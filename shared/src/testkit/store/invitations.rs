@@ -1,0 +1,68 @@
+//! TestFlight invitations.
+
+use std::sync::Arc;
+
+use super::{event, tenant};
+use crate::domain::EmailAddress;
+use crate::ports::{StoreBackend, StoreError};
+
+/// Invitations are tenant-scoped and record their outcome with the inbox row.
+pub async fn tenant_scoped_with_outcome(store: Arc<dyn StoreBackend>) {
+    use crate::domain::testflight::{InvitationOutcome, InvitationStatus, NewInvitation};
+    use crate::ids::InvitationId;
+
+    let acme = tenant(store.as_ref(), "Acme").await;
+    let globex = tenant(store.as_ref(), "Globex").await;
+    let invitation = NewInvitation {
+        id: InvitationId::new(),
+        email: EmailAddress::parse("tess@example.com").expect("email"),
+        first_name: "Tess".into(),
+        last_name: "Ter".into(),
+        group_id: "group-1".into(),
+    };
+    let requested = event(acme.id, "testflight.invitation_requested");
+    store.submit_invitation(acme.id, &invitation, &requested).await.expect("submit");
+    assert_eq!(store.outbox_backlog().await.expect("backlog"), 1);
+    let stored = store.invitation(acme.id, invitation.id).await.expect("get").expect("present");
+    assert_eq!(
+        (stored.status, stored.event_id, stored.group_id.as_str()),
+        (InvitationStatus::Accepted, requested.id, "group-1")
+    );
+    assert_eq!(store.invitation(globex.id, invitation.id).await.expect("get"), None, "tenant-scoped");
+
+    // Dead-lettered: shown failed with the reason; the redriven message still completes it.
+    store.mark_invitation_dead_lettered(globex.id, invitation.id, "not yours").await.expect("a no-op");
+    assert_eq!(
+        store.invitation(acme.id, invitation.id).await.expect("get").expect("present").status,
+        InvitationStatus::Accepted
+    );
+    store.mark_invitation_dead_lettered(acme.id, invitation.id, "throttled (after 3 attempts)").await.expect("mark");
+    let dead = store.invitation(acme.id, invitation.id).await.expect("get").expect("present");
+    assert_eq!(
+        (dead.status, dead.failure_reason.as_deref()),
+        (InvitationStatus::Failed, Some("throttled (after 3 attempts)"))
+    );
+
+    let mut tx = store.begin_once("testflight", acme.id, requested.id).await.expect("begin").expect("first");
+    let outcome = InvitationOutcome {
+        status: InvitationStatus::Invited,
+        tester_id: Some("T1".into()),
+        already_existed: true,
+        failure_reason: None,
+        result_key: Some("testflight/k.json".into()),
+    };
+    tx.set_invitation_outcome(acme.id, invitation.id, &outcome).await.expect("outcome");
+    tx.commit().await.expect("commit");
+    let done = store.invitation(acme.id, invitation.id).await.expect("get").expect("present");
+    assert_eq!(
+        (done.status, done.tester_id.as_deref(), done.already_existed),
+        (InvitationStatus::Invited, Some("T1"), true)
+    );
+    let mut tx = store
+        .begin_once("testflight", globex.id, event(globex.id, "testflight.x").id)
+        .await
+        .expect("begin")
+        .expect("first");
+    let other = tx.set_invitation_outcome(globex.id, invitation.id, &outcome).await;
+    assert!(matches!(other, Err(StoreError::NotFound(_))), "another tenant's invitation is not found: {other:?}");
+}
