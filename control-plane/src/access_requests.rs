@@ -7,12 +7,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use core_api::problem::FieldError;
+use core_api::request::{Body, Fields, FromBody};
 use core_api::{access_request_view, ApiError};
 use shared::domain::access::{parse_message, AccessRequest, AccessRequestStatus, Decision, TicketId};
-use shared::envelope::event_types::{ACCESS_REQUEST_APPROVED, ACCESS_REQUEST_REJECTED};
-use shared::{EventEnvelope, EventType, Service, TenantId};
+use shared::events::{AccessDecision, AccessRequestApproved, AccessRequestRejected, Payload};
+use shared::{EventEnvelope, TenantId};
 
-use crate::ConsoleState;
+use crate::{ConsoleState, Operator};
 
 #[derive(serde::Deserialize)]
 pub(crate) struct ListQuery {
@@ -25,11 +26,10 @@ fn ticket(raw: &str) -> Result<TicketId, ApiError> {
 }
 
 pub(crate) async fn list(
-    request: HttpRequest,
+    _operator: Operator,
     query: web::Query<ListQuery>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.authorize(&request)?;
     let status = match query.status.as_deref() {
         None => None,
         Some(raw) => Some(AccessRequestStatus::parse(raw).ok_or_else(|| {
@@ -48,70 +48,68 @@ fn admin_view(request: &AccessRequest) -> Value {
 }
 
 pub(crate) async fn get(
-    request: HttpRequest,
+    _operator: Operator,
     path: web::Path<String>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.authorize(&request)?;
     let ticket = ticket(&path)?;
     let found = state.access.access_request(ticket).await?;
     let found = found.ok_or_else(|| ApiError::NotFound(format!("access request {ticket}")))?;
     Ok(HttpResponse::Ok().json(admin_view(&found)))
 }
 
-fn decision_event(event_type: EventType) -> impl Fn(&AccessRequest) -> EventEnvelope + Send + Sync {
-    move |decided: &AccessRequest| {
-        let data: Map<String, Value> = [
-            ("ticket_id".to_owned(), json!(decided.ticket_id)),
-            ("requester".to_owned(), json!(decided.requester.as_str())),
-            ("organization".to_owned(), json!(decided.organization.as_str())),
-            ("decision_reason".to_owned(), json!(decided.decision_reason)),
-            ("created_tenant_id".to_owned(), json!(decided.created_tenant_id)),
-        ]
-        .into_iter()
-        .collect();
-        EventEnvelope::new(decided.tenant_id, Service::ControlPlane, event_type.clone(), data)
+/// The decision's event: `.approved` or `.rejected` with what was decided.
+fn decision_event(decided: &AccessRequest) -> EventEnvelope {
+    let decision = AccessDecision {
+        ticket_id: decided.ticket_id,
+        requester: decided.requester.clone(),
+        organization: decided.organization.clone(),
+        decision_reason: decided.decision_reason.clone(),
+        created_tenant_id: decided.created_tenant_id,
+    };
+    if decided.status == AccessRequestStatus::Approved {
+        AccessRequestApproved(decision).into_envelope(decided.tenant_id)
+    } else {
+        AccessRequestRejected(decision).into_envelope(decided.tenant_id)
     }
 }
 
-async fn decide(
-    request: &HttpRequest,
-    raw: &str,
-    decision: Decision,
-    state: &ConsoleState,
-    event_type: &'static str,
-) -> Result<HttpResponse, ApiError> {
-    state.authorize(request)?;
+async fn decide(raw: &str, decision: Decision, state: &ConsoleState) -> Result<HttpResponse, ApiError> {
     let ticket = ticket(raw)?;
-    let event_type = EventType::parse(event_type).map_err(|_| ApiError::NotFound("event type".into()))?;
-    let decided = state.access.decide_access_request(ticket, &decision, &decision_event(event_type)).await?;
+    let decided = state.access.decide_access_request(ticket, &decision, &decision_event).await?;
     tracing::info!(ticket = %ticket, status = decided.status.as_str(), "access request decided");
     Ok(HttpResponse::Ok().json(admin_view(&decided)))
 }
 
 pub(crate) async fn approve(
-    request: HttpRequest,
+    _operator: Operator,
     path: web::Path<String>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
     let decision = Decision::Approve { tenant: TenantId::new() };
-    decide(&request, &path, decision, &state, ACCESS_REQUEST_APPROVED).await
+    decide(&path, decision, &state).await
+}
+
+/// The optional body of a rejection: empty, or a JSON object with a `reason`.
+pub(crate) struct Rejection {
+    reason: Option<String>,
+}
+
+impl FromBody for Rejection {
+    const OPTIONAL: bool = true;
+
+    fn from_body(body: &Map<String, Value>, _: &HttpRequest) -> Result<Self, ApiError> {
+        let mut fields = Fields::new(body);
+        let reason = fields.optional("reason", parse_message).flatten();
+        fields.finish(|| Some(Rejection { reason }))
+    }
 }
 
 pub(crate) async fn reject(
-    request: HttpRequest,
+    _operator: Operator,
+    Body(rejection): Body<Rejection>,
     path: web::Path<String>,
-    payload: web::Payload,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
-    // The body is optional: empty, or a JSON object with a `reason`.
-    let body = core_api::body::optional_json_object(&request, payload).await?;
-    let reason = match body.get("reason") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(text)) => {
-            parse_message(text).map_err(|detail| ApiError::Validation(vec![FieldError::new("reason", detail)]))?
-        }
-        Some(_) => return Err(ApiError::Validation(vec![FieldError::new("reason", "must be a string")])),
-    };
-    decide(&request, &path, Decision::Reject { reason }, &state, ACCESS_REQUEST_REJECTED).await
+    decide(&path, Decision::Reject { reason: rejection.reason }, &state).await
 }

@@ -2,19 +2,18 @@
 //! `GET /v1/captures` (kinds and counts) and `GET /v1/captures/{kind}` (the calls,
 //! newest first).
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use core_api::ApiError;
 
-use crate::ConsoleState;
+use crate::{ConsoleState, Operator};
 
 fn not_capturing() -> ApiError {
     ApiError::NotFound("captured calls (this process makes real provider calls)".into())
 }
 
-pub(crate) async fn kinds(request: HttpRequest, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
-    state.authorize(&request)?;
+pub(crate) async fn kinds(_operator: Operator, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
     let captures = state.captures.as_ref().ok_or_else(not_capturing)?;
     let mut counts = Map::new();
     for kind in captures.kinds() {
@@ -24,11 +23,10 @@ pub(crate) async fn kinds(request: HttpRequest, state: web::Data<ConsoleState>) 
 }
 
 pub(crate) async fn list(
-    request: HttpRequest,
+    _operator: Operator,
     path: web::Path<String>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.authorize(&request)?;
     let captures = state.captures.as_ref().ok_or_else(not_capturing)?;
     if !captures.kinds().contains(&path.as_str()) {
         return Err(ApiError::NotFound(format!(

@@ -38,6 +38,24 @@ pub struct ConsoleState {
     pub webhooks: shared::domain::WebhookPolicy,
 }
 
+/// An operator: the request carries the operators' bearer token. The first extractor
+/// of every operator handler, before its `Body`: an operator body's errors name the
+/// deployment's configuration (its plans), which only operators may see.
+pub struct Operator;
+
+impl actix_web::FromRequest for Operator {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let authorized = match request.app_data::<web::Data<ConsoleState>>() {
+            Some(state) => state.authorize(request).map(|()| Operator),
+            None => Err(ApiError::Unauthorized("the control plane has no state registered")),
+        };
+        std::future::ready(authorized)
+    }
+}
+
 impl ConsoleState {
     fn authorize(&self, request: &HttpRequest) -> Result<(), ApiError> {
         let Some(expected) = &self.admin_token else {

@@ -5,12 +5,12 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use core_api::problem::FieldError;
+use core_api::request::{Body, Fields, FromBody};
 use core_api::ApiError;
-use shared::domain::{PlanName, TenantSettings};
+use shared::domain::{PlanName, SettingsChange};
 use shared::TenantId;
 
-use crate::ConsoleState;
+use crate::{ConsoleState, Operator};
 
 fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
     TenantId::parse(raw).map_err(|_| ApiError::NotFound(format!("tenant {}", raw.chars().take(64).collect::<String>())))
@@ -30,63 +30,61 @@ async fn view(state: &ConsoleState, id: TenantId) -> Result<Value, ApiError> {
 }
 
 pub(crate) async fn get(
-    request: HttpRequest,
+    _operator: Operator,
     path: web::Path<String>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.authorize(&request)?;
     Ok(HttpResponse::Ok().json(view(&state, tenant_id(&path)?).await?))
 }
 
-fn apply(body: &Map<String, Value>, state: &ConsoleState, settings: &mut TenantSettings) -> Result<(), ApiError> {
-    let mut errors = Vec::new();
-    match body.get("plan") {
-        None => {}
-        Some(Value::String(name)) => match PlanName::parse(name) {
-            Ok(plan) if state.plans.contains(&plan) => settings.plan = plan,
-            Ok(plan) => {
-                let known: Vec<String> = state.plans.iter().map(|(name, _)| name.to_string()).collect();
-                errors.push(FieldError::new(
-                    "plan",
-                    format!("`{plan}` is not a plan here (plans: {})", known.join(", ")),
-                ));
-            }
-            Err(detail) => errors.push(FieldError::new("plan", detail)),
-        },
-        Some(_) => errors.push(FieldError::new("plan", "must be a string")),
-    }
-    match body.get("alert_webhook_url") {
-        None => {}
-        Some(Value::Null) => settings.alert_webhook_url = None,
-        Some(Value::String(url)) => match state.webhooks.parse(url) {
-            Ok(url) => settings.alert_webhook_url = Some(url),
-            Err(detail) => errors.push(FieldError::new("alert_webhook_url", detail)),
-        },
-        Some(_) => errors.push(FieldError::new("alert_webhook_url", "must be a URL or null")),
-    }
+/// The change a PATCH body asks for, validated against the configured plans and the
+/// webhook policy (it does not depend on the current settings).
+fn change(body: &Map<String, Value>, state: &ConsoleState) -> Result<SettingsChange, ApiError> {
+    let mut fields = Fields::new(body);
+    let plan = fields.optional("plan", |name| {
+        let plan = PlanName::parse(name)?;
+        if state.plans.contains(&plan) {
+            Ok(plan)
+        } else {
+            let known: Vec<String> = state.plans.iter().map(|(name, _)| name.to_string()).collect();
+            Err(format!("`{plan}` is not a plan here (plans: {})", known.join(", ")))
+        }
+    });
+    let alert_webhook_url = match body.get("alert_webhook_url") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(url)) => fields.check("alert_webhook_url", state.webhooks.parse(url)).map(Some),
+        Some(_) => {
+            fields.error("alert_webhook_url", "must be a URL or null");
+            None
+        }
+    };
     if let Some(unknown) = body.keys().find(|k| !["plan", "alert_webhook_url"].contains(&k.as_str())) {
-        errors.push(FieldError::new(unknown.clone(), "is not a tenant setting (plan, alert_webhook_url)"));
+        fields.error(unknown.clone(), "is not a tenant setting (plan, alert_webhook_url)");
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::Validation(errors))
+    fields.finish(|| Some(SettingsChange { plan, alert_webhook_url }))
+}
+
+/// The body of `PATCH /v1/tenants/{id}`.
+pub(crate) struct Patch(SettingsChange);
+
+impl FromBody for Patch {
+    fn from_body(body: &Map<String, Value>, request: &HttpRequest) -> Result<Self, ApiError> {
+        let state = request
+            .app_data::<web::Data<ConsoleState>>()
+            .ok_or(ApiError::Unauthorized("the control plane has no state registered"))?;
+        change(body, state).map(Patch)
     }
 }
 
 pub(crate) async fn update(
-    request: HttpRequest,
+    _operator: Operator,
+    Body(Patch(change)): Body<Patch>,
     path: web::Path<String>,
-    payload: web::Payload,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = core_api::body::json_object(&request, payload).await?;
-    state.authorize(&request)?;
     let id = tenant_id(&path)?;
-    let mut settings =
-        state.tenants.tenant_settings(id).await?.ok_or_else(|| ApiError::NotFound(format!("tenant {id}")))?;
-    apply(&body, &state, &mut settings)?;
-    state.tenants.set_tenant_settings(id, &settings).await?;
+    let settings = state.tenants.change_tenant_settings(id, &change).await?;
     tracing::info!(tenant_id = %id, plan = %settings.plan, "tenant settings changed");
     Ok(HttpResponse::Ok().json(view(&state, id).await?))
 }

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod body;
 pub mod problem;
+pub mod request;
 mod routes;
 
 pub use routes::access_requests::{view as access_request_view, REQUESTER_HEADER};

@@ -17,6 +17,7 @@
 //! }
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -25,25 +26,6 @@ use serde_json::{Map, Value};
 
 use crate::clock::Timestamp;
 use crate::ids::{EventId, TenantId};
-
-/// Event types the platform itself emits.
-pub mod event_types {
-    /// Emitted by `POST /v1/feedback`; consumed by the feedback worker.
-    pub const FEEDBACK_SUBMITTED: &str = "feedback.submitted";
-    /// Emitted per recipient by `POST /v1/emails`; consumed by the email worker.
-    pub const EMAIL_REQUESTED: &str = "email.requested";
-    /// Emitted by `POST /v1/analytics/events`, one per chunk of a batch (a chunk stays
-    /// well under the transport's message size); consumed by the analytics worker.
-    /// Emitted by `POST /v1/access-requests`; consumed by the access-requests worker.
-    pub const ACCESS_REQUEST_SUBMITTED: &str = "access_request.submitted";
-    /// Emitted by the control plane when an operator approves (the tenant exists by then)
-    /// or rejects a request; consumed by the access-requests worker.
-    pub const ACCESS_REQUEST_APPROVED: &str = "access_request.approved";
-    pub const ACCESS_REQUEST_REJECTED: &str = "access_request.rejected";
-    /// Emitted by `POST /v1/testflight/invitations`; consumed by the TestFlight worker.
-    pub const TESTFLIGHT_INVITATION_REQUESTED: &str = "testflight.invitation_requested";
-    pub const ANALYTICS_EVENTS_ACCEPTED: &str = "analytics.events_accepted";
-}
 
 /// The current envelope schema version.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -101,7 +83,34 @@ pub enum EventTypeError {
 /// An event type such as `order.placed`: matches
 /// `^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$` and is at most 128 characters.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EventType(String);
+pub struct EventType(Cow<'static, str>);
+
+/// Whether `bytes` is well-formed (length aside): dot-separated segments of lowercase
+/// letters, digits and underscores, each starting with a letter, at least two of them.
+const fn well_formed(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    let mut segments = 1;
+    let mut at_segment_start = true;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'.' {
+            if at_segment_start {
+                return false;
+            }
+            segments += 1;
+            at_segment_start = true;
+        } else if at_segment_start {
+            if !b.is_ascii_lowercase() {
+                return false;
+            }
+            at_segment_start = false;
+        } else if !(b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            return false;
+        }
+        i += 1;
+    }
+    !at_segment_start && segments >= 2
+}
 
 impl EventType {
     pub const MAX_LEN: usize = 128;
@@ -113,20 +122,20 @@ impl EventType {
         if value.len() > Self::MAX_LEN {
             return Err(EventTypeError::TooLong { len: value.len() });
         }
-        let mut segments = 0;
-        for segment in value.split('.') {
-            let mut bytes = segment.bytes();
-            let starts_with_letter = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
-            let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-            if !starts_with_letter || !rest_ok {
-                return Err(EventTypeError::Malformed);
-            }
-            segments += 1;
-        }
-        if segments < 2 {
+        if !well_formed(value.as_bytes()) {
             return Err(EventTypeError::Malformed);
         }
-        Ok(Self(value.to_owned()))
+        Ok(Self(Cow::Owned(value.to_owned())))
+    }
+
+    /// An event type known when the code is compiled (the platform's own, in
+    /// `shared::events::types`); a malformed one fails the build.
+    pub const fn known(value: &'static str) -> Self {
+        assert!(
+            !value.is_empty() && value.len() <= Self::MAX_LEN && well_formed(value.as_bytes()),
+            "not an event type"
+        );
+        Self(Cow::Borrowed(value))
     }
 
     pub fn as_str(&self) -> &str {

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod envelope;
+pub mod events;
 pub mod ids;
 pub mod limits;
 pub mod object_key;

@@ -13,16 +13,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use shared::domain::access::TicketId;
 use shared::domain::EmailAddress;
-use shared::envelope::event_types::{ACCESS_REQUEST_APPROVED, ACCESS_REQUEST_REJECTED, ACCESS_REQUEST_SUBMITTED};
+use shared::events::{AccessDecision, AccessRequestEvent, AccessRequestSubmitted};
 use shared::ports::providers::{Alert, AlertSink};
-use shared::ports::{Inbox, ObjectStore, ReceivedMessage};
+use shared::ports::{Inbox, ObjectStore};
 use shared::{EventEnvelope, ObjectKey};
 
-use crate::consumer::{Handler, HandlerError};
+use crate::consumer::{EventHandler, HandlerError};
 
 pub const CONSUMER: &str = "access-requests";
 const BLUE: u32 = 0x3B82F6;
@@ -36,24 +35,6 @@ pub struct AccessRequestWorker {
     console_url: Option<String>,
 }
 
-/// The fields every access-request event carries.
-struct Fields {
-    ticket: TicketId,
-    requester: EmailAddress,
-    organization: String,
-}
-
-fn fields(envelope: &EventEnvelope) -> Result<Fields, HandlerError> {
-    let text = |field: &str| envelope.data.get(field).and_then(Value::as_str);
-    let ticket = text("ticket_id")
-        .and_then(|t| TicketId::parse(t).ok())
-        .ok_or_else(|| HandlerError::permanent(format!("{} without a valid data.ticket_id", envelope.event_type)))?;
-    let requester = text("requester")
-        .and_then(|r| EmailAddress::parse(r).ok())
-        .ok_or_else(|| HandlerError::permanent(format!("{} without a valid data.requester", envelope.event_type)))?;
-    Ok(Fields { ticket, requester, organization: text("organization").unwrap_or_default().to_owned() })
-}
-
 impl AccessRequestWorker {
     pub fn new(
         inbox: Arc<dyn Inbox>,
@@ -65,7 +46,7 @@ impl AccessRequestWorker {
         Self { inbox, objects, alerts, support, console_url }
     }
 
-    async fn submitted(&self, envelope: &EventEnvelope, fields: &Fields) -> Result<(), HandlerError> {
+    async fn submitted(&self, envelope: &EventEnvelope, fields: &AccessRequestSubmitted) -> Result<(), HandlerError> {
         let tenant = envelope.tenant_id;
         if self.inbox.applied(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)? {
             return Ok(());
@@ -74,11 +55,11 @@ impl AccessRequestWorker {
             "access-requests",
             envelope.tenant_id,
             envelope.occurred_at,
-            &format!("{}.json", fields.ticket),
+            &format!("{}.json", fields.ticket_id),
         )
         .map_err(HandlerError::permanent)?;
         let record = json!({
-            "ticket_id": fields.ticket,
+            "ticket_id": fields.ticket_id,
             "tenant_id": envelope.tenant_id,
             "event_id": envelope.id,
             "submitted_at": envelope.occurred_at,
@@ -86,58 +67,60 @@ impl AccessRequestWorker {
         });
         let body = serde_json::to_vec_pretty(&record).map_err(HandlerError::permanent)?;
         self.objects.put(&key, body, "application/json").await.map_err(HandlerError::objects)?;
-        let message = envelope.data.get("message").and_then(Value::as_str).unwrap_or("(no message)");
+        let message = fields.message.as_deref().unwrap_or("(no message)");
         if let Some(sink) = &self.alerts {
             let alert = Alert {
-                title: format!("New access request {}", fields.ticket),
+                title: format!("New access request {}", fields.ticket_id),
                 description: format!("{} asks for access for {}.", fields.requester.as_str(), fields.organization),
                 fields: vec![
-                    ("Organization".into(), fields.organization.clone()),
+                    ("Organization".into(), fields.organization.as_str().to_owned()),
                     ("Requester".into(), fields.requester.as_str().to_owned()),
                     ("Message".into(), message.chars().take(1_000).collect()),
                 ],
                 colour: BLUE,
-                url: self.console_url.as_ref().map(|u| format!("{u}/v1/access-requests/{}", fields.ticket)),
+                url: self.console_url.as_ref().map(|u| format!("{u}/v1/access-requests/{}", fields.ticket_id)),
             };
             sink.post(&alert).await.map_err(HandlerError::provider)?;
         }
-        let email = self.support.clone().and_then(|support| {
-            crate::email::request(
-                envelope,
-                support,
-                &format!("Access request {} from {}", fields.ticket, fields.organization),
-                &format!(
-                    "{} asks for access for {}.\n\nMessage:\n{message}\n\nApprove or reject it in the control plane.",
-                    fields.requester.as_str(),
-                    fields.organization
-                ),
-            )
+        let email = self.support.clone().map(|support| {
+            let text = format!(
+                "{} asks for access for {}.\n\nMessage:\n{message}\n\nApprove or reject it in the control plane.",
+                fields.requester.as_str(),
+                fields.organization
+            );
+            let subject = format!("Access request {} from {}", fields.ticket_id, fields.organization);
+            crate::email::request(envelope, crate::email::plain(support, &subject, &text))
         });
         self.commit_once(envelope, email).await
     }
 
-    async fn decided(&self, envelope: &EventEnvelope, fields: &Fields) -> Result<(), HandlerError> {
-        let (subject, text) = if envelope.event_type.as_str() == ACCESS_REQUEST_APPROVED {
-            let tenant = envelope.data.get("created_tenant_id").and_then(Value::as_str).unwrap_or("(pending)");
+    async fn decided(
+        &self,
+        envelope: &EventEnvelope,
+        fields: &AccessDecision,
+        approved: bool,
+    ) -> Result<(), HandlerError> {
+        let (subject, text) = if approved {
+            let tenant = fields.created_tenant_id.map_or_else(|| "(pending)".to_owned(), |t| t.to_string());
             (
-                format!("Your access request {} was approved", fields.ticket),
+                format!("Your access request {} was approved", fields.ticket_id),
                 format!(
                     "Good news: {} now has access. Your tenant id is {tenant}; we will send your API credentials separately.",
                     fields.organization
                 ),
             )
         } else {
-            let reason = envelope.data.get("decision_reason").and_then(Value::as_str);
+            let reason = fields.decision_reason.as_deref();
             (
-                format!("Your access request {}", fields.ticket),
+                format!("Your access request {}", fields.ticket_id),
                 match reason {
                     Some(reason) => format!("We cannot give {} access at this time: {reason}", fields.organization),
                     None => format!("We cannot give {} access at this time.", fields.organization),
                 },
             )
         };
-        let email = crate::email::request(envelope, fields.requester.clone(), &subject, &text);
-        self.commit_once(envelope, email).await
+        let email = crate::email::request(envelope, crate::email::plain(fields.requester.clone(), &subject, &text));
+        self.commit_once(envelope, Some(email)).await
     }
 
     async fn commit_once(
@@ -160,17 +143,18 @@ impl AccessRequestWorker {
 }
 
 #[async_trait]
-impl Handler for AccessRequestWorker {
+impl EventHandler for AccessRequestWorker {
+    type Event = AccessRequestEvent;
+
     fn name(&self) -> &str {
         CONSUMER
     }
 
-    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
-        let envelope = EventEnvelope::from_json(&message.body).map_err(HandlerError::permanent)?;
-        match envelope.event_type.as_str() {
-            ACCESS_REQUEST_SUBMITTED => self.submitted(&envelope, &fields(&envelope)?).await,
-            ACCESS_REQUEST_APPROVED | ACCESS_REQUEST_REJECTED => self.decided(&envelope, &fields(&envelope)?).await,
-            _ => Ok(()),
+    async fn handle(&self, envelope: &EventEnvelope, event: AccessRequestEvent) -> Result<(), HandlerError> {
+        match event {
+            AccessRequestEvent::Submitted(submitted) => self.submitted(envelope, &submitted).await,
+            AccessRequestEvent::Approved(decision) => self.decided(envelope, &decision, true).await,
+            AccessRequestEvent::Rejected(decision) => self.decided(envelope, &decision, false).await,
         }
     }
 }

@@ -16,17 +16,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use shared::config::AnalyticsConfig;
 use shared::domain::analytics::{hour_of, AnalyticsChunk, StagedAnalytics};
-use shared::envelope::event_types::ANALYTICS_EVENTS_ACCEPTED;
-use shared::ports::{AnalyticsStore, Inbox, ObjectStore, ReceivedMessage, StoreError};
-use shared::{AnalyticsBatchId, AnalyticsEventId, EventEnvelope, ObjectKey, Timestamp};
+use shared::events::AnalyticsEventsAccepted;
+use shared::ports::{AnalyticsStore, Inbox, ObjectStore, StoreError};
+use shared::{EventEnvelope, ObjectKey, Timestamp};
 
-use crate::consumer::{Handler, HandlerError};
+use crate::consumer::{EventHandler, HandlerError};
 
 pub const CONSUMER: &str = "analytics";
 /// How long a writer owns the rows it claimed.
@@ -46,54 +46,39 @@ impl AnalyticsWorker {
         Self { inbox, staged }
     }
 
-    fn rows(envelope: &EventEnvelope) -> Result<Vec<StagedAnalytics>, HandlerError> {
-        let data = &envelope.data;
-        let batch_id = data
-            .get("batch_id")
-            .and_then(Value::as_str)
-            .and_then(|id| AnalyticsBatchId::parse(id).ok())
-            .ok_or_else(|| HandlerError::permanent("analytics.events_accepted without a valid data.batch_id"))?;
-        let events = data
-            .get("events")
-            .and_then(Value::as_array)
-            .ok_or_else(|| HandlerError::permanent("analytics.events_accepted without data.events"))?;
+    fn rows(envelope: &EventEnvelope, accepted: AnalyticsEventsAccepted) -> Vec<StagedAnalytics> {
         let hour = hour_of(envelope.occurred_at);
-        events
-            .iter()
+        let batch_id = accepted.batch_id;
+        accepted
+            .events
+            .into_iter()
             .map(|event| {
-                let event_id = event
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .and_then(|id| AnalyticsEventId::parse(id).ok())
-                    .ok_or_else(|| HandlerError::permanent("an analytics event without a valid id"))?;
                 let line = json!({
-                    "event_id": event_id,
+                    "event_id": event.id,
                     "tenant_id": envelope.tenant_id,
                     "batch_id": batch_id,
-                    "name": event.get("name"),
-                    "timestamp": event.get("timestamp"),
-                    "user_id": event.get("user_id"),
-                    "properties": event.get("properties"),
+                    "name": event.name,
+                    "timestamp": event.timestamp,
+                    "user_id": event.user_id,
+                    "properties": event.properties,
                     "received_at": envelope.occurred_at,
                 });
-                Ok(StagedAnalytics { event_id, batch_id, hour, line: line.to_string() })
+                StagedAnalytics { event_id: event.id, batch_id, hour, line: line.to_string() }
             })
             .collect()
     }
 }
 
 #[async_trait]
-impl Handler for AnalyticsWorker {
+impl EventHandler for AnalyticsWorker {
+    type Event = AnalyticsEventsAccepted;
+
     fn name(&self) -> &str {
         CONSUMER
     }
 
-    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
-        let envelope = EventEnvelope::from_json(&message.body).map_err(HandlerError::permanent)?;
-        if envelope.event_type.as_str() != ANALYTICS_EVENTS_ACCEPTED {
-            return Ok(());
-        }
-        let rows = Self::rows(&envelope)?;
+    async fn handle(&self, envelope: &EventEnvelope, accepted: AnalyticsEventsAccepted) -> Result<(), HandlerError> {
+        let rows = Self::rows(envelope, accepted);
         let tenant = envelope.tenant_id;
         if let Some(mut tx) = self.inbox.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)? {
             tx.stage_analytics(tenant, &rows).await.map_err(HandlerError::store)?;

@@ -45,11 +45,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use shared::events::{Decode, PayloadError};
 use shared::ports::providers::{Alert, AlertSink};
 use shared::ports::{
     BoxError, DeadLetterRecord, Receipt, ReceiveOptions, ReceivedMessage, Transport, TransportError, WorkerHealth,
 };
 use shared::topology::MAX_RECEIVE_COUNT;
+use shared::EventEnvelope;
 use shared::{TenantId, Timestamp};
 
 use crate::alerts::Alerter;
@@ -131,6 +133,64 @@ pub trait Handler: Send + Sync + 'static {
     /// Best effort: errors are the worker's to log.
     async fn dead_lettered(&self, message: &ReceivedMessage, reason: &str) {
         let _ = (message, reason);
+    }
+}
+
+/// A worker's handler for the events of its queue: the envelope arrives already read
+/// and its payload decoded, as `Self::Event` (every `EventHandler` is a [`Handler`]).
+#[async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    type Event: Decode;
+
+    /// A short name for logs and the inbox (`feedback`).
+    fn name(&self) -> &str;
+
+    async fn handle(&self, envelope: &EventEnvelope, event: Self::Event) -> Result<(), HandlerError>;
+
+    /// Called once when the consumer gives up on the message, just before it moves to
+    /// the dead-letter queue, so the worker can record it as failed with `reason`.
+    /// Best effort: errors are the worker's to log.
+    async fn dead_lettered(&self, envelope: &EventEnvelope, event: Self::Event, reason: &str) {
+        let _ = (envelope, event, reason);
+    }
+}
+
+/// Every [`EventHandler`] is a consumer's [`Handler`]: this is the one place where a
+/// message is read as an envelope and its type and payload are checked. A message that
+/// is not an envelope, or whose payload does not read back, is permanent (dead-lettered
+/// at once with the reason); an event of another type is not this worker's and is
+/// acknowledged untouched.
+#[async_trait]
+impl<H: EventHandler> Handler for H {
+    fn name(&self) -> &str {
+        EventHandler::name(self)
+    }
+
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
+        match read_event::<H::Event>(message)? {
+            Some((envelope, event)) => EventHandler::handle(self, &envelope, event).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn dead_lettered(&self, message: &ReceivedMessage, reason: &str) {
+        if let Ok(Some((envelope, event))) = read_event::<H::Event>(message) {
+            EventHandler::dead_lettered(self, &envelope, event, reason).await;
+        }
+    }
+}
+
+/// The envelope of `message` and its payload as `E`; `None` for an event of a type `E`
+/// is not carried by.
+fn read_event<E: Decode>(message: &ReceivedMessage) -> Result<Option<(EventEnvelope, E)>, HandlerError> {
+    let envelope = EventEnvelope::from_json(&message.body).map_err(HandlerError::permanent)?;
+    match E::decode(&envelope) {
+        Ok(event) => Ok(Some((envelope, event))),
+        Err(PayloadError::WrongType { found, expected }) => {
+            tracing::debug!(event_type = %found, expected, "not for this worker; skipped");
+            Ok(None)
+        }
+        Err(error) => Err(HandlerError::permanent(error)),
     }
 }
 

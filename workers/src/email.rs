@@ -16,17 +16,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use governor::Quota;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use shared::config::EmailDelivery;
 use shared::domain::{EmailAddress, EmailOutcome, EmailStatus, NewEmail};
-use shared::envelope::event_types::EMAIL_REQUESTED;
+use shared::events::{EmailContent, EmailRequested, Payload};
 use shared::limits::{Share, SharedLimiter, TenantRates};
 use shared::ports::providers::{Email, EmailBody, EmailSender, ProviderError};
-use shared::ports::{EmailStore, Inbox, ObjectStore, ReceivedMessage, SendStart};
-use shared::{EmailId, EventEnvelope, EventType, ObjectKey, Service};
+use shared::ports::{EmailStore, Inbox, ObjectStore, SendStart};
+use shared::{EmailId, EventEnvelope, ObjectKey};
 
-use crate::consumer::{Handler, HandlerError};
+use crate::consumer::{EventHandler, HandlerError};
 
 pub const CONSUMER: &str = "email";
 
@@ -48,25 +48,31 @@ pub struct EmailWorker {
     delivery: EmailDelivery,
 }
 
+/// A plain-text email's payload (a new email id; no campaign).
+pub fn plain(to: EmailAddress, subject: &str, text: &str) -> EmailRequested {
+    EmailRequested {
+        email_id: EmailId::new(),
+        to,
+        subject: subject.to_owned(),
+        content: EmailContent { text: Some(text.to_owned()), ..EmailContent::default() },
+        campaign_id: None,
+        feedback_id: None,
+    }
+}
+
 /// An email the platform itself sends because of `cause` (a confirmation, a
 /// notification): the row and its `email.requested` event for `EffectTx::submit_emails`,
 /// under the cause's tenant and trace.
-pub fn request(
-    cause: &EventEnvelope,
-    to: EmailAddress,
-    subject: &str,
-    text: &str,
-) -> Option<(NewEmail, EventEnvelope)> {
-    let id = EmailId::new();
-    let data = json!({"email_id": id, "to": to.as_str(), "subject": subject, "text": text});
-    let mut event = EventEnvelope::new(
-        cause.tenant_id,
-        Service::CoreApi,
-        EventType::parse(EMAIL_REQUESTED).ok()?,
-        data.as_object().cloned().unwrap_or_default(),
-    );
+pub fn request(cause: &EventEnvelope, email: EmailRequested) -> (NewEmail, EventEnvelope) {
+    let row = NewEmail {
+        id: email.email_id,
+        campaign_id: email.campaign_id,
+        to: email.to.clone(),
+        subject: email.subject.clone(),
+    };
+    let mut event = email.into_envelope(cause.tenant_id);
     event.trace_context = cause.trace_context.clone();
-    Some((NewEmail { id, campaign_id: None, to, subject: subject.to_owned() }, event))
+    (row, event)
 }
 
 impl EmailWorker {
@@ -106,30 +112,19 @@ impl EmailWorker {
         self
     }
 
-    fn email(&self, envelope: &EventEnvelope) -> Result<(EmailId, Email), HandlerError> {
-        let data = &envelope.data;
-        let text = |field: &str| data.get(field).and_then(Value::as_str).map(str::to_owned);
-        let id = text("email_id")
-            .and_then(|id| EmailId::parse(&id).ok())
-            .ok_or_else(|| HandlerError::permanent("email.requested without a valid data.email_id"))?;
-        let to = text("to")
-            .and_then(|to| EmailAddress::parse(&to).ok())
-            .ok_or_else(|| HandlerError::permanent("email.requested without a valid data.to"))?;
-        let body = match text("template_id") {
-            Some(id) => EmailBody::Template {
-                id,
-                variables: data.get("variables").and_then(Value::as_object).cloned().unwrap_or_default(),
-            },
-            None => EmailBody::Content { text: text("text"), html: text("html") },
+    fn email(&self, envelope: &EventEnvelope, requested: EmailRequested) -> Email {
+        let EmailContent { text, html, template_id, variables } = requested.content;
+        let body = match template_id {
+            Some(id) => EmailBody::Template { id, variables: variables.unwrap_or_default() },
+            None => EmailBody::Content { text, html },
         };
-        let email = Email {
-            to,
+        Email {
+            to: requested.to,
             from: self.from.clone(),
-            subject: text("subject").unwrap_or_default(),
+            subject: requested.subject,
             body,
             reference: envelope.id.to_string(),
-        };
-        Ok((id, email))
+        }
     }
 
     fn record_key(envelope: &EventEnvelope) -> Result<ObjectKey, HandlerError> {
@@ -197,21 +192,19 @@ impl EmailWorker {
 }
 
 #[async_trait]
-impl Handler for EmailWorker {
+impl EventHandler for EmailWorker {
+    type Event = EmailRequested;
+
     fn name(&self) -> &str {
         CONSUMER
     }
 
-    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
-        let envelope = EventEnvelope::from_json(&message.body).map_err(HandlerError::permanent)?;
-        if envelope.event_type.as_str() != EMAIL_REQUESTED {
-            return Ok(());
-        }
-        let tenant = envelope.tenant_id;
-        let (id, email) = self.email(&envelope)?;
+    async fn handle(&self, envelope: &EventEnvelope, requested: EmailRequested) -> Result<(), HandlerError> {
+        let (tenant, id) = (envelope.tenant_id, requested.email_id);
+        let email = self.email(envelope, requested);
         match self.emails.start_email_send(tenant, id).await.map_err(HandlerError::store)? {
             SendStart::Started => {}
-            SendStart::Finished => return self.finish_record(&envelope, id).await,
+            SendStart::Finished => return self.finish_record(envelope, id).await,
             SendStart::Missing => return Err(HandlerError::permanent(format!("no email {id} for tenant {tenant}"))),
             SendStart::Interrupted if self.delivery == EmailDelivery::AtLeastOnce => {
                 tracing::warn!(
@@ -232,7 +225,7 @@ impl Handler for EmailWorker {
                     ),
                     result_key: None,
                 };
-                return self.record(&envelope, id, outcome).await;
+                return self.record(envelope, id, outcome).await;
             }
         }
         self.per_tenant.until_ready(tenant).await;
@@ -246,7 +239,7 @@ impl Handler for EmailWorker {
                     failure_reason: None,
                     result_key: None,
                 };
-                self.record(&envelope, id, outcome).await
+                self.record(envelope, id, outcome).await
             }
             Err(error) if error.is_retryable() => {
                 self.emails.retry_email_send(tenant, id).await.map_err(HandlerError::store)?;
@@ -265,14 +258,13 @@ impl Handler for EmailWorker {
                     failure_reason: Some(error.to_string()),
                     result_key: None,
                 };
-                self.record(&envelope, id, outcome).await
+                self.record(envelope, id, outcome).await
             }
         }
     }
 
-    async fn dead_lettered(&self, message: &ReceivedMessage, reason: &str) {
-        let Ok(envelope) = EventEnvelope::from_json(&message.body) else { return };
-        let Ok((id, _)) = self.email(&envelope) else { return };
+    async fn dead_lettered(&self, envelope: &EventEnvelope, requested: EmailRequested, reason: &str) {
+        let id = requested.email_id;
         if let Err(error) = self.emails.mark_email_dead_lettered(envelope.tenant_id, id, reason).await {
             tracing::warn!(%error, tenant_id = %envelope.tenant_id, email_id = %id, "could not mark a dead-lettered email failed");
         }

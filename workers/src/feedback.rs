@@ -8,13 +8,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::json;
 
-use shared::domain::{EmailAddress, NewEmail};
-use shared::envelope::event_types::FEEDBACK_SUBMITTED;
+use shared::domain::{FeedbackStatus, NewEmail, Rating};
+use shared::events::{EmailRequested, FeedbackSubmitted};
 use shared::ports::providers::{Ticket, TicketDesk};
-use shared::ports::{FeedbackStore, Inbox, ObjectStore, ReceivedMessage};
-use shared::{domain::FeedbackStatus, EventEnvelope, FeedbackId, ObjectKey};
+use shared::ports::{FeedbackStore, Inbox, ObjectStore};
+use shared::{EventEnvelope, ObjectKey};
 
-use crate::consumer::{Handler, HandlerError};
+use crate::consumer::{EventHandler, HandlerError};
 
 /// The inbox name of this worker.
 pub const CONSUMER: &str = "feedback";
@@ -40,33 +40,32 @@ impl FeedbackWorker {
 
     /// The confirmation email to the contact address, when there is one: requested in
     /// the same transaction as the completion, so exactly once per feedback.
-    fn confirmation(envelope: &EventEnvelope, feedback_id: FeedbackId) -> Option<(NewEmail, EventEnvelope)> {
-        let to =
-            envelope.data.get("contact_email").and_then(|v| v.as_str()).and_then(|e| EmailAddress::parse(e).ok())?;
-        let mut request = crate::email::request(
-            envelope,
-            to,
-            "We received your feedback",
-            "Thank you for your feedback. We read every message.",
-        )?;
-        request.1.data.insert("feedback_id".into(), json!(feedback_id));
-        Some(request)
+    fn confirmation(envelope: &EventEnvelope, feedback: &FeedbackSubmitted) -> Option<(NewEmail, EventEnvelope)> {
+        let to = feedback.contact_email.clone()?;
+        let email = EmailRequested {
+            feedback_id: Some(feedback.feedback_id),
+            ..crate::email::plain(
+                to,
+                "We received your feedback",
+                "Thank you for your feedback. We read every message.",
+            )
+        };
+        Some(crate::email::request(envelope, email))
     }
 
-    fn ticket(envelope: &EventEnvelope) -> Ticket {
-        let text = |field: &str| envelope.data.get(field).and_then(|v| v.as_str()).map(str::to_owned);
-        let rating = envelope.data.get("rating").and_then(serde_json::Value::as_u64);
+    fn ticket(envelope: &EventEnvelope, feedback: &FeedbackSubmitted) -> Ticket {
+        let rating = feedback.rating.map(Rating::value);
         let mut tags = vec!["switchyard".to_owned(), "feedback".to_owned()];
         tags.extend(rating.map(|r| format!("rating_{r}")));
         Ticket {
             external_id: envelope.id.to_string(),
-            requester_email: text("contact_email").and_then(|e| EmailAddress::parse(&e).ok()),
+            requester_email: feedback.contact_email.clone(),
             requester_name: None,
             subject: match rating {
                 Some(r) => format!("Feedback ({r}/5)"),
                 None => "Feedback".to_owned(),
             },
-            comment: text("message").unwrap_or_default(),
+            comment: feedback.message.as_str().to_owned(),
             tags,
         }
     }
@@ -80,36 +79,21 @@ impl FeedbackWorker {
 }
 
 #[async_trait]
-impl Handler for FeedbackWorker {
+impl EventHandler for FeedbackWorker {
+    type Event = FeedbackSubmitted;
+
     fn name(&self) -> &str {
         CONSUMER
     }
 
-    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
-        let envelope = EventEnvelope::from_json(&message.body).map_err(HandlerError::permanent)?;
-        if envelope.event_type.as_str() != FEEDBACK_SUBMITTED {
-            tracing::debug!(event_type = %envelope.event_type, "not for the feedback worker; skipped");
-            return Ok(());
-        }
-        let feedback_id = envelope
-            .data
-            .get("feedback_id")
-            .and_then(|v| v.as_str())
-            .and_then(|id| FeedbackId::parse(id).ok())
-            .ok_or_else(|| HandlerError::permanent("feedback.submitted without a valid data.feedback_id"))?;
-        self.process(&envelope, feedback_id).await
+    async fn handle(&self, envelope: &EventEnvelope, feedback: FeedbackSubmitted) -> Result<(), HandlerError> {
+        self.process(envelope, &feedback).await
     }
 
     /// Whoever polls the feedback should see that it failed rather than `processing`;
     /// a redrive can still complete it.
-    async fn dead_lettered(&self, message: &ReceivedMessage, reason: &str) {
-        let Ok(envelope) = EventEnvelope::from_json(&message.body) else { return };
-        let Some(feedback_id) =
-            envelope.data.get("feedback_id").and_then(|v| v.as_str()).and_then(|id| FeedbackId::parse(id).ok())
-        else {
-            return;
-        };
-        let tenant = envelope.tenant_id;
+    async fn dead_lettered(&self, envelope: &EventEnvelope, feedback: FeedbackSubmitted, reason: &str) {
+        let (tenant, feedback_id) = (envelope.tenant_id, feedback.feedback_id);
         if let Err(error) = self.feedback.mark_feedback_failed(tenant, feedback_id).await {
             tracing::warn!(%error, tenant_id = %tenant, feedback_id = %feedback_id, reason, "could not mark feedback failed");
         }
@@ -117,8 +101,8 @@ impl Handler for FeedbackWorker {
 }
 
 impl FeedbackWorker {
-    async fn process(&self, envelope: &EventEnvelope, feedback_id: FeedbackId) -> Result<(), HandlerError> {
-        let tenant = envelope.tenant_id;
+    async fn process(&self, envelope: &EventEnvelope, feedback: &FeedbackSubmitted) -> Result<(), HandlerError> {
+        let (tenant, feedback_id) = (envelope.tenant_id, feedback.feedback_id);
         self.feedback.mark_feedback_processing(tenant, feedback_id).await.map_err(HandlerError::store)?;
 
         // Effects outside the database first, each idempotent for this event (the ticket
@@ -126,7 +110,9 @@ impl FeedbackWorker {
         // transaction stays open across a network call and a redelivery repeats them
         // harmlessly.
         let ticket = match &self.tickets {
-            Some(desk) => Some(desk.create_ticket(&Self::ticket(envelope)).await.map_err(HandlerError::provider)?),
+            Some(desk) => {
+                Some(desk.create_ticket(&Self::ticket(envelope, feedback)).await.map_err(HandlerError::provider)?)
+            }
             None => None,
         };
         let key = Self::result_key(envelope)?;
@@ -150,7 +136,7 @@ impl FeedbackWorker {
         tx.set_feedback_status(tenant, feedback_id, FeedbackStatus::Completed, Some(key.as_str()))
             .await
             .map_err(HandlerError::store)?;
-        if let Some(confirmation) = Self::confirmation(envelope, feedback_id) {
+        if let Some(confirmation) = Self::confirmation(envelope, feedback) {
             tx.submit_emails(tenant, &[confirmation]).await.map_err(HandlerError::store)?;
         }
         tx.commit().await.map_err(HandlerError::store)?;

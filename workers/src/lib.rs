@@ -14,6 +14,6 @@ pub mod feedback;
 pub mod relay;
 pub mod testflight;
 
-pub use consumer::{Consumer, ConsumerConfig, ConsumerStats, Handler, HandlerError};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerStats, EventHandler, Handler, HandlerError};
 pub use relay::{OutboxRelay, RelayConfig};
 pub use shared::config::BusForwarding;

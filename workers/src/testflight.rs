@@ -10,18 +10,17 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use shared::domain::testflight::{InvitationOutcome, InvitationStatus};
-use shared::domain::EmailAddress;
-use shared::envelope::event_types::TESTFLIGHT_INVITATION_REQUESTED;
+use shared::events::TestflightInvitationRequested;
 use shared::limits;
 use shared::limits::{Share, SharedLimiter, TenantRates};
 use shared::ports::providers::{BetaInvite, BetaTesters};
-use shared::ports::{Inbox, InvitationStore, ObjectStore, ReceivedMessage};
+use shared::ports::{Inbox, InvitationStore, ObjectStore};
 use shared::{EventEnvelope, InvitationId, ObjectKey};
 
-use crate::consumer::{Handler, HandlerError};
+use crate::consumer::{EventHandler, HandlerError};
 
 pub const CONSUMER: &str = "testflight";
 
@@ -58,23 +57,6 @@ impl TestflightWorker {
         self
     }
 
-    fn invite(envelope: &EventEnvelope) -> Result<(InvitationId, BetaInvite), HandlerError> {
-        let text = |field: &str| envelope.data.get(field).and_then(Value::as_str).map(str::to_owned);
-        let missing =
-            |field: &str| HandlerError::permanent(format!("{} without a valid data.{field}", envelope.event_type));
-        let id = text("invitation_id")
-            .and_then(|id| InvitationId::parse(&id).ok())
-            .ok_or_else(|| missing("invitation_id"))?;
-        let email = text("email").and_then(|e| EmailAddress::parse(&e).ok()).ok_or_else(|| missing("email"))?;
-        let invite = BetaInvite {
-            email,
-            first_name: text("first_name").ok_or_else(|| missing("first_name"))?,
-            last_name: text("last_name").ok_or_else(|| missing("last_name"))?,
-            group_id: text("beta_group_id").ok_or_else(|| missing("beta_group_id"))?,
-        };
-        Ok((id, invite))
-    }
-
     async fn record(
         &self,
         envelope: &EventEnvelope,
@@ -107,20 +89,28 @@ impl TestflightWorker {
 }
 
 #[async_trait]
-impl Handler for TestflightWorker {
+impl EventHandler for TestflightWorker {
+    type Event = TestflightInvitationRequested;
+
     fn name(&self) -> &str {
         CONSUMER
     }
 
-    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandlerError> {
-        let envelope = EventEnvelope::from_json(&message.body).map_err(HandlerError::permanent)?;
-        if envelope.event_type.as_str() != TESTFLIGHT_INVITATION_REQUESTED {
-            return Ok(());
-        }
+    async fn handle(
+        &self,
+        envelope: &EventEnvelope,
+        requested: TestflightInvitationRequested,
+    ) -> Result<(), HandlerError> {
         if self.inbox.applied(CONSUMER, envelope.tenant_id, envelope.id).await.map_err(HandlerError::store)? {
             return Ok(());
         }
-        let (id, invite) = Self::invite(&envelope)?;
+        let id = requested.invitation_id;
+        let invite = BetaInvite {
+            email: requested.email,
+            first_name: requested.first_name,
+            last_name: requested.last_name,
+            group_id: requested.group_id,
+        };
         self.tenants.until_ready(envelope.tenant_id).await;
         self.limiter.until_ready().await;
         let outcome = match self.testers.invite(&invite).await {
@@ -140,14 +130,13 @@ impl Handler for TestflightWorker {
                 result_key: None,
             },
         };
-        self.record(&envelope, id, outcome).await
+        self.record(envelope, id, outcome).await
     }
 
     /// Whoever follows the invitation sees it failed, with the reason, rather than
     /// `accepted`; a redrive can still complete it.
-    async fn dead_lettered(&self, message: &ReceivedMessage, reason: &str) {
-        let Ok(envelope) = EventEnvelope::from_json(&message.body) else { return };
-        let Ok((id, _)) = Self::invite(&envelope) else { return };
+    async fn dead_lettered(&self, envelope: &EventEnvelope, requested: TestflightInvitationRequested, reason: &str) {
+        let id = requested.invitation_id;
         if let Err(error) = self.invitations.mark_invitation_dead_lettered(envelope.tenant_id, id, reason).await {
             tracing::warn!(%error, tenant_id = %envelope.tenant_id, invitation_id = %id, "could not mark a dead-lettered invitation failed");
         }

@@ -4,11 +4,18 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use shared::domain::{ApiKeyRecord, PlanName, Tenant, TenantName, TenantSettings};
+use shared::domain::{ApiKeyRecord, PlanName, SettingsChange, Tenant, TenantName, TenantSettings};
 use shared::ports::{StoreError, TenantDirectory};
 use shared::{ApiKeyId, TenantId, Timestamp};
 
 use super::{corrupt, db, text, SqlStore};
+
+fn settings_from(row: &AnyRow) -> Result<TenantSettings, StoreError> {
+    Ok(TenantSettings {
+        plan: PlanName::parse(&text(row, "plan")?).map_err(|e| corrupt("plan", e))?,
+        alert_webhook_url: row.try_get("alert_webhook_url").map_err(db)?,
+    })
+}
 
 fn tenant_from(row: &AnyRow) -> Result<Tenant, StoreError> {
     Ok(Tenant {
@@ -54,11 +61,7 @@ impl TenantDirectory for SqlStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(TenantSettings {
-            plan: PlanName::parse(&text(&row, "plan")?).map_err(|e| corrupt("plan", e))?,
-            alert_webhook_url: row.try_get("alert_webhook_url").map_err(db)?,
-        }))
+        row.as_ref().map(settings_from).transpose()
     }
 
     async fn set_tenant_settings(&self, id: TenantId, settings: &TenantSettings) -> Result<(), StoreError> {
@@ -73,6 +76,29 @@ impl TenantDirectory for SqlStore {
             return Err(StoreError::NotFound(format!("tenant {id}")));
         }
         Ok(())
+    }
+
+    async fn change_tenant_settings(
+        &self,
+        id: TenantId,
+        change: &SettingsChange,
+    ) -> Result<TenantSettings, StoreError> {
+        let row = sqlx::query(
+            "UPDATE tenants
+             SET plan = COALESCE($1, plan),
+                 alert_webhook_url = CASE WHEN $2 = 1 THEN $3 ELSE alert_webhook_url END
+             WHERE id = $4
+             RETURNING plan, alert_webhook_url",
+        )
+        .bind(change.plan.as_ref().map(|p| p.as_str().to_owned()))
+        .bind(i64::from(change.alert_webhook_url.is_some()))
+        .bind(change.alert_webhook_url.clone().flatten())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        let row = row.ok_or_else(|| StoreError::NotFound(format!("tenant {id}")))?;
+        settings_from(&row)
     }
 
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {

@@ -10,11 +10,10 @@ use tracing::Instrument;
 
 use shared::domain::access::{parse_message, AccessRequest, NewAccessRequest, Submitted, MAX_ORGANIZATION_CHARS};
 use shared::domain::{EmailAddress, TenantName};
-use shared::envelope::event_types::ACCESS_REQUEST_SUBMITTED;
-use shared::{EventEnvelope, Service};
+use shared::events::AccessRequestSubmitted;
 
-use crate::body::json_object;
 use crate::problem::{ApiError, FieldError};
+use crate::request::{Caller, Fields, FromBody, Write};
 use crate::ApiState;
 
 /// Names the signed-in user a request is made for.
@@ -35,77 +34,44 @@ pub fn view(request: &AccessRequest) -> Value {
     })
 }
 
-fn requester(request: &HttpRequest, errors: &mut Vec<FieldError>) -> Option<EmailAddress> {
-    let header = request.headers().get(REQUESTER_HEADER).map(|v| v.to_str().unwrap_or_default());
-    match header.map(EmailAddress::parse) {
-        Some(Ok(address)) => Some(address),
-        Some(Err(detail)) => {
-            errors.push(FieldError::new(REQUESTER_HEADER, detail));
-            None
-        }
-        None => {
-            errors.push(FieldError::new(REQUESTER_HEADER, "is required: the email address of the signed-in user"));
-            None
-        }
+/// The signed-in user the calling application names.
+fn requester(request: &HttpRequest) -> Result<EmailAddress, String> {
+    match request.headers().get(REQUESTER_HEADER).map(|v| v.to_str().unwrap_or_default()) {
+        Some(header) => EmailAddress::parse(header),
+        None => Err("is required: the email address of the signed-in user".to_owned()),
     }
 }
 
-fn parse(request: &HttpRequest, body: &Map<String, Value>) -> Result<NewAccessRequest, ApiError> {
-    let mut errors = Vec::new();
-    let requester = requester(request, &mut errors);
-    let organization = match body.get("organization") {
-        Some(Value::String(name)) if name.trim().chars().count() <= MAX_ORGANIZATION_CHARS => {
-            TenantName::parse(name).map_err(|_| errors.push(FieldError::new("organization", "must not be blank"))).ok()
-        }
-        Some(Value::String(_)) => {
-            errors
-                .push(FieldError::new("organization", format!("must be at most {MAX_ORGANIZATION_CHARS} characters")));
-            None
-        }
-        _ => {
-            errors.push(FieldError::new("organization", "is required (the organization's name)"));
-            None
-        }
-    };
-    let message = match body.get("message") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(text)) => parse_message(text).unwrap_or_else(|detail| {
-            errors.push(FieldError::new("message", detail));
-            None
-        }),
-        Some(_) => {
-            errors.push(FieldError::new("message", "must be a string"));
-            None
-        }
-    };
-    match (requester, organization) {
-        (Some(requester), Some(organization)) if errors.is_empty() => {
-            Ok(NewAccessRequest { requester, organization, message })
-        }
-        _ => Err(ApiError::Validation(errors)),
+fn organization(name: &str) -> Result<TenantName, String> {
+    if name.trim().chars().count() > MAX_ORGANIZATION_CHARS {
+        return Err(format!("must be at most {MAX_ORGANIZATION_CHARS} characters"));
+    }
+    TenantName::parse(name).map_err(|_| "must not be blank".to_owned())
+}
+
+impl FromBody for NewAccessRequest {
+    fn from_body(body: &Map<String, Value>, request: &HttpRequest) -> Result<Self, ApiError> {
+        let mut fields = Fields::new(body);
+        let requester = fields.check(REQUESTER_HEADER, requester(request));
+        let organization = fields.required("organization", organization);
+        let message = fields.optional("message", parse_message).flatten();
+        fields.finish(|| Some(NewAccessRequest { requester: requester?, organization: organization?, message }))
     }
 }
 
 pub(crate) async fn create(
-    request: HttpRequest,
-    payload: web::Payload,
+    write: Write<NewAccessRequest>,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = json_object(&request, payload).await?;
-    let new = parse(&request, &body)?;
-    let super::Write { tenant, event_type, span, trace_context } =
-        super::authorize_write(&request, &state, ACCESS_REQUEST_SUBMITTED).await?;
-    let event = move |stored: &AccessRequest| {
-        let mut data = Map::new();
-        data.insert("ticket_id".into(), json!(stored.ticket_id));
-        data.insert("requester".into(), json!(stored.requester.as_str()));
-        data.insert("organization".into(), json!(stored.organization.as_str()));
-        data.insert("message".into(), json!(stored.message));
-        let mut envelope = EventEnvelope::new(tenant, Service::CoreApi, event_type.clone(), data);
-        envelope.trace_context = trace_context.clone();
-        envelope
+    let event = |stored: &AccessRequest| {
+        write.event(AccessRequestSubmitted {
+            ticket_id: stored.ticket_id,
+            requester: stored.requester.clone(),
+            organization: stored.organization.clone(),
+            message: stored.message.clone(),
+        })
     };
-    match state.access.submit_access_request(tenant, &new, &event).instrument(span).await? {
+    match state.access.submit_access_request(write.tenant, &write.body, &event).instrument(write.span.clone()).await? {
         Submitted::Created(stored) => Ok(HttpResponse::Accepted().json(view(&stored))),
         Submitted::PendingExists(existing) => Err(ApiError::Conflict {
             detail: format!("{} already has a pending request: {}", existing.requester.as_str(), existing.ticket_id),
@@ -114,11 +80,13 @@ pub(crate) async fn create(
     }
 }
 
-pub(crate) async fn mine(request: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let mut errors = Vec::new();
-    let requester = requester(&request, &mut errors);
-    let tenant = state.authenticate(&request).await?;
-    let Some(requester) = requester else { return Err(ApiError::Validation(errors)) };
-    let requests = state.access.access_requests_of(tenant, &requester).await?;
+pub(crate) async fn mine(
+    caller: Caller,
+    request: HttpRequest,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    let requester =
+        requester(&request).map_err(|detail| ApiError::Validation(vec![FieldError::new(REQUESTER_HEADER, detail)]))?;
+    let requests = state.access.access_requests_of(caller.tenant, &requester).await?;
     Ok(HttpResponse::Ok().json(json!({"access_requests": requests.iter().map(view).collect::<Vec<_>>()})))
 }

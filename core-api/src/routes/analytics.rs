@@ -10,11 +10,11 @@ use serde_json::{json, Map, Value};
 use tracing::Instrument;
 
 use shared::domain::analytics::{AnalyticsEvent, NewAnalyticsBatch, MAX_BATCH_EVENTS};
-use shared::envelope::event_types::ANALYTICS_EVENTS_ACCEPTED;
-use shared::{AnalyticsBatchId, EventEnvelope, Service, Timestamp};
+use shared::events::AnalyticsEventsAccepted;
+use shared::{AnalyticsBatchId, EventEnvelope, Timestamp};
 
-use crate::body::json_object;
 use crate::problem::{ApiError, FieldError};
+use crate::request::{by_id, Caller, FromBody, Write};
 use crate::ApiState;
 
 const CHUNK_EVENTS: usize = 100;
@@ -49,19 +49,18 @@ fn parse(body: &Map<String, Value>, received: Timestamp) -> Result<Vec<Analytics
 }
 
 /// Splits the events into chunks bounded by count and serialized size.
-fn chunks(events: &[AnalyticsEvent]) -> Vec<Vec<Value>> {
-    let mut chunks: Vec<Vec<Value>> = Vec::new();
+fn chunks(events: &[AnalyticsEvent]) -> Vec<Vec<AnalyticsEvent>> {
+    let mut chunks: Vec<Vec<AnalyticsEvent>> = Vec::new();
     let mut current = Vec::new();
     let mut bytes = 0;
     for event in events {
-        let value = event.to_json();
-        let size = value.to_string().len();
+        let size = event.to_json().to_string().len();
         if !current.is_empty() && (current.len() == CHUNK_EVENTS || bytes + size > CHUNK_BYTES) {
             chunks.push(std::mem::take(&mut current));
             bytes = 0;
         }
         bytes += size;
-        current.push(value);
+        current.push(event.clone());
     }
     if !current.is_empty() {
         chunks.push(current);
@@ -69,29 +68,24 @@ fn chunks(events: &[AnalyticsEvent]) -> Vec<Vec<Value>> {
     chunks
 }
 
-pub(crate) async fn create(
-    request: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<ApiState>,
-) -> Result<HttpResponse, ApiError> {
-    let body = json_object(&request, payload).await?;
-    let events = parse(&body, Timestamp::now())?;
-    let super::Write { tenant, event_type, span, trace_context } =
-        super::authorize_write(&request, &state, ANALYTICS_EVENTS_ACCEPTED).await?;
+/// A validated batch: its events, each with its id.
+pub(crate) struct Batch(Vec<AnalyticsEvent>);
+
+impl FromBody for Batch {
+    fn from_body(body: &Map<String, Value>, _: &HttpRequest) -> Result<Self, ApiError> {
+        parse(body, Timestamp::now()).map(Batch)
+    }
+}
+
+pub(crate) async fn create(write: Write<Batch>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let events = &write.body.0;
     let batch =
         NewAnalyticsBatch { id: AnalyticsBatchId::new(), event_count: u32::try_from(events.len()).unwrap_or(u32::MAX) };
-    let envelopes: Vec<EventEnvelope> = chunks(&events)
+    let envelopes: Vec<EventEnvelope> = chunks(events)
         .into_iter()
-        .map(|chunk| {
-            let mut data = Map::new();
-            data.insert("batch_id".into(), json!(batch.id));
-            data.insert("events".into(), Value::Array(chunk));
-            let mut envelope = EventEnvelope::new(tenant, Service::CoreApi, event_type.clone(), data);
-            envelope.trace_context = trace_context.clone();
-            envelope
-        })
+        .map(|events| write.event(AnalyticsEventsAccepted { batch_id: batch.id, events }))
         .collect();
-    state.analytics.submit_analytics(tenant, &batch, &envelopes).instrument(span).await?;
+    state.analytics.submit_analytics(write.tenant, &batch, &envelopes).instrument(write.span.clone()).await?;
     let ids: Vec<Value> = events.iter().map(|e| json!(e.id)).collect();
     Ok(HttpResponse::Accepted().json(json!({
         "batch_id": batch.id,
@@ -102,14 +96,14 @@ pub(crate) async fn create(
 }
 
 pub(crate) async fn batch(
-    request: HttpRequest,
+    caller: Caller,
     path: web::Path<String>,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant = state.authenticate(&request).await?;
-    let not_found = || super::not_found_id("analytics batch", &path);
-    let id = AnalyticsBatchId::parse(&path).map_err(|_| not_found())?;
-    let batch = state.analytics.analytics_batch(tenant, id).await?.ok_or_else(not_found)?;
+    let batch = by_id("analytics batch", &path, AnalyticsBatchId::parse, |id| {
+        state.analytics.analytics_batch(caller.tenant, id)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(json!({
         "id": batch.id,
         "status": batch.status(),
@@ -120,9 +114,8 @@ pub(crate) async fn batch(
     })))
 }
 
-pub(crate) async fn reconciliation(request: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let tenant = state.authenticate(&request).await?;
-    let counts = state.analytics.analytics_counts(tenant).await?;
+pub(crate) async fn reconciliation(caller: Caller, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let counts = state.analytics.analytics_counts(caller.tenant).await?;
     Ok(HttpResponse::Ok().json(json!({
         "accepted": counts.accepted,
         "in_transit": counts.in_transit(),
@@ -151,7 +144,7 @@ mod tests {
         let split = chunks(&large);
         assert!(split.len() > 1);
         for chunk in &split {
-            assert!(Value::Array(chunk.clone()).to_string().len() <= CHUNK_BYTES + 200);
+            assert!(serde_json::to_string(chunk).expect("json").len() <= CHUNK_BYTES + 200);
         }
         assert_eq!(split.iter().map(Vec::len).sum::<usize>(), 20);
     }

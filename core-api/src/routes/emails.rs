@@ -6,135 +6,113 @@ use serde_json::{json, Map, Value};
 use tracing::Instrument;
 
 use shared::domain::{EmailAddress, NewEmail};
-use shared::envelope::event_types::EMAIL_REQUESTED;
-use shared::{EmailId, EventEnvelope, Service};
+use shared::events::{EmailContent, EmailRequested};
+use shared::EmailId;
 
-use crate::body::json_object;
-use crate::problem::{ApiError, FieldError};
+use crate::problem::ApiError;
+use crate::request::{by_id, Caller, Fields, FromBody, Write};
 use crate::ApiState;
 
 pub const MAX_RECIPIENTS: usize = 1_000;
 const MAX_SUBJECT_CHARS: usize = 998;
 
 /// A validated request: the recipients and what every message carries.
-struct EmailRequest {
+pub(crate) struct EmailRequest {
     recipients: Vec<EmailAddress>,
     subject: String,
-    content: Map<String, Value>,
+    /// The body every recipient's event carries (its per-recipient fields are filled in).
+    content: EmailContent,
     campaign: bool,
 }
 
-fn optional_text(body: &Map<String, Value>, field: &str, errors: &mut Vec<FieldError>) -> Option<String> {
-    match body.get(field) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(text)) if !text.is_empty() => Some(text.clone()),
-        Some(_) => {
-            errors.push(FieldError::new(field, "must be a non-empty string"));
-            None
-        }
+/// A non-empty string.
+fn non_empty(value: &str) -> Result<String, &'static str> {
+    if value.is_empty() {
+        Err("must be a non-empty string")
+    } else {
+        Ok(value.to_owned())
     }
 }
 
-fn parse(body: &Map<String, Value>) -> Result<EmailRequest, ApiError> {
-    let mut errors = Vec::new();
+fn subject(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() || value.chars().count() > MAX_SUBJECT_CHARS {
+        return Err(format!("must be 1 to {MAX_SUBJECT_CHARS} characters"));
+    }
+    Ok(value.to_owned())
+}
+
+/// `to` (one email) or `recipients` (a campaign), not both.
+fn recipients(fields: &mut Fields<'_>) -> Vec<EmailAddress> {
     let mut recipients = Vec::new();
-    let campaign = body.contains_key("recipients");
-    match (body.get("to"), body.get("recipients")) {
-        (Some(_), Some(_)) => errors.push(FieldError::new("to", "give either `to` or `recipients`, not both")),
-        (None, None) => errors.push(FieldError::new("to", "is required (or `recipients` for a campaign)")),
-        (Some(Value::String(to)), None) => match EmailAddress::parse(to) {
-            Ok(address) => recipients.push(address),
-            Err(detail) => errors.push(FieldError::new("to", detail)),
-        },
-        (Some(_), None) => errors.push(FieldError::new("to", "must be a string")),
-        (None, Some(Value::Array(list))) if list.is_empty() || list.len() > MAX_RECIPIENTS => errors.push(
-            FieldError::new("recipients", format!("must hold 1 to {MAX_RECIPIENTS} addresses (got {})", list.len())),
-        ),
-        (None, Some(Value::Array(list))) => {
+    match (fields.has("to"), fields.value("recipients")) {
+        (true, Some(_)) => fields.error("to", "give either `to` or `recipients`, not both"),
+        (false, None) => fields.error("to", "is required (or `recipients` for a campaign)"),
+        (true, None) => recipients.extend(fields.required("to", EmailAddress::parse)),
+        (false, Some(Value::Array(list))) if list.is_empty() || list.len() > MAX_RECIPIENTS => {
+            fields.error("recipients", format!("must hold 1 to {MAX_RECIPIENTS} addresses (got {})", list.len()))
+        }
+        (false, Some(Value::Array(list))) => {
             for (i, item) in list.iter().enumerate() {
-                match item.as_str().map(EmailAddress::parse) {
-                    Some(Ok(address)) => recipients.push(address),
-                    Some(Err(detail)) => errors.push(FieldError::new(format!("recipients[{i}]"), detail)),
-                    None => errors.push(FieldError::new(format!("recipients[{i}]"), "must be a string")),
+                let field = format!("recipients[{i}]");
+                match item.as_str() {
+                    Some(address) => recipients.extend(fields.check(&field, EmailAddress::parse(address))),
+                    None => fields.error(field, "must be a string"),
                 }
             }
         }
-        (None, Some(_)) => errors.push(FieldError::new("recipients", "must be an array of addresses")),
+        (false, Some(_)) => fields.error("recipients", "must be an array of addresses"),
     }
-    let subject = match body.get("subject") {
-        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= MAX_SUBJECT_CHARS => s.clone(),
-        Some(Value::String(_)) => {
-            errors.push(FieldError::new("subject", format!("must be 1 to {MAX_SUBJECT_CHARS} characters")));
-            String::new()
-        }
-        _ => {
-            errors.push(FieldError::new("subject", "is required"));
-            String::new()
-        }
-    };
-    let text = optional_text(body, "text", &mut errors);
-    let html = optional_text(body, "html", &mut errors);
-    let template_id = optional_text(body, "template_id", &mut errors);
-    let variables = match body.get("variables") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(map)) => Some(map.clone()),
-        Some(_) => {
-            errors.push(FieldError::new("variables", "must be a JSON object"));
-            None
-        }
-    };
-    match (&template_id, text.is_some() || html.is_some()) {
-        (Some(_), true) => errors.push(FieldError::new("template_id", "give a template or text/html, not both")),
-        (None, false) => errors.push(FieldError::new("text", "give `text`, `html` or a `template_id`")),
-        _ => {}
-    }
-    if variables.is_some() && template_id.is_none() {
-        errors.push(FieldError::new("variables", "only go with a `template_id`"));
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    let mut content = Map::new();
-    for (field, value) in [("text", text), ("html", html), ("template_id", template_id)] {
-        if let Some(value) = value {
-            content.insert(field.into(), Value::String(value));
-        }
-    }
-    if let Some(variables) = variables {
-        content.insert("variables".into(), Value::Object(variables));
-    }
-    Ok(EmailRequest { recipients, subject, content, campaign })
+    recipients
 }
 
-pub(crate) async fn create(
-    request: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<ApiState>,
-) -> Result<HttpResponse, ApiError> {
-    let body = json_object(&request, payload).await?;
-    let email = parse(&body)?;
-    let super::Write { tenant, event_type, span, trace_context } =
-        super::authorize_write(&request, &state, EMAIL_REQUESTED).await?;
+impl FromBody for EmailRequest {
+    fn from_body(body: &Map<String, Value>, _: &HttpRequest) -> Result<Self, ApiError> {
+        let mut fields = Fields::new(body);
+        let campaign = fields.has("recipients");
+        let recipients = recipients(&mut fields);
+        let subject = fields.required("subject", subject);
+        let text = fields.optional("text", non_empty);
+        let html = fields.optional("html", non_empty);
+        let template_id = fields.optional("template_id", non_empty);
+        let variables = fields.optional_object("variables");
+        match (&template_id, text.is_some() || html.is_some()) {
+            (Some(_), true) => fields.error("template_id", "give a template or text/html, not both"),
+            (None, false) if !(fields.has("text") || fields.has("html")) => {
+                fields.error("text", "give `text`, `html` or a `template_id`");
+            }
+            _ => {}
+        }
+        if variables.is_some() && template_id.is_none() {
+            fields.error("variables", "only go with a `template_id`");
+        }
+        fields.finish(|| {
+            let content = EmailContent { text, html, template_id, variables };
+            Some(EmailRequest { recipients, subject: subject?, content, campaign })
+        })
+    }
+}
+
+pub(crate) async fn create(write: Write<EmailRequest>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let email = &write.body;
     let campaign_id = email.campaign.then(EmailId::new);
     let mut batch = Vec::with_capacity(email.recipients.len());
-    for to in email.recipients {
+    for to in email.recipients.iter().cloned() {
         let id = EmailId::new();
-        let mut data = email.content.clone();
-        data.insert("email_id".into(), json!(id));
-        data.insert("to".into(), json!(to.as_str()));
-        data.insert("subject".into(), json!(email.subject));
-        if let Some(campaign) = campaign_id {
-            data.insert("campaign_id".into(), json!(campaign));
-        }
-        let mut envelope = EventEnvelope::new(tenant, Service::CoreApi, event_type.clone(), data);
-        envelope.trace_context = trace_context.clone();
+        let envelope = write.event(EmailRequested {
+            email_id: id,
+            to: to.clone(),
+            subject: email.subject.clone(),
+            content: email.content.clone(),
+            campaign_id,
+            feedback_id: None,
+        });
         batch.push((NewEmail { id, campaign_id, to, subject: email.subject.clone() }, envelope));
     }
     // The recipients' events differ only in their address: the longest is the largest.
     if let Some((_, largest)) = batch.iter().max_by_key(|(email, _)| email.to.as_str().len()) {
         crate::publishable(largest)?;
     }
-    state.emails.submit_emails(tenant, &batch).instrument(span).await?;
+    state.emails.submit_emails(write.tenant, &batch).instrument(write.span.clone()).await?;
     let emails: Vec<Value> = batch.iter().map(|(e, _)| json!({"id": e.id, "to": e.to.as_str()})).collect();
     Ok(match campaign_id {
         Some(campaign) => {
@@ -145,14 +123,11 @@ pub(crate) async fn create(
 }
 
 pub(crate) async fn get(
-    request: HttpRequest,
+    caller: Caller,
     path: web::Path<String>,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant = state.authenticate(&request).await?;
-    let not_found = || super::not_found_id("email", &path);
-    let id = EmailId::parse(&path).map_err(|_| not_found())?;
-    let email = state.emails.email(tenant, id).await?.ok_or_else(not_found)?;
+    let email = by_id("email", &path, EmailId::parse, |id| state.emails.email(caller.tenant, id)).await?;
     Ok(HttpResponse::Ok().json(json!({
         "id": email.id,
         "status": email.status,

@@ -8,110 +8,62 @@ use shared::ports::Appended;
 use shared::topology::reserved_namespaces;
 use shared::{EventEnvelope, EventType, Service, TenantId};
 
-use crate::body::json_object;
 use crate::problem::{ApiError, FieldError};
+use crate::request::{Fields, FromBody, Write};
 use crate::ApiState;
 
 const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// The validated request.
-struct NewEvent {
+pub(crate) struct NewEvent {
     event_type: EventType,
     data: Map<String, Value>,
     idempotency_key: Option<String>,
 }
 
-fn parse(body: &Map<String, Value>, request: &HttpRequest) -> Result<NewEvent, ApiError> {
-    let mut errors = Vec::new();
-    let event_type = match body.get("type") {
-        None => {
-            errors.push(FieldError::new("type", "is required"));
-            None
-        }
-        Some(Value::String(raw)) => match EventType::parse(raw) {
-            Ok(t) => match reserved_namespaces().find(|ns| t.namespace() == *ns) {
-                Some(ns) => {
-                    errors.push(FieldError::new(
-                        "type",
-                        format!("uses the reserved prefix `{ns}.`; it is for the platform's own events"),
-                    ));
-                    None
-                }
-                None => Some(t),
-            },
-            Err(e) => {
-                errors.push(FieldError::new("type", e.to_string()));
-                None
-            }
-        },
-        Some(_) => {
-            errors.push(FieldError::new("type", "must be a string"));
-            None
-        }
-    };
-    let data = match body.get("data") {
-        None => {
-            errors.push(FieldError::new("data", "is required"));
-            None
-        }
-        Some(Value::Object(map)) => Some(map.clone()),
-        Some(_) => {
-            errors.push(FieldError::new("data", "must be a JSON object"));
-            None
-        }
-    };
-    let idempotency_key = match request.headers().get(IDEMPOTENCY_HEADER) {
-        None => None,
-        Some(value) => match value.to_str() {
-            Ok(key) if key.starts_with(super::webhooks::KEY_PREFIX) => {
-                errors.push(FieldError::new(
-                    IDEMPOTENCY_HEADER,
-                    format!(
-                        "must not start with `{}`: it is reserved for inbound webhooks",
-                        super::webhooks::KEY_PREFIX
-                    ),
-                ));
-                None
-            }
-            Ok(key)
-                if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY && key.bytes().all(|b| b.is_ascii_graphic()) =>
-            {
-                Some(key.to_owned())
-            }
-            _ => {
-                errors.push(FieldError::new(
-                    IDEMPOTENCY_HEADER,
-                    format!("must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters without spaces"),
-                ));
-                None
-            }
-        },
-    };
-    match (event_type, data) {
-        (Some(event_type), Some(data)) if errors.is_empty() => Ok(NewEvent { event_type, data, idempotency_key }),
-        _ => Err(ApiError::Validation(errors)),
+/// A tenant's own event type: well-formed, outside the platform's namespaces.
+fn tenant_event_type(raw: &str) -> Result<EventType, String> {
+    let event_type = EventType::parse(raw).map_err(|e| e.to_string())?;
+    match reserved_namespaces().find(|ns| event_type.namespace() == *ns) {
+        Some(ns) => Err(format!("uses the reserved prefix `{ns}.`; it is for the platform's own events")),
+        None => Ok(event_type),
     }
 }
 
-pub(crate) async fn create(
-    request: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<ApiState>,
-) -> Result<HttpResponse, ApiError> {
-    let body = json_object(&request, payload).await?;
-    let event = parse(&body, &request)?;
-    let tenant = state.authenticate(&request).await?;
+/// The `Idempotency-Key` header, when sent.
+fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, String> {
+    let Some(value) = request.headers().get(IDEMPOTENCY_HEADER) else { return Ok(None) };
+    match value.to_str() {
+        Ok(key) if key.starts_with(super::webhooks::KEY_PREFIX) => {
+            Err(format!("must not start with `{}`: it is reserved for inbound webhooks", super::webhooks::KEY_PREFIX))
+        }
+        Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY && key.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(key.to_owned()))
+        }
+        _ => Err(format!("must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters without spaces")),
+    }
+}
+
+impl FromBody for NewEvent {
+    fn from_body(body: &Map<String, Value>, request: &HttpRequest) -> Result<Self, ApiError> {
+        let mut fields = Fields::new(body);
+        let event_type = fields.required("type", tenant_event_type);
+        let data = fields.required_object("data");
+        let idempotency_key = fields.check(IDEMPOTENCY_HEADER, idempotency_key(request)).flatten();
+        fields.finish(|| Some(NewEvent { event_type: event_type?, data: data?, idempotency_key }))
+    }
+}
+
+pub(crate) async fn create(write: Write<NewEvent>, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let tenant = write.tenant;
+    let event = &write.body;
     refuse_forged_webhook(&state, tenant, &event.event_type).await?;
-    let mut envelope = EventEnvelope::new(tenant, Service::CoreApi, event.event_type, event.data);
-    envelope.idempotency_key = event.idempotency_key;
-    let (span, trace_context) = super::request_span(
-        &request,
-        tracing::info_span!("POST /v1/events", tenant_id = %tenant, event_id = %envelope.id),
-    );
-    envelope.trace_context = trace_context;
+    let mut envelope = EventEnvelope::new(tenant, Service::CoreApi, event.event_type.clone(), event.data.clone());
+    envelope.idempotency_key = event.idempotency_key.clone();
+    envelope.trace_context = write.trace_context.clone();
     crate::publishable(&envelope)?;
-    match state.events.append_event(tenant, &envelope).instrument(span).await? {
+    match state.events.append_event(tenant, &envelope).instrument(write.span.clone()).await? {
         Appended::Created => {
             tracing::info!(tenant_id = %tenant, event_id = %envelope.id, event_type = %envelope.event_type, "event accepted");
             Ok(HttpResponse::Accepted().json(json!({"event_id": envelope.id})))

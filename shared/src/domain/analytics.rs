@@ -2,7 +2,7 @@
 //! by the analytics worker and written as gzip NDJSON objects.
 
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::clock::Timestamp;
 use crate::ids::{AnalyticsBatchId, AnalyticsEventId, TenantId};
@@ -15,8 +15,8 @@ const MAX_NAME_CHARS: usize = 200;
 const MAX_USER_ID_CHARS: usize = 256;
 const HOUR_MILLIS: i64 = 3_600_000;
 
-/// One product event, validated.
-#[derive(Debug, Clone, PartialEq)]
+/// One product event, validated (its JSON is the form events travel in).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AnalyticsEvent {
     pub id: AnalyticsEventId,
     pub name: String,
@@ -96,13 +96,7 @@ impl AnalyticsEvent {
 
     /// The event as it travels in `analytics.events_accepted`.
     pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "name": self.name,
-            "timestamp": self.timestamp,
-            "user_id": self.user_id,
-            "properties": self.properties,
-        })
+        serde_json::to_value(self).unwrap_or_default()
     }
 }
 
@@ -185,6 +179,7 @@ impl AnalyticsCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn received() -> Timestamp {
         Timestamp::parse_rfc3339("2026-11-27T10:30:00Z").unwrap()

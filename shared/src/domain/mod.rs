@@ -163,6 +163,27 @@ pub struct TenantSettings {
     pub alert_webhook_url: Option<String>,
 }
 
+/// A change of some of a tenant's settings (what is `None` stays as it is), applied
+/// by the store in one step so that concurrent changes of different settings all
+/// land.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettingsChange {
+    pub plan: Option<PlanName>,
+    /// `Some(None)` removes the webhook.
+    pub alert_webhook_url: Option<Option<String>>,
+}
+
+impl SettingsChange {
+    pub fn apply(&self, settings: &mut TenantSettings) {
+        if let Some(plan) = &self.plan {
+            settings.plan = plan.clone();
+        }
+        if let Some(url) = &self.alert_webhook_url {
+            settings.alert_webhook_url = url.clone();
+        }
+    }
+}
+
 /// A tenant's display name: 1 to 200 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

@@ -131,3 +131,36 @@ async fn two_api_processes_together_hold_a_tenant_to_its_plan() {
     assert!(allowed <= plan * 11 / 10, "{allowed} allowed by two processes; the plan allows {plan} (+10 %)");
     assert!(allowed >= 20 * SECONDS * 9 / 10, "{allowed} allowed: the plan's rate is still served");
 }
+
+/// Two operators changing different settings of one tenant at once both get their
+/// change: the store applies each PATCH in one step, never read-modify-write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_patches_of_different_settings_both_land() {
+    let app = spawn_app(Engine::Embedded).await;
+    let acme = app.acme.id.to_string();
+    for round in 0..20 {
+        let plan = if round % 2 == 0 { "tiny" } else { "standard" };
+        let hook = format!("https://discord.com/api/webhooks/{round}/token");
+        let (by_plan, by_hook) = (json!({"plan": plan}), json!({"alert_webhook_url": hook}));
+        let (a, b) = tokio::join!(
+            patch(&app, &acme, Some(ADMIN_TOKEN), &by_plan),
+            patch(&app, &acme, Some(ADMIN_TOKEN), &by_hook)
+        );
+        assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+        let now = json(
+            app.client
+                .get(format!("{}/v1/tenants/{acme}", app.console_url))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .expect("get"),
+        )
+        .await;
+        assert_eq!(
+            (now["plan"].as_str(), now["alert_webhook_url"].as_str()),
+            (Some(plan), Some(hook.as_str())),
+            "round {round}: both changes landed"
+        );
+    }
+    app.stop().await.expect("clean stop");
+}

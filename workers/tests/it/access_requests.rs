@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use adapters::object_store::FilesystemObjectStore;
 use shared::domain::access::{AccessRequest, Decision, NewAccessRequest, Submitted};
 use shared::domain::{EmailAddress, TenantName};
-use shared::envelope::event_types::{ACCESS_REQUEST_APPROVED, ACCESS_REQUEST_SUBMITTED, EMAIL_REQUESTED};
+use shared::events::types::{ACCESS_REQUEST_APPROVED, ACCESS_REQUEST_SUBMITTED, EMAIL_REQUESTED};
 use shared::ports::ObjectStore;
 use shared::topology::UseCase;
 use shared::{EventEnvelope, EventType, ObjectKey, Service, TenantId};
@@ -17,7 +17,7 @@ use workers::{Handler, HandlerError};
 
 use crate::helpers::{assert_dead_lettered_and_alerted, delivery, AlertRecorder, Env};
 
-fn event(event_type: &'static str, service: Service) -> impl Fn(&AccessRequest) -> EventEnvelope + Send + Sync {
+fn event(event_type: EventType, service: Service) -> impl Fn(&AccessRequest) -> EventEnvelope + Send + Sync {
     move |request: &AccessRequest| {
         let data = json!({
             "ticket_id": request.ticket_id,
@@ -29,7 +29,7 @@ fn event(event_type: &'static str, service: Service) -> impl Fn(&AccessRequest) 
         EventEnvelope::new(
             request.tenant_id,
             service,
-            EventType::parse(event_type).expect("type"),
+            event_type.clone(),
             data.as_object().cloned().unwrap_or_default(),
         )
     }
@@ -67,7 +67,7 @@ async fn requested_emails(env: &Env) -> Vec<(String, String)> {
     let entries = env.store.claim_outbox(1_000, Duration::from_millis(1)).await.expect("claim");
     entries
         .iter()
-        .filter(|e| e.envelope.event_type.as_str() == EMAIL_REQUESTED)
+        .filter(|e| e.envelope.event_type == EMAIL_REQUESTED)
         .map(|e| {
             (
                 e.envelope.data["to"].as_str().unwrap_or_default().to_owned(),

@@ -9,9 +9,9 @@ use tokio::sync::Notify;
 use adapters::object_store::FilesystemObjectStore;
 use shared::config::AnalyticsConfig;
 use shared::domain::analytics::NewAnalyticsBatch;
-use shared::envelope::event_types::ANALYTICS_EVENTS_ACCEPTED;
+use shared::events::types::ANALYTICS_EVENTS_ACCEPTED;
 use shared::ports::ObjectStore;
-use shared::{AnalyticsBatchId, AnalyticsEventId, EventEnvelope, EventType, Service, TenantId};
+use shared::{AnalyticsBatchId, AnalyticsEventId, EventEnvelope, Service, TenantId};
 use workers::analytics::{AnalyticsWorker, AnalyticsWriter};
 use workers::Handler;
 
@@ -30,7 +30,7 @@ async fn accept(env: &Env, tenant: TenantId, n: usize) -> (EventEnvelope, Vec<An
     let envelope = EventEnvelope::new(
         tenant,
         Service::CoreApi,
-        EventType::parse(ANALYTICS_EVENTS_ACCEPTED).expect("type"),
+        ANALYTICS_EVENTS_ACCEPTED,
         data.as_object().cloned().unwrap_or_default(),
     );
     env.store.submit_analytics(tenant, &batch, std::slice::from_ref(&envelope)).await.expect("submit");

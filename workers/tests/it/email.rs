@@ -9,11 +9,11 @@ use serde_json::json;
 use adapters::object_store::FilesystemObjectStore;
 use shared::config::{PlanLimits, Plans};
 use shared::domain::{EmailAddress, EmailStatus, NewEmail};
-use shared::envelope::event_types::EMAIL_REQUESTED;
+use shared::events::types::EMAIL_REQUESTED;
 use shared::limits::{per_second, TenantRates};
 use shared::ports::providers::{Email, EmailReceipt, EmailSender, ProviderError};
 use shared::ports::{SendStart, Transport};
-use shared::{EmailId, EventEnvelope, EventType, Service, TenantId};
+use shared::{EmailId, EventEnvelope, Service, TenantId};
 use workers::email::{EmailLimits, EmailWorker};
 use workers::{Handler, HandlerError};
 
@@ -80,12 +80,8 @@ fn worker(env: &Env, sender: Arc<ScriptedSender>, per_tenant: u32) -> EmailWorke
 async fn submit(env: &Env, tenant: TenantId) -> (EmailId, EventEnvelope) {
     let id = EmailId::new();
     let data = json!({"email_id": id, "to": "ana@example.com", "subject": "Hi", "text": "Hello"});
-    let envelope = EventEnvelope::new(
-        tenant,
-        Service::CoreApi,
-        EventType::parse(EMAIL_REQUESTED).expect("type"),
-        data.as_object().cloned().unwrap_or_default(),
-    );
+    let envelope =
+        EventEnvelope::new(tenant, Service::CoreApi, EMAIL_REQUESTED, data.as_object().cloned().unwrap_or_default());
     let email = NewEmail {
         id,
         campaign_id: None,

@@ -7,10 +7,10 @@ use serde_json::json;
 
 use adapters::object_store::FilesystemObjectStore;
 use shared::domain::{FeedbackMessage, FeedbackStatus, NewFeedback};
-use shared::envelope::event_types::FEEDBACK_SUBMITTED;
+use shared::events::types::FEEDBACK_SUBMITTED;
 use shared::ports::providers::{ProviderError, Ticket, TicketDesk, TicketRef};
 use shared::ports::ObjectStore;
-use shared::{EventEnvelope, EventType, FeedbackId, Service, TenantId};
+use shared::{EventEnvelope, FeedbackId, Service, TenantId};
 use workers::feedback::FeedbackWorker;
 use workers::{Handler, HandlerError};
 
@@ -30,12 +30,8 @@ async fn submit(env: &Env, tenant: TenantId, message: &str, extra: serde_json::V
     if let (Some(data), Some(extra)) = (data.as_object_mut(), extra.as_object()) {
         data.extend(extra.clone());
     }
-    let envelope = EventEnvelope::new(
-        tenant,
-        Service::CoreApi,
-        EventType::parse(FEEDBACK_SUBMITTED).expect("type"),
-        data.as_object().cloned().unwrap_or_default(),
-    );
+    let envelope =
+        EventEnvelope::new(tenant, Service::CoreApi, FEEDBACK_SUBMITTED, data.as_object().cloned().unwrap_or_default());
     env.store.submit_feedback(envelope.tenant_id, &feedback, &envelope).await.expect("submit");
     (feedback, envelope)
 }
@@ -80,16 +76,22 @@ async fn malformed_messages_are_permanent_failures() {
     let objects = Arc::new(FilesystemObjectStore::new(env.dir.path().join("objects")));
     let worker = FeedbackWorker::new(env.store.clone(), env.store.clone(), objects);
     let mut message = delivery(
-        &EventEnvelope::new(
-            env.tenant("Acme").await,
-            Service::CoreApi,
-            EventType::parse(FEEDBACK_SUBMITTED).expect("type"),
-            Default::default(),
-        ),
+        &EventEnvelope::new(env.tenant("Acme").await, Service::CoreApi, FEEDBACK_SUBMITTED, Default::default()),
         1,
     );
     let missing_id = worker.handle(&message).await.expect_err("no feedback id");
     assert!(matches!(missing_id, HandlerError::Permanent(_)));
+    assert!(
+        format!("{:?}", missing_id).contains("missing field `feedback_id`"),
+        "the reason names the field: {missing_id:?}"
+    );
+    let other = EventEnvelope::new(
+        env.tenant("Globex").await,
+        Service::CoreApi,
+        shared::EventType::parse("order.placed").expect("type"),
+        Default::default(),
+    );
+    worker.handle(&delivery(&other, 1)).await.expect("another type is not this worker's: acknowledged untouched");
     message.body = "not json".into();
     assert!(matches!(worker.handle(&message).await, Err(HandlerError::Permanent(_))));
 }

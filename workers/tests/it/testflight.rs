@@ -10,11 +10,11 @@ use adapters::object_store::FilesystemObjectStore;
 use shared::config::Plans;
 use shared::domain::testflight::{InvitationStatus, NewInvitation};
 use shared::domain::EmailAddress;
-use shared::envelope::event_types::TESTFLIGHT_INVITATION_REQUESTED;
+use shared::events::types::TESTFLIGHT_INVITATION_REQUESTED;
 use shared::limits::{self, TenantRates};
 use shared::ports::providers::{BetaInvite, BetaInviteReceipt, BetaTesters, ProviderError};
 use shared::topology::UseCase;
-use shared::{EventEnvelope, EventType, InvitationId, Service, TenantId};
+use shared::{EventEnvelope, InvitationId, Service, TenantId};
 use workers::testflight::TestflightWorker;
 use workers::{Handler, HandlerError};
 
@@ -80,7 +80,7 @@ async fn submit(env: &Env, tenant: TenantId) -> (InvitationId, EventEnvelope) {
     let envelope = EventEnvelope::new(
         tenant,
         Service::CoreApi,
-        EventType::parse(TESTFLIGHT_INVITATION_REQUESTED).expect("type"),
+        TESTFLIGHT_INVITATION_REQUESTED,
         data.as_object().cloned().unwrap_or_default(),
     );
     env.store.submit_invitation(tenant, &invitation, &envelope).await.expect("submit");

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::domain::{ApiKeyRecord, Tenant, TenantSettings};
+use crate::domain::{ApiKeyRecord, SettingsChange, Tenant, TenantSettings};
 use crate::ids::{ApiKeyId, TenantId};
 
 /// Tenants and keys. Operator-level by nature: it is how a request finds its tenant.
@@ -18,6 +18,10 @@ pub trait TenantDirectory: Send + Sync + 'static {
     async fn tenant_settings(&self, id: TenantId) -> Result<Option<TenantSettings>, StoreError>;
     /// Replaces a tenant's settings; `NotFound` when there is no such tenant.
     async fn set_tenant_settings(&self, id: TenantId, settings: &TenantSettings) -> Result<(), StoreError>;
+    /// Applies `change` in one step (two concurrent changes of different settings both
+    /// land) and returns the settings after it; `NotFound` when there is no such tenant.
+    async fn change_tenant_settings(&self, id: TenantId, change: &SettingsChange)
+        -> Result<TenantSettings, StoreError>;
     /// Fails with `NotFound` when the key's tenant does not exist.
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
     /// Looks a key up by its public id (authentication).

@@ -48,3 +48,32 @@ pub async fn settings(store: Arc<dyn StoreBackend>) {
     assert_eq!(store.tenant_settings(TenantId::new()).await.expect("get"), None);
     assert!(matches!(store.set_tenant_settings(TenantId::new(), &pro).await, Err(StoreError::NotFound(_))));
 }
+
+/// A settings change applies in one step: concurrent changes of the plan and of the
+/// webhook both land, every time.
+pub async fn concurrent_setting_changes_all_land(store: Arc<dyn StoreBackend>) {
+    use crate::domain::SettingsChange;
+
+    let acme = tenant(store.as_ref(), "Acme").await;
+    assert!(matches!(
+        store.change_tenant_settings(TenantId::new(), &SettingsChange::default()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    for round in 0..20 {
+        let plan = PlanName::parse(if round % 2 == 0 { "pro" } else { "enterprise" }).expect("plan");
+        let url = format!("https://discord.com/api/webhooks/{round}/x");
+        let by_plan = SettingsChange { plan: Some(plan.clone()), alert_webhook_url: None };
+        let by_url = SettingsChange { plan: None, alert_webhook_url: Some(Some(url.clone())) };
+        let (a, b) = tokio::join!(
+            store.change_tenant_settings(acme.id, &by_plan),
+            store.change_tenant_settings(acme.id, &by_url)
+        );
+        let (a, b) = (a.expect("change"), b.expect("change"));
+        assert_eq!(a.plan, plan, "each change returns the settings after it");
+        assert_eq!(b.alert_webhook_url.as_deref(), Some(url.as_str()));
+        let now = store.tenant_settings(acme.id).await.expect("get").expect("present");
+        assert_eq!(now, TenantSettings { plan, alert_webhook_url: Some(url) }, "round {round}: both changes landed");
+    }
+    let cleared = SettingsChange { plan: None, alert_webhook_url: Some(None) };
+    assert_eq!(store.change_tenant_settings(acme.id, &cleared).await.expect("change").alert_webhook_url, None);
+}
