@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use shared::config::{
     AccessRequestConfig, AnalyticsConfig, AppStoreConnectConfig, AwsSettings, BusConfig, BusForwarding, Config,
@@ -29,8 +30,10 @@ pub enum ConfigError {
     Invalid { setting: &'static str, message: String },
 }
 
-/// Every setting, all optional: one layer of configuration.
-#[derive(Debug, Default, Clone, Deserialize)]
+/// Every setting, all optional: one layer of configuration. This struct is the one
+/// place a setting is named: the file reads it by its name, the environment as
+/// `SWITCHYARD_<NAME>` (both through serde), and layers merge generically.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Layer {
     pub instance: Option<String>,
@@ -39,6 +42,7 @@ pub struct Layer {
     /// `postgres` or `sqlite`; defaults to `postgres` when `database_url` is set.
     pub store: Option<String>,
     pub database_url: Option<String>,
+    #[serde(default, deserialize_with = "number")]
     pub database_max_connections: Option<u32>,
     pub sqlite_path: Option<PathBuf>,
     /// `embedded` or `aws`.
@@ -52,6 +56,7 @@ pub struct Layer {
     pub aws_region: Option<String>,
     /// Overrides `AWS_ENDPOINT_URL` (an AWS-compatible server).
     pub aws_endpoint: Option<String>,
+    #[serde(default, deserialize_with = "number")]
     pub aws_max_attempts: Option<u32>,
     /// `off`, `all` or `matching`: which events also go to the EventBridge bus.
     pub eventbridge: Option<String>,
@@ -66,15 +71,19 @@ pub struct Layer {
     /// The deployment's Discord webhook URL for alerts.
     pub discord_webhook_url: Option<String>,
     pub email_from: Option<String>,
+    #[serde(default, deserialize_with = "number")]
     pub email_rate_per_tenant: Option<u32>,
+    #[serde(default, deserialize_with = "number")]
     pub email_rate: Option<u32>,
     /// `sendgrid` or `ses`; SendGrid when an API key is set.
     pub email_provider: Option<String>,
     pub sendgrid_api_key: Option<String>,
     pub sendgrid_url: Option<String>,
     /// Analytics: write an object per tenant and hour at this many events …
+    #[serde(default, deserialize_with = "number")]
     pub analytics_batch_events: Option<u32>,
     /// … or when its oldest event waited this many seconds.
+    #[serde(default, deserialize_with = "number")]
     pub analytics_batch_seconds: Option<u64>,
     /// App Store Connect API key (TestFlight invitations): key id, issuer id and the
     /// `.p8` private key file; all three or none.
@@ -83,6 +92,7 @@ pub struct Layer {
     pub asc_private_key_path: Option<PathBuf>,
     pub asc_url: Option<String>,
     /// App Store Connect requests per hour (its documented limit is 3,600).
+    #[serde(default, deserialize_with = "number")]
     pub testflight_rate_per_hour: Option<u32>,
     /// Where new access requests are emailed.
     pub support_email: Option<String>,
@@ -95,127 +105,43 @@ pub struct Layer {
     pub admin_token: Option<String>,
     /// Pending access requests older than this get a reminder alert, once per
     /// `access_request_remind_every_hours`.
+    #[serde(default, deserialize_with = "number")]
     pub access_request_remind_after_hours: Option<u64>,
+    #[serde(default, deserialize_with = "number")]
     pub access_request_remind_every_hours: Option<u64>,
     pub api_addr: Option<String>,
     pub console_addr: Option<String>,
+    #[serde(default, deserialize_with = "number")]
     pub worker_concurrency: Option<usize>,
     /// Seconds a worker keeps a message while a platform dependency is down.
+    #[serde(default, deserialize_with = "number")]
     pub worker_outage_grace_seconds: Option<u64>,
     /// `at-least-once` (default) or `at-most-once`: whether an interrupted send is sent again.
     pub email_delivery: Option<String>,
     /// Comma-separated hosts tenants' alert webhooks may point at (Discord's by default).
     pub alert_webhook_hosts: Option<String>,
     /// Milliseconds a caller waits for a PostgreSQL connection before a 503.
+    #[serde(default, deserialize_with = "number")]
     pub database_acquire_timeout_ms: Option<u64>,
 }
 
 impl Layer {
-    /// `top` wins wherever it has a value. The destructuring is exhaustive, so a new
-    /// setting cannot be forgotten here.
-    pub fn merged(self, top: Layer) -> Layer {
-        let Layer {
-            instance,
-            environment,
-            data_dir,
-            store,
-            database_url,
-            database_max_connections,
-            sqlite_path,
-            transport,
-            transport_path,
-            objects,
-            objects_dir,
-            s3_bucket,
-            aws_region,
-            aws_endpoint,
-            aws_max_attempts,
-            eventbridge,
-            eventbridge_bus,
-            zendesk_url,
-            zendesk_email,
-            zendesk_token,
-            capture_dir,
-            discord_webhook_url,
-            email_from,
-            email_rate_per_tenant,
-            email_rate,
-            email_provider,
-            sendgrid_api_key,
-            sendgrid_url,
-            analytics_batch_events,
-            analytics_batch_seconds,
-            asc_key_id,
-            asc_issuer_id,
-            asc_private_key_path,
-            asc_url,
-            testflight_rate_per_hour,
-            support_email,
-            admin_token,
-            plans,
-            alarms_queue,
-            access_request_remind_after_hours,
-            access_request_remind_every_hours,
-            api_addr,
-            console_addr,
-            worker_concurrency,
-            worker_outage_grace_seconds,
-            database_acquire_timeout_ms,
-            email_delivery,
-            alert_webhook_hosts,
-        } = top;
-        Layer {
-            instance: instance.or(self.instance),
-            environment: environment.or(self.environment),
-            data_dir: data_dir.or(self.data_dir),
-            store: store.or(self.store),
-            database_url: database_url.or(self.database_url),
-            database_max_connections: database_max_connections.or(self.database_max_connections),
-            sqlite_path: sqlite_path.or(self.sqlite_path),
-            transport: transport.or(self.transport),
-            transport_path: transport_path.or(self.transport_path),
-            objects: objects.or(self.objects),
-            objects_dir: objects_dir.or(self.objects_dir),
-            s3_bucket: s3_bucket.or(self.s3_bucket),
-            aws_region: aws_region.or(self.aws_region),
-            aws_endpoint: aws_endpoint.or(self.aws_endpoint),
-            aws_max_attempts: aws_max_attempts.or(self.aws_max_attempts),
-            eventbridge: eventbridge.or(self.eventbridge),
-            eventbridge_bus: eventbridge_bus.or(self.eventbridge_bus),
-            zendesk_url: zendesk_url.or(self.zendesk_url),
-            zendesk_email: zendesk_email.or(self.zendesk_email),
-            zendesk_token: zendesk_token.or(self.zendesk_token),
-            capture_dir: capture_dir.or(self.capture_dir),
-            discord_webhook_url: discord_webhook_url.or(self.discord_webhook_url),
-            email_from: email_from.or(self.email_from),
-            email_rate_per_tenant: email_rate_per_tenant.or(self.email_rate_per_tenant),
-            email_rate: email_rate.or(self.email_rate),
-            email_provider: email_provider.or(self.email_provider),
-            sendgrid_api_key: sendgrid_api_key.or(self.sendgrid_api_key),
-            sendgrid_url: sendgrid_url.or(self.sendgrid_url),
-            analytics_batch_events: analytics_batch_events.or(self.analytics_batch_events),
-            analytics_batch_seconds: analytics_batch_seconds.or(self.analytics_batch_seconds),
-            asc_key_id: asc_key_id.or(self.asc_key_id),
-            asc_issuer_id: asc_issuer_id.or(self.asc_issuer_id),
-            asc_private_key_path: asc_private_key_path.or(self.asc_private_key_path),
-            asc_url: asc_url.or(self.asc_url),
-            testflight_rate_per_hour: testflight_rate_per_hour.or(self.testflight_rate_per_hour),
-            support_email: support_email.or(self.support_email),
-            admin_token: admin_token.or(self.admin_token),
-            plans: plans.or(self.plans),
-            alarms_queue: alarms_queue.or(self.alarms_queue),
-            access_request_remind_after_hours: access_request_remind_after_hours
-                .or(self.access_request_remind_after_hours),
-            access_request_remind_every_hours: access_request_remind_every_hours
-                .or(self.access_request_remind_every_hours),
-            api_addr: api_addr.or(self.api_addr),
-            console_addr: console_addr.or(self.console_addr),
-            worker_concurrency: worker_concurrency.or(self.worker_concurrency),
-            worker_outage_grace_seconds: worker_outage_grace_seconds.or(self.worker_outage_grace_seconds),
-            database_acquire_timeout_ms: database_acquire_timeout_ms.or(self.database_acquire_timeout_ms),
-            email_delivery: email_delivery.or(self.email_delivery),
-            alert_webhook_hosts: alert_webhook_hosts.or(self.alert_webhook_hosts),
-        }
+    /// The names of the settings (the fields serde reads), from the struct itself.
+    pub fn settings() -> &'static [&'static str] {
+        setting_names()
+    }
+
+    /// `top` wins wherever it has a value.
+    pub fn merged(self, top: Layer) -> Result<Layer, ConfigError> {
+        let merge_error =
+            |e: serde_json::Error| ConfigError::Parse { path: "the merged layers".into(), message: e.to_string() };
+        let (mut merged, top) = match (serde_json::to_value(&self), serde_json::to_value(&top)) {
+            (Ok(Value::Object(base)), Ok(Value::Object(top))) => (base, top),
+            (Err(e), _) | (_, Err(e)) => return Err(merge_error(e)),
+            _ => return Ok(top),
+        };
+        merged.extend(top.into_iter().filter(|(_, value)| !value.is_null()));
+        serde_json::from_value(Value::Object(merged)).map_err(merge_error)
     }
 
     pub fn from_file(path: &Path) -> Result<Layer, ConfigError> {
@@ -226,81 +152,20 @@ impl Layer {
     }
 
     /// Reads `SWITCHYARD_<SETTING>` variables through `get` (the process environment in
-    /// production, a map in tests).
+    /// production, a map in tests). A value that does not fit its setting is an error
+    /// naming the setting.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Layer, ConfigError> {
-        let number = |setting: &'static str, var: &str| -> Result<Option<u64>, ConfigError> {
-            get(var)
-                .map(|v| v.parse::<u64>().map_err(|e| ConfigError::Invalid { setting, message: format!("{var}: {e}") }))
-                .transpose()
-        };
-        Ok(Layer {
-            instance: get("SWITCHYARD_INSTANCE"),
-            environment: get("SWITCHYARD_ENVIRONMENT"),
-            data_dir: get("SWITCHYARD_DATA_DIR").map(PathBuf::from),
-            store: get("SWITCHYARD_STORE"),
-            database_url: get("SWITCHYARD_DATABASE_URL"),
-            database_max_connections: number("database_max_connections", "SWITCHYARD_DATABASE_MAX_CONNECTIONS")?
-                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
-            sqlite_path: get("SWITCHYARD_SQLITE_PATH").map(PathBuf::from),
-            transport: get("SWITCHYARD_TRANSPORT"),
-            transport_path: get("SWITCHYARD_TRANSPORT_PATH").map(PathBuf::from),
-            objects: get("SWITCHYARD_OBJECTS"),
-            objects_dir: get("SWITCHYARD_OBJECTS_DIR").map(PathBuf::from),
-            s3_bucket: get("SWITCHYARD_S3_BUCKET"),
-            aws_region: get("SWITCHYARD_AWS_REGION"),
-            aws_endpoint: get("SWITCHYARD_AWS_ENDPOINT"),
-            aws_max_attempts: number("aws_max_attempts", "SWITCHYARD_AWS_MAX_ATTEMPTS")?
-                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
-            eventbridge: get("SWITCHYARD_EVENTBRIDGE"),
-            eventbridge_bus: get("SWITCHYARD_EVENTBRIDGE_BUS"),
-            zendesk_url: get("SWITCHYARD_ZENDESK_URL"),
-            zendesk_email: get("SWITCHYARD_ZENDESK_EMAIL"),
-            zendesk_token: get("SWITCHYARD_ZENDESK_TOKEN"),
-            capture_dir: get("SWITCHYARD_CAPTURE_DIR").map(PathBuf::from),
-            discord_webhook_url: get("SWITCHYARD_DISCORD_WEBHOOK_URL"),
-            email_from: get("SWITCHYARD_EMAIL_FROM"),
-            email_rate_per_tenant: number("email_rate_per_tenant", "SWITCHYARD_EMAIL_RATE_PER_TENANT")?
-                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
-            email_rate: number("email_rate", "SWITCHYARD_EMAIL_RATE")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
-            email_provider: get("SWITCHYARD_EMAIL_PROVIDER"),
-            sendgrid_api_key: get("SWITCHYARD_SENDGRID_API_KEY"),
-            sendgrid_url: get("SWITCHYARD_SENDGRID_URL"),
-            analytics_batch_events: number("analytics_batch_events", "SWITCHYARD_ANALYTICS_BATCH_EVENTS")?
-                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
-            analytics_batch_seconds: number("analytics_batch_seconds", "SWITCHYARD_ANALYTICS_BATCH_SECONDS")?,
-            asc_key_id: get("SWITCHYARD_ASC_KEY_ID"),
-            asc_issuer_id: get("SWITCHYARD_ASC_ISSUER_ID"),
-            asc_private_key_path: get("SWITCHYARD_ASC_PRIVATE_KEY_PATH").map(PathBuf::from),
-            asc_url: get("SWITCHYARD_ASC_URL"),
-            testflight_rate_per_hour: number("testflight_rate_per_hour", "SWITCHYARD_TESTFLIGHT_RATE_PER_HOUR")?
-                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
-            support_email: get("SWITCHYARD_SUPPORT_EMAIL"),
-            admin_token: get("SWITCHYARD_ADMIN_TOKEN"),
-            plans: get("SWITCHYARD_PLANS"),
-            alarms_queue: get("SWITCHYARD_ALARMS_QUEUE"),
-            access_request_remind_after_hours: number(
-                "access_request_remind_after_hours",
-                "SWITCHYARD_ACCESS_REQUEST_REMIND_AFTER_HOURS",
-            )?,
-            access_request_remind_every_hours: number(
-                "access_request_remind_every_hours",
-                "SWITCHYARD_ACCESS_REQUEST_REMIND_EVERY_HOURS",
-            )?,
-            api_addr: get("SWITCHYARD_API_ADDR"),
-            console_addr: get("SWITCHYARD_CONSOLE_ADDR"),
-            worker_concurrency: number("worker_concurrency", "SWITCHYARD_WORKER_CONCURRENCY")?
-                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
-            worker_outage_grace_seconds: number(
-                "worker_outage_grace_seconds",
-                "SWITCHYARD_WORKER_OUTAGE_GRACE_SECONDS",
-            )?,
-            database_acquire_timeout_ms: number(
-                "database_acquire_timeout_ms",
-                "SWITCHYARD_DATABASE_ACQUIRE_TIMEOUT_MS",
-            )?,
-            email_delivery: get("SWITCHYARD_EMAIL_DELIVERY"),
-            alert_webhook_hosts: get("SWITCHYARD_ALERT_WEBHOOK_HOSTS"),
-        })
+        let mut layer = Map::new();
+        for &setting in setting_names() {
+            let var = format!("SWITCHYARD_{}", setting.to_ascii_uppercase());
+            let Some(value) = get(&var) else { continue };
+            let one = Map::from_iter([(setting.to_owned(), Value::String(value.clone()))]);
+            serde_json::from_value::<Layer>(Value::Object(one))
+                .map_err(|e| ConfigError::Invalid { setting, message: format!("{var}={value}: {e}") })?;
+            layer.insert(setting.to_owned(), Value::String(value));
+        }
+        serde_json::from_value(Value::Object(layer))
+            .map_err(|e| ConfigError::Parse { path: "the environment".into(), message: e.to_string() })
     }
 
     /// Validates the merged layers into a [`Config`], filling in defaults.
@@ -321,8 +186,14 @@ impl Layer {
                         "the postgres store needs SWITCHYARD_DATABASE_URL (or database_url in the file)".into(),
                     )
                 })?),
-                max_connections: self.database_max_connections.unwrap_or(16).max(1),
-                acquire_timeout: Duration::from_millis(self.database_acquire_timeout_ms.unwrap_or(1_500).max(1)),
+                max_connections: in_range("database_max_connections", self.database_max_connections, 16, 1, 1_000)?,
+                acquire_timeout: Duration::from_millis(in_range(
+                    "database_acquire_timeout_ms",
+                    self.database_acquire_timeout_ms,
+                    1_500,
+                    1,
+                    600_000,
+                )?),
             },
             "sqlite" => {
                 StoreConfig::Sqlite { path: self.sqlite_path.unwrap_or_else(|| data_dir.join("switchyard.db")) }
@@ -332,7 +203,7 @@ impl Layer {
         let aws = AwsSettings {
             region: self.aws_region,
             endpoint: self.aws_endpoint,
-            max_attempts: self.aws_max_attempts.unwrap_or(3).max(1),
+            max_attempts: in_range("aws_max_attempts", self.aws_max_attempts, 3, 1, 10)?,
         };
         let transport = match self.transport.as_deref().unwrap_or("embedded") {
             "embedded" => {
@@ -406,8 +277,8 @@ impl Layer {
         let email = EmailConfig {
             from: EmailAddress::parse(self.email_from.as_deref().unwrap_or("no-reply@switchyard.localhost"))
                 .map_err(|m| invalid("email_from", m))?,
-            per_tenant_rate: self.email_rate_per_tenant.unwrap_or(10).max(1),
-            provider_rate: self.email_rate.unwrap_or(100).max(1),
+            per_tenant_rate: in_range("email_rate_per_tenant", self.email_rate_per_tenant, 10, 1, u32::MAX)?,
+            provider_rate: in_range("email_rate", self.email_rate, 100, 1, u32::MAX)?,
             provider: email_provider,
             delivery: self
                 .email_delivery
@@ -417,7 +288,10 @@ impl Layer {
                 .map_err(|m| invalid("email_delivery", m))?
                 .unwrap_or_default(),
         };
-        let hours = |h: u64| std::time::Duration::from_secs(h.max(1).saturating_mul(3600));
+        // Up to ten years.
+        let hours = |setting, h: Option<u64>| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs(in_range(setting, h, 24, 1, 87_600)? * 3600))
+        };
         let access_requests = AccessRequestConfig {
             support_email: self
                 .support_email
@@ -425,8 +299,8 @@ impl Layer {
                 .map(EmailAddress::parse)
                 .transpose()
                 .map_err(|m| invalid("support_email", m))?,
-            remind_after: hours(self.access_request_remind_after_hours.unwrap_or(24)),
-            remind_every: hours(self.access_request_remind_every_hours.unwrap_or(24)),
+            remind_after: hours("access_request_remind_after_hours", self.access_request_remind_after_hours)?,
+            remind_every: hours("access_request_remind_every_hours", self.access_request_remind_every_hours)?,
         };
         let app_store_connect = match (self.asc_key_id, self.asc_issuer_id, self.asc_private_key_path) {
             (None, None, None) => None,
@@ -451,7 +325,7 @@ impl Layer {
         };
         let testflight = TestflightConfig {
             app_store_connect,
-            rate_per_hour: self.testflight_rate_per_hour.unwrap_or(3_600).max(1),
+            rate_per_hour: in_range("testflight_rate_per_hour", self.testflight_rate_per_hour, 3_600, 1, u32::MAX)?,
         };
         let standard = PlanLimits {
             email_per_second: email.per_tenant_rate,
@@ -461,8 +335,14 @@ impl Layer {
         let plans =
             Plans::parse(self.plans.as_deref().unwrap_or_default(), standard).map_err(|m| invalid("plans", m))?;
         let analytics = AnalyticsConfig {
-            batch_events: self.analytics_batch_events.unwrap_or(500).clamp(1, 10_000),
-            batch_age: std::time::Duration::from_secs(self.analytics_batch_seconds.unwrap_or(60).max(1)),
+            batch_events: in_range("analytics_batch_events", self.analytics_batch_events, 500, 1, 10_000)?,
+            batch_age: Duration::from_secs(in_range(
+                "analytics_batch_seconds",
+                self.analytics_batch_seconds,
+                60,
+                1,
+                86_400,
+            )?),
         };
         let addr = |setting: &'static str, value: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
             let text = value.unwrap_or_else(|| default.to_owned());
@@ -484,12 +364,19 @@ impl Layer {
             objects,
             api_addr: addr("api_addr", self.api_addr, "127.0.0.1:8080")?,
             console_addr: addr("console_addr", self.console_addr, "127.0.0.1:8081")?,
-            worker_concurrency: self.worker_concurrency.unwrap_or(8).max(1),
-            outage_grace: Duration::from_secs(self.worker_outage_grace_seconds.unwrap_or(60 * 60)),
+            worker_concurrency: in_range("worker_concurrency", self.worker_concurrency, 8, 1, 1_024)?,
+            outage_grace: Duration::from_secs(in_range(
+                "worker_outage_grace_seconds",
+                self.worker_outage_grace_seconds,
+                60 * 60,
+                0,
+                7 * 24 * 3600,
+            )?),
             report_interval: Duration::from_secs(15),
             bus,
             zendesk,
             capture_dir: self.capture_dir,
+            data_dir,
             discord_webhook: self.discord_webhook_url.map(Secret::new),
             admin_token: self.admin_token.map(Secret::new),
             webhooks,
@@ -501,6 +388,87 @@ impl Layer {
             plans,
         })
     }
+}
+
+/// A whole number, written as a number (the file) or as text (the environment).
+fn number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64> + std::fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    let raw = Option::<Raw>::deserialize(deserializer)?;
+    let Some(raw) = raw else { return Ok(None) };
+    let value = match raw {
+        Raw::Number(n) => n,
+        Raw::Text(text) => text
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| serde::de::Error::custom(format!("`{text}` is not a whole number")))?,
+    };
+    T::try_from(value).map(Some).map_err(|_| serde::de::Error::custom(format!("{value} is out of range")))
+}
+
+/// The field names serde passes when it deserializes a [`Layer`].
+fn setting_names() -> &'static [&'static str] {
+    #[derive(Debug)]
+    struct Fields(&'static [&'static str]);
+    impl std::fmt::Display for Fields {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("setting names")
+        }
+    }
+    impl std::error::Error for Fields {}
+    impl serde::de::Error for Fields {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Fields(&[])
+        }
+    }
+    /// Answers `deserialize_struct` with the names it is given.
+    struct Names;
+    impl<'de> serde::Deserializer<'de> for Names {
+        type Error = Fields;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Fields> {
+            Err(Fields(&[]))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Fields> {
+            Err(Fields(fields))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    match Layer::deserialize(Names) {
+        Err(Fields(names)) => names,
+        Ok(_) => &[],
+    }
+}
+
+/// `value` when it lies in `min..=max`; an error naming `setting` otherwise (never a
+/// silent cap).
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    setting: &'static str,
+    value: Option<T>,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    let value = value.unwrap_or(default);
+    if value < min || value > max {
+        return Err(ConfigError::Invalid { setting, message: format!("{value} is out of range ({min} to {max})") });
+    }
+    Ok(value)
 }
 
 /// Loads the configuration: defaults, then `file` (if any), then the process
@@ -515,10 +483,10 @@ pub fn load(file: Option<&Path>, flags: Layer) -> Result<Config, ConfigError> {
 pub fn load_over(base: Layer, file: Option<&Path>, flags: Layer) -> Result<Config, ConfigError> {
     let mut layer = base;
     if let Some(path) = file {
-        layer = layer.merged(Layer::from_file(path)?);
+        layer = layer.merged(Layer::from_file(path)?)?;
     }
-    layer = layer.merged(Layer::from_env(|name| std::env::var(name).ok())?);
-    layer.merged(flags).into_config()
+    layer = layer.merged(Layer::from_env(|name| std::env::var(name).ok())?)?;
+    layer.merged(flags)?.into_config()
 }
 
 #[cfg(test)]
@@ -551,8 +519,11 @@ mod tests {
             .unwrap();
         let layered = Layer::default()
             .merged(Layer::from_file(&file).unwrap())
+            .unwrap()
             .merged(Layer::from_env(env(&[("SWITCHYARD_INSTANCE", "from-env")])).unwrap())
-            .merged(Layer { console_addr: Some("127.0.0.1:9001".into()), ..Layer::default() });
+            .unwrap()
+            .merged(Layer { console_addr: Some("127.0.0.1:9001".into()), ..Layer::default() })
+            .unwrap();
         let config = layered.into_config().unwrap();
         assert_eq!(config.instance.as_str(), "from-env");
         assert_eq!(config.api_addr.to_string(), "127.0.0.1:9000");
@@ -593,7 +564,7 @@ mod tests {
             ("SWITCHYARD_AWS_REGION", "eu-west-1"),
         ]))
         .unwrap();
-        let config = Layer::default().merged(layer).into_config().unwrap();
+        let config = Layer::default().merged(layer).unwrap().into_config().unwrap();
         let aws = AwsSettings {
             region: Some("eu-west-1".into()),
             endpoint: Some("http://127.0.0.1:5000".into()),
@@ -615,7 +586,7 @@ mod tests {
     fn the_event_bus_is_opt_in_and_needs_aws() {
         let layer =
             Layer::from_env(env(&[("SWITCHYARD_TRANSPORT", "aws"), ("SWITCHYARD_EVENTBRIDGE", "matching")])).unwrap();
-        let config = Layer::default().merged(layer).into_config().unwrap();
+        let config = Layer::default().merged(layer).unwrap().into_config().unwrap();
         assert_eq!(config.bus, Some(BusConfig { name: "dev-events".into(), forwarding: BusForwarding::Matching }));
         assert_eq!(config.topology().unwrap().bus.as_deref(), Some("dev-events"));
         let embedded = Layer { eventbridge: Some("all".into()), ..Layer::default() }.into_config().unwrap_err();
@@ -708,5 +679,57 @@ mod tests {
         std::fs::write(&file, "databse_url = \"typo\"\n").unwrap();
         let error = Layer::from_file(&file).unwrap_err();
         assert!(error.to_string().contains("databse_url"), "{error}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_errors_naming_the_setting() {
+        for (var, value, setting) in [
+            ("SWITCHYARD_WORKER_CONCURRENCY", "0", "worker_concurrency"),
+            ("SWITCHYARD_WORKER_CONCURRENCY", "5000", "worker_concurrency"),
+            ("SWITCHYARD_DATABASE_MAX_CONNECTIONS", "99999999999", "database_max_connections"),
+            ("SWITCHYARD_ANALYTICS_BATCH_EVENTS", "20000", "analytics_batch_events"),
+            ("SWITCHYARD_ANALYTICS_BATCH_SECONDS", "0", "analytics_batch_seconds"),
+            ("SWITCHYARD_AWS_MAX_ATTEMPTS", "0", "aws_max_attempts"),
+            ("SWITCHYARD_EMAIL_RATE", "0", "email_rate"),
+            ("SWITCHYARD_TESTFLIGHT_RATE_PER_HOUR", "-1", "testflight_rate_per_hour"),
+            ("SWITCHYARD_ACCESS_REQUEST_REMIND_AFTER_HOURS", "0", "access_request_remind_after_hours"),
+        ] {
+            let error = Layer::from_env(env(&[(var, value)])).and_then(Layer::into_config).unwrap_err().to_string();
+            assert!(error.contains(setting), "{var}={value}: {error}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("switchyard.toml");
+        std::fs::write(&file, "worker_concurrency = 0\n").unwrap();
+        let error = load(Some(&file), Layer::default()).unwrap_err().to_string();
+        assert!(error.contains("worker_concurrency"), "{error}");
+        std::fs::write(&file, "database_max_connections = 5000000000\n").unwrap();
+        let error = Layer::from_file(&file).unwrap_err().to_string();
+        assert!(error.contains("database_max_connections") || error.contains("out of range"), "{error}");
+    }
+
+    #[test]
+    fn every_setting_reads_from_its_variable_and_numbers_stay_text_where_text_is_meant() {
+        let settings = Layer::settings();
+        assert!(settings.len() > 40 && settings.contains(&"database_acquire_timeout_ms"), "{settings:?}");
+        let layer = Layer::from_env(env(&[
+            ("SWITCHYARD_ADMIN_TOKEN", "12345"),
+            ("SWITCHYARD_WORKER_CONCURRENCY", "16"),
+            ("SWITCHYARD_NOT_A_SETTING", "ignored"),
+        ]))
+        .unwrap();
+        assert_eq!(layer.admin_token.as_deref(), Some("12345"));
+        assert_eq!(layer.worker_concurrency, Some(16));
+        let merged =
+            Layer { worker_concurrency: Some(2), email_rate: Some(7), ..Layer::default() }.merged(layer).unwrap();
+        assert_eq!((merged.worker_concurrency, merged.email_rate), (Some(16), Some(7)), "the top layer wins where set");
+    }
+
+    #[test]
+    fn the_data_dir_of_the_file_is_the_config_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("switchyard.toml");
+        std::fs::write(&file, "data_dir = \"/srv/sy\"\n").unwrap();
+        let config = Layer::from_file(&file).unwrap().into_config().unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/srv/sy"));
     }
 }

@@ -199,16 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config_file = cli.config.as_deref();
     match cli.command {
         Command::Dev { data_dir, api_addr, console_addr } => {
-            let env_data_dir = std::env::var_os("SWITCHYARD_DATA_DIR").map(PathBuf::from);
-            let resolved = data_dir.clone().or(env_data_dir).unwrap_or_else(|| PathBuf::from(".switchyard"));
-            let flags = Layer {
-                data_dir,
-                api_addr,
-                console_addr,
-                capture_dir: Some(resolved.join("captures")),
-                ..Layer::default()
-            };
-            let data_dir = resolved;
+            let flags = Layer { data_dir, api_addr, console_addr, ..Layer::default() };
             // On a laptop, analytics objects should appear within seconds, not a minute,
             // and new access requests reach a (captured) support address.
             let dev_defaults = Layer {
@@ -216,7 +207,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 support_email: Some("support@switchyard.localhost".into()),
                 ..Layer::default()
             };
-            run_dev(config::load_over(dev_defaults, config_file, flags)?, &data_dir).await
+            let mut config = config::load_over(dev_defaults, config_file, flags)?;
+            // Captures live with the rest of dev's state, wherever the layers put it,
+            // unless a capture directory is set.
+            if config.capture_dir.is_none() {
+                config.capture_dir = Some(config.data_dir.join("captures"));
+            }
+            let data_dir = config.data_dir.clone();
+            run_dev(config, &data_dir).await
         }
         Command::Serve { target } => {
             let config = config::load(config_file, Layer::default())?;
@@ -280,7 +278,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let secret = core_api::new_webhook_secret();
             store.set_webhook_secret(tenant, &source, &secret).await?;
-            println!("{secret}");
+            println!("{}", secret.expose());
             eprintln!(
                 "Give the provider http://{}/v1/webhooks/{source}?tenant={tenant} and sign with this secret.",
                 config.api_addr

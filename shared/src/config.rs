@@ -341,6 +341,9 @@ pub struct Config {
     /// Where the capture provider stores provider calls that have no real provider
     /// configured (`switchyard dev`); none in production.
     pub capture_dir: Option<PathBuf>,
+    /// The directory local state lives under by default (`.switchyard`): the embedded
+    /// engine's files, and under `dev` the captures and `dev-credentials.json`.
+    pub data_dir: PathBuf,
 }
 
 impl Config {
@@ -376,6 +379,7 @@ impl Config {
             alarms_queue: None,
             access_requests: AccessRequestConfig::default(),
             capture_dir: None,
+            data_dir: PathBuf::from(".switchyard"),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The `switchyard` binary, driven as a user would: `pattern test`, `tenant create`,
 //! `key create` and `dev` (first start, the feedback flow, Ctrl-C).
 
+use shared::testkit::eventually;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -28,16 +29,16 @@ fn stdout(output: &Output) -> String {
 
 /// Polls `GET /v1/feedback/{id}` until it is completed (10 s at most) and returns it.
 async fn wait_until_completed(client: &reqwest::Client, api_url: &str, key: &str, id: &str) -> Value {
-    let mut feedback = Value::Null;
-    for _ in 0..200 {
+    eventually(Duration::from_secs(10), &format!("feedback {id} completes"), || async {
         let response = client.get(format!("{api_url}/v1/feedback/{id}")).bearer_auth(key).send().await.expect("get");
-        feedback = response.json().await.expect("json");
+        let feedback: Value = response.json().await.expect("json");
         if feedback["status"] == "completed" {
-            return feedback;
+            Ok(feedback)
+        } else {
+            Err(feedback)
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("feedback {id} did not complete: {feedback}");
+    })
+    .await
 }
 
 #[test]
@@ -147,15 +148,11 @@ async fn dev_runs_the_feedback_flow_and_stops_cleanly_on_ctrl_c() {
 
     let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
     assert!(interrupted.success());
-    let mut status = None;
-    for _ in 0..300 {
-        if let Some(exit) = child.try_wait().expect("wait") {
-            status = Some(exit);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let status = status.expect("dev exits after Ctrl-C");
+    let status = eventually(Duration::from_secs(15), "dev exits after Ctrl-C", || {
+        let exited = child.try_wait().expect("wait").ok_or("still running");
+        async move { exited }
+    })
+    .await;
     assert_eq!(status.code(), Some(0));
     let mut printed = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut printed).expect("read");
@@ -280,13 +277,10 @@ async fn separate_processes_on_postgres_and_aws_carry_feedback_end_to_end() {
 /// Reads `dev`'s credentials file once the process wrote it.
 async fn dev_credentials(data_dir: &Path) -> Value {
     let path = data_dir.join("dev-credentials.json");
-    for _ in 0..600 {
-        if let Some(found) = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("dev did not write {}", path.display());
+    eventually(Duration::from_secs(30), &format!("dev writes {}", path.display()), || async {
+        std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()).ok_or("not yet")
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,13 +340,14 @@ async fn a_message_held_by_a_killed_worker_is_retried_within_a_minute() {
         .expect("json");
     let id = accepted["id"].as_str().expect("id").to_owned();
     // Wait until the worker is inside the handler (its lookup reached the help desk).
-    for _ in 0..200 {
-        if !zendesk.received_requests().await.unwrap_or_default().is_empty() {
-            break;
+    eventually(Duration::from_secs(10), "the worker takes the message (its lookup reaches the help desk)", || async {
+        if zendesk.received_requests().await.unwrap_or_default().is_empty() {
+            Err("no lookup yet")
+        } else {
+            Ok(())
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(!zendesk.received_requests().await.unwrap_or_default().is_empty(), "the worker took the message");
+    })
+    .await;
     let killed = Command::new("kill").args(["-KILL", &first.id().to_string()]).status().expect("kill");
     assert!(killed.success());
     first.wait().expect("reaped");
@@ -377,4 +372,53 @@ async fn a_message_held_by_a_killed_worker_is_retried_within_a_minute() {
     second.wait().expect("wait");
     assert_eq!(status, "completed", "not completed within a minute of kill -9 (the queue's visibility is minutes)");
     eprintln!("completed {:?} after kill -9", at_kill.elapsed());
+}
+
+/// `dev` keeps all its state under the data directory the layers name, the file
+/// included: the store, the captures and `dev-credentials.json` alike; and a capture
+/// directory set in the environment is where the captures go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_keeps_its_state_under_the_data_dir_of_the_config_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let from_file = dir.path().join("from-file");
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(&config, format!("data_dir = {:?}\n", from_file.display().to_string())).expect("config");
+    let captures = dir.path().join("captures-from-env");
+    for capture_dir in [None, Some(&captures)] {
+        let mut command = switchyard(&from_file);
+        command.env_remove("SWITCHYARD_DATA_DIR").env_remove("SWITCHYARD_CAPTURE_DIR").current_dir(dir.path());
+        if let Some(path) = capture_dir {
+            command.env("SWITCHYARD_CAPTURE_DIR", path);
+        }
+        let mut child = command
+            .arg("--config")
+            .arg(&config)
+            .args(["dev", "--api-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn dev");
+        let credentials = dev_credentials(&from_file).await;
+        let (api_url, key) =
+            (credentials["api_url"].as_str().expect("url"), credentials["api_key"].as_str().expect("key"));
+        let client = reqwest::Client::new();
+        let accepted: Value = client
+            .post(format!("{api_url}/v1/feedback"))
+            .bearer_auth(key)
+            .json(&json!({"message": "Where do my files go?"}))
+            .send()
+            .await
+            .expect("post")
+            .json()
+            .await
+            .expect("json");
+        wait_until_completed(&client, api_url, key, accepted["id"].as_str().expect("id")).await;
+        let tickets = capture_dir.cloned().unwrap_or_else(|| from_file.join("captures")).join("tickets.jsonl");
+        assert!(tickets.is_file(), "the captured ticket is at {}", tickets.display());
+        assert!(from_file.join("switchyard.db").is_file(), "the store is under the file's data_dir");
+        assert!(!dir.path().join(".switchyard").exists(), "nothing under ./.switchyard");
+        Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+        assert_eq!(child.wait().expect("wait").code(), Some(0));
+        std::fs::remove_file(from_file.join("dev-credentials.json")).ok();
+    }
 }

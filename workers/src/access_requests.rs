@@ -18,12 +18,12 @@ use serde_json::json;
 use shared::domain::EmailAddress;
 use shared::events::{AccessDecision, AccessRequestEvent, AccessRequestSubmitted};
 use shared::ports::providers::{Alert, AlertSink};
-use shared::ports::{Inbox, ObjectStore};
+use shared::ports::{ConsumerName, Inbox, ObjectStore};
 use shared::{EventEnvelope, ObjectKey};
 
 use crate::consumer::{EventHandler, HandlerError};
 
-pub const CONSUMER: &str = "access-requests";
+pub const CONSUMER: ConsumerName = ConsumerName::new("access-requests");
 const BLUE: u32 = 0x3B82F6;
 
 pub struct AccessRequestWorker {
@@ -147,7 +147,7 @@ impl EventHandler for AccessRequestWorker {
     type Event = AccessRequestEvent;
 
     fn name(&self) -> &str {
-        CONSUMER
+        CONSUMER.as_str()
     }
 
     async fn handle(&self, envelope: &EventEnvelope, event: AccessRequestEvent) -> Result<(), HandlerError> {

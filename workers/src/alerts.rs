@@ -296,16 +296,16 @@ impl Monitor {
                     }
                 };
                 let Some(url) = url else { continue };
-                let event_type = if letter.event_type.is_empty() { "(unknown)" } else { letter.event_type.as_str() };
+                let event_type = letter.event_type.as_ref().map_or("(unknown)", shared::EventType::as_str);
                 let alert = Alert {
                     title: format!("A {event_type} event could not be processed"),
                     description: format!(
                         "After {MAX_RECEIVE_COUNT} attempts the event moved to the dead-letter queue; the platform team can redrive it."
                     ),
                     fields: vec![
-                        ("event id".into(), letter.event_id.clone()),
+                        ("event id".into(), letter.dedup_id.to_string()),
                         ("tenant".into(), letter.tenant.to_string()),
-                        ("queue".into(), letter.queue.clone()),
+                        ("queue".into(), letter.queue.to_string()),
                         ("last error".into(), letter.error.chars().take(500).collect()),
                     ],
                     colour: RED,

@@ -23,12 +23,12 @@ use tokio_util::sync::CancellationToken;
 use shared::config::AnalyticsConfig;
 use shared::domain::analytics::{hour_of, AnalyticsChunk, StagedAnalytics};
 use shared::events::AnalyticsEventsAccepted;
-use shared::ports::{AnalyticsStore, Inbox, ObjectStore, StoreError};
+use shared::ports::{AnalyticsStore, ConsumerName, Inbox, ObjectStore, StoreError};
 use shared::{EventEnvelope, ObjectKey, Timestamp};
 
 use crate::consumer::{EventHandler, HandlerError};
 
-pub const CONSUMER: &str = "analytics";
+pub const CONSUMER: ConsumerName = ConsumerName::new("analytics");
 /// How long a writer owns the rows it claimed.
 const WRITE_LEASE: Duration = Duration::from_secs(120);
 /// Attempts to write one chunk before leaving it to the lease.
@@ -74,7 +74,7 @@ impl EventHandler for AnalyticsWorker {
     type Event = AnalyticsEventsAccepted;
 
     fn name(&self) -> &str {
-        CONSUMER
+        CONSUMER.as_str()
     }
 
     async fn handle(&self, envelope: &EventEnvelope, accepted: AnalyticsEventsAccepted) -> Result<(), HandlerError> {

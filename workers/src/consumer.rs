@@ -48,11 +48,11 @@ use tracing::Instrument;
 use shared::events::{Decode, PayloadError};
 use shared::ports::providers::{Alert, AlertSink};
 use shared::ports::{
-    BoxError, DeadLetterRecord, Receipt, ReceiveOptions, ReceivedMessage, Transport, TransportError, WorkerHealth,
+    BoxError, DeadLetterRecord, DedupId, MessageId, QueueName, Receipt, ReceiveOptions, ReceivedMessage, Transport,
+    TransportError, WorkerHealth,
 };
 use shared::topology::MAX_RECEIVE_COUNT;
-use shared::EventEnvelope;
-use shared::{TenantId, Timestamp};
+use shared::{EventEnvelope, EventType, TenantId, Timestamp};
 
 use crate::alerts::Alerter;
 
@@ -411,10 +411,10 @@ impl Consumer {
         let Ok(tenant) = TenantId::parse(&message.group_id) else { return };
         let record = DeadLetterRecord {
             tenant,
-            queue: self.config.queue.clone(),
-            message_id: message.message_id.clone(),
-            event_id: message.dedup_id.clone(),
-            event_type: message.attributes.get("event_type").cloned().unwrap_or_default(),
+            queue: QueueName::new(self.config.queue.clone()),
+            message_id: MessageId::new(message.message_id.clone()),
+            dedup_id: DedupId::new(message.dedup_id.clone()),
+            event_type: message.attributes.get("event_type").and_then(|t| EventType::parse(t).ok()),
             error: reason.to_owned(),
             recorded_at: Timestamp::now(),
         };

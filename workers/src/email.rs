@@ -23,12 +23,12 @@ use shared::domain::{EmailAddress, EmailOutcome, EmailStatus, NewEmail};
 use shared::events::{EmailContent, EmailRequested, Payload};
 use shared::limits::{Share, SharedLimiter, TenantRates};
 use shared::ports::providers::{Email, EmailBody, EmailSender, ProviderError};
-use shared::ports::{EmailStore, Inbox, ObjectStore, SendStart};
+use shared::ports::{ConsumerName, EmailStore, Inbox, ObjectStore, SendStart};
 use shared::{EmailId, EventEnvelope, ObjectKey};
 
 use crate::consumer::{EventHandler, HandlerError};
 
-pub const CONSUMER: &str = "email";
+pub const CONSUMER: ConsumerName = ConsumerName::new("email");
 
 /// Sends per second per tenant (by plan), and to the provider in all.
 pub struct EmailLimits {
@@ -196,7 +196,7 @@ impl EventHandler for EmailWorker {
     type Event = EmailRequested;
 
     fn name(&self) -> &str {
-        CONSUMER
+        CONSUMER.as_str()
     }
 
     async fn handle(&self, envelope: &EventEnvelope, requested: EmailRequested) -> Result<(), HandlerError> {

@@ -11,13 +11,13 @@ use serde_json::json;
 use shared::domain::{FeedbackStatus, NewEmail, Rating};
 use shared::events::{EmailRequested, FeedbackSubmitted};
 use shared::ports::providers::{Ticket, TicketDesk};
-use shared::ports::{FeedbackStore, Inbox, ObjectStore};
+use shared::ports::{ConsumerName, FeedbackStore, Inbox, ObjectStore};
 use shared::{EventEnvelope, ObjectKey};
 
 use crate::consumer::{EventHandler, HandlerError};
 
 /// The inbox name of this worker.
-pub const CONSUMER: &str = "feedback";
+pub const CONSUMER: ConsumerName = ConsumerName::new("feedback");
 
 pub struct FeedbackWorker {
     feedback: Arc<dyn FeedbackStore>,
@@ -83,7 +83,7 @@ impl EventHandler for FeedbackWorker {
     type Event = FeedbackSubmitted;
 
     fn name(&self) -> &str {
-        CONSUMER
+        CONSUMER.as_str()
     }
 
     async fn handle(&self, envelope: &EventEnvelope, feedback: FeedbackSubmitted) -> Result<(), HandlerError> {

@@ -62,7 +62,10 @@ const RULE_REFRESH: Duration = Duration::from_secs(60);
 struct BusLink {
     bus: Arc<dyn EventBus>,
     forwarding: BusForwarding,
-    rules: tokio::sync::Mutex<Option<(Vec<EventPattern>, tokio::time::Instant)>>,
+    /// The bus's rules and when they were read. A std mutex, held only to copy or
+    /// replace the pointer, never across the network call that reads them (clippy's
+    /// `await_holding_lock` keeps it that way).
+    rules: std::sync::Mutex<Option<(Arc<Vec<EventPattern>>, tokio::time::Instant)>>,
 }
 
 impl BusLink {
@@ -79,17 +82,27 @@ impl BusLink {
         })
     }
 
+    /// The bus's rules, read again when older than [`RULE_REFRESH`].
+    async fn patterns(&self) -> Result<Arc<Vec<EventPattern>>, TransportError> {
+        let cached = self.rules.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if let Some((patterns, at)) = cached {
+            if at.elapsed() < RULE_REFRESH {
+                return Ok(patterns);
+            }
+        }
+        let patterns = Arc::new(self.bus.rule_patterns().await?);
+        *self.rules.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((patterns.clone(), tokio::time::Instant::now()));
+        Ok(patterns)
+    }
+
     async fn wanted(&self, envelope: &EventEnvelope) -> Result<bool, TransportError> {
         if self.forwarding == BusForwarding::All {
             return Ok(true);
         }
-        let mut rules = self.rules.lock().await;
-        let fresh = rules.as_ref().is_some_and(|(_, at)| at.elapsed() < RULE_REFRESH);
-        if !fresh {
-            *rules = Some((self.bus.rule_patterns().await?, tokio::time::Instant::now()));
-        }
+        let patterns = self.patterns().await?;
         let view = Self::bus_view(envelope);
-        Ok(rules.as_ref().is_some_and(|(patterns, _)| patterns.iter().any(|p| p.matches(&view))))
+        Ok(patterns.iter().any(|p| p.matches(&view)))
     }
 
     /// Puts the wanted ones of `entries` on the bus; answers per entry.
@@ -156,7 +169,7 @@ impl OutboxRelay {
     /// order events; a row counts as published once both have it.
     #[must_use]
     pub fn with_bus(mut self, bus: Arc<dyn EventBus>, forwarding: BusForwarding) -> Self {
-        self.bus = Some(BusLink { bus, forwarding, rules: tokio::sync::Mutex::new(None) });
+        self.bus = Some(BusLink { bus, forwarding, rules: std::sync::Mutex::new(None) });
         self
     }
 

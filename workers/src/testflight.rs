@@ -17,12 +17,12 @@ use shared::events::TestflightInvitationRequested;
 use shared::limits;
 use shared::limits::{Share, SharedLimiter, TenantRates};
 use shared::ports::providers::{BetaInvite, BetaTesters};
-use shared::ports::{Inbox, InvitationStore, ObjectStore};
+use shared::ports::{ConsumerName, Inbox, InvitationStore, ObjectStore};
 use shared::{EventEnvelope, InvitationId, ObjectKey};
 
 use crate::consumer::{EventHandler, HandlerError};
 
-pub const CONSUMER: &str = "testflight";
+pub const CONSUMER: ConsumerName = ConsumerName::new("testflight");
 
 pub struct TestflightWorker {
     invitations: Arc<dyn InvitationStore>,
@@ -93,7 +93,7 @@ impl EventHandler for TestflightWorker {
     type Event = TestflightInvitationRequested;
 
     fn name(&self) -> &str {
-        CONSUMER
+        CONSUMER.as_str()
     }
 
     async fn handle(

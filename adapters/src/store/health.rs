@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use shared::ports::{DeadLetterRecord, StoreError, WorkerHealth, WorkerReport};
-use shared::{TenantId, Timestamp};
+use shared::ports::{DeadLetterRecord, DedupId, MessageId, QueueName, StoreError, WorkerHealth, WorkerReport};
+use shared::{EventType, TenantId, Timestamp};
 
 use super::{corrupt, db, text, SqlStore};
 
@@ -62,8 +62,8 @@ impl WorkerHealth for SqlStore {
         .bind(record.tenant.to_string())
         .bind(record.queue.as_str())
         .bind(record.message_id.as_str())
-        .bind(record.event_id.as_str())
-        .bind(record.event_type.as_str())
+        .bind(record.dedup_id.as_str())
+        .bind(record.event_type.as_ref().map_or("", EventType::as_str))
         .bind(record.error.chars().take(2_000).collect::<String>())
         .bind(record.recorded_at.as_millis())
         .execute(&self.pool)
@@ -92,10 +92,11 @@ impl WorkerHealth for SqlStore {
             .map(|row| {
                 let record = DeadLetterRecord {
                     tenant: TenantId::parse(&text(row, "tenant_id")?).map_err(|e| corrupt("tenant id", e))?,
-                    queue: text(row, "queue")?,
-                    message_id: text(row, "message_id")?,
-                    event_id: text(row, "event_id")?,
-                    event_type: text(row, "event_type")?,
+                    queue: QueueName::new(text(row, "queue")?),
+                    message_id: MessageId::new(text(row, "message_id")?),
+                    dedup_id: DedupId::new(text(row, "event_id")?),
+                    // Written empty when the message had none.
+                    event_type: EventType::parse(&text(row, "event_type")?).ok(),
                     error: text(row, "error")?,
                     recorded_at: Timestamp::from_millis(row.try_get("recorded_at").map_err(db)?),
                 };

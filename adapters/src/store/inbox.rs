@@ -6,16 +6,16 @@ use sqlx::{Any, Transaction};
 use shared::domain::analytics::StagedAnalytics;
 use shared::domain::testflight::InvitationOutcome;
 use shared::domain::{EmailOutcome, FeedbackStatus, NewEmail};
-use shared::ports::{EffectTx, Inbox, StoreError};
+use shared::ports::{ConsumerName, EffectTx, Inbox, StoreError};
 use shared::{EmailId, EventEnvelope, EventId, FeedbackId, InvitationId, TenantId, Timestamp};
 
 use super::{analytics, append, db, emails, testflight, update_owned, SqlStore};
 
 #[async_trait]
 impl Inbox for SqlStore {
-    async fn applied(&self, consumer: &str, tenant: TenantId, event_id: EventId) -> Result<bool, StoreError> {
+    async fn applied(&self, consumer: ConsumerName, tenant: TenantId, event_id: EventId) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT 1 FROM inbox WHERE consumer = $1 AND event_id = $2 AND tenant_id = $3")
-            .bind(consumer)
+            .bind(consumer.as_str())
             .bind(event_id.to_string())
             .bind(tenant.to_string())
             .fetch_optional(&self.pool)
@@ -26,7 +26,7 @@ impl Inbox for SqlStore {
 
     async fn begin_once(
         &self,
-        consumer: &str,
+        consumer: ConsumerName,
         tenant: TenantId,
         event_id: EventId,
     ) -> Result<Option<Box<dyn EffectTx>>, StoreError> {
@@ -34,7 +34,7 @@ impl Inbox for SqlStore {
         let inserted = sqlx::query(
             "INSERT INTO inbox (consumer, event_id, tenant_id, processed_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
         )
-        .bind(consumer)
+        .bind(consumer.as_str())
         .bind(event_id.to_string())
         .bind(tenant.to_string())
         .bind(Timestamp::now().as_millis())

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
+use shared::config::Secret;
 use shared::ports::{StoreError, WebhookStore};
 use shared::{TenantId, Timestamp};
 
@@ -10,7 +11,7 @@ use super::{db, SqlStore};
 
 #[async_trait]
 impl WebhookStore for SqlStore {
-    async fn set_webhook_secret(&self, tenant: TenantId, source: &str, secret: &str) -> Result<(), StoreError> {
+    async fn set_webhook_secret(&self, tenant: TenantId, source: &str, secret: &Secret) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query("DELETE FROM webhook_secrets WHERE tenant_id = $1 AND source = $2")
             .bind(tenant.to_string())
@@ -21,7 +22,7 @@ impl WebhookStore for SqlStore {
         sqlx::query("INSERT INTO webhook_secrets (tenant_id, source, secret, created_at) VALUES ($1, $2, $3, $4)")
             .bind(tenant.to_string())
             .bind(source)
-            .bind(secret)
+            .bind(secret.expose())
             .bind(Timestamp::now().as_millis())
             .execute(&mut *tx)
             .await
@@ -29,13 +30,13 @@ impl WebhookStore for SqlStore {
         tx.commit().await.map_err(db)
     }
 
-    async fn webhook_secret(&self, tenant: TenantId, source: &str) -> Result<Option<String>, StoreError> {
+    async fn webhook_secret(&self, tenant: TenantId, source: &str) -> Result<Option<Secret>, StoreError> {
         let row = sqlx::query("SELECT secret FROM webhook_secrets WHERE tenant_id = $1 AND source = $2")
             .bind(tenant.to_string())
             .bind(source)
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        row.map(|r| r.try_get::<String, _>(0).map_err(db)).transpose()
+        row.map(|r| r.try_get::<String, _>(0).map(Secret::new).map_err(db)).transpose()
     }
 }

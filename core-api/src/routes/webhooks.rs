@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+use shared::config::Secret;
 use shared::ports::Appended;
 use shared::topology::reserved_namespaces;
 use shared::{EventEnvelope, EventType, Service, TenantId, Timestamp};
@@ -38,10 +39,10 @@ pub(crate) const KEY_PREFIX: &str = "webhook:";
 const REFUSED: ApiError = ApiError::Unauthorized("unknown source, or the signature does not verify");
 
 /// A new random secret, `whsec_<64 hex>`.
-pub fn new_secret() -> String {
+pub fn new_secret() -> Secret {
     let mut bytes = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
-    format!("whsec_{}", hex::encode(bytes))
+    Secret::new(format!("whsec_{}", hex::encode(bytes)))
 }
 
 /// Hex HMAC-SHA256 of `<timestamp>.<body>` with `secret`.
@@ -99,7 +100,7 @@ pub(crate) async fn receive(
     let tenant = target.tenant.as_deref().and_then(|t| TenantId::parse(t).ok()).ok_or(REFUSED)?;
     let secret = state.webhooks.webhook_secret(tenant, &source).await?.ok_or(REFUSED)?;
     let signature = request.headers().get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).ok_or(REFUSED)?.to_owned();
-    verify(&secret, &signature, &raw, Timestamp::now())?;
+    verify(secret.expose(), &signature, &raw, Timestamp::now())?;
     let message_id = request
         .headers()
         .get(MESSAGE_ID_HEADER)

@@ -11,9 +11,9 @@ pub mod transport;
 pub use bus::{BusEvent, EventBus};
 pub use object_store::{ObjectStore, ObjectStoreError};
 pub use store::{
-    AccessRequestStore, AnalyticsStore, Appended, DeadLetterRecord, EffectTx, EmailStore, EventLog, FeedbackStore,
-    Inbox, InvitationStore, Outbox, OutboxEntry, Readiness, SendStart, StoreBackend, StoreError, TenantDirectory,
-    WebhookStore, WorkerHealth, WorkerReport,
+    AccessRequestStore, AnalyticsStore, Appended, ConsumerName, DeadLetterRecord, DedupId, EffectTx, EmailStore,
+    EventLog, FeedbackStore, Inbox, InvitationStore, MessageId, Outbox, OutboxEntry, QueueName, Readiness, SendStart,
+    StoreBackend, StoreError, TenantDirectory, WebhookStore, WorkerHealth, WorkerReport,
 };
 pub use transport::{
     check_batch, with_dead_letter_reason, DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions,

@@ -20,6 +20,27 @@ pub async fn within<T>(limit: Duration, what: &str, future: impl Future<Output =
     }
 }
 
+/// Checks `check` every 25 ms until it answers `Ok`, and returns that; fails the
+/// calling test when it has not within `limit`, naming `what` and the last `Err` (the
+/// state it was waiting on). The one way tests wait for something to happen.
+pub async fn eventually<T, E, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    E: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) if tokio::time::Instant::now() >= deadline => {
+                panic!("{what}: not within {limit:?}; last seen: {last:?}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+}
+
 pub(crate) fn announce(suite: &str, scenario: &str) {
     eprintln!("[{suite}] scenario: {scenario}");
 }

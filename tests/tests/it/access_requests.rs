@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use shared::testkit::eventually;
+
 use crate::helpers::{json, spawn_app, store, Engine, TestApp, ADMIN_TOKEN};
 
 const REQUESTER: &str = "X-Switchyard-Requester";
@@ -40,16 +42,17 @@ async fn console(
 
 /// Waits until the capture file `kind` holds `count` lines containing `needle`.
 async fn captured(app: &TestApp, kind: &str, needle: &str, count: usize) -> Vec<Value> {
-    let mut found = Vec::new();
-    for _ in 0..300 {
+    eventually(Duration::from_secs(8), &format!("{count} captured {kind} with {needle}"), || async {
         let text = std::fs::read_to_string(app.captures.join(format!("{kind}.jsonl"))).unwrap_or_default();
-        found = text.lines().filter(|l| l.contains(needle)).filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let found: Vec<Value> =
+            text.lines().filter(|l| l.contains(needle)).filter_map(|l| serde_json::from_str(l).ok()).collect();
         if found.len() >= count {
-            return found;
+            Ok(found)
+        } else {
+            Err(found)
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("expected {count} captured {kind} with {needle}, found {found:?}");
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,18 +6,20 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use shared::testkit::eventually;
+
 use crate::helpers::{json, spawn_app, Engine, TestApp};
 
 async fn reconciliation_when_written(app: &TestApp, accepted: u64) -> Value {
-    let mut counts = Value::Null;
-    for _ in 0..300 {
-        counts = json(app.get("/v1/analytics/reconciliation", &app.acme.key).await).await;
+    eventually(Duration::from_secs(8), "the analytics are written", || async {
+        let counts = json(app.get("/v1/analytics/reconciliation", &app.acme.key).await).await;
         if counts["written"] == accepted {
-            return counts;
+            Ok(counts)
+        } else {
+            Err(counts)
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("analytics never written: {counts}");
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,18 +6,20 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use shared::testkit::eventually;
+
 use crate::helpers::{json, spawn_app, Engine, TestApp};
 
 async fn wait_for_status(app: &TestApp, id: &str, wanted: &str) -> Value {
-    let mut email = Value::Null;
-    for _ in 0..300 {
-        email = json(app.get(&format!("/v1/emails/{id}"), &app.acme.key).await).await;
+    eventually(Duration::from_secs(8), &format!("email {id} reaches {wanted}"), || async {
+        let email = json(app.get(&format!("/v1/emails/{id}"), &app.acme.key).await).await;
         if email["status"] == wanted {
-            return email;
+            Ok(email)
+        } else {
+            Err(email)
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("email {id} never reached {wanted}: {email}");
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,22 +7,23 @@ use serde_json::{json, Value};
 use shared::ports::ReceiveOptions;
 use shared::{EventEnvelope, ObjectKey};
 
+use shared::testkit::eventually;
+
 use crate::helpers::{json, spawn_app, spawn_app_reading_orders, Engine, TestApp};
 
 async fn wait_for_completion(app: &TestApp, id: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
+    eventually(Duration::from_secs(15), "the feedback completes", || async {
         let body = json(app.get(&format!("/v1/feedback/{id}"), &app.acme.key).await).await;
         if body["status"] == "completed" {
-            return body;
+            return Ok(body);
         }
         assert!(
             ["accepted", "processing"].contains(&body["status"].as_str().unwrap_or_default()),
             "unexpected status: {body}"
         );
-        assert!(tokio::time::Instant::now() < deadline, "feedback did not complete: {body}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        Err(body)
+    })
+    .await
 }
 
 async fn feedback_flow(engine: Engine) {
@@ -60,15 +61,14 @@ async fn feedback_flow(engine: Engine) {
     assert_eq!(app.get(&format!("/v1/feedback/{id}"), &app.globex.key).await.status(), 404);
 
     // The contact address gets one confirmation email, through the email worker.
-    let mut confirmations = 0;
-    for _ in 0..200 {
+    let confirmations = eventually(Duration::from_secs(10), "a confirmation email", || async {
         let captured = std::fs::read_to_string(app.captures.join("emails.jsonl")).unwrap_or_default();
-        confirmations = captured.lines().filter(|l| l.contains("ana@example.com")).count();
-        if confirmations > 0 {
-            break;
+        match captured.lines().filter(|l| l.contains("ana@example.com")).count() {
+            0 => Err(captured),
+            n => Ok(n),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     assert_eq!(confirmations, 1, "one confirmation email");
     app.stop().await.expect("clean shutdown");
 }

@@ -6,18 +6,20 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use shared::testkit::eventually;
+
 use crate::helpers::{json, spawn_app, Engine, TestApp};
 
 async fn wait_for_status(app: &TestApp, id: &str, wanted: &str) -> Value {
-    let mut invitation = Value::Null;
-    for _ in 0..300 {
-        invitation = json(app.get(&format!("/v1/testflight/invitations/{id}"), &app.acme.key).await).await;
+    eventually(Duration::from_secs(8), &format!("invitation {id} reaches {wanted}"), || async {
+        let invitation = json(app.get(&format!("/v1/testflight/invitations/{id}"), &app.acme.key).await).await;
         if invitation["status"] == wanted {
-            return invitation;
+            Ok(invitation)
+        } else {
+            Err(invitation)
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("invitation {id} never reached {wanted}: {invitation}");
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,8 +37,14 @@ fn signed(secret: &str, body: &str, age_seconds: i64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_webhooks_become_events_once() {
     let app = spawn_app(Engine::Embedded).await;
-    store(&app).set_webhook_secret(app.acme.id, "stripe", "whsec_acme").await.expect("secret");
-    store(&app).set_webhook_secret(app.globex.id, "stripe", "whsec_globex").await.expect("secret");
+    store(&app)
+        .set_webhook_secret(app.acme.id, "stripe", &shared::config::Secret::new("whsec_acme"))
+        .await
+        .expect("secret");
+    store(&app)
+        .set_webhook_secret(app.globex.id, "stripe", &shared::config::Secret::new("whsec_globex"))
+        .await
+        .expect("secret");
     let acme = app.acme.id.to_string();
     let body = json!({"id": "evt_stripe_1", "type": "invoice.paid"}).to_string();
 
@@ -79,7 +85,10 @@ async fn signed_webhooks_become_events_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_cannot_pass_its_own_events_off_as_verified_webhooks() {
     let app = spawn_app(Engine::Embedded).await;
-    store(&app).set_webhook_secret(app.acme.id, "stripe", "whsec_acme").await.expect("secret");
+    store(&app)
+        .set_webhook_secret(app.acme.id, "stripe", &shared::config::Secret::new("whsec_acme"))
+        .await
+        .expect("secret");
     let key = app.acme.key.clone();
     let publish = |event_type: &str, idempotency_key: Option<&str>, n: u32| {
         let mut request = app

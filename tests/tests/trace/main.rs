@@ -36,24 +36,26 @@ async fn the_consumer_span_continues_the_producers_trace() {
         .expect("post");
     assert_eq!(response.status(), 202);
 
-    let mut found = None;
-    for _ in 0..200 {
-        let _ = provider.force_flush();
-        let spans = exporter.get_finished_spans().expect("spans");
-        let producer = spans.iter().find(|s| s.name == "POST /v1/feedback").cloned();
-        let consumer = producer.as_ref().and_then(|p| {
-            spans
-                .iter()
-                .find(|s| s.name == "process message" && s.span_context.trace_id() == p.span_context.trace_id())
-                .cloned()
-        });
-        if let (Some(producer), Some(consumer)) = (producer, consumer) {
-            found = Some((producer, consumer));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (producer, consumer) = found.expect("a producer span and a consumer span in one trace");
+    let (producer, consumer) = shared::testkit::eventually(
+        Duration::from_secs(10),
+        "a producer span and a consumer span in one trace",
+        || async {
+            let _ = provider.force_flush();
+            let spans = exporter.get_finished_spans().expect("spans");
+            let producer = spans.iter().find(|s| s.name == "POST /v1/feedback").cloned();
+            let consumer = producer.as_ref().and_then(|p| {
+                spans
+                    .iter()
+                    .find(|s| s.name == "process message" && s.span_context.trace_id() == p.span_context.trace_id())
+                    .cloned()
+            });
+            match (producer, consumer) {
+                (Some(producer), Some(consumer)) => Ok((producer, consumer)),
+                _ => Err(spans.len()),
+            }
+        },
+    )
+    .await;
     assert_eq!(producer.span_context.trace_id().to_string(), caller_trace, "the API continues the caller's trace");
     assert_eq!(producer.parent_span_id.to_string(), caller_span);
     assert_eq!(consumer.parent_span_id, producer.span_context.span_id(), "the consumer's parent is the API's span");

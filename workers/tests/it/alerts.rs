@@ -182,7 +182,7 @@ async fn a_tenant_with_its_own_webhook_hears_of_its_dead_letters_and_others_do_n
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let recorded = env.store.dead_letters_since(0, shared::Timestamp::from_millis(0), 10).await.expect("recorded");
-    let ids: Vec<&str> = recorded.iter().map(|(_, r)| r.event_id.as_str()).collect();
+    let ids: Vec<&str> = recorded.iter().map(|(_, r)| r.dedup_id.as_str()).collect();
     assert_eq!(ids.len(), 2, "one record per message given up on, at its last attempt: {ids:?}");
     monitor.check(start + Duration::from_secs(1)).await;
     monitor.check(start + Duration::from_secs(2)).await;

@@ -158,7 +158,7 @@ async fn app_store_connect_always_failing_dead_letters_the_invitation_and_alerts
     assert_eq!(stored.status, InvitationStatus::Failed, "shown failed, as feedback is");
     assert!(stored.failure_reason.as_deref().is_some_and(|r| r.contains("503")), "with the reason: {stored:?}");
     assert!(
-        !env.store.applied("testflight", tenant, envelope.id).await.expect("applied"),
+        !env.store.applied(shared::ports::ConsumerName::new("testflight"), tenant, envelope.id).await.expect("applied"),
         "not applied, so a redrive still invites"
     );
 }

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use super::StoreError;
 use crate::clock::Timestamp;
+use crate::envelope::EventType;
 use crate::ids::TenantId;
 
 /// A worker process's running counts of handled and failed messages.
@@ -22,13 +23,77 @@ pub struct WorkerReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetterRecord {
     pub tenant: TenantId,
-    pub queue: String,
-    pub message_id: String,
-    /// The event's id (the message's dedup id).
-    pub event_id: String,
-    pub event_type: String,
+    pub queue: QueueName,
+    /// The transport's id of the message.
+    pub message_id: MessageId,
+    /// The message's dedup id: the event's id, for the platform's events.
+    pub dedup_id: DedupId,
+    /// The `event_type` attribute, when the message had a valid one.
+    pub event_type: Option<EventType>,
+    /// Why the worker gave up.
     pub error: String,
     pub recorded_at: Timestamp,
+}
+
+/// A queue's name (`acme-feedback.fifo`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueName(String);
+
+impl QueueName {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self(name.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for QueueName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A message's dedup id (FIFO queues drop a second message with the same one within
+/// five minutes); the relay uses the event id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DedupId(String);
+
+impl DedupId {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DedupId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The transport's id of one received message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MessageId(String);
+
+impl MessageId {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Operator-level (monitors and the control plane).

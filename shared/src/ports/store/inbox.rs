@@ -10,6 +10,27 @@ use crate::domain::{EmailOutcome, FeedbackStatus, NewEmail};
 use crate::envelope::EventEnvelope;
 use crate::ids::{EmailId, EventId, FeedbackId, InvitationId, TenantId};
 
+/// Which consumer applied an event (`feedback`, `email` …): the inbox keeps one row
+/// per consumer and event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConsumerName(&'static str);
+
+impl ConsumerName {
+    pub const fn new(name: &'static str) -> Self {
+        Self(name)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl std::fmt::Display for ConsumerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
 /// Contract: [`Inbox::begin_once`] records `(consumer, event id)` inside a transaction
 /// that the consumer's effects join; it returns `None` when that consumer already
 /// committed that event. Dropping the transaction without `commit` rolls back both the
@@ -18,10 +39,10 @@ use crate::ids::{EmailId, EventId, FeedbackId, InvitationId, TenantId};
 pub trait Inbox: Send + Sync + 'static {
     /// Whether `consumer` already committed `event_id` (lets a handler skip effects that
     /// have no idempotency of their own, such as a chat alert, on a redelivery).
-    async fn applied(&self, consumer: &str, tenant: TenantId, event_id: EventId) -> Result<bool, StoreError>;
+    async fn applied(&self, consumer: ConsumerName, tenant: TenantId, event_id: EventId) -> Result<bool, StoreError>;
     async fn begin_once(
         &self,
-        consumer: &str,
+        consumer: ConsumerName,
         tenant: TenantId,
         event_id: EventId,
     ) -> Result<Option<Box<dyn EffectTx>>, StoreError>;

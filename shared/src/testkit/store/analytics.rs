@@ -27,7 +27,11 @@ fn staged(batch: AnalyticsBatchId, hour: Timestamp, n: usize) -> Vec<StagedAnaly
 
 async fn stage(store: &dyn StoreBackend, tenant: TenantId, rows: &[StagedAnalytics]) {
     let delivery = event(tenant, "analytics.events_accepted");
-    let mut tx = store.begin_once("analytics", tenant, delivery.id).await.expect("begin").expect("first");
+    let mut tx = store
+        .begin_once(crate::ports::ConsumerName::new("analytics"), tenant, delivery.id)
+        .await
+        .expect("begin")
+        .expect("first");
     tx.stage_analytics(tenant, rows).await.expect("stage");
     tx.commit().await.expect("commit");
 }

@@ -49,7 +49,11 @@ pub async fn campaigns_sends_and_outcomes(store: Arc<dyn StoreBackend>) {
     assert_eq!(store.start_email_send(acme.id, first.id).await.expect("start"), SendStart::Started, "redriven");
     assert_eq!(store.email(acme.id, first.id).await.expect("get").expect("present").failure_reason, None);
 
-    let mut tx = store.begin_once("email", acme.id, event.id).await.expect("begin").expect("first");
+    let mut tx = store
+        .begin_once(crate::ports::ConsumerName::new("email"), acme.id, event.id)
+        .await
+        .expect("begin")
+        .expect("first");
     let outcome = EmailOutcome {
         status: EmailStatus::Sent,
         provider: "sendgrid".into(),

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use super::tenant;
 use crate::clock::Timestamp;
-use crate::ports::{DeadLetterRecord, StoreBackend, WorkerReport};
+use crate::envelope::EventType;
+use crate::ports::{DeadLetterRecord, DedupId, MessageId, QueueName, StoreBackend, WorkerReport};
 
 pub async fn latest_report_per_process(store: Arc<dyn StoreBackend>) {
     let now = Timestamp::now();
@@ -27,10 +28,11 @@ pub async fn dead_letters_after_a_cursor_since_a_time(store: Arc<dyn StoreBacken
     let acme = tenant(store.as_ref(), "Acme").await;
     let record = |n: u32, at: Timestamp| DeadLetterRecord {
         tenant: acme.id,
-        queue: "q.fifo".into(),
-        message_id: format!("m{n}"),
-        event_id: format!("evt{n}"),
-        event_type: "feedback.submitted".into(),
+        queue: QueueName::new("q.fifo"),
+        message_id: MessageId::new(format!("m{n}")),
+        dedup_id: DedupId::new(format!("evt{n}")),
+        // One without an event type (a message that was not an envelope).
+        event_type: (n != 2).then(|| EventType::parse("feedback.submitted").expect("type")),
         error: "provider down".into(),
         recorded_at: at,
     };
@@ -46,6 +48,7 @@ pub async fn dead_letters_after_a_cursor_since_a_time(store: Arc<dyn StoreBacken
         "recent, oldest first"
     );
     assert_eq!(recent[0].1, record(1, now));
+    assert_eq!(recent[1].1, record(2, now), "a record without an event type reads back as such");
     let rest = store.dead_letters_since(recent[1].0, now, 10).await.expect("since");
     assert_eq!(rest.iter().map(|(_, r)| r.message_id.as_str()).collect::<Vec<_>>(), ["m3"], "after the cursor");
     assert!(store.dead_letters_since(rest[0].0, now, 10).await.expect("since").is_empty());

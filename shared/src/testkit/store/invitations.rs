@@ -43,7 +43,11 @@ pub async fn tenant_scoped_with_outcome(store: Arc<dyn StoreBackend>) {
         (InvitationStatus::Failed, Some("throttled (after 3 attempts)"))
     );
 
-    let mut tx = store.begin_once("testflight", acme.id, requested.id).await.expect("begin").expect("first");
+    let mut tx = store
+        .begin_once(crate::ports::ConsumerName::new("testflight"), acme.id, requested.id)
+        .await
+        .expect("begin")
+        .expect("first");
     let outcome = InvitationOutcome {
         status: InvitationStatus::Invited,
         tester_id: Some("T1".into()),
@@ -59,7 +63,7 @@ pub async fn tenant_scoped_with_outcome(store: Arc<dyn StoreBackend>) {
         (InvitationStatus::Invited, Some("T1"), true)
     );
     let mut tx = store
-        .begin_once("testflight", globex.id, event(globex.id, "testflight.x").id)
+        .begin_once(crate::ports::ConsumerName::new("testflight"), globex.id, event(globex.id, "testflight.x").id)
         .await
         .expect("begin")
         .expect("first");
