@@ -186,13 +186,11 @@ impl Layer {
                         "the postgres store needs SWITCHYARD_DATABASE_URL (or database_url in the file)".into(),
                     )
                 })?),
-                max_connections: in_range("database_max_connections", self.database_max_connections, 16, 1, 1_000)?,
+                max_connections: in_range("database_max_connections", self.database_max_connections, (16, 1, 1_000))?,
                 acquire_timeout: Duration::from_millis(in_range(
                     "database_acquire_timeout_ms",
                     self.database_acquire_timeout_ms,
-                    1_500,
-                    1,
-                    600_000,
+                    (1_500, 1, 600_000),
                 )?),
             },
             "sqlite" => {
@@ -203,7 +201,7 @@ impl Layer {
         let aws = AwsSettings {
             region: self.aws_region,
             endpoint: self.aws_endpoint,
-            max_attempts: in_range("aws_max_attempts", self.aws_max_attempts, 3, 1, 10)?,
+            max_attempts: in_range("aws_max_attempts", self.aws_max_attempts, (3, 1, 10))?,
         };
         let transport = match self.transport.as_deref().unwrap_or("embedded") {
             "embedded" => {
@@ -277,8 +275,8 @@ impl Layer {
         let email = EmailConfig {
             from: EmailAddress::parse(self.email_from.as_deref().unwrap_or("no-reply@switchyard.localhost"))
                 .map_err(|m| invalid("email_from", m))?,
-            per_tenant_rate: in_range("email_rate_per_tenant", self.email_rate_per_tenant, 10, 1, u32::MAX)?,
-            provider_rate: in_range("email_rate", self.email_rate, 100, 1, u32::MAX)?,
+            per_tenant_rate: in_range("email_rate_per_tenant", self.email_rate_per_tenant, (10, 1, u32::MAX))?,
+            provider_rate: in_range("email_rate", self.email_rate, (100, 1, u32::MAX))?,
             provider: email_provider,
             delivery: self
                 .email_delivery
@@ -290,7 +288,7 @@ impl Layer {
         };
         // Up to ten years.
         let hours = |setting, h: Option<u64>| -> Result<Duration, ConfigError> {
-            Ok(Duration::from_secs(in_range(setting, h, 24, 1, 87_600)? * 3600))
+            Ok(Duration::from_secs(in_range(setting, h, (24, 1, 87_600))? * 3600))
         };
         let access_requests = AccessRequestConfig {
             support_email: self
@@ -325,7 +323,7 @@ impl Layer {
         };
         let testflight = TestflightConfig {
             app_store_connect,
-            rate_per_hour: in_range("testflight_rate_per_hour", self.testflight_rate_per_hour, 3_600, 1, u32::MAX)?,
+            rate_per_hour: in_range("testflight_rate_per_hour", self.testflight_rate_per_hour, (3_600, 1, u32::MAX))?,
         };
         let standard = PlanLimits {
             email_per_second: email.per_tenant_rate,
@@ -335,13 +333,11 @@ impl Layer {
         let plans =
             Plans::parse(self.plans.as_deref().unwrap_or_default(), standard).map_err(|m| invalid("plans", m))?;
         let analytics = AnalyticsConfig {
-            batch_events: in_range("analytics_batch_events", self.analytics_batch_events, 500, 1, 10_000)?,
+            batch_events: in_range("analytics_batch_events", self.analytics_batch_events, (500, 1, 10_000))?,
             batch_age: Duration::from_secs(in_range(
                 "analytics_batch_seconds",
                 self.analytics_batch_seconds,
-                60,
-                1,
-                86_400,
+                (60, 1, 86_400),
             )?),
         };
         let addr = |setting: &'static str, value: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
@@ -364,13 +360,11 @@ impl Layer {
             objects,
             api_addr: addr("api_addr", self.api_addr, "127.0.0.1:8080")?,
             console_addr: addr("console_addr", self.console_addr, "127.0.0.1:8081")?,
-            worker_concurrency: in_range("worker_concurrency", self.worker_concurrency, 8, 1, 1_024)?,
+            worker_concurrency: in_range("worker_concurrency", self.worker_concurrency, (8, 1, 1_024))?,
             outage_grace: Duration::from_secs(in_range(
                 "worker_outage_grace_seconds",
                 self.worker_outage_grace_seconds,
-                60 * 60,
-                0,
-                7 * 24 * 3600,
+                (60 * 60, 0, 7 * 24 * 3600),
             )?),
             report_interval: Duration::from_secs(15),
             bus,
@@ -457,12 +451,11 @@ fn setting_names() -> &'static [&'static str] {
 
 /// `value` when it lies in `min..=max`; an error naming `setting` otherwise (never a
 /// silent cap).
+/// `(default, min, max)`.
 fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
     setting: &'static str,
     value: Option<T>,
-    default: T,
-    min: T,
-    max: T,
+    (default, min, max): (T, T, T),
 ) -> Result<T, ConfigError> {
     let value = value.unwrap_or(default);
     if value < min || value > max {

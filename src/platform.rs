@@ -21,6 +21,7 @@ use workers::analytics::{AnalyticsWorker, AnalyticsWriter};
 use workers::email::{EmailLimits, EmailWorker};
 use workers::feedback::FeedbackWorker;
 use workers::testflight::TestflightWorker;
+use workers::webhooks::WebhookWorker;
 use workers::{Consumer, ConsumerConfig, ConsumerStats, Handler, OutboxRelay, RelayConfig};
 
 /// How often each worker process reports its counts (the monitor checks every 30 s).
@@ -82,7 +83,7 @@ pub enum Component {
 
 impl Component {
     /// The use cases that have a worker.
-    pub const WORKERS: [UseCase; 5] = UseCase::ALL;
+    pub const WORKERS: [UseCase; 6] = UseCase::ALL;
 
     /// Everything: API, console, relay and every worker.
     pub fn all() -> Vec<Component> {
@@ -217,6 +218,7 @@ impl Platform {
                 self.config.access_requests.support_email.clone(),
                 Some(format!("http://{}", self.config.console_addr)),
             )),
+            UseCase::Webhooks => Arc::new(WebhookWorker::new(backends.store.clone(), backends.objects.clone())),
             UseCase::Testflight => match self.beta_testers.clone() {
                 Some(testers) => Arc::new(
                     TestflightWorker::new(

@@ -132,6 +132,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/analytics/events", web::post().to(routes::analytics::create))
                 .route("/analytics/batches/{id}", web::get().to(routes::analytics::batch))
                 .route("/analytics/reconciliation", web::get().to(routes::analytics::reconciliation))
+                .route("/webhooks/events", web::get().to(routes::webhooks::events))
                 .route("/webhooks/{source}", web::post().to(routes::webhooks::receive)),
         )
         .default_service(web::to(routes::not_found));

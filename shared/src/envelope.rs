@@ -128,6 +128,17 @@ impl EventType {
         Ok(Self(Cow::Owned(value.to_owned())))
     }
 
+    /// `<source>.received`: what a verified inbound webhook from `source` becomes.
+    pub fn received_from(source: &crate::domain::webhooks::WebhookSource) -> Self {
+        // A source is one well-formed segment, so this is a well-formed type.
+        Self(Cow::Owned(format!("{source}.received")))
+    }
+
+    /// The source of a `<source>.received` type.
+    pub fn received_source(&self) -> Option<&str> {
+        self.as_str().strip_suffix(".received").filter(|source| !source.contains('.'))
+    }
+
     /// An event type known when the code is compiled (the platform's own, in
     /// `shared::events::types`); a malformed one fails the build.
     pub const fn known(value: &'static str) -> Self {

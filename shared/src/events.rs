@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::domain::access::TicketId;
 use crate::domain::analytics::AnalyticsEvent;
+use crate::domain::webhooks::WebhookSource;
 use crate::domain::{EmailAddress, FeedbackMessage, Rating, TenantName};
 use crate::envelope::{EventEnvelope, EventType, Service};
 use crate::ids::{AnalyticsBatchId, EmailId, FeedbackId, InvitationId, TenantId};
@@ -237,6 +238,29 @@ impl Decode for AccessRequestEvent {
     }
 }
 
+/// `<source>.received`: a verified inbound webhook, published by the adapters service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookReceived {
+    pub source: WebhookSource,
+    /// The provider's message id (`X-Webhook-Id`).
+    pub message_id: String,
+    /// The body the provider sent.
+    pub payload: Map<String, Value>,
+}
+
+impl Payload for WebhookReceived {
+    const SOURCE: Service = Service::Adapters;
+    const NAME: &'static str = "WebhookReceived";
+
+    fn event_type(&self) -> EventType {
+        EventType::received_from(&self.source)
+    }
+
+    fn carried_by(event_type: &EventType) -> bool {
+        event_type.received_source().is_some()
+    }
+}
+
 /// `testflight.invitation_requested`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestflightInvitationRequested {
@@ -397,6 +421,23 @@ mod wire_form {
         );
         assert_eq!(payload.event_type().as_str(), "testflight.invitation_requested");
         round_trip(&payload);
+    }
+
+    #[test]
+    fn webhook_received() {
+        let payload = WebhookReceived {
+            source: WebhookSource::parse("stripe").expect("source"),
+            message_id: "msg_1".into(),
+            payload: json!({"type": "invoice.paid"}).as_object().cloned().unwrap_or_default(),
+        };
+        assert_eq!(
+            data(payload.clone()),
+            json!({"source": "stripe", "message_id": "msg_1", "payload": {"type": "invoice.paid"}})
+        );
+        assert_eq!(payload.event_type().as_str(), "stripe.received");
+        round_trip(&payload);
+        assert!(!WebhookReceived::carried_by(&EventType::parse("stripe.invoice.received").expect("type")));
+        assert!(!WebhookReceived::carried_by(&EventType::parse("order.placed").expect("type")));
     }
 
     #[test]

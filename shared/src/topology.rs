@@ -48,11 +48,19 @@ pub enum UseCase {
     Analytics,
     Testflight,
     AccessRequests,
+    /// Inbound webhooks (`<source>.received`, from the adapters topic).
+    Webhooks,
 }
 
 impl UseCase {
-    pub const ALL: [UseCase; 5] =
-        [UseCase::Feedback, UseCase::Email, UseCase::Analytics, UseCase::Testflight, UseCase::AccessRequests];
+    pub const ALL: [UseCase; 6] = [
+        UseCase::Feedback,
+        UseCase::Email,
+        UseCase::Analytics,
+        UseCase::Testflight,
+        UseCase::AccessRequests,
+        UseCase::Webhooks,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -61,17 +69,28 @@ impl UseCase {
             UseCase::Analytics => "analytics",
             UseCase::Testflight => "testflight",
             UseCase::AccessRequests => "access-requests",
+            UseCase::Webhooks => "webhooks",
         }
     }
 
-    /// The event-type namespace this use case consumes (`feedback.` …).
-    pub fn event_namespace(self) -> &'static str {
+    /// The event-type namespace this use case consumes (`feedback.` …); none for
+    /// webhooks, whose types are named after their source (`stripe.received`).
+    pub fn event_namespace(self) -> Option<&'static str> {
         match self {
-            UseCase::Feedback => "feedback",
-            UseCase::Email => "email",
-            UseCase::Analytics => "analytics",
-            UseCase::Testflight => "testflight",
-            UseCase::AccessRequests => "access_request",
+            UseCase::Feedback => Some("feedback"),
+            UseCase::Email => Some("email"),
+            UseCase::Analytics => Some("analytics"),
+            UseCase::Testflight => Some("testflight"),
+            UseCase::AccessRequests => Some("access_request"),
+            UseCase::Webhooks => None,
+        }
+    }
+
+    /// What its queue's subscription lets through, on the `event_type` attribute.
+    fn filter(self) -> Value {
+        match self.event_namespace() {
+            Some(namespace) => json!({ "event_type": [{ "prefix": format!("{namespace}.") }] }),
+            None => json!({ "event_type": [{ "suffix": ".received" }] }),
         }
     }
 }
@@ -86,7 +105,9 @@ impl FromStr for UseCase {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         UseCase::ALL.into_iter().find(|u| u.as_str() == s).ok_or_else(|| {
-            format!("unknown use case `{s}` (expected feedback, email, analytics, testflight or access-requests)")
+            format!(
+                "unknown use case `{s}` (expected feedback, email, analytics, testflight, access-requests or webhooks)"
+            )
         })
     }
 }
@@ -94,7 +115,7 @@ impl FromStr for UseCase {
 /// The event-type namespaces the platform reserves for itself; tenants cannot publish
 /// these through `POST /v1/events`.
 pub fn reserved_namespaces() -> impl Iterator<Item = &'static str> {
-    UseCase::ALL.into_iter().map(UseCase::event_namespace)
+    UseCase::ALL.into_iter().filter_map(UseCase::event_namespace)
 }
 
 /// The deployment's instance name: the prefix of every resource (`acme-prod`).
@@ -173,6 +194,7 @@ fn queue_timings(use_case: UseCase, environment: Environment) -> (Duration, Dura
         UseCase::Analytics => (7, 2 * MINUTE, MINUTE),
         UseCase::Testflight => (14, 5 * MINUTE, 2 * MINUTE),
         UseCase::AccessRequests => (14, MINUTE, 30),
+        UseCase::Webhooks => (14, 2 * MINUTE, MINUTE),
     };
     match environment {
         Environment::Production => {
@@ -206,14 +228,18 @@ impl Topology {
             })
             .collect();
         // Every use case consumes its namespace from the core-api topic; access-request
-        // decisions come from the control plane's topic too.
-        let mut feeds: Vec<(Service, &QueueSpec)> = queues.iter().map(|q| (Service::CoreApi, q)).collect();
+        // decisions come from the control plane's topic too; webhooks come from the
+        // adapters topic alone.
+        let mut feeds: Vec<(Service, &QueueSpec)> = queues
+            .iter()
+            .map(|q| (if q.use_case == UseCase::Webhooks { Service::Adapters } else { Service::CoreApi }, q))
+            .collect();
         feeds.extend(
             queues.iter().filter(|q| q.use_case == UseCase::AccessRequests).map(|q| (Service::ControlPlane, q)),
         );
         let mut subscriptions = Vec::new();
         for (service, queue) in feeds {
-            let policy = json!({ "event_type": [{ "prefix": format!("{}.", queue.use_case.event_namespace()) }] });
+            let policy = queue.use_case.filter();
             subscriptions.push(SubscriptionSpec {
                 topic: topic_name(service),
                 queue: queue.name.clone(),
@@ -284,6 +310,19 @@ mod tests {
             assert_eq!(s.dlq_retention, Duration::from_secs(7 * DAY));
             assert!(s.visibility_timeout < p.visibility_timeout, "{use_case}");
         }
+    }
+
+    #[test]
+    fn inbound_webhooks_reach_their_own_queue_from_the_adapters_topic() {
+        let topology = production();
+        let webhooks: Vec<_> = topology.subscriptions.iter().filter(|s| s.queue == "acme-webhooks.fifo").collect();
+        assert_eq!(webhooks.len(), 1);
+        assert_eq!(webhooks[0].topic, "acme-adapters.fifo");
+        let attrs = |t: &str| [("event_type".to_owned(), t.to_owned())].into_iter().collect();
+        assert!(webhooks[0].filter_policy.matches_message(&attrs("stripe.received"), "{}"));
+        assert!(!webhooks[0].filter_policy.matches_message(&attrs("stripe.invoice_paid"), "{}"));
+        assert!(!reserved_namespaces().any(|ns| ns == "webhooks"), "no namespace is taken from tenants");
+        assert_eq!(topology.queue(UseCase::Webhooks).dlq_name, "acme-webhooks-dlq.fifo");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The `switchyard` binary, driven as a user would: `pattern test`, `tenant create`,
 //! `key create` and `dev` (first start, the feedback flow, Ctrl-C).
 
-use shared::testkit::eventually;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+
+use shared::testkit::eventually;
 
 fn switchyard(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
@@ -25,6 +26,13 @@ fn run(command: &mut Command) -> Output {
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// `POST /v1/feedback` with `body`; the answer's JSON.
+async fn post_feedback(client: &reqwest::Client, api_url: &str, key: &str, body: &Value) -> Value {
+    let response =
+        client.post(format!("{api_url}/v1/feedback")).bearer_auth(key).json(body).send().await.expect("post");
+    response.json().await.expect("json")
 }
 
 /// Polls `GET /v1/feedback/{id}` until it is completed (10 s at most) and returns it.
@@ -121,16 +129,8 @@ async fn dev_runs_the_feedback_flow_and_stops_cleanly_on_ctrl_c() {
     let key = credentials["api_key"].as_str().expect("key");
 
     let client = reqwest::Client::new();
-    let accepted: Value = client
-        .post(format!("{api_url}/v1/feedback"))
-        .bearer_auth(key)
-        .json(&json!({"rating": 5, "message": "Hello from the CLI test"}))
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
+    let accepted =
+        post_feedback(&client, api_url, key, &json!({"rating": 5, "message": "Hello from the CLI test"})).await;
     let id = accepted["id"].as_str().expect("id");
     let completed = wait_until_completed(&client, api_url, key, id).await;
     let object = data_dir.join("objects").join(completed["result_key"].as_str().expect("key"));
@@ -402,16 +402,7 @@ async fn dev_keeps_its_state_under_the_data_dir_of_the_config_file() {
         let (api_url, key) =
             (credentials["api_url"].as_str().expect("url"), credentials["api_key"].as_str().expect("key"));
         let client = reqwest::Client::new();
-        let accepted: Value = client
-            .post(format!("{api_url}/v1/feedback"))
-            .bearer_auth(key)
-            .json(&json!({"message": "Where do my files go?"}))
-            .send()
-            .await
-            .expect("post")
-            .json()
-            .await
-            .expect("json");
+        let accepted = post_feedback(&client, api_url, key, &json!({"message": "Where do my files go?"})).await;
         wait_until_completed(&client, api_url, key, accepted["id"].as_str().expect("id")).await;
         let tickets = capture_dir.cloned().unwrap_or_else(|| from_file.join("captures")).join("tickets.jsonl");
         assert!(tickets.is_file(), "the captured ticket is at {}", tickets.display());

@@ -196,7 +196,7 @@ fn read_event<E: Decode>(message: &ReceivedMessage) -> Result<Option<(EventEnvel
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
-    pub queue: String,
+    pub queue: QueueName,
     /// Message groups handled at once.
     pub concurrency: usize,
     /// Long-poll wait per receive.
@@ -225,7 +225,7 @@ pub const DEFAULT_OUTAGE_GRACE: Duration = Duration::from_secs(60 * 60);
 impl ConsumerConfig {
     pub fn new(queue: impl Into<String>) -> Self {
         Self {
-            queue: queue.into(),
+            queue: QueueName::new(queue),
             concurrency: 8,
             wait: Duration::from_secs(20),
             base_backoff: Duration::from_secs(1),
@@ -398,7 +398,7 @@ impl Consumer {
     }
 
     fn queue(&self) -> &str {
-        &self.config.queue
+        self.config.queue.as_str()
     }
 
     fn backoff(&self, failures: u32) -> Duration {
@@ -411,7 +411,7 @@ impl Consumer {
         let Ok(tenant) = TenantId::parse(&message.group_id) else { return };
         let record = DeadLetterRecord {
             tenant,
-            queue: QueueName::new(self.config.queue.clone()),
+            queue: self.config.queue.clone(),
             message_id: MessageId::new(message.message_id.clone()),
             dedup_id: DedupId::new(message.dedup_id.clone()),
             event_type: message.attributes.get("event_type").and_then(|t| EventType::parse(t).ok()),
@@ -432,7 +432,7 @@ impl Consumer {
                 self.queue()
             ),
             fields: vec![
-                ("queue".into(), self.config.queue.clone()),
+                ("queue".into(), self.config.queue.to_string()),
                 ("for".into(), format!("{} s", since.elapsed().as_secs())),
             ],
             colour: 0xE6_7E_22,

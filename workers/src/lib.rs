@@ -13,6 +13,7 @@ pub mod email;
 pub mod feedback;
 pub mod relay;
 pub mod testflight;
+pub mod webhooks;
 
 pub use consumer::{Consumer, ConsumerConfig, ConsumerStats, EventHandler, Handler, HandlerError};
 pub use relay::{OutboxRelay, RelayConfig};

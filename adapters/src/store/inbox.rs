@@ -5,11 +5,12 @@ use sqlx::{Any, Transaction};
 
 use shared::domain::analytics::StagedAnalytics;
 use shared::domain::testflight::InvitationOutcome;
+use shared::domain::webhooks::ReceivedWebhook;
 use shared::domain::{EmailOutcome, FeedbackStatus, NewEmail};
 use shared::ports::{ConsumerName, EffectTx, Inbox, StoreError};
 use shared::{EmailId, EventEnvelope, EventId, FeedbackId, InvitationId, TenantId, Timestamp};
 
-use super::{analytics, append, db, emails, testflight, update_owned, SqlStore};
+use super::{analytics, append, db, emails, testflight, update_owned, webhooks, SqlStore};
 
 #[async_trait]
 impl Inbox for SqlStore {
@@ -116,6 +117,10 @@ impl EffectTx for SqlEffectTx {
         emails::insert_emails(&mut self.tx, tenant, emails).await?;
         self.wrote_outbox |= !emails.is_empty();
         Ok(())
+    }
+
+    async fn record_webhook(&mut self, tenant: TenantId, webhook: &ReceivedWebhook) -> Result<(), StoreError> {
+        webhooks::record(&mut self.tx, tenant, webhook).await
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

@@ -60,6 +60,11 @@ macro_rules! migrations_in {
                 name: "dead_letters",
                 sql: include_str!(concat!("../../../migrations/", $dir, "/0009_dead_letters.sql")),
             },
+            Migration {
+                version: 10,
+                name: "webhook_events",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0010_webhook_events.sql")),
+            },
         ]
     };
 }

@@ -57,7 +57,11 @@ async fn topology_plan_apply_check() {
 
     let planned = aws::provision::plan(&config, &topology).await.expect("plan");
     assert_eq!(planned.iter().filter(|c| matches!(c, aws::provision::Change::CreateTopic { .. })).count(), 3);
-    assert_eq!(planned.iter().filter(|c| matches!(c, aws::provision::Change::CreateQueue { .. })).count(), 10);
+    assert_eq!(
+        planned.iter().filter(|c| matches!(c, aws::provision::Change::CreateQueue { .. })).count(),
+        12,
+        "six queues and their DLQs"
+    );
     let applied = aws::provision::apply(&config, &topology).await.expect("apply");
     assert_eq!(applied, planned, "apply does what plan said");
     assert!(aws::provision::plan(&config, &topology).await.expect("plan").is_empty(), "nothing left to do");

@@ -11,16 +11,18 @@ use std::time::Duration;
 use actix_web::{web, HttpRequest, HttpResponse};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::Sha256;
 
 use shared::config::Secret;
+use shared::domain::webhooks::WebhookSource;
+use shared::events::{Payload, WebhookReceived};
 use shared::ports::Appended;
-use shared::topology::reserved_namespaces;
-use shared::{EventEnvelope, EventType, Service, TenantId, Timestamp};
+use shared::{TenantId, Timestamp};
 
 use crate::body::json_object_and_bytes;
 use crate::problem::{ApiError, FieldError};
+use crate::request::Caller;
 use crate::ApiState;
 
 pub const SIGNATURE_HEADER: &str = "X-Switchyard-Signature";
@@ -78,13 +80,6 @@ fn verify(secret: &str, header: &str, body: &[u8], now: Timestamp) -> Result<(),
     }
 }
 
-fn valid_source(source: &str) -> bool {
-    source.len() <= 32
-        && source.starts_with(|c: char| c.is_ascii_lowercase())
-        && source.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !reserved_namespaces().any(|ns| ns == source)
-}
-
 pub(crate) async fn receive(
     request: HttpRequest,
     path: web::Path<String>,
@@ -93,12 +88,9 @@ pub(crate) async fn receive(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let (body, raw) = json_object_and_bytes(&request, payload).await?;
-    let source = path.into_inner();
-    if !valid_source(&source) {
-        return Err(REFUSED);
-    }
+    let source = WebhookSource::parse(&path).map_err(|_| REFUSED)?;
     let tenant = target.tenant.as_deref().and_then(|t| TenantId::parse(t).ok()).ok_or(REFUSED)?;
-    let secret = state.webhooks.webhook_secret(tenant, &source).await?.ok_or(REFUSED)?;
+    let secret = state.webhooks.webhook_secret(tenant, source.as_str()).await?.ok_or(REFUSED)?;
     let signature = request.headers().get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).ok_or(REFUSED)?.to_owned();
     verify(secret.expose(), &signature, &raw, Timestamp::now())?;
     let message_id = request
@@ -110,11 +102,9 @@ pub(crate) async fn receive(
             ApiError::Validation(vec![FieldError::new(MESSAGE_ID_HEADER, "is required: the provider's message id")])
         })?
         .to_owned();
-    let event_type = EventType::parse(&format!("{source}.received")).map_err(|_| REFUSED)?;
-    let data = json!({"source": source, "message_id": message_id, "payload": Value::Object(body)});
-    let mut envelope =
-        EventEnvelope::new(tenant, Service::Adapters, event_type, data.as_object().cloned().unwrap_or_default());
-    envelope.idempotency_key = Some(format!("{KEY_PREFIX}{source}:{message_id}"));
+    let key = format!("{KEY_PREFIX}{source}:{message_id}");
+    let mut envelope = WebhookReceived { source, message_id, payload: body }.into_envelope(tenant);
+    envelope.idempotency_key = Some(key);
     crate::publishable(&envelope)?;
     match state.events.append_event(tenant, &envelope).await? {
         Appended::Created => Ok(HttpResponse::Accepted().json(json!({"event_id": envelope.id}))),
@@ -146,10 +136,50 @@ mod tests {
 
     #[test]
     fn sources_are_plain_names_outside_the_platform_namespaces() {
-        assert!(valid_source("stripe"));
-        assert!(valid_source("app_store"));
+        assert!(WebhookSource::parse("stripe").is_ok());
+        assert!(WebhookSource::parse("app_store").is_ok());
         for bad in ["", "Stripe", "1x", "a-b", "feedback", "email", &"a".repeat(33)] {
-            assert!(!valid_source(bad), "{bad}");
+            assert!(WebhookSource::parse(bad).is_err(), "{bad}");
         }
     }
+}
+
+/// The query of `GET /v1/webhooks/events`.
+#[derive(Deserialize)]
+pub(crate) struct Page {
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+/// The most events one page holds (and the default).
+pub const MAX_PAGE: u32 = 100;
+
+/// `GET /v1/webhooks/events?limit=&after=`: the tenant's received webhooks, oldest
+/// first; `next` is the `after` of the next page (absent on the last).
+pub(crate) async fn events(
+    caller: Caller,
+    page: web::Query<Page>,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    let mut errors = Vec::new();
+    let limit = page.limit.unwrap_or(MAX_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        errors.push(FieldError::new("limit", format!("must be 1 to {MAX_PAGE}")));
+    }
+    let after = match page.after.as_deref().map(str::parse::<i64>) {
+        None => None,
+        Some(Ok(cursor)) if cursor > 0 => Some(cursor),
+        Some(_) => {
+            errors.push(FieldError::new("after", "must be the `next` of an earlier page"));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let found = state.webhooks.webhook_events(caller.tenant, after, limit).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "events": found.events,
+        "next": found.next.map(|cursor| cursor.to_string()),
+    })))
 }

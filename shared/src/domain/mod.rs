@@ -3,6 +3,7 @@
 pub mod access;
 pub mod analytics;
 pub mod testflight;
+pub mod webhooks;
 
 use std::fmt;
 

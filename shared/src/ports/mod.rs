@@ -13,7 +13,7 @@ pub use object_store::{ObjectStore, ObjectStoreError};
 pub use store::{
     AccessRequestStore, AnalyticsStore, Appended, ConsumerName, DeadLetterRecord, DedupId, EffectTx, EmailStore,
     EventLog, FeedbackStore, Inbox, InvitationStore, MessageId, Outbox, OutboxEntry, QueueName, Readiness, SendStart,
-    StoreBackend, StoreError, TenantDirectory, WebhookStore, WorkerHealth, WorkerReport,
+    StoreBackend, StoreError, TenantDirectory, WebhookPage, WebhookStore, WorkerHealth, WorkerReport,
 };
 pub use transport::{
     check_batch, with_dead_letter_reason, DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions,

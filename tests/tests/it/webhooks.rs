@@ -1,8 +1,11 @@
 //! Inbound webhooks: HMAC-signed per tenant and source, stale timestamps refused,
 //! provider retries deduplicated by message id.
 
-use serde_json::json;
+use std::time::Duration;
 
+use serde_json::{json, Value};
+
+use shared::testkit::eventually;
 use shared::Timestamp;
 
 use crate::helpers::{json, spawn_app, store, Engine, TestApp};
@@ -144,4 +147,63 @@ async fn an_idempotency_key_reused_with_another_body_is_refused() {
     assert_eq!(other.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/problem+json"));
     let problem = json(other).await;
     assert!(problem["detail"].as_str().expect("detail").contains("different request"), "{problem}");
+}
+
+/// Each verified webhook is recorded once by the webhooks worker — its payload as an
+/// object under `webhooks/tenant=…/…/<event id>.json` — and the tenant, and only the
+/// tenant, lists it at `GET /v1/webhooks/events`, a page at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn received_webhooks_are_recorded_once_and_listed_by_their_tenant() {
+    let app = spawn_app(Engine::Embedded).await;
+    let secret = shared::config::Secret::new("whsec_acme");
+    store(&app).set_webhook_secret(app.acme.id, "stripe", &secret).await.expect("secret");
+    let acme = app.acme.id.to_string();
+    let mut event_ids = Vec::new();
+    for n in 0..3 {
+        let body = json!({"id": format!("evt_stripe_{n}"), "type": "invoice.paid"}).to_string();
+        let id = format!("msg-{n}");
+        let accepted = post(&app, "stripe", &acme, &body, Some(signed("whsec_acme", &body, 0)), Some(&id)).await;
+        assert_eq!(accepted.status(), 202);
+        event_ids.push(json(accepted).await["event_id"].as_str().expect("event id").to_owned());
+        // The provider retries: still one event, one record.
+        let retried = post(&app, "stripe", &acme, &body, Some(signed("whsec_acme", &body, 0)), Some(&id)).await;
+        assert_eq!(retried.status(), 200);
+    }
+
+    let listed = eventually(Duration::from_secs(10), "the worker records the three webhooks", || async {
+        let page = json(app.get("/v1/webhooks/events", &app.acme.key).await).await;
+        if page["events"].as_array().is_some_and(|events| events.len() == 3) {
+            Ok(page)
+        } else {
+            Err(page)
+        }
+    })
+    .await;
+    let events = listed["events"].as_array().expect("events");
+    let ids: Vec<&str> = events.iter().map(|e| e["event_id"].as_str().expect("id")).collect();
+    assert_eq!(ids, event_ids, "once each, oldest first");
+    assert_eq!(listed["next"], Value::Null, "one page holds them");
+    assert_eq!((events[0]["source"].as_str(), events[0]["message_id"].as_str()), (Some("stripe"), Some("msg-0")));
+    let key = events[0]["result_key"].as_str().expect("key");
+    assert!(key.starts_with(&format!("webhooks/tenant={acme}/year=")), "{key}");
+    assert!(key.ends_with(&format!("/{}.json", event_ids[0])), "{key}");
+    let stored = app.backends.objects.get(&shared::ObjectKey::parse(key).expect("key")).await.expect("get");
+    let object: Value = serde_json::from_slice(&stored.expect("the result object")).expect("json");
+    assert_eq!(object["payload"], json!({"id": "evt_stripe_0", "type": "invoice.paid"}));
+
+    let first = json(app.get("/v1/webhooks/events?limit=2", &app.acme.key).await).await;
+    assert_eq!(first["events"].as_array().map(Vec::len), Some(2));
+    let next = first["next"].as_str().expect("a next page");
+    let second = json(app.get(&format!("/v1/webhooks/events?limit=2&after={next}"), &app.acme.key).await).await;
+    assert_eq!(second["events"][0]["event_id"].as_str(), Some(event_ids[2].as_str()));
+    assert_eq!(second["next"], Value::Null);
+
+    let theirs = json(app.get("/v1/webhooks/events", &app.globex.key).await).await;
+    assert_eq!(theirs["events"], json!([]), "another tenant sees none of them");
+    for query in ["limit=0", "limit=101", "after=soon", "after=-1"] {
+        let refused = app.get(&format!("/v1/webhooks/events?{query}"), &app.acme.key).await;
+        assert_eq!(refused.status(), 400, "{query}");
+    }
+    assert_eq!(app.client.get(format!("{}/v1/webhooks/events", app.api_url)).send().await.expect("get").status(), 401);
+    app.stop().await.expect("clean stop");
 }

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use shared::ports::providers::ProviderError;
 use shared::ports::{ObjectStoreError, ReceiveOptions, ReceivedMessage, StoreError, Transport, TransportError};
+use shared::testkit::eventually;
 use shared::testkit::transport::message;
 use shared::topology::{Environment, InstanceName, Topology, UseCase};
 use shared::Service;
@@ -312,11 +313,14 @@ async fn a_dead_consumers_message_is_retried_within_one_lease() {
     let doomed =
         Consumer::new(env.embedded.clone(), hangs.clone(), ConsumerConfig { lease, ..quick_config(queue.clone(), 4) });
     let task = tokio::spawn(doomed.run(tokio_util::sync::CancellationToken::new()));
-    let started = tokio::time::Instant::now();
-    while hangs.calls.load(Ordering::SeqCst) == 0 {
-        assert!(started.elapsed() < Duration::from_secs(5), "the doomed consumer got the message");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(5), "the doomed consumer gets the message", || async {
+        if hangs.calls.load(Ordering::SeqCst) == 0 {
+            Err("no call yet")
+        } else {
+            Ok(())
+        }
+    })
+    .await;
     task.abort(); // no heartbeat, no ack: as after kill -9
     let killed = tokio::time::Instant::now();
     let handler = Arc::new(Recorder::default());
@@ -407,9 +411,14 @@ async fn shutdown_gives_a_waiting_group_back_to_the_queue() {
     let consumer = Consumer::new(env.embedded.clone(), handler.clone(), config);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(consumer.run(shutdown.clone()));
-    while handler.runs("flaky") == 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(5), "the flaky message's first run", || async {
+        if handler.runs("flaky") == 0 {
+            Err("not run yet")
+        } else {
+            Ok(())
+        }
+    })
+    .await;
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), running).await.expect("no waiting out a 60 s backoff").expect("join");
     let stats = env.embedded.stats(&env.queue(UseCase::Feedback)).await.expect("stats");
@@ -453,11 +462,15 @@ async fn ten_groups_cost_one_receive_and_few_deletes_while_concurrency_holds() {
     let consumer = Consumer::new(transport.clone(), handler.clone(), quick_config(env.queue(UseCase::Feedback), 2));
     let shutdown = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(consumer.run(shutdown.clone()));
-    let started = tokio::time::Instant::now();
-    while handler.handled().len() < 10 {
-        assert!(started.elapsed() < Duration::from_secs(10), "handled {:?}", handler.handled());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(10), "ten messages handled", || async {
+        let handled = handler.handled();
+        if handled.len() >= 10 {
+            Ok(())
+        } else {
+            Err(handled)
+        }
+    })
+    .await;
     shutdown.cancel();
     running.await.expect("join");
     assert_eq!(handler.max_in_flight.load(Ordering::SeqCst), 2, "two groups at a time, the rest held");

@@ -9,3 +9,4 @@ mod feedback;
 mod helpers;
 mod relay;
 mod testflight;
+mod webhooks;

@@ -8,8 +8,7 @@ use serde_json::json;
 
 use adapters::object_store::FilesystemObjectStore;
 use shared::config::Plans;
-use shared::domain::testflight::{InvitationStatus, NewInvitation};
-use shared::domain::EmailAddress;
+use shared::domain::testflight::InvitationStatus;
 use shared::events::types::TESTFLIGHT_INVITATION_REQUESTED;
 use shared::limits::{self, TenantRates};
 use shared::ports::providers::{BetaInvite, BetaInviteReceipt, BetaTesters, ProviderError};
@@ -68,13 +67,7 @@ fn worker(env: &Env, testers: Arc<ScriptedTesters>, per_hour: u32) -> Testflight
 }
 
 async fn submit(env: &Env, tenant: TenantId) -> (InvitationId, EventEnvelope) {
-    let invitation = NewInvitation {
-        id: InvitationId::new(),
-        email: EmailAddress::parse("tess@example.com").expect("email"),
-        first_name: "Tess".into(),
-        last_name: "Ter".into(),
-        group_id: "group-1".into(),
-    };
+    let invitation = shared::testkit::store::new_invitation();
     let data = json!({"invitation_id": invitation.id, "email": "tess@example.com", "first_name": "Tess",
                       "last_name": "Ter", "beta_group_id": "group-1"});
     let envelope = EventEnvelope::new(

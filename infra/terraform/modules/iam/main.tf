@@ -10,6 +10,7 @@ locals {
     "analytics"       = "analytics"
     "testflight"      = "testflight"
     "access-requests" = "access-requests"
+    "webhooks"        = "webhooks"
   }
   all_queue_arns = concat(values(var.queue_arns), values(var.dlq_arns))
   topology_read = [

@@ -70,6 +70,14 @@ locals {
           max_receive_count          = 3
           dlq_retention_seconds      = 1209600
         }
+        "webhooks" = {
+          name                       = "${var.instance}-webhooks.fifo"
+          dlq_name                   = "${var.instance}-webhooks-dlq.fifo"
+          retention_seconds          = 1209600
+          visibility_timeout_seconds = 120
+          max_receive_count          = 3
+          dlq_retention_seconds      = 1209600
+        }
       }
     }
     staging = {
@@ -114,6 +122,14 @@ locals {
           max_receive_count          = 3
           dlq_retention_seconds      = 604800
         }
+        "webhooks" = {
+          name                       = "${var.instance}-webhooks.fifo"
+          dlq_name                   = "${var.instance}-webhooks-dlq.fifo"
+          retention_seconds          = 604800
+          visibility_timeout_seconds = 60
+          max_receive_count          = 3
+          dlq_retention_seconds      = 604800
+        }
       }
     }
   }
@@ -152,6 +168,13 @@ locals {
       queue         = "access-requests"
       raw_delivery  = true
       filter_policy = "{\"event_type\":[{\"prefix\":\"access_request.\"}]}"
+    },
+    {
+      key           = "adapters/webhooks"
+      topic         = "adapters"
+      queue         = "webhooks"
+      raw_delivery  = true
+      filter_policy = "{\"event_type\":[{\"suffix\":\".received\"}]}"
     },
     {
       key           = "control-plane/access-requests"

@@ -35,66 +35,44 @@ pub struct DeadLetterRecord {
     pub recorded_at: Timestamp,
 }
 
-/// A queue's name (`acme-feedback.fifo`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct QueueName(String);
+/// A newtype over a `String` that names one thing, with `new`, `as_str` and `Display`.
+macro_rules! text_newtype {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
 
-impl QueueName {
-    pub fn new(name: impl Into<String>) -> Self {
-        Self(name.into())
-    }
+        impl $name {
+            pub fn new(text: impl Into<String>) -> Self {
+                Self(text.into())
+            }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl std::fmt::Display for QueueName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A message's dedup id (FIFO queues drop a second message with the same one within
-/// five minutes); the relay uses the event id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DedupId(String);
-
-impl DedupId {
-    pub fn new(id: impl Into<String>) -> Self {
-        Self(id.into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for DedupId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The transport's id of one received message.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct MessageId(String);
-
-impl MessageId {
-    pub fn new(id: impl Into<String>) -> Self {
-        Self(id.into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for MessageId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(
+    /// A queue's name (`acme-feedback.fifo`).
+    QueueName
+);
+text_newtype!(
+    /// A message's dedup id (FIFO queues drop a second message with the same one within
+    /// five minutes); the relay uses the event id.
+    DedupId
+);
+text_newtype!(
+    /// The transport's id of one received message.
+    MessageId
+);
 
 /// Operator-level (monitors and the control plane).
 #[async_trait]

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use super::StoreError;
 use crate::domain::analytics::StagedAnalytics;
 use crate::domain::testflight::InvitationOutcome;
+use crate::domain::webhooks::ReceivedWebhook;
 use crate::domain::{EmailOutcome, FeedbackStatus, NewEmail};
 use crate::envelope::EventEnvelope;
 use crate::ids::{EmailId, EventId, FeedbackId, InvitationId, TenantId};
@@ -79,5 +80,7 @@ pub trait EffectTx: Send {
         id: EmailId,
         outcome: &EmailOutcome,
     ) -> Result<(), StoreError>;
+    /// Records a received webhook (its payload is in the object `webhook.result_key`).
+    async fn record_webhook(&mut self, tenant: TenantId, webhook: &ReceivedWebhook) -> Result<(), StoreError>;
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

@@ -40,7 +40,7 @@ pub use inbox::{ConsumerName, EffectTx, Inbox};
 pub use invitations::InvitationStore;
 pub use outbox::{Outbox, OutboxEntry};
 pub use tenants::TenantDirectory;
-pub use webhooks::WebhookStore;
+pub use webhooks::{WebhookPage, WebhookStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -84,36 +84,29 @@ pub trait Readiness: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Every store port, implemented by one backend. Wiring code and tests hold this; a
-/// component is handed only the ports it uses.
-pub trait StoreBackend:
-    Readiness
-    + TenantDirectory
-    + WebhookStore
-    + EventLog
-    + Outbox
-    + Inbox
-    + FeedbackStore
-    + EmailStore
-    + AnalyticsStore
-    + AccessRequestStore
-    + InvitationStore
-    + WorkerHealth
-{
+/// Declares [`StoreBackend`] over `$port`s, with the impl for every type that
+/// implements them all, so the list of ports is written once.
+macro_rules! store_backend {
+    ($($port:ident),+ $(,)?) => {
+        /// Every store port, implemented by one backend. Wiring code and tests hold
+        /// this; a component is handed only the ports it uses.
+        pub trait StoreBackend: $($port +)+ {}
+
+        impl<T> StoreBackend for T where T: $($port +)+ {}
+    };
 }
 
-impl<T> StoreBackend for T where
-    T: Readiness
-        + TenantDirectory
-        + WebhookStore
-        + EventLog
-        + Outbox
-        + Inbox
-        + FeedbackStore
-        + EmailStore
-        + AnalyticsStore
-        + AccessRequestStore
-        + InvitationStore
-        + WorkerHealth
-{
-}
+store_backend!(
+    Readiness,
+    TenantDirectory,
+    WebhookStore,
+    EventLog,
+    Outbox,
+    Inbox,
+    FeedbackStore,
+    EmailStore,
+    AnalyticsStore,
+    AccessRequestStore,
+    InvitationStore,
+    WorkerHealth,
+);

@@ -3,23 +3,15 @@
 use std::sync::Arc;
 
 use super::{event, tenant};
-use crate::domain::EmailAddress;
 use crate::ports::{StoreBackend, StoreError};
 
 /// Invitations are tenant-scoped and record their outcome with the inbox row.
 pub async fn tenant_scoped_with_outcome(store: Arc<dyn StoreBackend>) {
-    use crate::domain::testflight::{InvitationOutcome, InvitationStatus, NewInvitation};
-    use crate::ids::InvitationId;
+    use crate::domain::testflight::{InvitationOutcome, InvitationStatus};
 
     let acme = tenant(store.as_ref(), "Acme").await;
     let globex = tenant(store.as_ref(), "Globex").await;
-    let invitation = NewInvitation {
-        id: InvitationId::new(),
-        email: EmailAddress::parse("tess@example.com").expect("email"),
-        first_name: "Tess".into(),
-        last_name: "Ter".into(),
-        group_id: "group-1".into(),
-    };
+    let invitation = super::new_invitation();
     let requested = event(acme.id, "testflight.invitation_requested");
     store.submit_invitation(acme.id, &invitation, &requested).await.expect("submit");
     assert_eq!(store.outbox_backlog().await.expect("backlog"), 1);

@@ -36,7 +36,7 @@ macro_rules! store_conformance {
     ($open:path) => {
         $crate::store_conformance!(@ports $open;
             tenants { directory, api_keys, settings, concurrent_setting_changes_all_land }
-            webhooks { secrets_per_tenant_and_source }
+            webhooks { secrets_per_tenant_and_source, received_webhooks_are_listed_per_tenant_in_pages }
             events {
                 idempotent_append, concurrent_appends_with_one_key, a_failing_append_spares_its_neighbours,
                 another_tenants_envelope_is_refused
@@ -88,6 +88,17 @@ pub fn envelope(tenant: TenantId, event_type: &str, key: Option<&str>) -> EventE
 /// An event of `tenant` with no data.
 pub fn event(tenant: TenantId, event_type: &str) -> EventEnvelope {
     EventEnvelope::new(tenant, Service::CoreApi, EventType::parse(event_type).expect("type"), Map::new())
+}
+
+/// An invitation of Tess Ter (`tess@example.com`) to `group-1`.
+pub fn new_invitation() -> crate::domain::testflight::NewInvitation {
+    crate::domain::testflight::NewInvitation {
+        id: crate::ids::InvitationId::new(),
+        email: EmailAddress::parse("tess@example.com").expect("email"),
+        first_name: "Tess".into(),
+        last_name: "Ter".into(),
+        group_id: "group-1".into(),
+    }
 }
 
 pub fn new_feedback() -> NewFeedback {
