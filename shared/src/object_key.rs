@@ -41,6 +41,13 @@ impl ObjectKey {
         ))
     }
 
+    /// A worker's result object for `event`:
+    /// `<prefix>/tenant=<its tenant>/…/hour=HH/<event id>.json`, from the event's own
+    /// time, so a redelivery writes the same key.
+    pub fn of_event(prefix: &str, event: &crate::EventEnvelope) -> Result<Self, ObjectKeyError> {
+        Self::partitioned(prefix, event.tenant_id, event.occurred_at, &format!("{}.json", event.id))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -128,8 +128,7 @@ impl EmailWorker {
     }
 
     fn record_key(envelope: &EventEnvelope) -> Result<ObjectKey, HandlerError> {
-        ObjectKey::partitioned("email", envelope.tenant_id, envelope.occurred_at, &format!("{}.json", envelope.id))
-            .map_err(HandlerError::permanent)
+        ObjectKey::of_event("email", envelope).map_err(HandlerError::permanent)
     }
 
     /// Records the outcome with the inbox row first, so that once the provider has

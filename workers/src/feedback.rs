@@ -73,8 +73,7 @@ impl FeedbackWorker {
     /// `feedback/tenant=<id>/year=…/month=…/day=…/hour=…/<event id>.json`, from the
     /// event's own time, so a redelivery writes the same key.
     pub fn result_key(envelope: &EventEnvelope) -> Result<ObjectKey, HandlerError> {
-        ObjectKey::partitioned("feedback", envelope.tenant_id, envelope.occurred_at, &format!("{}.json", envelope.id))
-            .map_err(HandlerError::permanent)
+        ObjectKey::of_event("feedback", envelope).map_err(HandlerError::permanent)
     }
 }
 

@@ -64,8 +64,7 @@ impl TestflightWorker {
         mut outcome: InvitationOutcome,
     ) -> Result<(), HandlerError> {
         let tenant = envelope.tenant_id;
-        let key = ObjectKey::partitioned("testflight", tenant, envelope.occurred_at, &format!("{}.json", envelope.id))
-            .map_err(HandlerError::permanent)?;
+        let key = ObjectKey::of_event("testflight", envelope).map_err(HandlerError::permanent)?;
         let record = json!({
             "event_id": envelope.id,
             "tenant_id": tenant,

@@ -30,8 +30,7 @@ impl WebhookWorker {
     /// `webhooks/tenant=<id>/year=…/month=…/day=…/hour=…/<event id>.json`, from the
     /// event's own time, so a redelivery writes the same key.
     pub fn result_key(envelope: &EventEnvelope) -> Result<ObjectKey, HandlerError> {
-        ObjectKey::partitioned("webhooks", envelope.tenant_id, envelope.occurred_at, &format!("{}.json", envelope.id))
-            .map_err(HandlerError::permanent)
+        ObjectKey::of_event("webhooks", envelope).map_err(HandlerError::permanent)
     }
 }
 
