@@ -17,10 +17,10 @@ use switchyard::platform::{Component, Platform};
 
 use crate::stats::{ms, summarize};
 
-type Completions = Arc<Mutex<HashMap<String, Instant>>>;
+pub(crate) type Completions = Arc<Mutex<HashMap<String, Instant>>>;
 
 /// Records when the feedback worker logs "feedback completed" (right after its commit).
-struct CompletionRecorder(Completions);
+pub(crate) struct CompletionRecorder(pub(crate) Completions);
 
 #[derive(Default)]
 struct CompletionVisitor {

@@ -4,6 +4,8 @@
 //!   next to pgbench running the outbox's single-row INSERT at N clients.
 //! - `e2e`: feedback end to end (202 → status completed) on the embedded engine at a
 //!   steady request rate (p50, p99).
+//! - `drain`: how fast the relay and the feedback worker drain a stored backlog, by
+//!   its size (5,000 next to 50,000).
 //! - `aws-calls`: AWS API calls per operation for feedback end to end on an
 //!   AWS-compatible server, next to a naive one-call-per-message-per-step flow, and
 //!   the relay's added latency.
@@ -12,6 +14,7 @@
 
 mod api;
 mod aws_calls;
+mod drain;
 mod e2e;
 mod stats;
 
@@ -43,6 +46,15 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         rate: u64,
     },
+    /// How fast a stored backlog of feedback drains, by its size.
+    Drain {
+        /// Backlog sizes, smallest first; the ratio compares the last with the first.
+        #[arg(long, value_delimiter = ',', default_values_t = [5_000, 50_000])]
+        backlogs: Vec<usize>,
+        /// Each run stops here if it has not drained.
+        #[arg(long, default_value_t = 180)]
+        limit_seconds: u64,
+    },
     /// End-to-end feedback latency on the embedded engine at a steady rate.
     E2e {
         #[arg(long, default_value_t = 200)]
@@ -58,6 +70,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Api { connections, seconds } => runtime.block_on(api::run(connections, seconds)),
         Command::E2e { rate, seconds } => runtime.block_on(e2e::run(rate, seconds)),
+        Command::Drain { backlogs, limit_seconds } => runtime.block_on(drain::run(&backlogs, limit_seconds)),
         Command::AwsCalls { events, tenants, rate } => runtime.block_on(aws_calls::run(events, tenants, rate)),
     }
 }
