@@ -89,6 +89,8 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_queue ON messages (queue, seq);
 CREATE INDEX IF NOT EXISTS messages_in_flight ON messages (queue, visible_at) WHERE receipt IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_receipt ON messages (receipt);
+-- The retention clean-up runs on every receive: without this it scans the queue.
+CREATE INDEX IF NOT EXISTS messages_sent ON messages (queue, sent_at);
 CREATE TABLE IF NOT EXISTS dedup (
     scope TEXT NOT NULL,
     dedup_id TEXT NOT NULL,
