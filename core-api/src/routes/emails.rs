@@ -77,7 +77,7 @@ impl FromBody for EmailRequest {
         let variables = fields.optional_object("variables");
         match (&template_id, text.is_some() || html.is_some()) {
             (Some(_), true) => fields.error("template_id", "give a template or text/html, not both"),
-            (None, false) if !(fields.has("text") || fields.has("html")) => {
+            (None, false) if fields.value("text").is_none() && fields.value("html").is_none() => {
                 fields.error("text", "give `text`, `html` or a `template_id`");
             }
             _ => {}

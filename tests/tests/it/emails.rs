@@ -90,6 +90,7 @@ async fn email_requests_are_validated_field_by_field() {
         (json!({"to": "not-an-address", "subject": "x", "text": "y"}), vec!["to"]),
         (json!({"to": "a@example.com", "text": "y"}), vec!["subject"]),
         (json!({"to": "a@example.com", "subject": "x"}), vec!["text"]),
+        (json!({"to": "a@example.com", "subject": "x", "text": null, "html": null}), vec!["text"]),
         (json!({"to": "a@example.com", "subject": "x", "text": "y", "template_id": "d-1"}), vec!["template_id"]),
         (json!({"to": "a@example.com", "subject": "x", "text": "y", "variables": {}}), vec!["variables"]),
         (json!({"recipients": ["a@example.com", "nope"], "subject": "x", "text": "y"}), vec!["recipients[1]"]),
