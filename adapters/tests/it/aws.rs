@@ -32,7 +32,8 @@ impl Backend for Moto {
 async fn transport_conformance_aws() {
     // moto forgets a dedup id once its message left the queue, so the five-minute
     // window is tested on the embedded engine only.
-    shared::testkit::transport::run_suite(Capabilities { manual_clock: false, restart: true }, Moto).await;
+    shared::testkit::transport::run_suite(Capabilities { manual_clock: false, restart: true, fair_lanes: false }, Moto)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

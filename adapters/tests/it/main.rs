@@ -91,7 +91,11 @@ impl Backend for Embedded {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transport_conformance_embedded() {
     let backend = Embedded { dir: tempfile::tempdir().expect("tempdir") };
-    shared::testkit::transport::run_suite(Capabilities { manual_clock: true, restart: true }, backend).await;
+    shared::testkit::transport::run_suite(
+        Capabilities { manual_clock: true, restart: true, fair_lanes: true },
+        backend,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -202,4 +206,80 @@ async fn an_unreadable_outbox_row_fails_alone_on_postgres() {
     let store = SqlStore::connect(&config).await.expect("connect");
     store.migrate().await.expect("migrate");
     an_unreadable_outbox_row_fails_alone(&store, &url).await;
+}
+
+/// A transport file written before queues kept a `groups` table opens with every
+/// message kept: queued ones are received, an in-flight one stays held until its
+/// visibility ends and then comes back, in its group's order.
+#[tokio::test]
+async fn an_embedded_transport_file_of_the_first_layout_is_upgraded_in_place() {
+    use shared::ports::{ReceiveOptions, Transport};
+    use shared::topology::{Environment, InstanceName, UseCase};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("transport.db");
+    let topology =
+        Topology::new(InstanceName::parse("upgrade").expect("name"), Environment::Production).expect("topology");
+    let queue = topology.queue(UseCase::Feedback).name.clone();
+    let clock = Arc::new(ManualClock::new());
+    let now = clock.now().as_millis();
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.expect("old file");
+        sqlx::raw_sql(
+            "CREATE TABLE messages (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, message_id TEXT NOT NULL,
+                group_id TEXT NOT NULL, dedup_id TEXT NOT NULL, body TEXT NOT NULL, attributes TEXT NOT NULL,
+                sent_at INTEGER NOT NULL, visible_at INTEGER NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0,
+                receipt TEXT);
+             CREATE INDEX messages_queue ON messages (queue, seq);
+             CREATE INDEX messages_in_flight ON messages (queue, visible_at) WHERE receipt IS NOT NULL;
+             CREATE INDEX messages_receipt ON messages (receipt);
+             CREATE INDEX messages_sent ON messages (queue, sent_at);
+             CREATE TABLE dedup (scope TEXT NOT NULL, dedup_id TEXT NOT NULL, expires_at INTEGER NOT NULL,
+                PRIMARY KEY (scope, dedup_id));",
+        )
+        .execute(&pool)
+        .await
+        .expect("first layout");
+        for (id, group, visible_at, receipt, count) in [
+            ("g1", "ten_1", now + 60_000, Some("old-receipt"), 1),
+            ("g2", "ten_1", now, None, 0),
+            ("h1", "ten_2", now, None, 0),
+        ] {
+            sqlx::query(
+                "INSERT INTO messages (queue, message_id, group_id, dedup_id, body, attributes, sent_at, visible_at,
+                 receive_count, receipt) VALUES (?1, ?2, ?3, ?2, '{}', '{}', ?4, ?5, ?6, ?7)",
+            )
+            .bind(&queue)
+            .bind(id)
+            .bind(group)
+            .bind(now)
+            .bind(visible_at)
+            .bind(count)
+            .bind(receipt)
+            .execute(&pool)
+            .await
+            .expect("old message");
+        }
+        pool.close().await;
+    }
+
+    let dyn_clock: Arc<dyn Clock> = clock.clone();
+    let transport = EmbeddedTransport::open(&path, &topology, dyn_clock).await.expect("upgrade");
+    let quick = ReceiveOptions { max_messages: 10, wait: Duration::ZERO, visibility_timeout: None };
+    let ids = |batch: &[shared::ports::ReceivedMessage]| batch.iter().map(|m| m.dedup_id.clone()).collect::<Vec<_>>();
+    let first = transport.receive(&queue, quick).await.expect("receive");
+    assert_eq!(ids(&first), ["h1"], "the group with a message in flight stays held");
+    clock.advance(Duration::from_secs(61));
+    let second = transport.receive(&queue, quick).await.expect("receive");
+    assert_eq!(ids(&second), ["g1", "g2"], "after its visibility the group goes on in order");
+    assert_eq!(second[0].receive_count, 2, "receive counts are kept");
+    let receipts: Vec<_> = first.iter().chain(&second).map(|m| m.receipt.clone()).collect();
+    transport.ack(&queue, &receipts).await.expect("ack");
+    assert!(transport.receive(&queue, quick).await.expect("receive").is_empty());
+    drop(transport);
+    let dyn_clock: Arc<dyn Clock> = clock.clone();
+    EmbeddedTransport::open(&path, &topology, dyn_clock).await.expect("an upgraded file opens again");
 }

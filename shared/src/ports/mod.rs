@@ -16,8 +16,8 @@ pub use store::{
     StoreBackend, StoreError, TenantDirectory, WebhookPage, WebhookStore, WorkerHealth, WorkerReport,
 };
 pub use transport::{
-    check_batch, with_dead_letter_reason, DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions,
-    ReceivedMessage, Transport, TransportError, DEAD_LETTER_REASON, MAX_BATCH, MAX_MESSAGE_BYTES,
+    check_batch, fairness_lane, with_dead_letter_reason, DeadLetter, OutgoingMessage, QueueStats, Receipt,
+    ReceiveOptions, ReceivedMessage, Transport, TransportError, DEAD_LETTER_REASON, MAX_BATCH, MAX_MESSAGE_BYTES,
 };
 
 /// A boxed error for the `source` of adapter errors.

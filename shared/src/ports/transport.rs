@@ -37,14 +37,23 @@ impl TransportError {
 /// One message to publish to a FIFO topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMessage {
-    /// Ordering lane: messages of one group are delivered in publish order, one
-    /// in-flight batch at a time. Switchyard uses the tenant id.
+    /// Messages of one group are delivered in publish order, one in-flight batch at a
+    /// time. Switchyard's group ids are `<tenant id>:<ordering key>` (see
+    /// `EventEnvelope::group_id`); the part before the first `:` is the group's
+    /// [`fairness_lane`].
     pub group_id: String,
     /// Messages with a dedup id seen in the last five minutes are accepted and dropped.
     pub dedup_id: String,
     pub body: String,
     /// String attributes; filter policies in attribute scope look at these.
     pub attributes: BTreeMap<String, String>,
+}
+
+/// The lane a group shares its turns with: the group id up to its first `:`, or the
+/// whole id. The embedded transport serves lanes in turn, so one lane's backlog does not
+/// hold back another lane's new messages; SQS FIFO has no such notion and ignores it.
+pub fn fairness_lane(group_id: &str) -> &str {
+    group_id.split_once(':').map_or(group_id, |(lane, _)| lane)
 }
 
 /// At most this many messages per publish, receive or ack.
