@@ -12,10 +12,16 @@
 //!   "occurred_at": "2026-11-26T23:57:08.123Z",
 //!   "data": { "...": "..." },                        // always a JSON object
 //!   "idempotency_key": "client-key-1",               // omitted when absent
+//!   "ordering_key": "fb_0192…",                      // omitted when absent (see below)
 //!   "trace_context": { "traceparent": "00-…-…-01" }, // omitted when absent
 //!   "schema_version": 1
 //! }
 //! ```
+//!
+//! Events with the same tenant and ordering key are delivered in order; others are
+//! not ordered against each other, so they are processed in parallel. The message group
+//! is [`EventEnvelope::group_id`]: `<tenant id>:<ordering key>`, or the tenant id alone
+//! for an event without a key (all of that tenant's keyless events in one order).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -206,16 +212,56 @@ pub struct EventEnvelope {
     pub idempotency_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_context: Option<TraceContext>,
+    /// What the event is ordered by within its tenant (see the module docs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
     pub schema_version: u32,
 }
 
+/// The longest ordering key a tenant may send.
+pub const MAX_ORDERING_KEY: usize = 256;
+
+/// A tenant's ordering key: 1 to 256 bytes, no control characters.
+pub fn parse_ordering_key(raw: &str) -> Result<String, String> {
+    if raw.is_empty() || raw.len() > MAX_ORDERING_KEY || raw.chars().any(char::is_control) {
+        return Err(format!("must be 1 to {MAX_ORDERING_KEY} bytes without control characters"));
+    }
+    Ok(raw.to_owned())
+}
+
+/// SQS's limit on a message group id.
+const MAX_GROUP_ID: usize = 128;
+
+/// `<tenant>:<key>`, or `<tenant>:~<hash of the key>` when the key would pass the group
+/// id limit or is not printable ASCII (a literal key never starts with `~`, so the two
+/// forms never meet).
+fn group_of(tenant: &str, key: &str) -> String {
+    let fits = tenant.len() + 1 + key.len() <= MAX_GROUP_ID;
+    if fits && !key.starts_with('~') && key.bytes().all(|b| b.is_ascii_graphic()) {
+        return format!("{tenant}:{key}");
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let hash: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{tenant}:~{hash}")
+}
+
 impl EventEnvelope {
+    /// The message group: the tenant leads, then the ordering key (see the module docs).
+    pub fn group_id(&self) -> String {
+        let tenant = self.tenant_id.to_string();
+        match &self.ordering_key {
+            Some(key) => group_of(&tenant, key),
+            None => tenant,
+        }
+    }
+
     /// The message the relay publishes for this event: the envelope as the body,
-    /// grouped by tenant, deduplicated by event id, with String attributes `tenant_id`,
+    /// grouped by [`Self::group_id`], deduplicated by event id, with String attributes `tenant_id`,
     /// `event_type`, `event_id` and `traceparent`.
     pub fn to_message(&self) -> crate::ports::OutgoingMessage {
         crate::ports::OutgoingMessage {
-            group_id: self.tenant_id.to_string(),
+            group_id: self.group_id(),
             dedup_id: self.id.to_string(),
             body: self.to_json(),
             attributes: self.attributes(),
@@ -265,6 +311,7 @@ impl EventEnvelope {
             data,
             idempotency_key: None,
             trace_context: None,
+            ordering_key: None,
             schema_version: SCHEMA_VERSION,
         }
     }
@@ -350,5 +397,56 @@ mod tests {
             })
         );
         assert_eq!(EventEnvelope::from_json(&envelope.to_json()).unwrap(), envelope);
+    }
+
+    fn event_with_key(key: Option<&str>) -> EventEnvelope {
+        let mut envelope = EventEnvelope::new(
+            TenantId::new(),
+            Service::CoreApi,
+            EventType::parse("order.placed").expect("type"),
+            Map::new(),
+        );
+        envelope.ordering_key = key.map(str::to_owned);
+        envelope
+    }
+
+    #[test]
+    fn the_group_is_the_tenant_then_the_ordering_key() {
+        let keyless = event_with_key(None);
+        assert_eq!(keyless.group_id(), keyless.tenant_id.to_string(), "no key: one order per tenant");
+        assert!(!keyless.to_json().contains("ordering_key"), "absent keys are not written");
+
+        let keyed = event_with_key(Some("order-42"));
+        let group = keyed.to_message().group_id;
+        assert_eq!(group, format!("{}:order-42", keyed.tenant_id));
+        assert_eq!(crate::ports::fairness_lane(&group), keyed.tenant_id.to_string(), "the tenant is the lane");
+        assert_eq!(EventEnvelope::from_json(&keyed.to_json()).expect("reads back"), keyed);
+    }
+
+    #[test]
+    fn a_key_that_would_not_fit_a_group_id_is_hashed() {
+        for key in ["k".repeat(MAX_ORDERING_KEY), "clé é".to_owned(), "with space".to_owned(), "~abc".to_owned()] {
+            let envelope = event_with_key(Some(&key));
+            let group = envelope.group_id();
+            assert!(group.len() <= MAX_GROUP_ID, "{group}");
+            assert!(group.starts_with(&format!("{}:~", envelope.tenant_id)), "{group}");
+            assert!(envelope.to_message().validate().is_ok(), "SQS takes it: {group}");
+            let mut again = event_with_key(Some(&key));
+            again.tenant_id = envelope.tenant_id;
+            assert_eq!(again.group_id(), group, "the same key is the same group");
+        }
+        let mut other = event_with_key(Some("clé è"));
+        let first = event_with_key(Some("clé é"));
+        other.tenant_id = first.tenant_id;
+        assert_ne!(other.group_id(), first.group_id(), "different keys, different groups");
+    }
+
+    #[test]
+    fn ordering_keys_from_tenants_are_checked() {
+        assert!(parse_ordering_key("order-42").is_ok());
+        assert!(parse_ordering_key(&"k".repeat(MAX_ORDERING_KEY)).is_ok());
+        for bad in ["", "a\nb", &"k".repeat(MAX_ORDERING_KEY + 1)] {
+            assert!(parse_ordering_key(bad).is_err(), "{bad:?}");
+        }
     }
 }

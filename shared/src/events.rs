@@ -52,16 +52,35 @@ pub trait Payload: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Whether events of `event_type` carry this payload.
     fn carried_by(event_type: &EventType) -> bool;
 
+    /// What events of this payload are ordered by within their tenant: events with the
+    /// same key are handled one after another, in order; others in parallel. The
+    /// choice per type is in ARCHITECTURE.md ("Ordering").
+    fn ordering_key(&self) -> String;
+
     /// An envelope of `tenant` carrying this payload.
     fn into_envelope(self, tenant: TenantId) -> EventEnvelope {
         let event_type = self.event_type();
-        EventEnvelope::new(tenant, Self::SOURCE, event_type, data_of(&self))
+        let key = self.ordering_key();
+        let mut envelope = EventEnvelope::new(tenant, Self::SOURCE, event_type, data_of(&self));
+        envelope.ordering_key = Some(key);
+        envelope
     }
 }
 
+/// How many partitions a tenant's analytics batches are spread over: batches of one
+/// partition are written one after another, partitions in parallel.
+pub const ANALYTICS_PARTITIONS: u32 = 8;
+
+/// A stable partition of `key` among `partitions` (FNV-1a, the same in every build).
+fn partition_of(key: &str, partitions: u32) -> u32 {
+    let hash = key.bytes().fold(0x811c_9dc5_u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193));
+    hash % partitions
+}
+
 /// Implements [`Payload`] for a type carried by exactly one event type.
+/// `ordering key` is a closure from the payload to its key.
 macro_rules! carried_by {
-    ($payload:ty, $event_type:expr, $source:expr) => {
+    ($payload:ty, $event_type:expr, $source:expr, ordering key $key:expr) => {
         impl Payload for $payload {
             const SOURCE: Service = $source;
             const NAME: &'static str = stringify!($payload);
@@ -72,6 +91,11 @@ macro_rules! carried_by {
 
             fn carried_by(event_type: &EventType) -> bool {
                 *event_type == $event_type
+            }
+
+            fn ordering_key(&self) -> String {
+                let key: fn(&Self) -> String = $key;
+                key(self)
             }
         }
     };
@@ -137,7 +161,8 @@ pub struct FeedbackSubmitted {
     #[serde(default)]
     pub metadata: Map<String, Value>,
 }
-carried_by!(FeedbackSubmitted, types::FEEDBACK_SUBMITTED, Service::CoreApi);
+// Each feedback is its own key: nothing orders one feedback against another.
+carried_by!(FeedbackSubmitted, types::FEEDBACK_SUBMITTED, Service::CoreApi, ordering key |f| f.feedback_id.to_string());
 
 /// `email.requested`: one email to one recipient.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,7 +179,8 @@ pub struct EmailRequested {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feedback_id: Option<FeedbackId>,
 }
-carried_by!(EmailRequested, types::EMAIL_REQUESTED, Service::CoreApi);
+// One recipient's emails arrive in the order they were requested.
+carried_by!(EmailRequested, types::EMAIL_REQUESTED, Service::CoreApi, ordering key |e| e.to.as_str().to_ascii_lowercase());
 
 /// What an email says: text and/or HTML, or a provider template with its variables.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -175,7 +201,10 @@ pub struct AnalyticsEventsAccepted {
     pub batch_id: AnalyticsBatchId,
     pub events: Vec<AnalyticsEvent>,
 }
-carried_by!(AnalyticsEventsAccepted, types::ANALYTICS_EVENTS_ACCEPTED, Service::CoreApi);
+// A batch's chunks stay together, in one of the tenant's partitions.
+carried_by!(AnalyticsEventsAccepted, types::ANALYTICS_EVENTS_ACCEPTED, Service::CoreApi, ordering key |a| {
+    format!("analytics-{}", partition_of(&a.batch_id.to_string(), ANALYTICS_PARTITIONS))
+});
 
 /// `access_request.submitted`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,7 +215,10 @@ pub struct AccessRequestSubmitted {
     #[serde(default)]
     pub message: Option<String>,
 }
-carried_by!(AccessRequestSubmitted, types::ACCESS_REQUEST_SUBMITTED, Service::CoreApi);
+// A requester's request and its decision are handled in that order.
+carried_by!(AccessRequestSubmitted, types::ACCESS_REQUEST_SUBMITTED, Service::CoreApi, ordering key |r| {
+    r.requester.as_str().to_ascii_lowercase()
+});
 
 /// How an operator decided an access request (the data of both decision events).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,13 +237,17 @@ pub struct AccessDecision {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct AccessRequestApproved(pub AccessDecision);
-carried_by!(AccessRequestApproved, types::ACCESS_REQUEST_APPROVED, Service::ControlPlane);
+carried_by!(AccessRequestApproved, types::ACCESS_REQUEST_APPROVED, Service::ControlPlane, ordering key |d| {
+    d.0.requester.as_str().to_ascii_lowercase()
+});
 
 /// `access_request.rejected`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct AccessRequestRejected(pub AccessDecision);
-carried_by!(AccessRequestRejected, types::ACCESS_REQUEST_REJECTED, Service::ControlPlane);
+carried_by!(AccessRequestRejected, types::ACCESS_REQUEST_REJECTED, Service::ControlPlane, ordering key |d| {
+    d.0.requester.as_str().to_ascii_lowercase()
+});
 
 /// The access-request events, for the worker that consumes all three.
 #[derive(Debug, Clone, PartialEq)]
@@ -259,6 +295,11 @@ impl Payload for WebhookReceived {
     fn carried_by(event_type: &EventType) -> bool {
         event_type.received_source().is_some()
     }
+
+    /// A source's webhooks are handled in the order they arrived.
+    fn ordering_key(&self) -> String {
+        format!("webhooks-{}", self.source)
+    }
 }
 
 /// `testflight.invitation_requested`.
@@ -271,7 +312,10 @@ pub struct TestflightInvitationRequested {
     #[serde(rename = "beta_group_id")]
     pub group_id: String,
 }
-carried_by!(TestflightInvitationRequested, types::TESTFLIGHT_INVITATION_REQUESTED, Service::CoreApi);
+// One invitee's invitations are sent in order.
+carried_by!(TestflightInvitationRequested, types::TESTFLIGHT_INVITATION_REQUESTED, Service::CoreApi, ordering key |i| {
+    i.email.as_str().to_ascii_lowercase()
+});
 
 #[cfg(test)]
 mod wire_form {
@@ -469,5 +513,78 @@ mod wire_form {
         ] {
             assert_eq!(known, EventType::parse(raw).expect("parses"), "a known type equals its parsed form");
         }
+    }
+
+    /// Each type's ordering key, and so its message group (`<tenant>:<key>`).
+    #[test]
+    fn ordering_keys() {
+        let tenant = TenantId::new();
+        let group = |envelope: EventEnvelope| envelope.group_id();
+
+        let feedback = FeedbackSubmitted {
+            feedback_id: FeedbackId::new(),
+            rating: None,
+            message: FeedbackMessage::parse("Hi").expect("message"),
+            contact_email: None,
+            metadata: Map::new(),
+        };
+        let id = feedback.feedback_id;
+        assert_eq!(group(feedback.into_envelope(tenant)), format!("{tenant}:{id}"), "feedback: its own id");
+
+        let email = |to: &str| EmailRequested {
+            email_id: EmailId::new(),
+            to: EmailAddress::parse(to).expect("to"),
+            subject: "Hi".into(),
+            content: EmailContent { text: Some("x".into()), ..EmailContent::default() },
+            campaign_id: None,
+            feedback_id: None,
+        };
+        assert_eq!(
+            group(email("Ana@Example.com").into_envelope(tenant)),
+            group(email("ana@example.com").into_envelope(tenant)),
+            "email: the recipient, whatever its case"
+        );
+        assert_eq!(email("ana@example.com").ordering_key(), "ana@example.com");
+
+        let requester = EmailAddress::parse("bo@example.com").expect("requester");
+        let submitted = AccessRequestSubmitted {
+            ticket_id: TicketId::from_number(1),
+            requester: requester.clone(),
+            organization: TenantName::parse("Bo").expect("name"),
+            message: None,
+        };
+        let decision = AccessDecision {
+            ticket_id: TicketId::from_number(1),
+            requester,
+            organization: TenantName::parse("Bo").expect("name"),
+            decision_reason: None,
+            created_tenant_id: None,
+        };
+        assert_eq!(submitted.ordering_key(), "bo@example.com", "access requests: the requester");
+        assert_eq!(AccessRequestApproved(decision.clone()).ordering_key(), submitted.ordering_key());
+        assert_eq!(AccessRequestRejected(decision).ordering_key(), submitted.ordering_key());
+
+        let batch = |batch_id: AnalyticsBatchId| AnalyticsEventsAccepted { batch_id, events: Vec::new() };
+        let one = AnalyticsBatchId::new();
+        assert_eq!(batch(one).ordering_key(), batch(one).ordering_key(), "a batch's chunks share a partition");
+        let partitions: std::collections::BTreeSet<String> =
+            (0..200).map(|_| batch(AnalyticsBatchId::new()).ordering_key()).collect();
+        assert_eq!(partitions.len(), ANALYTICS_PARTITIONS as usize, "batches spread over every partition");
+        assert!(partitions.iter().all(|key| key.starts_with("analytics-")));
+
+        let webhook = WebhookReceived {
+            source: WebhookSource::parse("stripe").expect("source"),
+            message_id: "m".into(),
+            payload: Map::new(),
+        };
+        assert_eq!(webhook.ordering_key(), "webhooks-stripe", "webhooks: their source");
+        let invitation = TestflightInvitationRequested {
+            invitation_id: InvitationId::new(),
+            email: EmailAddress::parse("Cy@example.com").expect("email"),
+            first_name: "Cy".into(),
+            last_name: "D".into(),
+            group_id: "g".into(),
+        };
+        assert_eq!(invitation.ordering_key(), "cy@example.com", "TestFlight: the invitee");
     }
 }

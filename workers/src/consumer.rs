@@ -408,7 +408,8 @@ impl Consumer {
 
     async fn record_dead_letter(&self, message: &ReceivedMessage, reason: &str) {
         let Some(store) = &self.dead_letters else { return };
-        let Ok(tenant) = TenantId::parse(&message.group_id) else { return };
+        // The tenant leads the group id (`<tenant>:<ordering key>`).
+        let Ok(tenant) = TenantId::parse(shared::ports::fairness_lane(&message.group_id)) else { return };
         let record = DeadLetterRecord {
             tenant,
             queue: self.config.queue.clone(),

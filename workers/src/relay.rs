@@ -1,10 +1,12 @@
 //! The outbox relay: moves committed outbox rows to the transport.
 //!
 //! It claims pending rows (the store keeps claimers apart and each tenant in order),
-//! publishes them to their service's FIFO topic in batches of up to 10 with
-//! group = tenant and dedup id = event id, marks them published, and schedules failed
-//! rows for a retry with exponential backoff. A tenant whose row failed has its later
-//! rows in the same claim released too, so it is never published out of order. The
+//! publishes them to their service's FIFO topic in batches of up to 10 with the
+//! event's group (tenant, then ordering key) and dedup id = event id, marks them
+//! published, and schedules failed rows for a retry with exponential backoff. A tenant
+//! whose row failed has its later rows in the same claim released too, so none of its
+//! keys is ever published out of order (a released row the transport took anyway is
+//! dropped as a duplicate when it is published again). The
 //! relay sleeps until the store signals an insert (with a timer as a safety net).
 
 use std::collections::{BTreeMap, HashSet};
@@ -232,16 +234,17 @@ impl OutboxRelay {
                 for (entry, result) in ready.iter().zip(results) {
                     let tenant = entry.envelope.tenant_id;
                     if failed_tenants.contains(&tenant) {
-                        // Rejected (or, against the contract, accepted) after its tenant's
-                        // failure in this batch: it waits without counting an attempt.
+                        // After its tenant's failure in this batch, rejected (same group)
+                        // or accepted (another key): it waits without counting an attempt,
+                        // and the transport's dedup drops the copy it may already have.
                         released.push(entry.seq);
                         continue;
                     }
                     match result {
                         Ok(()) => published.push(entry.seq),
                         Err(error) if refused.contains(&entry.seq) => {
-                            // Its tenant's later rows in this batch were refused with it
-                            // (the transport's group rule); they go out in the next round.
+                            // Its tenant's later rows in this batch wait for the next round
+                            // (those of its group were refused with it: the group rule).
                             tracing::error!(tenant_id = %tenant, event_id = %entry.envelope.id, %error, "the transport refuses this event for good; it stays in the outbox marked failed");
                             failed_tenants.insert(tenant);
                             self.outbox.fail_outbox(entry.seq, &error).await?;

@@ -4,6 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 use tracing::Instrument;
 
+use shared::envelope::parse_ordering_key;
 use shared::ports::Appended;
 use shared::topology::reserved_namespaces;
 use shared::{EventEnvelope, EventType, Service, TenantId};
@@ -20,6 +21,9 @@ pub(crate) struct NewEvent {
     event_type: EventType,
     data: Map<String, Value>,
     idempotency_key: Option<String>,
+    /// Events of the tenant with the same key are delivered in order; without one, all
+    /// of the tenant's keyless events are.
+    ordering_key: Option<String>,
 }
 
 /// A tenant's own event type: well-formed, outside the platform's namespaces.
@@ -50,8 +54,9 @@ impl FromBody for NewEvent {
         let mut fields = Fields::new(body);
         let event_type = fields.required("type", tenant_event_type);
         let data = fields.required_object("data");
+        let ordering_key = fields.optional("ordering_key", parse_ordering_key);
         let idempotency_key = fields.check(IDEMPOTENCY_HEADER, idempotency_key(request)).flatten();
-        fields.finish(|| Some(NewEvent { event_type: event_type?, data: data?, idempotency_key }))
+        fields.finish(|| Some(NewEvent { event_type: event_type?, data: data?, idempotency_key, ordering_key }))
     }
 }
 
@@ -61,6 +66,7 @@ pub(crate) async fn create(write: Write<NewEvent>, state: web::Data<ApiState>) -
     refuse_forged_webhook(&state, tenant, &event.event_type).await?;
     let mut envelope = EventEnvelope::new(tenant, Service::CoreApi, event.event_type.clone(), event.data.clone());
     envelope.idempotency_key = event.idempotency_key.clone();
+    envelope.ordering_key = event.ordering_key.clone();
     envelope.trace_context = write.trace_context.clone();
     crate::publishable(&envelope)?;
     match state.events.append_event(tenant, &envelope).instrument(write.span.clone()).await? {
@@ -71,11 +77,11 @@ pub(crate) async fn create(write: Write<NewEvent>, state: web::Data<ApiState>) -
         Appended::Existing(event_id) => {
             // Stripe's rule: a key names one request; the same key with another body is
             // a client mistake, not a retry.
-            let same = state
-                .events
-                .event(tenant, event_id)
-                .await?
-                .is_some_and(|first| first.event_type == envelope.event_type && first.data == envelope.data);
+            let same = state.events.event(tenant, event_id).await?.is_some_and(|first| {
+                first.event_type == envelope.event_type
+                    && first.data == envelope.data
+                    && first.ordering_key == envelope.ordering_key
+            });
             if same {
                 Ok(HttpResponse::Ok().json(json!({"event_id": event_id})))
             } else {

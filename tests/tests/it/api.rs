@@ -104,6 +104,11 @@ async fn events_contract() {
         .await
         .expect("send");
     assert_eq!(failing_fields(&problem(bad_key, 400).await), HashSet::from(["Idempotency-Key".to_owned()]));
+    for ordering_key in [json!(""), json!(7), json!("a\nb"), json!("k".repeat(257))] {
+        let body = json!({"type": "order.placed", "data": {}, "ordering_key": ordering_key});
+        let response = app.post_json("/v1/events", Some(&app.acme.key), &body).await;
+        assert_eq!(failing_fields(&problem(response, 400).await), HashSet::from(["ordering_key".to_owned()]));
+    }
     assert_eq!(backlog(&app).await, before, "rejected requests change nothing");
 }
 

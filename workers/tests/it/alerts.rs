@@ -170,9 +170,10 @@ async fn a_tenant_with_its_own_webhook_hears_of_its_dead_letters_and_others_do_n
     let start = Instant::now();
     monitor.check(start).await;
 
-    // One poison message per tenant, handled by a worker until it gives up on them.
-    let poison_acme = message(&acme.to_string(), "poison-acme", "feedback.x");
-    let poison_globex = message(&globex.to_string(), "poison-globex", "feedback.x");
+    // One poison message per tenant, handled by a worker until it gives up on them;
+    // their groups are the tenant and an ordering key, as the relay publishes them.
+    let poison_acme = message(&format!("{acme}:fb_1"), "poison-acme", "feedback.x");
+    let poison_globex = message(&format!("{globex}:fb_2"), "poison-globex", "feedback.x");
     env.embedded.publish(&env.topic(), &[poison_acme, poison_globex]).await.expect("publish");
     let config = ConsumerConfig { base_backoff: Duration::from_millis(10), ..ConsumerConfig::new(queue.clone()) };
     let consumer =

@@ -221,7 +221,7 @@ pub fn delivery(envelope: &EventEnvelope, count: u32) -> ReceivedMessage {
     ReceivedMessage {
         message_id: format!("m{count}"),
         receipt: Receipt(format!("r{count}")),
-        group_id: envelope.tenant_id.to_string(),
+        group_id: envelope.group_id(),
         dedup_id: envelope.id.to_string(),
         body: envelope.to_json(),
         attributes: std::collections::BTreeMap::new(),
