@@ -39,6 +39,7 @@ fn environment(out: &mut String, topology: &Topology) {
         let _ = writeln!(out, "          visibility_timeout_seconds = {}", queue.visibility_timeout.as_secs());
         let _ = writeln!(out, "          max_receive_count          = {}", queue.max_receive_count);
         let _ = writeln!(out, "          dlq_retention_seconds      = {}", queue.dlq_retention.as_secs());
+        let _ = writeln!(out, "          high_throughput            = {}", queue.high_throughput);
         out.push_str("        }\n");
     }
     out.push_str("      }\n    }\n");

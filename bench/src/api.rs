@@ -123,7 +123,7 @@ fn lua_string(text: &str) -> String {
 
 /// Limits so high they never throttle: the benchmark measures the API with its rate
 /// check in the path, not the limit.
-fn unthrottled() -> shared::config::Plans {
+pub(crate) fn unthrottled() -> shared::config::Plans {
     shared::config::Plans::single(shared::config::PlanLimits {
         api_per_second: 1_000_000,
         email_per_second: 1_000_000,

@@ -6,6 +6,9 @@
 //!   steady request rate (p50, p99).
 //! - `drain`: how fast the relay and the feedback worker drain a stored backlog, by
 //!   its size (5,000 next to 50,000).
+//! - `pipeline`: bursts (completions/s, drain time), the sustainable rate next to the
+//!   API-only ingest rate, for 1 and 10 tenants, on both stores.
+//! - `fairness`: one tenant's flood next to another tenant's steady traffic.
 //! - `aws-calls`: AWS API calls per operation for feedback end to end on an
 //!   AWS-compatible server, next to a naive one-call-per-message-per-step flow, and
 //!   the relay's added latency.
@@ -16,6 +19,7 @@ mod api;
 mod aws_calls;
 mod drain;
 mod e2e;
+mod pipeline;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +59,32 @@ enum Command {
         #[arg(long, default_value_t = 180)]
         limit_seconds: u64,
     },
+    /// Bursts and the sustainable rate of the pipeline, by store and tenant count.
+    Pipeline {
+        #[arg(long, value_delimiter = ',', default_values_t = [String::from("sqlite"), String::from("postgres")])]
+        stores: Vec<String>,
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 10])]
+        tenants: Vec<usize>,
+        /// Burst lengths in seconds.
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 3, 15])]
+        bursts: Vec<u64>,
+        /// How long each paced trial holds its rate.
+        #[arg(long, default_value_t = 60)]
+        trial_seconds: u64,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+    },
+    /// One tenant's flood next to another tenant's steady traffic.
+    Fairness {
+        #[arg(long, default_value_t = 50_000)]
+        flood: u64,
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+    },
     /// End-to-end feedback latency on the embedded engine at a steady rate.
     E2e {
         #[arg(long, default_value_t = 200)]
@@ -71,6 +101,15 @@ fn main() -> anyhow::Result<()> {
         Command::Api { connections, seconds } => runtime.block_on(api::run(connections, seconds)),
         Command::E2e { rate, seconds } => runtime.block_on(e2e::run(rate, seconds)),
         Command::Drain { backlogs, limit_seconds } => runtime.block_on(drain::run(&backlogs, limit_seconds)),
+        Command::Pipeline { stores, tenants, bursts, trial_seconds, connections } => {
+            let stores = stores.iter().map(|s| s.parse()).collect::<Result<Vec<pipeline::Store>, String>>();
+            let stores = stores.map_err(anyhow::Error::msg)?;
+            let options = pipeline::Options { stores, tenants, bursts, trial_seconds, connections };
+            runtime.block_on(pipeline::run(options))
+        }
+        Command::Fairness { flood, rate, seconds, connections } => {
+            runtime.block_on(pipeline::fairness(flood, rate, seconds, connections))
+        }
         Command::AwsCalls { events, tenants, rate } => runtime.block_on(aws_calls::run(events, tenants, rate)),
     }
 }

@@ -154,6 +154,21 @@ pub struct QueueSpec {
     pub visibility_timeout: Duration,
     pub max_receive_count: u32,
     pub dlq_retention: Duration,
+    /// SQS high-throughput FIFO (`DeduplicationScope=messageGroup`,
+    /// `FifoThroughputLimit=perMessageGroupId`): the quota applies per message group
+    /// instead of per queue, for the queues whose events have fine ordering keys. Not
+    /// set on dead-letter queues.
+    pub high_throughput: bool,
+}
+
+impl UseCase {
+    /// Whether this use case's queue runs in SQS high-throughput FIFO mode: the ones
+    /// with many groups and high volume (feedback, email campaigns, analytics,
+    /// webhooks). TestFlight is paced by Apple's hourly limit and access requests are
+    /// few, so they keep the plain FIFO quota.
+    pub fn high_throughput(self) -> bool {
+        matches!(self, UseCase::Feedback | UseCase::Email | UseCase::Analytics | UseCase::Webhooks)
+    }
 }
 
 /// One FIFO topic.
@@ -224,6 +239,7 @@ impl Topology {
                     visibility_timeout,
                     max_receive_count: MAX_RECEIVE_COUNT,
                     dlq_retention,
+                    high_throughput: use_case.high_throughput(),
                 }
             })
             .collect();

@@ -248,6 +248,10 @@ impl Provisioner {
         if !dlq {
             wanted
                 .push((QueueAttributeName::RedrivePolicy, redrive_policy(dlq_arn, spec.max_receive_count).to_string()));
+            if spec.high_throughput {
+                wanted.push((QueueAttributeName::DeduplicationScope, "messageGroup".to_owned()));
+                wanted.push((QueueAttributeName::FifoThroughputLimit, "perMessageGroupId".to_owned()));
+            }
         }
         wanted
     }

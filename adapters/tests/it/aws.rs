@@ -69,6 +69,29 @@ async fn topology_plan_apply_check() {
     assert!(aws::provision::apply(&config, &topology).await.expect("apply again").is_empty(), "idempotent");
     aws::provision::check(&config, &topology).await.expect("everything exists");
 
+    // High-throughput FIFO where the topology asks for it, and nowhere else.
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    for spec in &topology.queues {
+        for (name, wanted) in [(&spec.name, spec.high_throughput), (&spec.dlq_name, false)] {
+            let url = sqs.get_queue_url().queue_name(name).send().await.expect("url").queue_url.expect("url");
+            let attributes = sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+                .send()
+                .await
+                .expect("attributes")
+                .attributes
+                .unwrap_or_default();
+            let scope = attributes.get(&aws_sdk_sqs::types::QueueAttributeName::DeduplicationScope);
+            let limit = attributes.get(&aws_sdk_sqs::types::QueueAttributeName::FifoThroughputLimit);
+            let high = scope.map(String::as_str) == Some("messageGroup")
+                && limit.map(String::as_str) == Some("perMessageGroupId");
+            assert_eq!(high, wanted, "{name}: {scope:?} {limit:?}");
+        }
+    }
+    assert!(topology.queues.iter().any(|q| q.high_throughput) && topology.queues.iter().any(|q| !q.high_throughput));
+
     // A drifted setting shows up in the plan and apply puts it back.
     let staging = Topology::new(topology.instance.clone(), shared::topology::Environment::Staging).expect("topology");
     let drift = aws::provision::plan(&config, &staging).await.expect("plan");

@@ -87,6 +87,7 @@ fn the_topology_module_evaluates_to_the_code_topology() {
             assert_eq!(tf["visibility_timeout_seconds"], queue.visibility_timeout.as_secs(), "{name} {}", queue.name);
             assert_eq!(tf["max_receive_count"], queue.max_receive_count);
             assert_eq!(tf["dlq_retention_seconds"], queue.dlq_retention.as_secs());
+            assert_eq!(tf["high_throughput"], queue.high_throughput, "{name} {}", queue.name);
         }
         assert_eq!(declared["queues"].as_object().map(|q| q.len()), Some(topology.queues.len()), "no extra queues");
         let subscriptions = locals["subscriptions"].as_array().expect("subscriptions");
@@ -141,6 +142,14 @@ fn the_messaging_module_applies_the_topology_as_given() {
     let queue = block(&main, "resource", &["aws_sqs_queue", "this"]);
     assert_eq!(source(attribute(queue, "message_retention_seconds")), "each.value.retention_seconds");
     assert!(source(attribute(queue, "redrive_policy")).contains("maxReceiveCount = each.value.max_receive_count"));
+    assert_eq!(
+        source(attribute(queue, "deduplication_scope")),
+        "each.value.high_throughput ? \"messageGroup\" : \"queue\""
+    );
+    assert_eq!(
+        source(attribute(queue, "fifo_throughput_limit")),
+        "each.value.high_throughput ? \"perMessageGroupId\" : \"perQueue\""
+    );
     let dlq = block(&main, "resource", &["aws_sqs_queue", "dlq"]);
     assert_eq!(source(attribute(dlq, "message_retention_seconds")), "each.value.dlq_retention_seconds");
     let subscription = block(&main, "resource", &["aws_sns_topic_subscription", "this"]);

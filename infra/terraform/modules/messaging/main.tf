@@ -65,6 +65,9 @@ resource "aws_sqs_queue" "this" {
   message_retention_seconds   = each.value.retention_seconds
   visibility_timeout_seconds  = each.value.visibility_timeout_seconds
   kms_master_key_id           = aws_kms_key.messaging.arn
+  # High-throughput FIFO: the quota is per message group (tenant and ordering key).
+  deduplication_scope   = each.value.high_throughput ? "messageGroup" : "queue"
+  fifo_throughput_limit = each.value.high_throughput ? "perMessageGroupId" : "perQueue"
   redrive_policy = jsonencode({
     deadLetterTargetArn = aws_sqs_queue.dlq[each.key].arn
     maxReceiveCount     = each.value.max_receive_count

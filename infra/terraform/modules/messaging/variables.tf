@@ -12,6 +12,7 @@ variable "queues" {
     visibility_timeout_seconds = number
     max_receive_count          = number
     dlq_retention_seconds      = number
+    high_throughput            = bool
   }))
 }
 

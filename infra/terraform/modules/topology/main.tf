@@ -37,6 +37,7 @@ locals {
           visibility_timeout_seconds = 300
           max_receive_count          = 3
           dlq_retention_seconds      = 1209600
+          high_throughput            = true
         }
         "email" = {
           name                       = "${var.instance}-email.fifo"
@@ -45,6 +46,7 @@ locals {
           visibility_timeout_seconds = 600
           max_receive_count          = 3
           dlq_retention_seconds      = 1209600
+          high_throughput            = true
         }
         "analytics" = {
           name                       = "${var.instance}-analytics.fifo"
@@ -53,6 +55,7 @@ locals {
           visibility_timeout_seconds = 120
           max_receive_count          = 3
           dlq_retention_seconds      = 1209600
+          high_throughput            = true
         }
         "testflight" = {
           name                       = "${var.instance}-testflight.fifo"
@@ -61,6 +64,7 @@ locals {
           visibility_timeout_seconds = 300
           max_receive_count          = 3
           dlq_retention_seconds      = 1209600
+          high_throughput            = false
         }
         "access-requests" = {
           name                       = "${var.instance}-access-requests.fifo"
@@ -69,6 +73,7 @@ locals {
           visibility_timeout_seconds = 60
           max_receive_count          = 3
           dlq_retention_seconds      = 1209600
+          high_throughput            = false
         }
         "webhooks" = {
           name                       = "${var.instance}-webhooks.fifo"
@@ -77,6 +82,7 @@ locals {
           visibility_timeout_seconds = 120
           max_receive_count          = 3
           dlq_retention_seconds      = 1209600
+          high_throughput            = true
         }
       }
     }
@@ -89,6 +95,7 @@ locals {
           visibility_timeout_seconds = 120
           max_receive_count          = 3
           dlq_retention_seconds      = 604800
+          high_throughput            = true
         }
         "email" = {
           name                       = "${var.instance}-email.fifo"
@@ -97,6 +104,7 @@ locals {
           visibility_timeout_seconds = 300
           max_receive_count          = 3
           dlq_retention_seconds      = 604800
+          high_throughput            = true
         }
         "analytics" = {
           name                       = "${var.instance}-analytics.fifo"
@@ -105,6 +113,7 @@ locals {
           visibility_timeout_seconds = 60
           max_receive_count          = 3
           dlq_retention_seconds      = 604800
+          high_throughput            = true
         }
         "testflight" = {
           name                       = "${var.instance}-testflight.fifo"
@@ -113,6 +122,7 @@ locals {
           visibility_timeout_seconds = 120
           max_receive_count          = 3
           dlq_retention_seconds      = 604800
+          high_throughput            = false
         }
         "access-requests" = {
           name                       = "${var.instance}-access-requests.fifo"
@@ -121,6 +131,7 @@ locals {
           visibility_timeout_seconds = 30
           max_receive_count          = 3
           dlq_retention_seconds      = 604800
+          high_throughput            = false
         }
         "webhooks" = {
           name                       = "${var.instance}-webhooks.fifo"
@@ -129,6 +140,7 @@ locals {
           visibility_timeout_seconds = 60
           max_receive_count          = 3
           dlq_retention_seconds      = 604800
+          high_throughput            = true
         }
       }
     }
