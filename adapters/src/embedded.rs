@@ -66,6 +66,21 @@ struct QueueInfo {
     /// For dead-letter queues: the queue redrive returns messages to.
     redrive_to: Option<String>,
     wake: Arc<Notify>,
+    /// When the retention clean-up last ran (it runs at most once a second).
+    expired_at: std::sync::Mutex<Option<Timestamp>>,
+}
+
+impl QueueInfo {
+    /// Whether the retention clean-up should run now: at most once a second, since
+    /// retention is days and a receive should not pay for it every time.
+    fn retention_due(&self, now: Timestamp) -> bool {
+        let Ok(mut last) = self.expired_at.lock() else { return true };
+        if last.is_some_and(|at| now.as_millis().saturating_sub(at.as_millis()) < 1_000) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
 }
 
 /// The embedded transport. Cheap to share behind an `Arc`.
@@ -76,13 +91,14 @@ pub struct EmbeddedTransport {
     queues: HashMap<String, QueueInfo>,
 }
 
-/// The layout this code writes, kept in `PRAGMA user_version`. Layout 1 (no version
-/// set) had no `groups`, `lanes` or `clocks` and no `messages.turn`; opening it upgrades
-/// it in place, keeping every message.
-const LAYOUT: i64 = 2;
+/// The layout this code writes, kept in `PRAGMA user_version`. Older layouts are
+/// upgraded in place when the file is opened, keeping every message: layout 1 (no
+/// version set) had no groups, lanes or turns; layout 2 kept groups up to date from
+/// Rust, one statement at a time.
+const LAYOUT: i64 = 3;
 
 /// How a queue is laid out, so that every step of a message's life is an index probe
-/// whatever the backlog:
+/// whatever the backlog, and costs one statement:
 ///
 /// - `messages` holds every queued message; `seq` is the publish order.
 /// - `groups` holds one row per message group with messages queued: its head (oldest
@@ -93,6 +109,9 @@ const LAYOUT: i64 = 2;
 ///   takes the turn after the later of its lane's last turn and the queue's clock (the
 ///   latest turn received), so a lane that sends 50,000 messages at once queues them
 ///   behind each other, and a message of another lane sent meanwhile is next in line.
+/// - Triggers keep `groups`, `lanes` and `clocks` in step with `messages`, inside the
+///   statement that changed it: every call into SQLite is a hand-off to its thread,
+///   and a message's whole life is a handful of them.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -106,7 +125,8 @@ CREATE TABLE IF NOT EXISTS messages (
     visible_at INTEGER NOT NULL,
     receive_count INTEGER NOT NULL DEFAULT 0,
     receipt TEXT,
-    turn INTEGER NOT NULL DEFAULT 0
+    turn INTEGER NOT NULL DEFAULT 0,
+    lane TEXT NOT NULL DEFAULT ''
 );
 -- Listing and purging a queue in publish order.
 CREATE INDEX IF NOT EXISTS messages_queue ON messages (queue, seq);
@@ -114,6 +134,8 @@ CREATE INDEX IF NOT EXISTS messages_queue ON messages (queue, seq);
 CREATE INDEX IF NOT EXISTS messages_group ON messages (queue, group_id, seq);
 -- Until when a group is held: its latest in-flight visibility.
 CREATE INDEX IF NOT EXISTS messages_held ON messages (queue, group_id, visible_at) WHERE receipt IS NOT NULL;
+-- Received messages whose visibility ended: the ones a receive may move to the DLQ.
+CREATE INDEX IF NOT EXISTS messages_lapsed ON messages (queue, visible_at) WHERE receipt IS NOT NULL;
 -- Ack, visibility change and dead-lettering by receipt.
 CREATE INDEX IF NOT EXISTS messages_by_receipt ON messages (queue, receipt) WHERE receipt IS NOT NULL;
 -- The retention clean-up that runs on every receive.
@@ -121,8 +143,8 @@ CREATE INDEX IF NOT EXISTS messages_sent ON messages (queue, sent_at);
 CREATE TABLE IF NOT EXISTS groups (
     queue TEXT NOT NULL,
     group_id TEXT NOT NULL,
-    head_seq INTEGER NOT NULL,
-    head_turn INTEGER NOT NULL,
+    head_seq INTEGER,
+    head_turn INTEGER,
     busy_until INTEGER,
     PRIMARY KEY (queue, group_id)
 );
@@ -145,17 +167,54 @@ CREATE TABLE IF NOT EXISTS dedup (
     PRIMARY KEY (scope, dedup_id)
 );
 CREATE INDEX IF NOT EXISTS dedup_expiry ON dedup (expires_at);
+
+-- A new message joins its group (as its head when the group is new) and its lane.
+CREATE TRIGGER IF NOT EXISTS message_queued AFTER INSERT ON messages BEGIN
+    INSERT INTO groups (queue, group_id, head_seq, head_turn) VALUES (NEW.queue, NEW.group_id, NEW.seq, NEW.turn)
+        ON CONFLICT (queue, group_id) DO NOTHING;
+    INSERT INTO lanes (queue, lane, last_turn) VALUES (NEW.queue, NEW.lane, NEW.turn)
+        ON CONFLICT (queue, lane) DO UPDATE SET last_turn = MAX(last_turn, excluded.last_turn);
+END;
+-- A message that left (acked, moved, expired, purged) hands its group to the next one,
+-- or the group goes.
+CREATE TRIGGER IF NOT EXISTS message_gone AFTER DELETE ON messages BEGIN
+    UPDATE groups SET
+        (head_seq, head_turn) = (SELECT seq, turn FROM messages
+                                 WHERE queue = OLD.queue AND group_id = OLD.group_id ORDER BY seq LIMIT 1),
+        busy_until = (SELECT MAX(visible_at) FROM messages
+                      WHERE queue = OLD.queue AND group_id = OLD.group_id AND receipt IS NOT NULL)
+    WHERE queue = OLD.queue AND group_id = OLD.group_id;
+    DELETE FROM groups WHERE queue = OLD.queue AND group_id = OLD.group_id AND head_seq IS NULL;
+END;
+-- A received message (or one whose visibility changed) holds its group until its
+-- latest in-flight visibility, and moves the queue's clock to its turn.
+CREATE TRIGGER IF NOT EXISTS message_held AFTER UPDATE OF visible_at ON messages WHEN NEW.receipt IS NOT NULL BEGIN
+    UPDATE groups SET busy_until = (SELECT MAX(visible_at) FROM messages
+                                    WHERE queue = NEW.queue AND group_id = NEW.group_id AND receipt IS NOT NULL)
+    WHERE queue = NEW.queue AND group_id = NEW.group_id;
+    INSERT INTO clocks (queue, turn) VALUES (NEW.queue, NEW.turn)
+        ON CONFLICT (queue) DO UPDATE SET turn = MAX(turn, excluded.turn);
+END;
 ";
 
 /// Layout 1 → 2, before `SCHEMA`: messages get a turn (0: they go first, in publish
-/// order) and the index layout 2 replaced goes.
+/// order) and the indexes layout 2 replaced go.
 const UPGRADE_FROM_1: &str = "
 ALTER TABLE messages ADD COLUMN turn INTEGER NOT NULL DEFAULT 0;
 DROP INDEX IF EXISTS messages_in_flight;
 DROP INDEX IF EXISTS messages_receipt;
 ";
 
-/// Layout 1 → 2, after `SCHEMA`: one `groups` row per group with messages.
+/// Layout 2 → 3, before `SCHEMA`: messages know their lane (the group id up to its
+/// first `:`, as `fairness_lane` says) and `groups` is built again with nullable heads.
+const UPGRADE_FROM_2: &str = "
+ALTER TABLE messages ADD COLUMN lane TEXT NOT NULL DEFAULT '';
+UPDATE messages SET lane = CASE WHEN instr(group_id, ':') > 0 THEN substr(group_id, 1, instr(group_id, ':') - 1)
+                                ELSE group_id END;
+DROP TABLE IF EXISTS groups;
+";
+
+/// After `SCHEMA` on an upgrade: one `groups` row per group with messages.
 const REBUILD_GROUPS: &str = "
 INSERT OR REPLACE INTO groups (queue, group_id, head_seq, head_turn, busy_until)
 SELECT m.queue, m.group_id, m.seq, m.turn,
@@ -174,39 +233,45 @@ mod sql {
     /// Bounded: a publish forgets at most this many expired dedup ids.
     pub const FORGET: &str =
         "DELETE FROM dedup WHERE rowid IN (SELECT rowid FROM dedup WHERE expires_at <= ?1 LIMIT 64)";
-    pub const TAKE_TURN: &str = "INSERT INTO lanes (queue, lane, last_turn)
-         VALUES (?1, ?2, COALESCE((SELECT turn FROM clocks WHERE queue = ?1), 0) + 1)
-         ON CONFLICT (queue, lane) DO UPDATE SET last_turn = MAX(last_turn + 1, excluded.last_turn)
-         RETURNING last_turn";
-    pub const INSERT: &str = "INSERT INTO messages
-         (queue, message_id, group_id, dedup_id, body, attributes, sent_at, visible_at, turn)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8) RETURNING seq";
-    pub const JOIN_GROUP: &str = "INSERT INTO groups (queue, group_id, head_seq, head_turn) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (queue, group_id) DO NOTHING";
-    pub const EXPIRE: &str = "DELETE FROM messages WHERE queue = ?1 AND sent_at < ?2 RETURNING group_id";
+    /// The message takes the turn after the later of its lane's last turn and the
+    /// queue's clock; the `message_queued` trigger does the rest.
+    pub const ENQUEUE: &str = "INSERT INTO messages
+         (queue, message_id, group_id, dedup_id, body, attributes, sent_at, visible_at, lane, turn)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8,
+                 MAX(COALESCE((SELECT last_turn FROM lanes WHERE queue = ?1 AND lane = ?8), 0),
+                     COALESCE((SELECT turn FROM clocks WHERE queue = ?1), 0)) + 1)";
+    pub const EXPIRE: &str = "DELETE FROM messages WHERE queue = ?1 AND sent_at < ?2";
     pub const RELEASE: &str =
         "UPDATE groups SET busy_until = NULL WHERE queue = ?1 AND busy_until IS NOT NULL AND busy_until <= ?2";
-    pub const READY: &str = "SELECT group_id FROM groups WHERE queue = ?1 AND busy_until IS NULL
-         ORDER BY head_turn, head_seq LIMIT ?2";
-    pub const GROUP_MESSAGES: &str = "SELECT seq, message_id, group_id, dedup_id, body, attributes, receive_count, turn
-         FROM messages WHERE queue = ?1 AND group_id = ?2 ORDER BY seq LIMIT ?3";
-    pub const HOLD: &str =
-        "UPDATE messages SET receive_count = receive_count + 1, visible_at = ?1, receipt = ?2 WHERE seq = ?3";
-    pub const BUSY: &str = "UPDATE groups SET busy_until = ?3 WHERE queue = ?1 AND group_id = ?2";
-    pub const ADVANCE: &str = "INSERT INTO clocks (queue, turn) VALUES (?1, ?2)
-         ON CONFLICT (queue) DO UPDATE SET turn = MAX(turn, excluded.turn)";
-    pub const HEAD: &str = "SELECT seq, turn FROM messages WHERE queue = ?1 AND group_id = ?2 ORDER BY seq LIMIT 1";
-    pub const HELD_UNTIL: &str =
-        "SELECT MAX(visible_at) FROM messages WHERE queue = ?1 AND group_id = ?2 AND receipt IS NOT NULL";
-    pub const SET_GROUP: &str =
-        "UPDATE groups SET head_seq = ?3, head_turn = ?4, busy_until = ?5 WHERE queue = ?1 AND group_id = ?2";
-    pub const DROP_GROUP: &str = "DELETE FROM groups WHERE queue = ?1 AND group_id = ?2";
+    /// Received `maxReceiveCount` times and visible again: due for the DLQ.
+    pub const DUE: &str = "SELECT seq, message_id, group_id, dedup_id, body, attributes FROM messages
+         WHERE queue = ?1 AND receipt IS NOT NULL AND visible_at <= ?2 AND receive_count >= ?3";
+    /// The ready groups in turn order, each from its head, at most `?2` messages in all.
+    pub const RECEIVE: &str = "UPDATE messages
+         SET receive_count = receive_count + 1, visible_at = ?3, receipt = lower(hex(randomblob(16)))
+         WHERE seq IN (
+             SELECT m.seq
+             FROM (SELECT group_id, head_turn, head_seq FROM groups
+                   WHERE queue = ?1 AND busy_until IS NULL ORDER BY head_turn, head_seq LIMIT ?2) g
+             JOIN messages m ON m.seq IN (SELECT s.seq FROM messages s
+                                          WHERE s.queue = ?1 AND s.group_id = g.group_id ORDER BY s.seq LIMIT ?2)
+             ORDER BY g.head_turn, g.head_seq, m.seq LIMIT ?2)
+         RETURNING seq, message_id, group_id, dedup_id, body, attributes, receive_count, receipt";
     pub const REMOVE: &str = "DELETE FROM messages WHERE seq = ?1";
-    pub const ACK: &str = "DELETE FROM messages WHERE queue = ?1 AND receipt = ?2 RETURNING group_id";
-    pub const CHANGE_VISIBILITY: &str = "UPDATE messages SET visible_at = ?1
-         WHERE queue = ?2 AND receipt = ?3 AND visible_at > ?4 RETURNING group_id";
-    pub const HELD: &str = "SELECT seq, message_id, group_id, dedup_id, body, attributes FROM messages
-         WHERE queue = ?1 AND receipt = ?2 AND visible_at > ?3";
+    // By receipt, named: without statistics the planner may prefer a range of
+    // `messages_lapsed`, which grows with the messages in flight.
+    /// Deletes the messages of up to ten receipts (`?2` on) in one statement.
+    pub fn ack(receipts: usize) -> String {
+        let list: Vec<String> = (0..receipts).map(|i| format!("?{}", i + 2)).collect();
+        format!(
+            "DELETE FROM messages INDEXED BY messages_by_receipt WHERE queue = ?1 AND receipt IN ({})",
+            list.join(", ")
+        )
+    }
+    pub const CHANGE_VISIBILITY: &str = "UPDATE messages INDEXED BY messages_by_receipt SET visible_at = ?1
+         WHERE queue = ?2 AND receipt = ?3 AND visible_at > ?4";
+    pub const HELD: &str = "SELECT seq, message_id, group_id, dedup_id, body, attributes
+         FROM messages INDEXED BY messages_by_receipt WHERE queue = ?1 AND receipt = ?2 AND visible_at > ?3";
     pub const NEXT_RELEASE: &str = "SELECT MIN(busy_until) FROM groups WHERE queue = ?1 AND busy_until IS NOT NULL";
 }
 
@@ -289,6 +354,7 @@ impl EmbeddedTransport {
                     dead_letter: Some((spec.dlq_name.clone(), spec.max_receive_count)),
                     redrive_to: None,
                     wake: Arc::new(Notify::new()),
+                    expired_at: std::sync::Mutex::new(None),
                 },
             );
             queues.insert(
@@ -299,6 +365,7 @@ impl EmbeddedTransport {
                     dead_letter: None,
                     redrive_to: Some(spec.name.clone()),
                     wake: Arc::new(Notify::new()),
+                    expired_at: std::sync::Mutex::new(None),
                 },
             );
         }
@@ -327,13 +394,18 @@ impl EmbeddedTransport {
         )
         .fetch_one(pool)
         .await?;
-        let script = if had_messages {
-            format!(
-                "BEGIN IMMEDIATE; {UPGRADE_FROM_1} {SCHEMA} {REBUILD_GROUPS} PRAGMA user_version = {LAYOUT}; COMMIT;"
-            )
-        } else {
-            format!("BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {LAYOUT}; COMMIT;")
-        };
+        let mut script = String::from("BEGIN IMMEDIATE;");
+        if had_messages {
+            if version < 2 {
+                script.push_str(UPGRADE_FROM_1);
+            }
+            script.push_str(UPGRADE_FROM_2);
+        }
+        script.push_str(SCHEMA);
+        if had_messages {
+            script.push_str(REBUILD_GROUPS);
+        }
+        script.push_str(&format!("PRAGMA user_version = {LAYOUT}; COMMIT;"));
         sqlx::raw_sql(&script).execute(pool).await?;
         Ok(())
     }
@@ -360,20 +432,14 @@ impl EmbeddedTransport {
         Ok(result.rows_affected() == 1)
     }
 
-    /// Appends `message` to `queue`: it takes its lane's next turn and joins its group.
+    /// Appends `message` to `queue`, in its lane's next turn.
     async fn enqueue(
         tx: &mut Transaction<'_, Sqlite>,
         queue: &str,
         message: NewMessage<'_>,
         now: Timestamp,
     ) -> Result<(), TransportError> {
-        let turn: i64 = sqlx::query_scalar(sql::TAKE_TURN)
-            .bind(queue)
-            .bind(fairness_lane(message.group_id))
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(db)?;
-        let seq: i64 = sqlx::query_scalar(sql::INSERT)
+        sqlx::query(sql::ENQUEUE)
             .bind(queue)
             .bind(message.message_id)
             .bind(message.group_id)
@@ -381,43 +447,7 @@ impl EmbeddedTransport {
             .bind(message.body)
             .bind(message.attributes)
             .bind(now.as_millis())
-            .bind(turn)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(db)?;
-        sqlx::query(sql::JOIN_GROUP)
-            .bind(queue)
-            .bind(message.group_id)
-            .bind(seq)
-            .bind(turn)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
-        Ok(())
-    }
-
-    /// Brings `group`'s row up to date after messages left it or changed visibility:
-    /// its head, whether it is still held, or no row when it is empty.
-    async fn refresh_group(
-        tx: &mut Transaction<'_, Sqlite>,
-        queue: &str,
-        group: &str,
-        now: Timestamp,
-    ) -> Result<(), TransportError> {
-        let head: Option<(i64, i64)> =
-            sqlx::query_as(sql::HEAD).bind(queue).bind(group).fetch_optional(&mut **tx).await.map_err(db)?;
-        let Some((head_seq, head_turn)) = head else {
-            sqlx::query(sql::DROP_GROUP).bind(queue).bind(group).execute(&mut **tx).await.map_err(db)?;
-            return Ok(());
-        };
-        let held_until: Option<i64> =
-            sqlx::query_scalar(sql::HELD_UNTIL).bind(queue).bind(group).fetch_one(&mut **tx).await.map_err(db)?;
-        sqlx::query(sql::SET_GROUP)
-            .bind(queue)
-            .bind(group)
-            .bind(head_seq)
-            .bind(head_turn)
-            .bind(held_until.filter(|until| *until > now.as_millis()))
+            .bind(fairness_lane(message.group_id))
             .execute(&mut **tx)
             .await
             .map_err(db)?;
@@ -446,90 +476,43 @@ impl EmbeddedTransport {
         visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, TransportError> {
         let now = self.clock.now();
-        let max = max as usize;
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let mut expired: Vec<String> = sqlx::query_scalar(sql::EXPIRE)
-            .bind(queue)
-            .bind(now.as_millis().saturating_sub(millis(info.retention)))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-        expired.sort();
-        expired.dedup();
-        for group in &expired {
-            Self::refresh_group(&mut tx, queue, group, now).await?;
+        if info.retention_due(now) {
+            sqlx::query(sql::EXPIRE)
+                .bind(queue)
+                .bind(now.as_millis().saturating_sub(millis(info.retention)))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
         }
         sqlx::query(sql::RELEASE).bind(queue).bind(now.as_millis()).execute(&mut *tx).await.map_err(db)?;
-
-        let held_until = now.plus(visibility).as_millis();
-        let mut delivered = Vec::new();
-        let mut latest_turn = None;
         let mut moved_to_dlq = false;
-        while delivered.len() < max {
-            let groups: Vec<String> = sqlx::query_scalar(sql::READY)
+        if let Some((dlq, max_receives)) = &info.dead_letter {
+            let due = sqlx::query(sql::DUE)
                 .bind(queue)
-                .bind(i64::try_from(max - delivered.len()).unwrap_or(1))
+                .bind(now.as_millis())
+                .bind(i64::from(*max_receives))
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db)?;
-            if groups.is_empty() {
-                break;
-            }
-            for group in &groups {
-                let room = max - delivered.len();
-                if room == 0 {
-                    break;
-                }
-                let rows = sqlx::query(sql::GROUP_MESSAGES)
-                    .bind(queue)
-                    .bind(group)
-                    .bind(i64::try_from(room).unwrap_or(1))
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                let mut held = false;
-                let mut head_moved = rows.is_empty();
-                for row in &rows {
-                    let count: i64 = row.get("receive_count");
-                    if let Some((dlq, max_receives)) = &info.dead_letter {
-                        if count >= i64::from(*max_receives) {
-                            let message = Stored::from_row(row);
-                            Self::move_message(&mut tx, dlq, &message, &message.attributes, now).await?;
-                            head_moved = true;
-                            moved_to_dlq = true;
-                            continue;
-                        }
-                    }
-                    let receipt = uuid::Uuid::new_v4().simple().to_string();
-                    sqlx::query(sql::HOLD)
-                        .bind(held_until)
-                        .bind(&receipt)
-                        .bind(row.get::<i64, _>("seq"))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db)?;
-                    held = true;
-                    latest_turn = latest_turn.max(Some(row.get::<i64, _>("turn")));
-                    delivered.push(received_from(row, receipt, count + 1));
-                }
-                if head_moved {
-                    Self::refresh_group(&mut tx, queue, group, now).await?;
-                }
-                if held {
-                    sqlx::query(sql::BUSY)
-                        .bind(queue)
-                        .bind(group)
-                        .bind(held_until)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db)?;
-                }
+            for row in &due {
+                // Re-inserted so that it takes its place at the end of the DLQ.
+                let message = Stored::from_row(row);
+                Self::move_message(&mut tx, dlq, &message, &message.attributes, now).await?;
+                moved_to_dlq = true;
             }
         }
-        if let Some(turn) = latest_turn {
-            sqlx::query(sql::ADVANCE).bind(queue).bind(turn).execute(&mut *tx).await.map_err(db)?;
-        }
+        let mut rows = sqlx::query(sql::RECEIVE)
+            .bind(queue)
+            .bind(i64::from(max))
+            .bind(now.plus(visibility).as_millis())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
         tx.commit().await.map_err(db)?;
+        // Each group's messages in publish order.
+        rows.sort_by_key(|row| row.get::<i64, _>("seq"));
+        let delivered = rows.iter().map(received_from).collect();
         if moved_to_dlq {
             if let Some((dlq, _)) = &info.dead_letter {
                 tracing::warn!(queue, dlq = dlq.as_str(), "moved a message to its dead-letter queue");
@@ -553,10 +536,11 @@ fn attributes_from(text: &str) -> BTreeMap<String, String> {
     serde_json::from_str(text).unwrap_or_default()
 }
 
-fn received_from(row: &SqliteRow, receipt: String, receive_count: i64) -> ReceivedMessage {
+fn received_from(row: &SqliteRow) -> ReceivedMessage {
+    let receive_count: i64 = row.get("receive_count");
     ReceivedMessage {
         message_id: row.get("message_id"),
-        receipt: Receipt(receipt),
+        receipt: Receipt(row.get("receipt")),
         group_id: row.get("group_id"),
         dedup_id: row.get("dedup_id"),
         body: row.get("body"),
@@ -667,16 +651,15 @@ impl Transport for EmbeddedTransport {
         if receipts.len() > MAX_BATCH {
             return Err(TransportError::Invalid(format!("at most {MAX_BATCH} receipts per call")));
         }
-        let now = self.clock.now();
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        for receipt in receipts {
-            let group: Option<String> =
-                sqlx::query_scalar(sql::ACK).bind(queue).bind(&receipt.0).fetch_optional(&mut *tx).await.map_err(db)?;
-            if let Some(group) = group {
-                Self::refresh_group(&mut tx, queue, &group, now).await?;
-            }
+        if receipts.is_empty() {
+            return Ok(());
         }
-        tx.commit().await.map_err(db)?;
+        let statement = sql::ack(receipts.len());
+        let mut query = sqlx::query(&statement).bind(queue);
+        for receipt in receipts {
+            query = query.bind(&receipt.0);
+        }
+        query.execute(&self.pool).await.map_err(db)?;
         info.wake.notify_waiters();
         Ok(())
     }
@@ -687,18 +670,17 @@ impl Transport for EmbeddedTransport {
             return Err(TransportError::Invalid("visibility timeout is at most 12 hours".into()));
         }
         let now = self.clock.now();
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let group: String = sqlx::query_scalar(sql::CHANGE_VISIBILITY)
+        let updated = sqlx::query(sql::CHANGE_VISIBILITY)
             .bind(now.plus(timeout).as_millis())
             .bind(queue)
             .bind(&receipt.0)
             .bind(now.as_millis())
-            .fetch_optional(&mut *tx)
+            .execute(&self.pool)
             .await
-            .map_err(db)?
-            .ok_or(TransportError::StaleReceipt)?;
-        Self::refresh_group(&mut tx, queue, &group, now).await?;
-        tx.commit().await.map_err(db)?;
+            .map_err(db)?;
+        if updated.rows_affected() == 0 {
+            return Err(TransportError::StaleReceipt);
+        }
         if timeout.is_zero() {
             info.wake.notify_waiters();
         }
@@ -725,7 +707,6 @@ impl Transport for EmbeddedTransport {
         let attributes = with_dead_letter_reason(&held.body, &attributes_from(&held.attributes), reason);
         let attributes = serde_json::to_string(&attributes).unwrap_or_else(|_| "{}".into());
         Self::move_message(&mut tx, dlq, &held, &attributes, now).await?;
-        Self::refresh_group(&mut tx, queue, &held.group_id, now).await?;
         tx.commit().await.map_err(db)?;
         info.wake.notify_waiters();
         if let Some(dlq_info) = self.queues.get(dlq) {
@@ -779,7 +760,6 @@ impl Transport for EmbeddedTransport {
             let attributes = serde_json::to_string(&attributes).unwrap_or_else(|_| "{}".into());
             Self::move_message(&mut tx, &source, &message, &attributes, now).await?;
         }
-        sqlx::query("DELETE FROM groups WHERE queue = ?1").bind(dlq).execute(&mut *tx).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
         if let Some(info) = self.queues.get(&source) {
             info.wake.notify_waiters();
@@ -789,11 +769,8 @@ impl Transport for EmbeddedTransport {
 
     async fn purge(&self, queue: &str) -> Result<u64, TransportError> {
         self.queue(queue)?;
-        let mut tx = self.pool.begin().await.map_err(db)?;
         let deleted =
-            sqlx::query("DELETE FROM messages WHERE queue = ?1").bind(queue).execute(&mut *tx).await.map_err(db)?;
-        sqlx::query("DELETE FROM groups WHERE queue = ?1").bind(queue).execute(&mut *tx).await.map_err(db)?;
-        tx.commit().await.map_err(db)?;
+            sqlx::query("DELETE FROM messages WHERE queue = ?1").bind(queue).execute(&self.pool).await.map_err(db)?;
         Ok(deleted.rows_affected())
     }
 
@@ -832,29 +809,78 @@ mod tests {
 
     /// Each statement on a message's path and the index (with the columns it is probed
     /// on) its plan must use.
-    const PLANS: [(&str, &[&str]); 21] = [
+    const PLANS: [(&str, &[&str]); 12] = [
         (sql::SIGHT, &[]),
         (sql::FORGET, &["dedup_expiry (expires_at<?)", "INTEGER PRIMARY KEY"]),
-        (sql::TAKE_TURN, &["clocks_1 (queue=?)"]),
-        (sql::INSERT, &[]),
-        (sql::JOIN_GROUP, &[]),
+        (sql::ENQUEUE, &["lanes_1 (queue=? AND lane=?)", "clocks_1 (queue=?)"]),
         (sql::EXPIRE, &["messages_sent (queue=? AND sent_at<?)"]),
         (sql::RELEASE, &["groups_busy (queue=? AND busy_until>? AND busy_until<?)"]),
-        (sql::READY, &["groups_ready (queue=?)"]),
-        (sql::GROUP_MESSAGES, &["messages_group (queue=? AND group_id=?)"]),
-        (sql::HOLD, &["INTEGER PRIMARY KEY (rowid=?)"]),
-        (sql::BUSY, &["groups_1 (queue=? AND group_id=?)"]),
-        (sql::ADVANCE, &[]),
-        (sql::HEAD, &["messages_group (queue=? AND group_id=?)"]),
-        (sql::HELD_UNTIL, &["messages_held (queue=? AND group_id=?)"]),
-        (sql::SET_GROUP, &["groups_1 (queue=? AND group_id=?)"]),
-        (sql::DROP_GROUP, &["groups_1 (queue=? AND group_id=?)"]),
+        (sql::DUE, &["messages_lapsed (queue=? AND visible_at<?)"]),
+        (sql::RECEIVE, &["groups_ready (queue=?)", "messages_group (queue=? AND group_id=?)", "INTEGER PRIMARY KEY"]),
         (sql::REMOVE, &["INTEGER PRIMARY KEY (rowid=?)"]),
-        (sql::ACK, &["messages_by_receipt (queue=? AND receipt=?)"]),
+        (ACK_OF_THREE, &["messages_by_receipt (queue=? AND receipt=?)"]),
         (sql::CHANGE_VISIBILITY, &["messages_by_receipt (queue=? AND receipt=?)"]),
         (sql::HELD, &["messages_by_receipt (queue=? AND receipt=?)"]),
         (sql::NEXT_RELEASE, &["groups_busy (queue=? AND busy_until>?)"]),
     ];
+
+    const ACK_OF_THREE: &str =
+        "DELETE FROM messages INDEXED BY messages_by_receipt WHERE queue = ?1 AND receipt IN (?2, ?3, ?4)";
+
+    #[test]
+    fn an_ack_of_three_receipts_is_one_statement() {
+        assert_eq!(sql::ack(3), ACK_OF_THREE);
+    }
+
+    /// The statements the triggers in `SCHEMA` run, with `NEW.x` and `OLD.x` as
+    /// parameters.
+    fn trigger_statements() -> Vec<String> {
+        let mut statements = Vec::new();
+        let mut rest = SCHEMA;
+        while let Some(start) = rest.find(" BEGIN\n") {
+            let body = &rest[start + " BEGIN\n".len()..];
+            let end = body.find("\nEND;").expect("END of a trigger");
+            for statement in body[..end].split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                let mut text = String::new();
+                let mut words = statement.split_inclusive(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'));
+                for word in &mut words {
+                    let (token, tail) = word.split_at(
+                        word.trim_end_matches(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.')).len(),
+                    );
+                    if token.starts_with("NEW.") || token.starts_with("OLD.") {
+                        text.push_str("?1");
+                    } else {
+                        text.push_str(token);
+                    }
+                    text.push_str(tail);
+                }
+                statements.push(text);
+            }
+            rest = &body[end..];
+        }
+        statements
+    }
+
+    async fn plan(transport: &EmbeddedTransport, statement: &str) -> Vec<String> {
+        let explain = format!("EXPLAIN QUERY PLAN {statement}");
+        let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
+        for _ in 0..parameters(statement) {
+            query = query.bind(Option::<i64>::None);
+        }
+        let plan: Vec<String> =
+            query.fetch_all(&transport.pool).await.expect("plan").into_iter().map(|row| row.3).collect();
+        // The receive walks and sorts what it picked: at most ten ready groups (`g`)
+        // and at most ten messages of each.
+        let bounded: &[&str] =
+            if statement == sql::RECEIVE { &["SCAN g", "USE TEMP B-TREE FOR ORDER BY"] } else { &[] };
+        for step in plan.iter().filter(|step| !bounded.contains(&step.as_str())) {
+            assert!(
+                !(step.contains("TEMP B-TREE") || step.starts_with("SCAN") && step != "SCAN CONSTANT ROW"),
+                "`{statement}` does `{step}`"
+            );
+        }
+        plan
+    }
 
     /// Every statement on a message's path is an index probe: none scans a table or
     /// sorts, so the work per message does not grow with the backlog.
@@ -865,22 +891,19 @@ mod tests {
             .await
             .expect("open");
         for (statement, indexes) in PLANS {
-            let explain = format!("EXPLAIN QUERY PLAN {statement}");
-            let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
-            for _ in 0..parameters(statement) {
-                query = query.bind(Option::<i64>::None);
-            }
-            let plan: Vec<String> =
-                query.fetch_all(&transport.pool).await.expect("plan").into_iter().map(|row| row.3).collect();
-            for step in &plan {
-                assert!(
-                    !(step.contains("TEMP B-TREE") || step.starts_with("SCAN") && step != "SCAN CONSTANT ROW"),
-                    "`{statement}` does `{step}`"
-                );
-            }
+            let plan = plan(&transport, statement).await;
             for index in indexes {
                 assert!(plan.iter().any(|step| step.contains(index)), "`{statement}` does not use `{index}`: {plan:?}");
             }
+        }
+        let triggered = trigger_statements();
+        assert_eq!(triggered.len(), 6, "the statements of three triggers: {triggered:#?}");
+        for statement in &triggered {
+            let plan = plan(&transport, statement).await;
+            assert!(
+                plan.iter().all(|step| step.starts_with("SEARCH") || step.contains("SUBQUERY")),
+                "{statement}: {plan:?}"
+            );
         }
     }
 }

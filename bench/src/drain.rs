@@ -10,7 +10,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::layer::SubscriberExt;
 
-use shared::config::{Config, ObjectStoreConfig, StoreConfig, TransportConfig};
+use shared::config::{Config, ObjectStoreConfig, Secret, StoreConfig, TransportConfig};
 use shared::domain::{FeedbackMessage, NewFeedback};
 use shared::events::{FeedbackSubmitted, Payload};
 use shared::ports::StoreBackend;
@@ -19,6 +19,7 @@ use shared::FeedbackId;
 use switchyard::platform::{Component, Platform};
 
 use crate::e2e::{CompletionRecorder, Completions};
+use crate::pipeline::Store;
 
 /// One run's outcome.
 struct Drained {
@@ -55,15 +56,23 @@ async fn preload(store: &dyn StoreBackend, tenant: shared::TenantId, backlog: us
     Ok(())
 }
 
-async fn drain(backlog: usize, limit: Duration, completions: &Completions) -> anyhow::Result<Drained> {
+async fn drain(store: Store, backlog: usize, limit: Duration, completions: &Completions) -> anyhow::Result<Drained> {
     if let Ok(mut done) = completions.lock() {
         done.clear();
     }
     let dir = tempfile::tempdir()?;
     let topology = Topology::new(InstanceName::parse("drain").map_err(anyhow::Error::msg)?, Environment::Production)?;
+    let store_config = match store {
+        Store::Sqlite => StoreConfig::Sqlite { path: dir.path().join("switchyard.db") },
+        Store::Postgres => StoreConfig::Postgres {
+            url: Secret::new(adapters::testing::fresh_postgres_database().await.context("a benchmark database")?),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        },
+    };
     let config = Config::minimal(
         &topology,
-        StoreConfig::Sqlite { path: dir.path().join("switchyard.db") },
+        store_config,
         TransportConfig::Embedded { path: dir.path().join("transport.db") },
         ObjectStoreConfig::Filesystem { root: dir.path().join("objects") },
     );
@@ -89,7 +98,7 @@ async fn drain(backlog: usize, limit: Duration, completions: &Completions) -> an
     Ok(Drained { backlog, completed, elapsed })
 }
 
-pub async fn run(backlogs: &[usize], limit_seconds: u64) -> anyhow::Result<()> {
+pub async fn run(stores: &[Store], backlogs: &[usize], limit_seconds: u64) -> anyhow::Result<()> {
     let completions: Completions = Default::default();
     let subscriber = tracing_subscriber::registry()
         .with(CompletionRecorder(completions.clone()))
@@ -97,30 +106,33 @@ pub async fn run(backlogs: &[usize], limit_seconds: u64) -> anyhow::Result<()> {
     tracing::subscriber::set_global_default(subscriber)?;
 
     let limit = Duration::from_secs(limit_seconds);
-    let mut runs = Vec::new();
-    for &backlog in backlogs {
-        runs.push(drain(backlog, limit, &completions).await?);
-    }
-    println!("## Draining a backlog of feedback on the embedded engine (relay + feedback worker, one tenant)\n");
-    println!("| backlog | completed | time | completions/s |");
-    println!("|---|---|---|---|");
-    for run in &runs {
-        let time = if run.completed < run.backlog {
-            format!("stopped at {:.0} s", run.elapsed.as_secs_f64())
-        } else {
-            format!("{:.1} s", run.elapsed.as_secs_f64())
-        };
-        println!("| {} | {} | {time} | {:.0} |", run.backlog, run.completed, run.per_second());
-    }
-    if let (Some(small), Some(large)) = (runs.first(), runs.last()) {
-        if runs.len() > 1 {
-            println!(
-                "| **drain rate {}/{} (target ≥ 0.85)** | | | **{:.2}×** |",
-                large.backlog,
-                small.backlog,
-                large.per_second() / small.per_second().max(1e-9)
-            );
+    for &store in stores {
+        let mut runs = Vec::new();
+        for &backlog in backlogs {
+            runs.push(drain(store, backlog, limit, &completions).await?);
         }
+        println!("## Draining a backlog of feedback on the {} (relay + feedback worker, one tenant)\n", store.label());
+        println!("| backlog | completed | time | completions/s |");
+        println!("|---|---|---|---|");
+        for run in &runs {
+            let time = if run.completed < run.backlog {
+                format!("stopped at {:.0} s", run.elapsed.as_secs_f64())
+            } else {
+                format!("{:.1} s", run.elapsed.as_secs_f64())
+            };
+            println!("| {} | {} | {time} | {:.0} |", run.backlog, run.completed, run.per_second());
+        }
+        if let (Some(small), Some(large)) = (runs.first(), runs.last()) {
+            if runs.len() > 1 {
+                println!(
+                    "| **drain rate {}/{} (target ≥ 0.85)** | | | **{:.2}×** |",
+                    large.backlog,
+                    small.backlog,
+                    large.per_second() / small.per_second().max(1e-9)
+                );
+            }
+        }
+        println!();
     }
     Ok(())
 }

@@ -55,6 +55,8 @@ enum Command {
         /// Backlog sizes, smallest first; the ratio compares the last with the first.
         #[arg(long, value_delimiter = ',', default_values_t = [5_000, 50_000])]
         backlogs: Vec<usize>,
+        #[arg(long, value_delimiter = ',', default_values_t = [String::from("sqlite"), String::from("postgres")])]
+        stores: Vec<String>,
         /// Each run stops here if it has not drained.
         #[arg(long, default_value_t = 180)]
         limit_seconds: u64,
@@ -100,7 +102,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Api { connections, seconds } => runtime.block_on(api::run(connections, seconds)),
         Command::E2e { rate, seconds } => runtime.block_on(e2e::run(rate, seconds)),
-        Command::Drain { backlogs, limit_seconds } => runtime.block_on(drain::run(&backlogs, limit_seconds)),
+        Command::Drain { backlogs, stores, limit_seconds } => {
+            let stores = stores.iter().map(|s| s.parse()).collect::<Result<Vec<pipeline::Store>, String>>();
+            runtime.block_on(drain::run(&stores.map_err(anyhow::Error::msg)?, &backlogs, limit_seconds))
+        }
         Command::Pipeline { stores, tenants, bursts, trial_seconds, connections } => {
             let stores = stores.iter().map(|s| s.parse()).collect::<Result<Vec<pipeline::Store>, String>>();
             let stores = stores.map_err(anyhow::Error::msg)?;

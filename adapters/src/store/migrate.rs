@@ -65,6 +65,11 @@ macro_rules! migrations_in {
                 name: "webhook_events",
                 sql: include_str!(concat!("../../../migrations/", $dir, "/0010_webhook_events.sql")),
             },
+            Migration {
+                version: 11,
+                name: "outbox_fair_claim",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0011_outbox_fair_claim.sql")),
+            },
         ]
     };
 }

@@ -10,7 +10,7 @@ use sqlx::{Any, Row, Transaction};
 use shared::ports::{Outbox, OutboxEntry, StoreError};
 use shared::{EventEnvelope, Timestamp};
 
-use super::{append, db, in_list, lease_claim_sql, text, SqlStore, OUTBOX_CHANNEL};
+use super::{append, db, in_list, text, SqlStore, OUTBOX_CHANNEL};
 
 /// What happens to a row whose publish failed.
 #[derive(Debug, Clone, Copy)]
@@ -114,38 +114,107 @@ pub(super) async fn insert_outbox(
     Ok(())
 }
 
+/// Pending rows of one tenant.
+const PENDING: &str = "published_at IS NULL AND failed_at IS NULL";
+
+/// The rows to claim: up to `limit`, shared evenly among the tenants with pending rows
+/// (the oldest first when there are more tenants than `limit`), so one tenant's backlog
+/// does not hold back another tenant's new rows. Each tenant's rows are its oldest ones
+/// before its first row that is leased or waiting for a retry, so a tenant is never
+/// reordered. Every step is an index probe: the tenants' heads
+/// (`outbox_pending_tenant`), the first row holding a tenant back (`outbox_held`), and
+/// the rows before it.
+async fn fair_share(tx: &mut Transaction<'static, Any>, limit: u32, now: Timestamp) -> Result<Vec<i64>, StoreError> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let heads = sqlx::query(&format!(
+        "SELECT id FROM (
+             SELECT t.id, (SELECT MIN(o.seq) FROM outbox o WHERE o.tenant_id = t.id AND o.{PENDING}) AS head
+             FROM tenants t
+         ) heads WHERE head IS NOT NULL ORDER BY head LIMIT $1"
+    ))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db)?;
+    // (tenant, the first seq not to take, the last seq taken)
+    let mut lanes: Vec<(String, i64, i64)> = Vec::with_capacity(heads.len());
+    for row in &heads {
+        let tenant = text(row, "id")?;
+        let held: Option<i64> = sqlx::query(&format!(
+            "SELECT MIN(seq) AS held FROM outbox
+             WHERE tenant_id = $1 AND {PENDING} AND (claimed_until IS NOT NULL OR not_before > 0)
+               AND (not_before > $2 OR claimed_until > $2)"
+        ))
+        .bind(&tenant)
+        .bind(now.as_millis())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)?
+        .try_get("held")
+        .map_err(db)?;
+        lanes.push((tenant, held.unwrap_or(i64::MAX), i64::MIN));
+    }
+    let mut taken = Vec::new();
+    // Rounds of equal shares; a tenant that had fewer rows than its share leaves the
+    // rest to the others in the next round.
+    while taken.len() < limit && !lanes.is_empty() {
+        let share = (limit - taken.len()).div_ceil(lanes.len()).max(1);
+        let mut hungry = Vec::with_capacity(lanes.len());
+        for (tenant, held, after) in lanes {
+            let room = limit - taken.len();
+            if room == 0 {
+                break;
+            }
+            let want = share.min(room);
+            let rows = sqlx::query(&format!(
+                "SELECT seq FROM outbox WHERE tenant_id = $1 AND {PENDING} AND seq > $2 AND seq < $3
+                 ORDER BY seq LIMIT $4"
+            ))
+            .bind(&tenant)
+            .bind(after)
+            .bind(held)
+            .bind(i64::try_from(want).unwrap_or(i64::MAX))
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db)?;
+            let mut last = after;
+            for row in &rows {
+                last = row.try_get("seq").map_err(db)?;
+                taken.push(last);
+            }
+            if rows.len() == want {
+                hungry.push((tenant, held, last));
+            }
+        }
+        lanes = hungry;
+    }
+    Ok(taken)
+}
+
 #[async_trait]
 impl Outbox for SqlStore {
     async fn claim_outbox(&self, limit: u32, lease: Duration) -> Result<Vec<OutboxEntry>, StoreError> {
         let now = Timestamp::now();
-        // A row is claimable when it is pending, due, not leased, and every earlier
-        // pending row of its tenant is claimable too (so a tenant is never reordered).
-        let sql = lease_claim_sql(
-            self.dialect,
-            "outbox",
-            "SELECT o.seq FROM outbox o
-             WHERE o.published_at IS NULL AND o.failed_at IS NULL
-               AND o.not_before <= $2
-               AND (o.claimed_until IS NULL OR o.claimed_until <= $2)
-               AND NOT EXISTS (
-                   SELECT 1 FROM outbox e
-                   WHERE e.tenant_id = o.tenant_id AND e.published_at IS NULL AND e.failed_at IS NULL
-                     AND e.seq < o.seq
-                     AND (e.not_before > $2 OR (e.claimed_until IS NOT NULL AND e.claimed_until > $2))
-               )
-             ORDER BY o.seq
-             LIMIT $3",
-            "seq, envelope, attempts",
-        );
         let mut tx = self.pool.begin().await.map_err(db)?;
         self.dialect.take_claim_turn(&mut tx).await?;
-        let rows = sqlx::query(&sql)
-            .bind(now.plus(lease).as_millis())
-            .bind(now.as_millis())
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
+        let seqs = fair_share(&mut tx, limit, now).await?;
+        let rows = if seqs.is_empty() {
+            Vec::new()
+        } else {
+            // Still claimable: another process may have published or failed one since.
+            let sql = format!(
+                "UPDATE outbox SET claimed_until = $1
+                 WHERE seq IN ({}) AND published_at IS NULL AND failed_at IS NULL
+                   AND not_before <= $2 AND (claimed_until IS NULL OR claimed_until <= $2)
+                 RETURNING seq, envelope, attempts",
+                in_list(3, seqs.len())
+            );
+            let mut query = sqlx::query(&sql).bind(now.plus(lease).as_millis()).bind(now.as_millis());
+            for seq in &seqs {
+                query = query.bind(*seq);
+            }
+            query.fetch_all(&mut *tx).await.map_err(db)?
+        };
         tx.commit().await.map_err(db)?;
         // Row by row: a row whose envelope cannot be read back is failed with the reason
         // (kept for operators) and holds back nobody, not even its own tenant.

@@ -153,8 +153,11 @@ pub async fn run_suite<B: Backend>(capabilities: Capabilities, backend: B) {
     if capabilities.manual_clock {
         announce(SUITE, "dedup id remembered for five minutes");
         dedup_window(&backend.open(unique_topology()).await).await;
+        announce(SUITE, "a message older than its queue's retention is gone");
+        retention(&backend.open(unique_topology()).await).await;
     } else {
         skip(SUITE, "dedup id remembered for five minutes", "the backend's clock cannot be moved");
+        skip(SUITE, "a message older than its queue's retention is gone", "the backend's clock cannot be moved");
     }
     announce(SUITE, "redelivery after the visibility timeout, with receive counts");
     redelivery(&backend.open(unique_topology()).await).await;
@@ -322,6 +325,18 @@ async fn dedup_window(fixture: &Fixture) {
     clock.advance(Duration::from_secs(61));
     publish_all(t, &n.topic, &[message("g", "d1", "feedback.x")]).await;
     assert_eq!(drain(t, &n.feedback, 1).await.len(), 1, "after five minutes the id is new again");
+}
+
+async fn retention(fixture: &Fixture) {
+    let n = names(&fixture.topology);
+    let t = fixture.transport.as_ref();
+    let clock = fixture.clock.as_ref().expect("manual clock");
+    let retention = fixture.topology.queue(UseCase::Feedback).retention;
+    publish_all(t, &n.topic, &[message("ten_1:old", "old", "feedback.x")]).await;
+    clock.advance(retention - Duration::from_secs(60));
+    publish_all(t, &n.topic, &[message("ten_1:young", "young", "feedback.x")]).await;
+    clock.advance(Duration::from_secs(120));
+    assert_eq!(dedups(&drain(t, &n.feedback, 2).await), vec!["young".to_owned()], "only the younger one is left");
 }
 
 async fn redelivery(fixture: &Fixture) {

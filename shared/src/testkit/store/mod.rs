@@ -42,8 +42,8 @@ macro_rules! store_conformance {
                 another_tenants_envelope_is_refused
             }
             outbox {
-                claim_publish_and_lease, each_tenant_stays_in_order, two_claimers_never_share_a_row,
-                wake_up_is_level_triggered
+                claim_publish_and_lease, each_tenant_stays_in_order, a_tenants_backlog_does_not_hold_back_another_tenant,
+                two_claimers_never_share_a_row, wake_up_is_level_triggered
             }
             inbox { applies_an_event_once_per_consumer }
             feedback { tenant_scoped_statuses }
