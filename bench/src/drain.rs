@@ -10,7 +10,6 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::layer::SubscriberExt;
 
-use shared::config::{Config, ObjectStoreConfig, Secret, StoreConfig, TransportConfig};
 use shared::domain::{FeedbackMessage, NewFeedback};
 use shared::events::{FeedbackSubmitted, Payload};
 use shared::ports::StoreBackend;
@@ -62,20 +61,7 @@ async fn drain(store: Store, backlog: usize, limit: Duration, completions: &Comp
     }
     let dir = tempfile::tempdir()?;
     let topology = Topology::new(InstanceName::parse("drain").map_err(anyhow::Error::msg)?, Environment::Production)?;
-    let store_config = match store {
-        Store::Sqlite => StoreConfig::Sqlite { path: dir.path().join("switchyard.db") },
-        Store::Postgres => StoreConfig::Postgres {
-            url: Secret::new(adapters::testing::fresh_postgres_database().await.context("a benchmark database")?),
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(5),
-        },
-    };
-    let config = Config::minimal(
-        &topology,
-        store_config,
-        TransportConfig::Embedded { path: dir.path().join("transport.db") },
-        ObjectStoreConfig::Filesystem { root: dir.path().join("objects") },
-    );
+    let config = store.config(&topology, dir.path()).await?;
     let platform =
         Platform::build(config, topology, vec![Component::Relay, Component::Worker(UseCase::Feedback)]).await?;
     let store = platform.backends().store.clone();

@@ -46,6 +46,25 @@ impl std::str::FromStr for Store {
 }
 
 impl Store {
+    /// The configuration of a platform on this store, with everything else embedded
+    /// under `dir` (a fresh PostgreSQL database each time).
+    pub async fn config(self, topology: &Topology, dir: &std::path::Path) -> anyhow::Result<Config> {
+        let store = match self {
+            Store::Sqlite => StoreConfig::Sqlite { path: dir.join("switchyard.db") },
+            Store::Postgres => StoreConfig::Postgres {
+                url: Secret::new(adapters::testing::fresh_postgres_database().await.context("a benchmark database")?),
+                max_connections: 16,
+                acquire_timeout: Duration::from_secs(5),
+            },
+        };
+        Ok(Config::minimal(
+            topology,
+            store,
+            TransportConfig::Embedded { path: dir.join("transport.db") },
+            ObjectStoreConfig::Filesystem { root: dir.join("objects") },
+        ))
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Store::Sqlite => "embedded engine (SQLite store)",
@@ -68,20 +87,7 @@ impl Running {
         let dir = tempfile::tempdir()?;
         let topology =
             Topology::new(InstanceName::parse("pipeline").map_err(anyhow::Error::msg)?, Environment::Production)?;
-        let store_config = match store {
-            Store::Sqlite => StoreConfig::Sqlite { path: dir.path().join("switchyard.db") },
-            Store::Postgres => StoreConfig::Postgres {
-                url: Secret::new(adapters::testing::fresh_postgres_database().await.context("a benchmark database")?),
-                max_connections: 16,
-                acquire_timeout: Duration::from_secs(5),
-            },
-        };
-        let mut config = Config::minimal(
-            &topology,
-            store_config,
-            TransportConfig::Embedded { path: dir.path().join("transport.db") },
-            ObjectStoreConfig::Filesystem { root: dir.path().join("objects") },
-        );
+        let mut config = store.config(&topology, dir.path()).await?;
         // The plans' per-tenant API limit would shed a flood at the edge (with the
         // standard plan, most of it is refused with 429); this measures what is behind.
         config.plans = crate::api::unthrottled();
