@@ -35,13 +35,19 @@ fn io(error: std::io::Error) -> ObjectStoreError {
 impl ObjectStore for FilesystemObjectStore {
     async fn put(&self, key: &ObjectKey, body: Vec<u8>, _content_type: &str) -> Result<(), ObjectStoreError> {
         let path = self.path(key);
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(io)?;
-        }
-        // Write aside, then rename: readers see the old or the new object, never half of one.
-        let temporary = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-        tokio::fs::write(&temporary, body).await.map_err(io)?;
-        tokio::fs::rename(&temporary, &path).await.map_err(io)
+        // Write aside, then rename: readers see the old or the new object, never half of
+        // one. All three steps in one trip to the blocking pool, not one trip each.
+        let written = tokio::task::spawn_blocking(move || {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let temporary = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::write(&temporary, body)?;
+            std::fs::rename(&temporary, &path)
+        })
+        .await
+        .map_err(|joined| io(std::io::Error::other(joined)))?;
+        written.map_err(io)
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>, ObjectStoreError> {
