@@ -128,7 +128,7 @@ async fn fair_share(tx: &mut Transaction<'static, Any>, limit: u32, now: Timesta
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let heads = sqlx::query(&format!(
         "SELECT id FROM (
-             SELECT t.id, (SELECT MIN(o.seq) FROM outbox o WHERE o.tenant_id = t.id AND o.{PENDING}) AS head
+             SELECT t.id, (SELECT MIN(seq) FROM outbox WHERE tenant_id = t.id AND {PENDING}) AS head
              FROM tenants t
          ) heads WHERE head IS NOT NULL ORDER BY head LIMIT $1"
     ))
@@ -136,54 +136,46 @@ async fn fair_share(tx: &mut Transaction<'static, Any>, limit: u32, now: Timesta
     .fetch_all(&mut **tx)
     .await
     .map_err(db)?;
-    // (tenant, the first seq not to take, the last seq taken)
-    let mut lanes: Vec<(String, i64, i64)> = Vec::with_capacity(heads.len());
-    for row in &heads {
-        let tenant = text(row, "id")?;
-        let held: Option<i64> = sqlx::query(&format!(
-            "SELECT MIN(seq) AS held FROM outbox
-             WHERE tenant_id = $1 AND {PENDING} AND (claimed_until IS NOT NULL OR not_before > 0)
-               AND (not_before > $2 OR claimed_until > $2)"
-        ))
-        .bind(&tenant)
-        .bind(now.as_millis())
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(db)?
-        .try_get("held")
-        .map_err(db)?;
-        lanes.push((tenant, held.unwrap_or(i64::MAX), i64::MIN));
-    }
+    // One statement per tenant and round: its next rows before its first held row.
+    let next_rows = format!(
+        "SELECT seq FROM outbox
+         WHERE tenant_id = $1 AND {PENDING} AND seq > $2
+           AND seq < COALESCE((SELECT MIN(seq) FROM outbox
+                               WHERE tenant_id = $1 AND {PENDING} AND (claimed_until IS NOT NULL OR not_before > 0)
+                                 AND (not_before > $3 OR claimed_until > $3)), $4)
+         ORDER BY seq LIMIT $5"
+    );
+    // (tenant, the last seq taken)
+    let mut lanes: Vec<(String, i64)> =
+        heads.iter().map(|row| Ok((text(row, "id")?, i64::MIN))).collect::<Result<_, StoreError>>()?;
     let mut taken = Vec::new();
     // Rounds of equal shares; a tenant that had fewer rows than its share leaves the
     // rest to the others in the next round.
     while taken.len() < limit && !lanes.is_empty() {
         let share = (limit - taken.len()).div_ceil(lanes.len()).max(1);
         let mut hungry = Vec::with_capacity(lanes.len());
-        for (tenant, held, after) in lanes {
+        for (tenant, after) in lanes {
             let room = limit - taken.len();
             if room == 0 {
                 break;
             }
             let want = share.min(room);
-            let rows = sqlx::query(&format!(
-                "SELECT seq FROM outbox WHERE tenant_id = $1 AND {PENDING} AND seq > $2 AND seq < $3
-                 ORDER BY seq LIMIT $4"
-            ))
-            .bind(&tenant)
-            .bind(after)
-            .bind(held)
-            .bind(i64::try_from(want).unwrap_or(i64::MAX))
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(db)?;
+            let rows = sqlx::query(&next_rows)
+                .bind(&tenant)
+                .bind(after)
+                .bind(now.as_millis())
+                .bind(i64::MAX)
+                .bind(i64::try_from(want).unwrap_or(i64::MAX))
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(db)?;
             let mut last = after;
             for row in &rows {
                 last = row.try_get("seq").map_err(db)?;
                 taken.push(last);
             }
             if rows.len() == want {
-                hungry.push((tenant, held, last));
+                hungry.push((tenant, last));
             }
         }
         lanes = hungry;
