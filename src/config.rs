@@ -360,7 +360,11 @@ impl Layer {
             objects,
             api_addr: addr("api_addr", self.api_addr, "127.0.0.1:8080")?,
             console_addr: addr("console_addr", self.console_addr, "127.0.0.1:8081")?,
-            worker_concurrency: in_range("worker_concurrency", self.worker_concurrency, (8, 1, 1_024))?,
+            worker_concurrency: in_range(
+                "worker_concurrency",
+                self.worker_concurrency,
+                (shared::config::DEFAULT_WORKER_CONCURRENCY, 1, 1_024),
+            )?,
             outage_grace: Duration::from_secs(in_range(
                 "worker_outage_grace_seconds",
                 self.worker_outage_grace_seconds,

@@ -14,7 +14,7 @@
 //!   `Notify` per queue, and otherwise sleep only until the next visibility expiry or
 //!   the end of their long poll, so there is no polling delay.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +36,8 @@ use shared::topology::Topology;
 use shared::{Clock, Timestamp};
 
 /// How long a dedup id is remembered.
+/// The most messages one publish takes (SNS takes ten a call).
+pub const PUBLISH_LIMIT: usize = 100;
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// SQS's longest long poll, kept so that what works here works on AWS.
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
@@ -227,19 +229,35 @@ WHERE m.seq = (SELECT MIN(f.seq) FROM messages f WHERE f.queue = m.queue AND f.g
 /// The statements on the path of every message, each an index probe (see the test
 /// that checks their query plans).
 mod sql {
-    pub const SIGHT: &str = "INSERT INTO dedup (scope, dedup_id, expires_at) VALUES (?1, ?2, ?3)
+    /// Records the dedup ids of the JSON array ?2 in scope ?1 until ?3; returns those
+    /// not seen within the window (expired at ?4), each once. One statement a batch.
+    pub const SIGHT: &str = "INSERT INTO dedup (scope, dedup_id, expires_at)
+         SELECT ?1, value, ?3 FROM json_each(?2) WHERE true
          ON CONFLICT (scope, dedup_id) DO UPDATE SET expires_at = excluded.expires_at
-         WHERE dedup.expires_at <= ?4";
+         WHERE dedup.expires_at <= ?4
+         RETURNING dedup_id";
     /// Bounded: a publish forgets at most this many expired dedup ids.
     pub const FORGET: &str =
         "DELETE FROM dedup WHERE rowid IN (SELECT rowid FROM dedup WHERE expires_at <= ?1 LIMIT 64)";
-    /// The message takes the turn after the later of its lane's last turn and the
-    /// queue's clock; the `message_queued` trigger does the rest.
-    pub const ENQUEUE: &str = "INSERT INTO messages
-         (queue, message_id, group_id, dedup_id, body, attributes, sent_at, visible_at, lane, turn)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8,
-                 MAX(COALESCE((SELECT last_turn FROM lanes WHERE queue = ?1 AND lane = ?8), 0),
-                     COALESCE((SELECT turn FROM clocks WHERE queue = ?1), 0)) + 1)";
+    /// Appends the messages of the JSON array ?3 (each `[message id, group id, dedup
+    /// id, body, attributes, lane]`) to queue ?1 at time ?2, in their order. The n-th
+    /// message of a lane in the batch takes the n-th turn after the later of its lane's
+    /// last turn and the queue's clock, as n publishes of one message would; the
+    /// turns are computed (materialized) before any row is written, because the
+    /// `message_queued` trigger moves the lane's last turn with each row.
+    pub const ENQUEUE: &str = "WITH batch AS MATERIALIZED (
+             SELECT key AS position, value ->> 0 AS message_id, value ->> 1 AS group_id, value ->> 2 AS dedup_id,
+                    value ->> 3 AS body, value ->> 4 AS attributes, value ->> 5 AS lane
+             FROM json_each(?3)
+         ), turns AS MATERIALIZED (
+             SELECT b.*, MAX(COALESCE((SELECT last_turn FROM lanes WHERE queue = ?1 AND lane = b.lane), 0),
+                             COALESCE((SELECT turn FROM clocks WHERE queue = ?1), 0))
+                         + ROW_NUMBER() OVER (PARTITION BY b.lane ORDER BY b.position) AS turn
+             FROM batch b
+         )
+         INSERT INTO messages (queue, message_id, group_id, dedup_id, body, attributes, sent_at, visible_at, lane, turn)
+         SELECT ?1, message_id, group_id, dedup_id, body, attributes, ?2, ?2, lane, turn FROM turns
+         WHERE true ORDER BY position";
     pub const EXPIRE: &str = "DELETE FROM messages WHERE queue = ?1 AND sent_at < ?2";
     pub const RELEASE: &str =
         "UPDATE groups SET busy_until = NULL WHERE queue = ?1 AND busy_until IS NOT NULL AND busy_until <= ?2";
@@ -414,40 +432,48 @@ impl EmbeddedTransport {
         self.queues.get(name).ok_or_else(|| TransportError::UnknownQueue(name.to_owned()))
     }
 
-    /// Records `dedup_id` in `scope`; false when it was already seen within the window.
-    async fn first_sighting(
+    /// Records `dedup_ids` in `scope`; for each, whether this is its first sighting
+    /// within the window (a repeat within `dedup_ids` is not). One statement.
+    async fn first_sightings(
         tx: &mut Transaction<'_, Sqlite>,
         scope: &str,
-        dedup_id: &str,
+        dedup_ids: &[&str],
         now: Timestamp,
-    ) -> Result<bool, TransportError> {
-        let result = sqlx::query(sql::SIGHT)
+    ) -> Result<Vec<bool>, TransportError> {
+        if dedup_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(sql::SIGHT)
             .bind(scope)
-            .bind(dedup_id)
+            .bind(serde_json::to_string(dedup_ids).map_err(|e| TransportError::Invalid(e.to_string()))?)
             .bind(now.plus(DEDUP_WINDOW).as_millis())
             .bind(now.as_millis())
-            .execute(&mut **tx)
+            .fetch_all(&mut **tx)
             .await
             .map_err(db)?;
-        Ok(result.rows_affected() == 1)
+        let mut first: HashSet<String> = rows.iter().map(|row| row.get::<String, _>(0)).collect();
+        Ok(dedup_ids.iter().map(|id| first.remove(*id)).collect())
     }
 
-    /// Appends `message` to `queue`, in its lane's next turn.
+    /// Appends `messages` to `queue` in their order, each in its lane's next turn. One
+    /// statement.
     async fn enqueue(
         tx: &mut Transaction<'_, Sqlite>,
         queue: &str,
-        message: NewMessage<'_>,
+        messages: &[NewMessage<'_>],
         now: Timestamp,
     ) -> Result<(), TransportError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<[&str; 6]> = messages
+            .iter()
+            .map(|m| [m.message_id, m.group_id, m.dedup_id, m.body, m.attributes, fairness_lane(m.group_id)])
+            .collect();
         sqlx::query(sql::ENQUEUE)
             .bind(queue)
-            .bind(message.message_id)
-            .bind(message.group_id)
-            .bind(message.dedup_id)
-            .bind(message.body)
-            .bind(message.attributes)
             .bind(now.as_millis())
-            .bind(fairness_lane(message.group_id))
+            .bind(serde_json::to_string(&rows).map_err(|e| TransportError::Invalid(e.to_string()))?)
             .execute(&mut **tx)
             .await
             .map_err(db)?;
@@ -462,7 +488,7 @@ impl EmbeddedTransport {
         attributes: &str,
         now: Timestamp,
     ) -> Result<(), TransportError> {
-        Self::enqueue(tx, to, message.with_attributes(attributes), now).await?;
+        Self::enqueue(tx, to, &[message.with_attributes(attributes)], now).await?;
         sqlx::query(sql::REMOVE).bind(message.seq).execute(&mut **tx).await.map_err(db)?;
         Ok(())
     }
@@ -566,44 +592,65 @@ fn sns_notification(topic: &str, message: &OutgoingMessage, now: Timestamp) -> S
 
 #[async_trait]
 impl Transport for EmbeddedTransport {
+    /// A relay's whole claim in one transaction: what SNS takes in ten calls costs one
+    /// commit here.
+    fn publish_limit(&self) -> usize {
+        PUBLISH_LIMIT
+    }
+
     async fn publish(
         &self,
         topic: &str,
         batch: &[OutgoingMessage],
     ) -> Result<Vec<Result<(), TransportError>>, TransportError> {
         let subscriptions = self.topics.get(topic).ok_or_else(|| TransportError::UnknownTopic(topic.to_owned()))?;
-        let checks = check_batch(batch)?;
+        let checks = check_batch(batch, PUBLISH_LIMIT)?;
         let now = self.clock.now();
         let mut results = Vec::with_capacity(batch.len());
         let mut woken: Vec<&str> = Vec::new();
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut valid: Vec<&OutgoingMessage> = Vec::with_capacity(batch.len());
         for (message, check) in batch.iter().zip(checks) {
-            if let Err(error) = check {
-                results.push(Err(error));
-                continue;
+            results.push(check.map(|()| valid.push(message)));
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // A batch is one statement per step (the topic's dedup, then per subscribed
+        // queue its dedup and its messages), not one per message.
+        let ids: Vec<&str> = valid.iter().map(|m| m.dedup_id.as_str()).collect();
+        let first = Self::first_sightings(&mut tx, topic, &ids, now).await?;
+        let fresh: Vec<(&OutgoingMessage, String)> = valid
+            .iter()
+            .zip(first)
+            .filter(|(_, first)| *first)
+            .map(|(m, _)| (*m, serde_json::to_string(&m.attributes).unwrap_or_else(|_| "{}".into())))
+            .collect();
+        for sub in subscriptions.iter() {
+            let wanted: Vec<&(&OutgoingMessage, String)> =
+                fresh.iter().filter(|(m, _)| sub.policy.matches_message(&m.attributes, &m.body)).collect();
+            let ids: Vec<&str> = wanted.iter().map(|(m, _)| m.dedup_id.as_str()).collect();
+            let first = Self::first_sightings(&mut tx, &sub.queue, &ids, now).await?;
+            let queued: Vec<(&OutgoingMessage, &str, String, String)> = wanted
+                .iter()
+                .zip(first)
+                .filter(|(_, first)| *first)
+                .map(|((m, attributes), _)| {
+                    let body = if sub.raw_delivery { m.body.clone() } else { sns_notification(topic, m, now) };
+                    (*m, attributes.as_str(), body, uuid::Uuid::new_v4().to_string())
+                })
+                .collect();
+            let messages: Vec<NewMessage<'_>> = queued
+                .iter()
+                .map(|(m, attributes, body, message_id)| NewMessage {
+                    message_id,
+                    group_id: &m.group_id,
+                    dedup_id: &m.dedup_id,
+                    body,
+                    attributes,
+                })
+                .collect();
+            Self::enqueue(&mut tx, &sub.queue, &messages, now).await?;
+            if !messages.is_empty() {
+                woken.push(&sub.queue);
             }
-            if Self::first_sighting(&mut tx, topic, &message.dedup_id, now).await? {
-                let attributes = serde_json::to_string(&message.attributes).unwrap_or_else(|_| "{}".into());
-                for sub in subscriptions.iter().filter(|s| s.policy.matches_message(&message.attributes, &message.body))
-                {
-                    if !Self::first_sighting(&mut tx, &sub.queue, &message.dedup_id, now).await? {
-                        continue;
-                    }
-                    let body =
-                        if sub.raw_delivery { message.body.clone() } else { sns_notification(topic, message, now) };
-                    let message_id = uuid::Uuid::new_v4().to_string();
-                    let new = NewMessage {
-                        message_id: &message_id,
-                        group_id: &message.group_id,
-                        dedup_id: &message.dedup_id,
-                        body: &body,
-                        attributes: &attributes,
-                    };
-                    Self::enqueue(&mut tx, &sub.queue, new, now).await?;
-                    woken.push(&sub.queue);
-                }
-            }
-            results.push(Ok(()));
         }
         sqlx::query(sql::FORGET).bind(now.as_millis()).execute(&mut *tx).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
@@ -870,10 +917,21 @@ mod tests {
         let plan: Vec<String> =
             query.fetch_all(&transport.pool).await.expect("plan").into_iter().map(|row| row.3).collect();
         // The receive walks and sorts what it picked: at most ten ready groups (`g`)
-        // and at most ten messages of each.
-        let bounded: &[&str] =
-            if statement == sql::RECEIVE { &["SCAN g", "USE TEMP B-TREE FOR ORDER BY"] } else { &[] };
-        for step in plan.iter().filter(|step| !bounded.contains(&step.as_str())) {
+        // and at most ten messages of each. A publish walks and sorts its own batch (at
+        // most ten messages).
+        let bounded: &[&str] = match statement {
+            sql::RECEIVE => &["SCAN g", "USE TEMP B-TREE FOR ORDER BY"],
+            sql::SIGHT => &["SCAN json_each VIRTUAL TABLE INDEX 1:"],
+            sql::ENQUEUE => &[
+                "SCAN json_each VIRTUAL TABLE INDEX 1:",
+                "SCAN b",
+                "SCAN (subquery-",
+                "SCAN turns",
+                "USE TEMP B-TREE FOR ORDER BY",
+            ],
+            _ => &[],
+        };
+        for step in plan.iter().filter(|step| !bounded.iter().any(|b| step.starts_with(b))) {
             assert!(
                 !(step.contains("TEMP B-TREE") || step.starts_with("SCAN") && step != "SCAN CONSTANT ROW"),
                 "`{statement}` does `{step}`"

@@ -9,6 +9,11 @@ use crate::domain::PlanName;
 use crate::pattern::PatternError;
 use crate::topology::{Environment, InstanceName, Topology};
 
+/// Message groups a worker handles at once unless configured: a handler mostly waits
+/// (on the store, the object store, a provider), and the store's group commit turns
+/// many finishing handlers into one transaction, so more in flight is more done. The
+/// providers' rate limits bound the calls whatever this is.
+pub const DEFAULT_WORKER_CONCURRENCY: usize = 32;
 /// A secret value (database URL with a password, API keys). Never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -312,7 +317,8 @@ pub struct Config {
     pub objects: ObjectStoreConfig,
     pub api_addr: SocketAddr,
     pub console_addr: SocketAddr,
-    /// How many message groups a worker processes at once.
+    /// How many message groups a worker processes at once
+    /// ([`DEFAULT_WORKER_CONCURRENCY`] unless set).
     pub worker_concurrency: usize,
     /// How long a worker keeps a message whose handler finds the store, the object
     /// store or the transport unavailable, without spending its attempts.
@@ -364,7 +370,7 @@ impl Config {
             objects,
             api_addr: loopback,
             console_addr: loopback,
-            worker_concurrency: 8,
+            worker_concurrency: DEFAULT_WORKER_CONCURRENCY,
             outage_grace: Duration::from_secs(60 * 60),
             report_interval: Duration::from_secs(15),
             bus: None,

@@ -18,7 +18,7 @@ use serde_json::json;
 use shared::domain::EmailAddress;
 use shared::events::{AccessDecision, AccessRequestEvent, AccessRequestSubmitted};
 use shared::ports::providers::{Alert, AlertSink};
-use shared::ports::{ConsumerName, Inbox, ObjectStore};
+use shared::ports::{Applied, ConsumerName, Effects, Inbox, ObjectStore};
 use shared::{EventEnvelope, ObjectKey};
 
 use crate::consumer::{EventHandler, HandlerError};
@@ -129,14 +129,13 @@ impl AccessRequestWorker {
         email: Option<(shared::domain::NewEmail, EventEnvelope)>,
     ) -> Result<(), HandlerError> {
         let tenant = envelope.tenant_id;
-        let Some(mut tx) = self.inbox.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)?
-        else {
+        let mut effects = Effects::new();
+        effects.submit_emails(tenant, email.into_iter().collect());
+        if self.inbox.apply_once(CONSUMER, tenant, envelope.id, effects).await.map_err(HandlerError::store)?
+            == Applied::Before
+        {
             return Ok(());
-        };
-        if let Some(email) = email {
-            tx.submit_emails(tenant, &[email]).await.map_err(HandlerError::store)?;
         }
-        tx.commit().await.map_err(HandlerError::store)?;
         tracing::info!(tenant_id = %tenant, event_type = %envelope.event_type, "access request handled");
         Ok(())
     }

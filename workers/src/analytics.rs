@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use shared::config::AnalyticsConfig;
 use shared::domain::analytics::{hour_of, AnalyticsChunk, StagedAnalytics};
 use shared::events::AnalyticsEventsAccepted;
-use shared::ports::{AnalyticsStore, ConsumerName, Inbox, ObjectStore, StoreError};
+use shared::ports::{AnalyticsStore, Applied, ConsumerName, Effects, Inbox, ObjectStore, StoreError};
 use shared::{EventEnvelope, ObjectKey, Timestamp};
 
 use crate::consumer::{EventHandler, HandlerError};
@@ -80,10 +80,13 @@ impl EventHandler for AnalyticsWorker {
     async fn handle(&self, envelope: &EventEnvelope, accepted: AnalyticsEventsAccepted) -> Result<(), HandlerError> {
         let rows = Self::rows(envelope, accepted);
         let tenant = envelope.tenant_id;
-        if let Some(mut tx) = self.inbox.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)? {
-            tx.stage_analytics(tenant, &rows).await.map_err(HandlerError::store)?;
-            tx.commit().await.map_err(HandlerError::store)?;
-            tracing::debug!(tenant_id = %tenant, events = rows.len(), "analytics events staged");
+        let events = rows.len();
+        let mut effects = Effects::new();
+        effects.stage_analytics(tenant, rows);
+        if self.inbox.apply_once(CONSUMER, tenant, envelope.id, effects).await.map_err(HandlerError::store)?
+            == Applied::Now
+        {
+            tracing::debug!(tenant_id = %tenant, events, "analytics events staged");
             self.staged.notify_one();
         }
         Ok(())

@@ -23,7 +23,7 @@ use shared::domain::{EmailAddress, EmailOutcome, EmailStatus, NewEmail};
 use shared::events::{EmailContent, EmailRequested, Payload};
 use shared::limits::{Share, SharedLimiter, TenantRates};
 use shared::ports::providers::{Email, EmailBody, EmailSender, ProviderError};
-use shared::ports::{ConsumerName, EmailStore, Inbox, ObjectStore, SendStart};
+use shared::ports::{ConsumerName, Effects, EmailStore, Inbox, ObjectStore, SendStart};
 use shared::{EmailId, EventEnvelope, ObjectKey};
 
 use crate::consumer::{EventHandler, HandlerError};
@@ -61,7 +61,7 @@ pub fn plain(to: EmailAddress, subject: &str, text: &str) -> EmailRequested {
 }
 
 /// An email the platform itself sends because of `cause` (a confirmation, a
-/// notification): the row and its `email.requested` event for `EffectTx::submit_emails`,
+/// notification): the row and its `email.requested` event for `Effects::submit_emails`,
 /// under the cause's tenant and trace.
 pub fn request(cause: &EventEnvelope, email: EmailRequested) -> (NewEmail, EventEnvelope) {
     let row = NewEmail {
@@ -142,10 +142,9 @@ impl EmailWorker {
         let key = Self::record_key(envelope)?;
         outcome.result_key = Some(key.to_string());
         let tenant = envelope.tenant_id;
-        if let Some(mut tx) = self.inbox.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)? {
-            tx.set_email_outcome(tenant, id, &outcome).await.map_err(HandlerError::store)?;
-            tx.commit().await.map_err(HandlerError::store)?;
-        }
+        let mut effects = Effects::new();
+        effects.set_email_outcome(tenant, id, outcome.clone());
+        self.inbox.apply_once(CONSUMER, tenant, envelope.id, effects).await.map_err(HandlerError::store)?;
         self.write_record(envelope, id, &outcome).await?;
         tracing::info!(tenant_id = %tenant, email_id = %id, status = outcome.status.as_str(), "email recorded");
         Ok(())

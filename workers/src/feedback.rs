@@ -11,7 +11,7 @@ use serde_json::json;
 use shared::domain::{FeedbackStatus, NewEmail, Rating};
 use shared::events::{EmailRequested, FeedbackSubmitted};
 use shared::ports::providers::{Ticket, TicketDesk};
-use shared::ports::{ConsumerName, FeedbackStore, Inbox, ObjectStore};
+use shared::ports::{Applied, ConsumerName, Effects, FeedbackStore, Inbox, ObjectStore};
 use shared::{EventEnvelope, ObjectKey};
 
 use crate::consumer::{EventHandler, HandlerError};
@@ -127,18 +127,15 @@ impl FeedbackWorker {
         self.objects.put(&key, body, "application/json").await.map_err(HandlerError::objects)?;
 
         // Then the database effects, once: the inbox row and the status commit together.
-        let Some(mut tx) = self.inbox.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)?
-        else {
+        let mut effects = Effects::new();
+        effects.set_feedback_status(tenant, feedback_id, FeedbackStatus::Completed, Some(key.as_str()));
+        effects.submit_emails(tenant, Self::confirmation(envelope, feedback).into_iter().collect());
+        if self.inbox.apply_once(CONSUMER, tenant, envelope.id, effects).await.map_err(HandlerError::store)?
+            == Applied::Before
+        {
             tracing::debug!(tenant_id = %tenant, event_id = %envelope.id, "already applied; skipped");
             return Ok(());
-        };
-        tx.set_feedback_status(tenant, feedback_id, FeedbackStatus::Completed, Some(key.as_str()))
-            .await
-            .map_err(HandlerError::store)?;
-        if let Some(confirmation) = Self::confirmation(envelope, feedback) {
-            tx.submit_emails(tenant, &[confirmation]).await.map_err(HandlerError::store)?;
         }
-        tx.commit().await.map_err(HandlerError::store)?;
         tracing::info!(tenant_id = %tenant, feedback_id = %feedback_id, key = key.as_str(), "feedback completed");
         Ok(())
     }

@@ -126,18 +126,18 @@ impl BusLink {
                 Err(error) => results[i] = Err(format!("reading the bus's rules: {error}")),
             }
         }
-        if events.is_empty() {
-            return results;
-        }
-        match self.bus.put_events(&events).await {
-            Ok(answers) => {
-                for (i, answer) in positions.into_iter().zip(answers) {
-                    results[i] = answer.map_err(|e| format!("event bus: {e}"));
+        // PutEvents takes at most ten entries.
+        for (events, positions) in events.chunks(10).zip(positions.chunks(10)) {
+            match self.bus.put_events(events).await {
+                Ok(answers) => {
+                    for (&i, answer) in positions.iter().zip(answers) {
+                        results[i] = answer.map_err(|e| format!("event bus: {e}"));
+                    }
                 }
-            }
-            Err(error) => {
-                for i in positions {
-                    results[i] = Err(format!("event bus: {error}"));
+                Err(error) => {
+                    for &i in positions {
+                        results[i] = Err(format!("event bus: {error}"));
+                    }
                 }
             }
         }
@@ -195,7 +195,7 @@ impl OutboxRelay {
             by_topic.entry(self.topology.topic(entry.envelope.source).name.as_str()).or_default().push(entry);
         }
         for (topic, rows) in by_topic {
-            for chunk in rows.chunks(10) {
+            for chunk in rows.chunks(self.transport.publish_limit().max(1)) {
                 // Later rows of a tenant that already failed wait for that tenant's retry.
                 let (ready, held): (Vec<&OutboxEntry>, Vec<&OutboxEntry>) =
                     chunk.iter().partition(|e| !failed_tenants.contains(&e.envelope.tenant_id));

@@ -17,7 +17,7 @@ use shared::events::TestflightInvitationRequested;
 use shared::limits;
 use shared::limits::{Share, SharedLimiter, TenantRates};
 use shared::ports::providers::{BetaInvite, BetaTesters};
-use shared::ports::{ConsumerName, Inbox, InvitationStore, ObjectStore};
+use shared::ports::{ConsumerName, Effects, Inbox, InvitationStore, ObjectStore};
 use shared::{EventEnvelope, InvitationId, ObjectKey};
 
 use crate::consumer::{EventHandler, HandlerError};
@@ -78,10 +78,9 @@ impl TestflightWorker {
         let body = serde_json::to_vec_pretty(&record).map_err(HandlerError::permanent)?;
         self.objects.put(&key, body, "application/json").await.map_err(HandlerError::objects)?;
         outcome.result_key = Some(key.to_string());
-        if let Some(mut tx) = self.inbox.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)? {
-            tx.set_invitation_outcome(tenant, id, &outcome).await.map_err(HandlerError::store)?;
-            tx.commit().await.map_err(HandlerError::store)?;
-        }
+        let mut effects = Effects::new();
+        effects.set_invitation_outcome(tenant, id, outcome.clone());
+        self.inbox.apply_once(CONSUMER, tenant, envelope.id, effects).await.map_err(HandlerError::store)?;
         tracing::info!(tenant_id = %tenant, invitation_id = %id, status = outcome.status.as_str(), "invitation recorded");
         Ok(())
     }

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use shared::domain::webhooks::ReceivedWebhook;
 use shared::events::WebhookReceived;
-use shared::ports::{ConsumerName, Inbox, ObjectStore};
+use shared::ports::{Applied, ConsumerName, Effects, Inbox, ObjectStore};
 use shared::{EventEnvelope, ObjectKey};
 
 use crate::consumer::{EventHandler, HandlerError};
@@ -59,10 +59,6 @@ impl EventHandler for WebhookWorker {
         });
         let body = serde_json::to_vec_pretty(&result).map_err(HandlerError::permanent)?;
         self.objects.put(&key, body, "application/json").await.map_err(HandlerError::objects)?;
-        let Some(mut tx) = self.inbox.begin_once(CONSUMER, tenant, envelope.id).await.map_err(HandlerError::store)?
-        else {
-            return Ok(());
-        };
         let received = ReceivedWebhook {
             event_id: envelope.id,
             source: webhook.source,
@@ -70,9 +66,14 @@ impl EventHandler for WebhookWorker {
             result_key: key.to_string(),
             received_at: envelope.occurred_at,
         };
-        tx.record_webhook(tenant, &received).await.map_err(HandlerError::store)?;
-        tx.commit().await.map_err(HandlerError::store)?;
-        tracing::info!(tenant_id = %tenant, event_id = %envelope.id, source = %received.source, "webhook recorded");
+        let source = received.source.clone();
+        let mut effects = Effects::new();
+        effects.record_webhook(tenant, received);
+        if self.inbox.apply_once(CONSUMER, tenant, envelope.id, effects).await.map_err(HandlerError::store)?
+            == Applied::Now
+        {
+            tracing::info!(tenant_id = %tenant, event_id = %envelope.id, %source, "webhook recorded");
+        }
         Ok(())
     }
 }

@@ -247,7 +247,7 @@ impl Transport for AwsTransport {
         topic: &str,
         batch: &[OutgoingMessage],
     ) -> Result<Vec<Result<(), TransportError>>, TransportError> {
-        let checks = check_batch(batch)?;
+        let checks = check_batch(batch, MAX_BATCH)?;
         let arn = self.topic_arn(topic).await?;
         let mut results: Vec<Option<Result<(), TransportError>>> = (0..batch.len()).map(|_| None).collect();
         let mut entries = Vec::new();

@@ -1,21 +1,19 @@
-//! Group commit for `append_event`: concurrent appends are coalesced into one
-//! transaction (one multi-row INSERT into the outbox, one commit, one wake-up), which
-//! is what lets the API keep up with a plain single-row INSERT benchmark.
-//!
-//! Semantics are those of one append at a time: a caller gets its answer only after
-//! the transaction that holds its row committed; idempotency keys are unique per
-//! tenant across and within batches; when a batch fails as a whole, its appends are
-//! retried one by one so that one bad row cannot fail its neighbours.
+//! Group commit for `append_event` (through [`super::group`]): concurrent appends are
+//! coalesced into one transaction (one multi-row INSERT into the outbox, one commit,
+//! one wake-up), which is what lets the API keep up with a plain single-row INSERT
+//! benchmark. Idempotency keys are unique per tenant across and within batches.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use sqlx::{Any, AnyPool, Row, Transaction};
-use tokio::sync::{mpsc, oneshot, Mutex, Notify};
+use tokio::sync::{mpsc, Notify};
 
 use shared::ports::{Appended, StoreError};
 use shared::{EventEnvelope, EventId, Timestamp};
 
+use super::group::BatchWrite;
 use super::{corrupt, db, OUTBOX_CHANNEL};
 
 /// The most appends one transaction carries.
@@ -182,71 +180,13 @@ pub(crate) fn bind_outbox_rows<'q>(
     query
 }
 
-struct Request {
-    envelope: EventEnvelope,
-    reply: oneshot::Sender<Result<Appended, StoreError>>,
-}
+#[async_trait]
+impl BatchWrite for Writer {
+    type Item = EventEnvelope;
+    type Answer = Appended;
+    const MAX_BATCH: usize = MAX_BATCH;
 
-/// Hands appends to a few writer tasks that each commit whatever has queued up.
-pub(crate) struct Appender {
-    sender: mpsc::Sender<Request>,
-}
-
-impl Appender {
-    /// Starts `workers` writer tasks on the current runtime. They stop when the
-    /// `Appender` is dropped.
-    pub fn start(writer: Writer, workers: usize) -> Self {
-        let (sender, receiver) = mpsc::channel::<Request>(MAX_BATCH * workers.max(1) * 4);
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..workers.max(1) {
-            tokio::spawn(work(writer.clone(), receiver.clone()));
-        }
-        Self { sender }
-    }
-
-    pub async fn append(&self, envelope: &EventEnvelope) -> Result<Appended, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let closed = || StoreError::Unavailable("the store's writer stopped".into());
-        self.sender.send(Request { envelope: envelope.clone(), reply }).await.map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
-    }
-}
-
-async fn work(writer: Writer, receiver: Arc<Mutex<mpsc::Receiver<Request>>>) {
-    loop {
-        let mut batch = Vec::new();
-        {
-            let mut receiver = receiver.lock().await;
-            match receiver.recv().await {
-                Some(request) => batch.push(request),
-                None => return,
-            }
-            while batch.len() < MAX_BATCH {
-                match receiver.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
-                }
-            }
-        }
-        let envelopes: Vec<&EventEnvelope> = batch.iter().map(|r| &r.envelope).collect();
-        match writer.append_batch(&envelopes).await {
-            Ok(answers) => {
-                for (request, answer) in batch.into_iter().zip(answers) {
-                    let _ = request.reply.send(Ok(answer));
-                }
-            }
-            Err(error) if batch.len() == 1 => {
-                if let Some(request) = batch.pop() {
-                    let _ = request.reply.send(Err(error));
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, size = batch.len(), "group commit failed; appending one by one");
-                for request in batch {
-                    let answer = writer.append_batch(&[&request.envelope]).await.map(|mut a| a.remove(0));
-                    let _ = request.reply.send(answer);
-                }
-            }
-        }
+    async fn write(&self, batch: &[&EventEnvelope]) -> Result<Vec<Appended>, StoreError> {
+        self.append_batch(batch).await
     }
 }

@@ -12,7 +12,7 @@ use super::{check_envelope, corrupt, db, text, SqlStore};
 impl EventLog for SqlStore {
     async fn append_event(&self, tenant: TenantId, envelope: &EventEnvelope) -> Result<Appended, StoreError> {
         check_envelope(tenant, envelope)?;
-        self.appender.append(envelope).await
+        self.appender.write(envelope.clone()).await
     }
 
     async fn event(&self, tenant: TenantId, id: EventId) -> Result<Option<EventEnvelope>, StoreError> {

@@ -1,16 +1,233 @@
-//! The inbox and the consumer's transaction its effects join.
+//! The inbox, consumers' effects and status transitions, written through a group
+//! commit ([`super::group`]): what many handlers finish at about the same time is one
+//! transaction with one multi-row inbox INSERT, instead of a transaction each. That is
+//! most of the store's work behind the API, and on SQLite every statement is a turn at
+//! its one connection.
+
+use std::collections::HashSet;
 
 use async_trait::async_trait;
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AnyPool, Row, Transaction};
 
-use shared::domain::analytics::StagedAnalytics;
-use shared::domain::testflight::InvitationOutcome;
-use shared::domain::webhooks::ReceivedWebhook;
-use shared::domain::{EmailOutcome, FeedbackStatus, NewEmail};
-use shared::ports::{ConsumerName, EffectTx, Inbox, StoreError};
-use shared::{EmailId, EventEnvelope, EventId, FeedbackId, InvitationId, TenantId, Timestamp};
+use shared::ports::{Applied, ConsumerName, Effect, Effects, Inbox, StoreError};
+use shared::{EventId, TenantId, Timestamp};
 
-use super::{analytics, append, db, emails, testflight, update_owned, webhooks, SqlStore};
+use super::group::BatchWrite;
+use super::{analytics, append, db, emails, testflight, update_owned, webhooks, SqlStore, Table};
+
+/// A write through the group commit.
+pub(super) enum Job {
+    /// A consumer's effects, applied once per `(consumer, event)`.
+    Once { consumer: ConsumerName, tenant: TenantId, event_id: EventId, effects: Effects },
+    /// A row of `table` moved from status `from` to `to`, when it is in `from`.
+    Transition { table: Table, tenant: TenantId, id: String, from: &'static str, to: &'static str },
+}
+
+/// What a [`Job`] came to.
+pub(super) enum Done {
+    Once(Applied),
+    /// Whether the row was in `from` (and so moved).
+    Moved(bool),
+}
+
+/// The group commit's writer of [`Job`]s.
+pub(super) struct EffectWriter {
+    pub pool: AnyPool,
+    pub writer: append::Writer,
+}
+
+/// The most jobs one transaction carries.
+const MAX_JOBS: usize = 32;
+
+#[async_trait]
+impl BatchWrite for EffectWriter {
+    type Item = Job;
+    type Answer = Done;
+    const MAX_BATCH: usize = MAX_JOBS;
+
+    async fn write(&self, batch: &[&Job]) -> Result<Vec<Done>, StoreError> {
+        if let [Job::Transition { table, tenant, id, from, to }] = batch {
+            // Alone, a transition is one statement committed on its own.
+            return Ok(vec![Done::Moved(transition(&self.pool, *table, *tenant, id, from, to).await?)]);
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut moved = move_all(&mut tx, batch).await?;
+        let mut first = record_inbox(&mut tx, batch).await?;
+        let mut wrote_outbox = false;
+        let mut answers = Vec::with_capacity(batch.len());
+        for job in batch {
+            answers.push(match job {
+                Job::Transition { table, tenant, id, from, to } => {
+                    Done::Moved(moved.remove(&(table.name(), *from, *to, tenant.to_string(), id.clone())))
+                }
+                Job::Once { consumer, event_id, effects, .. } => {
+                    if !first.remove(&(consumer.as_str(), event_id.to_string())) {
+                        Done::Once(Applied::Before)
+                    } else {
+                        for effect in effects.iter() {
+                            wrote_outbox |= apply(&mut tx, effect).await?;
+                        }
+                        Done::Once(Applied::Now)
+                    }
+                }
+            });
+        }
+        if wrote_outbox {
+            self.writer.commit_with_outbox(tx).await?;
+        } else {
+            tx.commit().await.map_err(db)?;
+        }
+        Ok(answers)
+    }
+}
+
+/// A kind of transition: the table, from which status, to which.
+type Kind = (Table, &'static str, &'static str);
+
+/// Which row moved in which transition: (table, from, to, tenant, id).
+type Moved = HashSet<(&'static str, &'static str, &'static str, String, String)>;
+
+/// The batch's transitions, one statement per kind (table, from, to) rather than one
+/// per row; the rows that moved. Two transitions of one row in a batch: the first
+/// moves it.
+async fn move_all(tx: &mut Transaction<'static, Any>, batch: &[&Job]) -> Result<Moved, StoreError> {
+    let mut kinds: Vec<(Kind, Vec<(TenantId, &str)>)> = Vec::new();
+    for job in batch {
+        if let Job::Transition { table, tenant, id, from, to } = job {
+            let kind = (*table, *from, *to);
+            match kinds.iter_mut().find(|(k, _)| k.0.name() == kind.0.name() && k.1 == kind.1 && k.2 == kind.2) {
+                Some((_, rows)) => rows.push((*tenant, id)),
+                None => kinds.push((kind, vec![(*tenant, id)])),
+            }
+        }
+    }
+    let mut moved = Moved::new();
+    for ((table, from, to), rows) in kinds {
+        let values: Vec<String> = (0..rows.len()).map(|r| format!("(${}, ${})", r * 2 + 4, r * 2 + 5)).collect();
+        let sql = format!(
+            "UPDATE {} SET status = $1, updated_at = $2
+             WHERE status = $3 AND (tenant_id, id) IN (VALUES {})
+             RETURNING tenant_id, id",
+            table.name(),
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(to).bind(Timestamp::now().as_millis()).bind(from);
+        for (tenant, id) in &rows {
+            query = query.bind(tenant.to_string()).bind(id.to_string());
+        }
+        for row in query.fetch_all(&mut **tx).await.map_err(db)? {
+            let (tenant, id): (String, String) = (row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?);
+            moved.insert((table.name(), from, to, tenant, id));
+        }
+    }
+    Ok(moved)
+}
+
+/// Inserts the inbox rows of the batch's `Once` jobs in one statement; the
+/// `(consumer, event id)` pairs this transaction recorded (those not applied before).
+async fn record_inbox(
+    tx: &mut Transaction<'static, Any>,
+    batch: &[&Job],
+) -> Result<HashSet<(&'static str, String)>, StoreError> {
+    let rows: Vec<(ConsumerName, TenantId, EventId)> = batch
+        .iter()
+        .filter_map(|job| match job {
+            Job::Once { consumer, tenant, event_id, .. } => Some((*consumer, *tenant, *event_id)),
+            Job::Transition { .. } => None,
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let values: Vec<String> =
+        (0..rows.len()).map(|r| format!("(${}, ${}, ${}, ${})", r * 4 + 1, r * 4 + 2, r * 4 + 3, r * 4 + 4)).collect();
+    let sql = format!(
+        "INSERT INTO inbox (consumer, event_id, tenant_id, processed_at) VALUES {}
+         ON CONFLICT DO NOTHING RETURNING consumer, event_id",
+        values.join(", ")
+    );
+    let now = Timestamp::now().as_millis();
+    let mut query = sqlx::query(&sql);
+    for (consumer, tenant, event_id) in &rows {
+        query = query.bind(consumer.as_str()).bind(event_id.to_string()).bind(tenant.to_string()).bind(now);
+    }
+    let mut recorded = HashSet::new();
+    for row in query.fetch_all(&mut **tx).await.map_err(db)? {
+        let consumer: String = row.try_get(0).map_err(db)?;
+        let event_id: String = row.try_get(1).map_err(db)?;
+        // Names come from the batch's own consumers, so one always matches.
+        if let Some((name, _, _)) = rows.iter().find(|(c, _, _)| c.as_str() == consumer) {
+            recorded.insert((name.as_str(), event_id));
+        }
+    }
+    Ok(recorded)
+}
+
+/// Applies one effect inside `tx`; whether it wrote outbox rows (relays need waking).
+async fn apply(tx: &mut Transaction<'static, Any>, effect: &Effect) -> Result<bool, StoreError> {
+    match effect {
+        Effect::FeedbackStatus { tenant, id, status, result_key } => {
+            let query = sqlx::query(
+                "UPDATE feedback SET status = $1, result_key = COALESCE($2, result_key), updated_at = $3
+                 WHERE tenant_id = $4 AND id = $5",
+            )
+            .bind(status.as_str())
+            .bind(result_key.clone())
+            .bind(Timestamp::now().as_millis());
+            update_owned(&mut **tx, query, *tenant, &id.to_string(), "feedback").await?;
+        }
+        Effect::EmailOutcome { tenant, id, outcome } => {
+            let query = sqlx::query(
+                "UPDATE emails SET status = $1, provider = $2, provider_message_id = $3, failure_reason = $4,
+                        result_key = $5, updated_at = $6
+                 WHERE tenant_id = $7 AND id = $8",
+            )
+            .bind(outcome.status.as_str())
+            .bind(outcome.provider.as_str())
+            .bind(outcome.provider_message_id.clone())
+            .bind(outcome.failure_reason.clone())
+            .bind(outcome.result_key.clone())
+            .bind(Timestamp::now().as_millis());
+            update_owned(&mut **tx, query, *tenant, &id.to_string(), "email").await?;
+        }
+        Effect::InvitationOutcome { tenant, id, outcome } => testflight::set_outcome(tx, *tenant, *id, outcome).await?,
+        Effect::StageAnalytics { tenant, rows } => analytics::stage(tx, *tenant, rows).await?,
+        Effect::SubmitEmails { tenant, emails } => {
+            emails::insert_emails(tx, *tenant, emails).await?;
+            return Ok(!emails.is_empty());
+        }
+        Effect::RecordWebhook { tenant, webhook } => webhooks::record(tx, *tenant, webhook).await?,
+    }
+    Ok(false)
+}
+
+/// Moves a tenant's row of `table` from status `from` to `to`; false when it was not
+/// in `from`.
+async fn transition<'c, E>(
+    executor: E,
+    table: Table,
+    tenant: TenantId,
+    id: &str,
+    from: &str,
+    to: &str,
+) -> Result<bool, StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    let table = table.name();
+    let sql =
+        format!("UPDATE {table} SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND status = $5");
+    let updated = sqlx::query(&sql)
+        .bind(to.to_owned())
+        .bind(Timestamp::now().as_millis())
+        .bind(tenant.to_string())
+        .bind(id.to_owned())
+        .bind(from.to_owned())
+        .execute(executor)
+        .await
+        .map_err(db)?;
+    Ok(updated.rows_affected() == 1)
+}
 
 #[async_trait]
 impl Inbox for SqlStore {
@@ -25,109 +242,33 @@ impl Inbox for SqlStore {
         Ok(row.is_some())
     }
 
-    async fn begin_once(
+    async fn apply_once(
         &self,
         consumer: ConsumerName,
         tenant: TenantId,
         event_id: EventId,
-    ) -> Result<Option<Box<dyn EffectTx>>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let inserted = sqlx::query(
-            "INSERT INTO inbox (consumer, event_id, tenant_id, processed_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-        )
-        .bind(consumer.as_str())
-        .bind(event_id.to_string())
-        .bind(tenant.to_string())
-        .bind(Timestamp::now().as_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if inserted.rows_affected() == 0 {
-            tx.rollback().await.map_err(db)?;
-            return Ok(None);
+        effects: Effects,
+    ) -> Result<Applied, StoreError> {
+        match self.effects.write(Job::Once { consumer, tenant, event_id, effects }).await? {
+            Done::Once(applied) => Ok(applied),
+            Done::Moved(_) => Err(StoreError::Unavailable("the store's writer answered another job".into())),
         }
-        Ok(Some(Box::new(SqlEffectTx { tx, writer: self.writer.clone(), wrote_outbox: false })))
     }
 }
 
-struct SqlEffectTx {
-    tx: Transaction<'static, Any>,
-    writer: append::Writer,
-    /// Whether relays need waking after the commit.
-    wrote_outbox: bool,
-}
-
-#[async_trait]
-impl EffectTx for SqlEffectTx {
-    async fn set_feedback_status(
-        &mut self,
+impl SqlStore {
+    /// Moves a tenant's row from status `from` to `to`; false when it was not in `from`.
+    pub(super) async fn transition(
+        &self,
+        table: Table,
         tenant: TenantId,
-        id: FeedbackId,
-        status: FeedbackStatus,
-        result_key: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let query = sqlx::query(
-            "UPDATE feedback SET status = $1, result_key = COALESCE($2, result_key), updated_at = $3
-             WHERE tenant_id = $4 AND id = $5",
-        )
-        .bind(status.as_str())
-        .bind(result_key.map(str::to_owned))
-        .bind(Timestamp::now().as_millis());
-        update_owned(&mut *self.tx, query, tenant, &id.to_string(), "feedback").await
-    }
-
-    async fn set_email_outcome(
-        &mut self,
-        tenant: TenantId,
-        id: EmailId,
-        outcome: &EmailOutcome,
-    ) -> Result<(), StoreError> {
-        let query = sqlx::query(
-            "UPDATE emails SET status = $1, provider = $2, provider_message_id = $3, failure_reason = $4, result_key = $5,
-                    updated_at = $6
-             WHERE tenant_id = $7 AND id = $8",
-        )
-        .bind(outcome.status.as_str())
-        .bind(outcome.provider.as_str())
-        .bind(outcome.provider_message_id.clone())
-        .bind(outcome.failure_reason.clone())
-        .bind(outcome.result_key.clone())
-        .bind(Timestamp::now().as_millis());
-        update_owned(&mut *self.tx, query, tenant, &id.to_string(), "email").await
-    }
-
-    async fn set_invitation_outcome(
-        &mut self,
-        tenant: TenantId,
-        id: InvitationId,
-        outcome: &InvitationOutcome,
-    ) -> Result<(), StoreError> {
-        testflight::set_outcome(&mut self.tx, tenant, id, outcome).await
-    }
-
-    async fn stage_analytics(&mut self, tenant: TenantId, rows: &[StagedAnalytics]) -> Result<(), StoreError> {
-        analytics::stage(&mut self.tx, tenant, rows).await
-    }
-
-    async fn submit_emails(
-        &mut self,
-        tenant: TenantId,
-        emails: &[(NewEmail, EventEnvelope)],
-    ) -> Result<(), StoreError> {
-        emails::insert_emails(&mut self.tx, tenant, emails).await?;
-        self.wrote_outbox |= !emails.is_empty();
-        Ok(())
-    }
-
-    async fn record_webhook(&mut self, tenant: TenantId, webhook: &ReceivedWebhook) -> Result<(), StoreError> {
-        webhooks::record(&mut self.tx, tenant, webhook).await
-    }
-
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        if self.wrote_outbox {
-            self.writer.commit_with_outbox(self.tx).await
-        } else {
-            self.tx.commit().await.map_err(db)
+        id: &str,
+        from: &'static str,
+        to: &'static str,
+    ) -> Result<bool, StoreError> {
+        match self.effects.write(Job::Transition { table, tenant, id: id.to_owned(), from, to }).await? {
+            Done::Moved(moved) => Ok(moved),
+            Done::Once(_) => Err(StoreError::Unavailable("the store's writer answered another job".into())),
         }
     }
 }

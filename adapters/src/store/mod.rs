@@ -17,6 +17,7 @@ mod append;
 mod emails;
 mod events;
 mod feedback;
+mod group;
 mod health;
 mod inbox;
 mod migrate;
@@ -37,7 +38,7 @@ use tokio::sync::{Notify, OnceCell};
 
 use shared::config::StoreConfig;
 use shared::ports::{Readiness, StoreError};
-use shared::{EventEnvelope, TenantId, Timestamp};
+use shared::{EventEnvelope, TenantId};
 
 pub(crate) const OUTBOX_CHANNEL: &str = "switchyard_outbox";
 const CLAIM_LOCK: i64 = 72_635_402;
@@ -80,7 +81,8 @@ impl Dialect {
         self == Dialect::Postgres
     }
 
-    /// How many concurrent group-commit writers the database can use.
+    /// How many concurrent group-commit writers (appends, and consumers' effects) the
+    /// database can use.
     fn append_writers(self) -> usize {
         match self {
             Dialect::Postgres => 4,
@@ -133,6 +135,15 @@ enum Table {
     Emails,
 }
 
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Feedback => "feedback",
+            Table::Emails => "emails",
+        }
+    }
+}
+
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -162,7 +173,9 @@ pub struct SqlStore {
     listener: OnceCell<tokio::task::JoinHandle<()>>,
     database_url: String,
     writer: append::Writer,
-    appender: append::Appender,
+    appender: group::GroupCommit<append::Writer>,
+    /// Consumers' effects and status transitions.
+    effects: group::GroupCommit<inbox::EffectWriter>,
 }
 
 impl Drop for SqlStore {
@@ -216,8 +229,21 @@ impl SqlStore {
         let outbox_signal = Arc::new(Notify::new());
         let remote_wake = dialect.notifies_across_processes().then(|| append::Writer::start_notifier(pool.clone()));
         let writer = append::Writer { pool: pool.clone(), outbox_signal: outbox_signal.clone(), remote_wake };
-        let appender = append::Appender::start(writer.clone(), dialect.append_writers());
-        Ok(Self { pool, dialect, outbox_signal, listener: OnceCell::new(), database_url: url, writer, appender })
+        let appender = group::GroupCommit::start(writer.clone(), dialect.append_writers());
+        let effects = group::GroupCommit::start(
+            inbox::EffectWriter { pool: pool.clone(), writer: writer.clone() },
+            dialect.append_writers(),
+        );
+        Ok(Self {
+            pool,
+            dialect,
+            outbox_signal,
+            listener: OnceCell::new(),
+            database_url: url,
+            writer,
+            appender,
+            effects,
+        })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -227,33 +253,6 @@ impl SqlStore {
     /// Applies pending migrations; returns how many.
     pub async fn migrate(&self) -> Result<usize, ConnectError> {
         migrate::run(&self.pool, self.dialect).await.map_err(ConnectError::Migrate)
-    }
-
-    /// Moves a tenant's row from status `from` to `to`; false when it was not in `from`.
-    async fn transition(
-        &self,
-        table: Table,
-        tenant: TenantId,
-        id: &str,
-        from: &str,
-        to: &str,
-    ) -> Result<bool, StoreError> {
-        let table = match table {
-            Table::Feedback => "feedback",
-            Table::Emails => "emails",
-        };
-        let sql =
-            format!("UPDATE {table} SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND status = $5");
-        let updated = sqlx::query(&sql)
-            .bind(to)
-            .bind(Timestamp::now().as_millis())
-            .bind(tenant.to_string())
-            .bind(id)
-            .bind(from)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(updated.rows_affected() == 1)
     }
 }
 

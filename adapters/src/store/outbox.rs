@@ -137,13 +137,15 @@ async fn fair_share(tx: &mut Transaction<'static, Any>, limit: u32, now: Timesta
     .await
     .map_err(db)?;
     // One statement per tenant and round: its next rows before its first held row.
+    // Ordered as `outbox_pending_tenant` is, so that index serves it (not a walk of
+    // every tenant's pending rows).
     let next_rows = format!(
         "SELECT seq FROM outbox
          WHERE tenant_id = $1 AND {PENDING} AND seq > $2
            AND seq < COALESCE((SELECT MIN(seq) FROM outbox
                                WHERE tenant_id = $1 AND {PENDING} AND (claimed_until IS NOT NULL OR not_before > 0)
                                  AND (not_before > $3 OR claimed_until > $3)), $4)
-         ORDER BY seq LIMIT $5"
+         ORDER BY tenant_id, seq LIMIT $5"
     );
     // (tenant, the last seq taken)
     let mut lanes: Vec<(String, i64)> =
@@ -194,9 +196,12 @@ impl Outbox for SqlStore {
             Vec::new()
         } else {
             // Still claimable: another process may have published or failed one since.
+            // (`COALESCE(…) IS NULL` rather than the pending indexes' own predicate, so
+            // the rows are found by key: a plan that reads a pending index walks every
+            // pending row, and stale statistics during a drain invite it.)
             let sql = format!(
                 "UPDATE outbox SET claimed_until = $1
-                 WHERE seq IN ({}) AND published_at IS NULL AND failed_at IS NULL
+                 WHERE seq IN ({}) AND COALESCE(published_at, failed_at) IS NULL
                    AND not_before <= $2 AND (claimed_until IS NULL OR claimed_until <= $2)
                  RETURNING seq, envelope, attempts",
                 in_list(3, seqs.len())

@@ -11,9 +11,9 @@ pub mod transport;
 pub use bus::{BusEvent, EventBus};
 pub use object_store::{ObjectStore, ObjectStoreError};
 pub use store::{
-    AccessRequestStore, AnalyticsStore, Appended, ConsumerName, DeadLetterRecord, DedupId, EffectTx, EmailStore,
-    EventLog, FeedbackStore, Inbox, InvitationStore, MessageId, Outbox, OutboxEntry, QueueName, Readiness, SendStart,
-    StoreBackend, StoreError, TenantDirectory, WebhookPage, WebhookStore, WorkerHealth, WorkerReport,
+    AccessRequestStore, AnalyticsStore, Appended, Applied, ConsumerName, DeadLetterRecord, DedupId, Effect, Effects,
+    EmailStore, EventLog, FeedbackStore, Inbox, InvitationStore, MessageId, Outbox, OutboxEntry, QueueName, Readiness,
+    SendStart, StoreBackend, StoreError, TenantDirectory, WebhookPage, WebhookStore, WorkerHealth, WorkerReport,
 };
 pub use transport::{
     check_batch, fairness_lane, with_dead_letter_reason, DeadLetter, OutgoingMessage, QueueStats, Receipt,

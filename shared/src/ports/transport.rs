@@ -93,9 +93,9 @@ impl OutgoingMessage {
 /// Checks a publish batch before anything is sent: the batch size (an error for the
 /// whole call), each entry, and the contract's rule that a rejected entry rejects its
 /// group's later entries. `Ok` entries are the ones to send.
-pub fn check_batch(batch: &[OutgoingMessage]) -> Result<Vec<Result<(), TransportError>>, TransportError> {
-    if batch.is_empty() || batch.len() > MAX_BATCH {
-        return Err(TransportError::Invalid(format!("a batch holds 1 to {MAX_BATCH} messages (got {})", batch.len())));
+pub fn check_batch(batch: &[OutgoingMessage], limit: usize) -> Result<Vec<Result<(), TransportError>>, TransportError> {
+    if batch.is_empty() || batch.len() > limit {
+        return Err(TransportError::Invalid(format!("a batch holds 1 to {limit} messages (got {})", batch.len())));
     }
     let mut rejected_groups: Vec<&str> = Vec::new();
     Ok(batch
@@ -207,7 +207,8 @@ pub struct QueueStats {
 /// The transport.
 ///
 /// Contract:
-/// - `publish` takes at most 10 messages and answers entry by entry; an entry whose
+/// - `publish` takes at most [`Transport::publish_limit`] messages (10 on SNS) and
+///   answers entry by entry; an entry whose
 ///   dedup id the topic saw in the last five minutes succeeds without delivering again.
 ///   Each subscription whose filter policy matches gets its own copy (fan-out). When an
 ///   entry is rejected, every later entry of the same group in that batch is rejected
@@ -235,6 +236,12 @@ pub struct QueueStats {
 /// - Nothing published and acknowledged is lost across a restart of the process.
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
+    /// The most messages one `publish` takes: [`MAX_BATCH`] (SNS's `PublishBatch`)
+    /// unless the backend takes more in one call.
+    fn publish_limit(&self) -> usize {
+        MAX_BATCH
+    }
+
     async fn publish(
         &self,
         topic: &str,

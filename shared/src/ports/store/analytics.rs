@@ -10,7 +10,7 @@ use crate::domain::analytics::{AnalyticsBatch, AnalyticsChunk, AnalyticsCounts, 
 use crate::envelope::EventEnvelope;
 use crate::ids::{AnalyticsBatchId, TenantId};
 
-/// Events are staged through the inbox transaction ([`super::EffectTx::stage_analytics`]).
+/// Events are staged through the inbox transaction ([`super::Effects::stage_analytics`]).
 #[async_trait]
 pub trait AnalyticsStore: Send + Sync + 'static {
     /// Stores an analytics batch (its events travel in `envelopes`, one per chunk) with

@@ -23,7 +23,7 @@ pub enum SendStart {
 }
 
 /// The outcome of a send is recorded through the inbox transaction
-/// ([`super::EffectTx::set_email_outcome`]).
+/// ([`super::Effects::set_email_outcome`]).
 #[async_trait]
 pub trait EmailStore: Send + Sync + 'static {
     /// Stores emails (status `accepted`) with their `email.requested` events, all in one

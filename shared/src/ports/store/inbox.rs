@@ -32,55 +32,121 @@ impl std::fmt::Display for ConsumerName {
     }
 }
 
-/// Contract: [`Inbox::begin_once`] records `(consumer, event id)` inside a transaction
-/// that the consumer's effects join; it returns `None` when that consumer already
-/// committed that event. Dropping the transaction without `commit` rolls back both the
-/// inbox row and the effects.
+/// What applying an event came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// This call recorded the event and committed its effects.
+    Now,
+    /// The consumer had already applied the event: nothing was written.
+    Before,
+}
+
+/// Contract: [`Inbox::apply_once`] records `(consumer, event id)` and commits the
+/// effects with it, in one transaction, unless that consumer already applied that
+/// event ([`Applied::Before`], nothing written). When an effect fails (a row of another
+/// tenant, a constraint), nothing is written, the inbox row included, and the error is
+/// returned. Concurrent calls for one event: exactly one answers [`Applied::Now`].
 #[async_trait]
 pub trait Inbox: Send + Sync + 'static {
     /// Whether `consumer` already committed `event_id` (lets a handler skip effects that
     /// have no idempotency of their own, such as a chat alert, on a redelivery).
     async fn applied(&self, consumer: ConsumerName, tenant: TenantId, event_id: EventId) -> Result<bool, StoreError>;
-    async fn begin_once(
+    async fn apply_once(
         &self,
         consumer: ConsumerName,
         tenant: TenantId,
         event_id: EventId,
-    ) -> Result<Option<Box<dyn EffectTx>>, StoreError>;
+        effects: Effects,
+    ) -> Result<Applied, StoreError>;
 }
 
-/// A consumer's transaction: the inbox row plus the handler's effects, committed
-/// together. Every effect is scoped to the tenant of the event being applied.
-#[async_trait]
-pub trait EffectTx: Send {
-    async fn set_feedback_status(
+/// One write of a consumer's effects. Every effect names the tenant it is scoped to
+/// (that of the event being applied); a row of another tenant is not found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    FeedbackStatus {
+        tenant: TenantId,
+        id: FeedbackId,
+        status: FeedbackStatus,
+        result_key: Option<String>,
+    },
+    /// Emails and their events (a confirmation email is then requested exactly once
+    /// per event).
+    SubmitEmails {
+        tenant: TenantId,
+        emails: Vec<(NewEmail, EventEnvelope)>,
+    },
+    /// How an invitation ended.
+    InvitationOutcome {
+        tenant: TenantId,
+        id: InvitationId,
+        outcome: InvitationOutcome,
+    },
+    /// Analytics events staged for writing (exactly once per consumed event).
+    StageAnalytics {
+        tenant: TenantId,
+        rows: Vec<StagedAnalytics>,
+    },
+    /// How a send ended.
+    EmailOutcome {
+        tenant: TenantId,
+        id: EmailId,
+        outcome: EmailOutcome,
+    },
+    /// A received webhook (its payload is in the object `webhook.result_key`).
+    RecordWebhook {
+        tenant: TenantId,
+        webhook: ReceivedWebhook,
+    },
+}
+
+/// A consumer's effects, gathered by its handler and written by
+/// [`Inbox::apply_once`] together with the inbox row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Effects(Vec<Effect>);
+
+impl Effects {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn set_feedback_status(
         &mut self,
         tenant: TenantId,
         id: FeedbackId,
         status: FeedbackStatus,
         result_key: Option<&str>,
-    ) -> Result<(), StoreError>;
-    /// Stores emails and their events with the effect (a confirmation email is then
-    /// requested exactly once per event).
-    async fn submit_emails(&mut self, tenant: TenantId, emails: &[(NewEmail, EventEnvelope)])
-        -> Result<(), StoreError>;
-    /// Records how an invitation ended.
-    async fn set_invitation_outcome(
-        &mut self,
-        tenant: TenantId,
-        id: InvitationId,
-        outcome: &InvitationOutcome,
-    ) -> Result<(), StoreError>;
-    /// Stages analytics events for writing (exactly once per consumed event).
-    async fn stage_analytics(&mut self, tenant: TenantId, rows: &[StagedAnalytics]) -> Result<(), StoreError>;
-    /// Records how a send ended.
-    async fn set_email_outcome(
-        &mut self,
-        tenant: TenantId,
-        id: EmailId,
-        outcome: &EmailOutcome,
-    ) -> Result<(), StoreError>;
-    /// Records a received webhook (its payload is in the object `webhook.result_key`).
-    async fn record_webhook(&mut self, tenant: TenantId, webhook: &ReceivedWebhook) -> Result<(), StoreError>;
-    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+    ) {
+        self.0.push(Effect::FeedbackStatus { tenant, id, status, result_key: result_key.map(str::to_owned) });
+    }
+
+    pub fn submit_emails(&mut self, tenant: TenantId, emails: Vec<(NewEmail, EventEnvelope)>) {
+        if !emails.is_empty() {
+            self.0.push(Effect::SubmitEmails { tenant, emails });
+        }
+    }
+
+    pub fn set_invitation_outcome(&mut self, tenant: TenantId, id: InvitationId, outcome: InvitationOutcome) {
+        self.0.push(Effect::InvitationOutcome { tenant, id, outcome });
+    }
+
+    pub fn stage_analytics(&mut self, tenant: TenantId, rows: Vec<StagedAnalytics>) {
+        self.0.push(Effect::StageAnalytics { tenant, rows });
+    }
+
+    pub fn set_email_outcome(&mut self, tenant: TenantId, id: EmailId, outcome: EmailOutcome) {
+        self.0.push(Effect::EmailOutcome { tenant, id, outcome });
+    }
+
+    pub fn record_webhook(&mut self, tenant: TenantId, webhook: ReceivedWebhook) {
+        self.0.push(Effect::RecordWebhook { tenant, webhook });
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Effect> {
+        self.0.iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }

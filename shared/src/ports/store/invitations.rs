@@ -8,7 +8,7 @@ use crate::envelope::EventEnvelope;
 use crate::ids::{InvitationId, TenantId};
 
 /// The outcome is recorded through the inbox transaction
-/// ([`super::EffectTx::set_invitation_outcome`]).
+/// ([`super::Effects::set_invitation_outcome`]).
 #[async_trait]
 pub trait InvitationStore: Send + Sync + 'static {
     /// Stores a TestFlight invitation (status `accepted`) and its event.

@@ -36,7 +36,7 @@ pub use emails::{EmailStore, SendStart};
 pub use events::{Appended, EventLog};
 pub use feedback::FeedbackStore;
 pub use health::{DeadLetterRecord, DedupId, MessageId, QueueName, WorkerHealth, WorkerReport};
-pub use inbox::{ConsumerName, EffectTx, Inbox};
+pub use inbox::{Applied, ConsumerName, Effect, Effects, Inbox};
 pub use invitations::InvitationStore;
 pub use outbox::{Outbox, OutboxEntry};
 pub use tenants::TenantDirectory;

@@ -17,7 +17,7 @@ pub struct WebhookPage {
 }
 
 /// The webhook a consumer records goes through the inbox transaction
-/// ([`super::EffectTx::record_webhook`]), so each is recorded once.
+/// ([`super::Effects::record_webhook`]), so each is recorded once.
 #[async_trait]
 pub trait WebhookStore: Send + Sync + 'static {
     /// The tenant's received webhooks after the cursor `after` (none: from the first),

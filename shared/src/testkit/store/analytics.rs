@@ -27,13 +27,10 @@ fn staged(batch: AnalyticsBatchId, hour: Timestamp, n: usize) -> Vec<StagedAnaly
 
 async fn stage(store: &dyn StoreBackend, tenant: TenantId, rows: &[StagedAnalytics]) {
     let delivery = event(tenant, "analytics.events_accepted");
-    let mut tx = store
-        .begin_once(crate::ports::ConsumerName::new("analytics"), tenant, delivery.id)
-        .await
-        .expect("begin")
-        .expect("first");
-    tx.stage_analytics(tenant, rows).await.expect("stage");
-    tx.commit().await.expect("commit");
+    let mut effects = crate::ports::Effects::new();
+    effects.stage_analytics(tenant, rows.to_vec());
+    let applied = store.apply_once(crate::ports::ConsumerName::new("analytics"), tenant, delivery.id, effects).await;
+    assert_eq!(applied.expect("stage"), crate::ports::Applied::Now);
 }
 
 /// Batches are counted when accepted, staged rows are claimed per tenant and hour once

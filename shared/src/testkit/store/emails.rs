@@ -49,11 +49,6 @@ pub async fn campaigns_sends_and_outcomes(store: Arc<dyn StoreBackend>) {
     assert_eq!(store.start_email_send(acme.id, first.id).await.expect("start"), SendStart::Started, "redriven");
     assert_eq!(store.email(acme.id, first.id).await.expect("get").expect("present").failure_reason, None);
 
-    let mut tx = store
-        .begin_once(crate::ports::ConsumerName::new("email"), acme.id, event.id)
-        .await
-        .expect("begin")
-        .expect("first");
     let outcome = EmailOutcome {
         status: EmailStatus::Sent,
         provider: "sendgrid".into(),
@@ -61,8 +56,10 @@ pub async fn campaigns_sends_and_outcomes(store: Arc<dyn StoreBackend>) {
         failure_reason: None,
         result_key: Some("email/k.json".into()),
     };
-    tx.set_email_outcome(acme.id, first.id, &outcome).await.expect("outcome");
-    tx.commit().await.expect("commit");
+    let mut effects = crate::ports::Effects::new();
+    effects.set_email_outcome(acme.id, first.id, outcome);
+    let applied = store.apply_once(crate::ports::ConsumerName::new("email"), acme.id, event.id, effects).await;
+    assert_eq!(applied.expect("apply"), crate::ports::Applied::Now);
     let sent = store.email(acme.id, first.id).await.expect("get").expect("present");
     assert_eq!((sent.status, sent.provider_message_id.as_deref()), (EmailStatus::Sent, Some("msg-1")));
     assert_eq!(store.start_email_send(acme.id, first.id).await.expect("start"), SendStart::Finished);
@@ -97,4 +94,42 @@ pub async fn a_campaign_is_all_or_nothing(store: Arc<dyn StoreBackend>) {
     assert_eq!(store.outbox_backlog().await.expect("backlog"), 0, "no event either");
     store.submit_emails(acme.id, std::slice::from_ref(&good)).await.expect("alone it is fine");
     assert!(store.email(acme.id, good.0.id).await.expect("get").is_some());
+}
+
+/// Sends starting together (what a group commit carries in one transaction): each
+/// email starts once, whoever else tries it at the same time.
+pub async fn concurrent_send_starts_are_each_once(store: Arc<dyn StoreBackend>) {
+    let acme = tenant(store.as_ref(), "Acme").await;
+    let batch: Vec<(NewEmail, EventEnvelope)> = (0..12)
+        .map(|n| {
+            let email = NewEmail {
+                id: EmailId::new(),
+                campaign_id: None,
+                to: EmailAddress::parse(&format!("r{n}@example.com")).expect("address"),
+                subject: "Hello".into(),
+            };
+            (email, envelope(acme.id, "email.requested", None))
+        })
+        .collect();
+    store.submit_emails(acme.id, &batch).await.expect("submit");
+    // Every email three times at once.
+    let starts: Vec<_> = batch
+        .iter()
+        .flat_map(|(email, _)| [email.id; 3])
+        .map(|id| {
+            let store = store.clone();
+            tokio::spawn(async move { (id, store.start_email_send(acme.id, id).await) })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for start in starts {
+        answers.push(start.await.expect("start task"));
+    }
+    for (email, _) in &batch {
+        let theirs: Vec<_> = answers.iter().filter(|(id, _)| *id == email.id).map(|(_, a)| a).collect();
+        let started = theirs.iter().filter(|a| matches!(a, Ok(SendStart::Started))).count();
+        assert_eq!(started, 1, "email {} starts once: {theirs:?}", email.id);
+        let stored = store.email(acme.id, email.id).await.expect("get").expect("present");
+        assert_eq!(stored.status, EmailStatus::Sending);
+    }
 }

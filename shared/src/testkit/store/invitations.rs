@@ -35,11 +35,6 @@ pub async fn tenant_scoped_with_outcome(store: Arc<dyn StoreBackend>) {
         (InvitationStatus::Failed, Some("throttled (after 3 attempts)"))
     );
 
-    let mut tx = store
-        .begin_once(crate::ports::ConsumerName::new("testflight"), acme.id, requested.id)
-        .await
-        .expect("begin")
-        .expect("first");
     let outcome = InvitationOutcome {
         status: InvitationStatus::Invited,
         tester_id: Some("T1".into()),
@@ -47,18 +42,22 @@ pub async fn tenant_scoped_with_outcome(store: Arc<dyn StoreBackend>) {
         failure_reason: None,
         result_key: Some("testflight/k.json".into()),
     };
-    tx.set_invitation_outcome(acme.id, invitation.id, &outcome).await.expect("outcome");
-    tx.commit().await.expect("commit");
+    let consumer = crate::ports::ConsumerName::new("testflight");
+    let mut effects = crate::ports::Effects::new();
+    effects.set_invitation_outcome(acme.id, invitation.id, outcome.clone());
+    store.apply_once(consumer, acme.id, requested.id, effects).await.expect("outcome");
     let done = store.invitation(acme.id, invitation.id).await.expect("get").expect("present");
     assert_eq!(
         (done.status, done.tester_id.as_deref(), done.already_existed),
         (InvitationStatus::Invited, Some("T1"), true)
     );
-    let mut tx = store
-        .begin_once(crate::ports::ConsumerName::new("testflight"), globex.id, event(globex.id, "testflight.x").id)
-        .await
-        .expect("begin")
-        .expect("first");
-    let other = tx.set_invitation_outcome(globex.id, invitation.id, &outcome).await;
+    let theirs = event(globex.id, "testflight.x");
+    let mut effects = crate::ports::Effects::new();
+    effects.set_invitation_outcome(globex.id, invitation.id, outcome);
+    let other = store.apply_once(consumer, globex.id, theirs.id, effects).await;
     assert!(matches!(other, Err(StoreError::NotFound(_))), "another tenant's invitation is not found: {other:?}");
+    assert!(
+        !store.applied(consumer, globex.id, theirs.id).await.expect("applied"),
+        "a failed effect leaves no inbox row"
+    );
 }

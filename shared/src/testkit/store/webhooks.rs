@@ -25,7 +25,7 @@ pub async fn secrets_per_tenant_and_source(store: Arc<dyn StoreBackend>) {
 pub async fn received_webhooks_are_listed_per_tenant_in_pages(store: Arc<dyn StoreBackend>) {
     use crate::clock::Timestamp;
     use crate::domain::webhooks::{ReceivedWebhook, WebhookSource};
-    use crate::ports::ConsumerName;
+    use crate::ports::{Applied, ConsumerName, Effects};
 
     let acme = tenant(store.as_ref(), "Acme").await;
     let globex = tenant(store.as_ref(), "Globex").await;
@@ -40,10 +40,14 @@ pub async fn received_webhooks_are_listed_per_tenant_in_pages(store: Arc<dyn Sto
             result_key: format!("webhooks/{n}.json"),
             received_at: Timestamp::from_millis(1_000 + n as i64),
         };
-        let mut tx = store.begin_once(consumer, owner, event.id).await.expect("begin").expect("first");
-        tx.record_webhook(owner, &webhook).await.expect("record");
-        tx.commit().await.expect("commit");
-        assert!(store.begin_once(consumer, owner, event.id).await.expect("begin").is_none(), "recorded once");
+        let mut effects = Effects::new();
+        effects.record_webhook(owner, webhook.clone());
+        assert_eq!(store.apply_once(consumer, owner, event.id, effects.clone()).await.expect("record"), Applied::Now);
+        assert_eq!(
+            store.apply_once(consumer, owner, event.id, effects).await.expect("again"),
+            Applied::Before,
+            "recorded once"
+        );
         if owner == acme.id {
             recorded.push(webhook);
         }
