@@ -156,9 +156,53 @@ pub async fn run(events: u64, tenants: u64, rate: u64) -> anyhow::Result<()> {
         transport_calls as f64 / (completed as u64 * 3).max(1) as f64
     );
     println!();
+    print_costs(&calls, completed as u64);
+    println!();
     println!("Relay's added latency (outbox commit → publish acknowledged), {} events: p50 {} / p99 {} / max {} (millisecond timestamps).", lag.count, ms(lag.p50), ms(lag.p99), ms(lag.max));
     if !pending.is_empty() {
         println!("\n**{} events did not complete within 300 s.**", pending.len());
     }
     Ok(())
+}
+
+/// US East list prices in dollars per million billed requests, as published in 2026
+/// (see `bench/results/latest.md` for the sources): SNS FIFO publish $0.30, SQS FIFO
+/// $0.50 (every action on a queue), S3 Standard PUT/COPY/POST/LIST $5.00 and GET $0.40.
+/// A request up to 64 KB of payload is one billed request; the benchmark's batches
+/// stay under that.
+fn price_per_million(operation: &str) -> f64 {
+    let (service, action) = operation.split_once('.').unwrap_or((operation, ""));
+    match service.to_ascii_lowercase().as_str() {
+        "sns" => 0.30,
+        "sqs" => 0.50,
+        "s3" if action.starts_with("Get") || action.starts_with("Head") => 0.40,
+        "s3" => 5.00,
+        _ => 0.0,
+    }
+}
+
+/// The AWS bill per million feedback events from the measured calls, next to the
+/// naive flow's (one Publish, ReceiveMessage, DeleteMessage and PutObject each).
+fn print_costs(calls: &[(String, u64)], completed: u64) {
+    let per_million = |n: u64| n as f64 / completed.max(1) as f64 * 1e6;
+    let cost = |op: &str, n: u64| per_million(n) * price_per_million(op) / 1e6;
+    let transport: f64 =
+        calls.iter().filter(|(op, _)| !op.to_ascii_lowercase().starts_with("s3.")).map(|(op, n)| cost(op, *n)).sum();
+    let objects: f64 =
+        calls.iter().filter(|(op, _)| op.to_ascii_lowercase().starts_with("s3.")).map(|(op, n)| cost(op, *n)).sum();
+    let naive_transport = price_per_million("SNS.Publish") + 2.0 * price_per_million("SQS.ReceiveMessage");
+    let naive_objects = price_per_million("S3.PutObject");
+    println!("AWS cost per million feedback events, from these calls at list prices (no free tier):\n");
+    println!("| part | naive flow | Switchyard | ratio |");
+    println!("|---|---|---|---|");
+    println!("| SNS + SQS | ${naive_transport:.2} | ${transport:.2} | {:.2}× |", transport / naive_transport);
+    println!(
+        "| S3 PUT (one result object per feedback, both flows) | ${naive_objects:.2} | ${objects:.2} | {:.2}× |",
+        objects / naive_objects
+    );
+    let (naive, ours) = (naive_transport + naive_objects, transport + objects);
+    println!("| **total** | **${naive:.2}** | **${ours:.2}** | **{:.2}×** |", ours / naive);
+    println!(
+        "| EventBridge, when every event is also forwarded to the bus ($1.00 per million events) | +$1.00 | +$1.00 | |"
+    );
 }
