@@ -299,7 +299,6 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         );
         println!("| burst | accepted | completions/s over the run | drain after the burst |");
         println!("|---|---|---|---|");
-        let mut ceiling = 0.0_f64;
         for &seconds in &options.bursts {
             let b = burst(store, options.connections, seconds, &completions, limit).await?;
             let drain = match b.drain {
@@ -307,36 +306,33 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 None => format!("> {} s ({} done)", limit.as_secs(), b.completed),
             };
             println!("| {seconds} s | {} | {:.0} | {drain} |", b.accepted, b.per_second);
-            ceiling = ceiling.max(b.per_second);
         }
         println!();
-        println!("Sustainable rate: the highest paced arrival rate found at which everything accepted in {} s is completed within 2 s of the end. API-only ingest: the higher of two 10 s runs of the API alone, before and after the trials.\n", options.trial_seconds);
+        println!("Sustainable rate: the highest paced arrival rate found (six trials, bisecting between 0 and the API-only rate) at which everything accepted in {} s is completed within 2 s of the end. API-only ingest: the higher of two 10 s runs of the API alone, before and after the trials.\n", options.trial_seconds);
         println!(
             "| tenants | API-only ingest (feedback/s) | sustainable rate (feedback/s) | **ratio (target ≥ 0.4)** |"
         );
         println!("|---|---|---|---|");
         for &tenants in &options.tenants {
             let ingest = api_only(store, tenants, options.connections, 10).await?;
-            // Down by 15 % until a rate holds, then up by 8 % while it still holds.
-            let mut rate = (ceiling * 0.95).min(ingest).floor().max(10.0);
-            let mut found = None;
+            // Bisection between nothing and the API-only ingest rate: six trials pin the
+            // sustainable rate to 1/64 of the ingest rate, whatever the first guess.
+            let (mut held_at, mut failed_at) = (0.0_f64, ingest);
             for _ in 0..6 {
-                let held = trial(store, tenants, rate, options.trial_seconds, &completions).await?;
-                match (held, found) {
-                    (true, _) => {
-                        found = Some(rate);
-                        rate = (rate * 1.08).floor();
-                    }
-                    (false, Some(_)) => break,
-                    (false, None) => rate = (rate * 0.85).floor(),
+                let rate = ((held_at + failed_at) / 2.0).floor().max(10.0);
+                if trial(store, tenants, rate, options.trial_seconds, &completions).await? {
+                    held_at = rate;
+                } else {
+                    failed_at = rate;
                 }
             }
             // Measured again after the trials, and the higher of the two kept: the
             // ratio is then never flattered by a slow first measurement.
             let ingest = ingest.max(api_only(store, tenants, options.connections, 10).await?);
-            match found {
-                Some(rate) => println!("| {tenants} | {ingest:.0} | {rate:.0} | **{:.2}×** |", rate / ingest),
-                None => println!("| {tenants} | {ingest:.0} | below {rate:.0} | **< {:.2}×** |", rate / ingest),
+            if held_at > 0.0 {
+                println!("| {tenants} | {ingest:.0} | {held_at:.0} | **{:.2}×** |", held_at / ingest);
+            } else {
+                println!("| {tenants} | {ingest:.0} | below {failed_at:.0} | **< {:.2}×** |", failed_at / ingest);
             }
         }
         println!();
