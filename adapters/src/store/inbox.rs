@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 
 use shared::ports::{Applied, ConsumerName, Effect, Effects, Inbox, StoreError};
 use shared::{EventId, TenantId, Timestamp};
@@ -48,7 +48,9 @@ impl BatchWrite for EffectWriter {
     async fn write(&self, batch: &[&Job]) -> Result<Vec<Done>, StoreError> {
         if let [Job::Transition { table, tenant, id, from, to }] = batch {
             // Alone, a transition is one statement committed on its own.
-            return Ok(vec![Done::Moved(transition(&self.pool, *table, *tenant, id, from, to).await?)]);
+            let mut connection = self.pool.acquire().await.map_err(db)?;
+            let mut moved = move_all(&mut connection, batch).await?;
+            return Ok(vec![Done::Moved(moved.remove(&(table.name(), *from, *to, tenant.to_string(), id.clone())))]);
         }
         let mut tx = self.pool.begin().await.map_err(db)?;
         let mut moved = move_all(&mut tx, batch).await?;
@@ -90,12 +92,12 @@ type Moved = HashSet<(&'static str, &'static str, &'static str, String, String)>
 /// The batch's transitions, one statement per kind (table, from, to) rather than one
 /// per row; the rows that moved. Two transitions of one row in a batch: the first
 /// moves it.
-async fn move_all(tx: &mut Transaction<'static, Any>, batch: &[&Job]) -> Result<Moved, StoreError> {
+async fn move_all(connection: &mut AnyConnection, batch: &[&Job]) -> Result<Moved, StoreError> {
     let mut kinds: Vec<(Kind, Vec<(TenantId, &str)>)> = Vec::new();
     for job in batch {
         if let Job::Transition { table, tenant, id, from, to } = job {
             let kind = (*table, *from, *to);
-            match kinds.iter_mut().find(|(k, _)| k.0.name() == kind.0.name() && k.1 == kind.1 && k.2 == kind.2) {
+            match kinds.iter_mut().find(|(k, _)| *k == kind) {
                 Some((_, rows)) => rows.push((*tenant, id)),
                 None => kinds.push((kind, vec![(*tenant, id)])),
             }
@@ -115,7 +117,7 @@ async fn move_all(tx: &mut Transaction<'static, Any>, batch: &[&Job]) -> Result<
         for (tenant, id) in &rows {
             query = query.bind(tenant.to_string()).bind(id.to_string());
         }
-        for row in query.fetch_all(&mut **tx).await.map_err(db)? {
+        for row in query.fetch_all(&mut *connection).await.map_err(db)? {
             let (tenant, id): (String, String) = (row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?);
             moved.insert((table.name(), from, to, tenant, id));
         }
@@ -199,34 +201,6 @@ async fn apply(tx: &mut Transaction<'static, Any>, effect: &Effect) -> Result<bo
         Effect::RecordWebhook { tenant, webhook } => webhooks::record(tx, *tenant, webhook).await?,
     }
     Ok(false)
-}
-
-/// Moves a tenant's row of `table` from status `from` to `to`; false when it was not
-/// in `from`.
-async fn transition<'c, E>(
-    executor: E,
-    table: Table,
-    tenant: TenantId,
-    id: &str,
-    from: &str,
-    to: &str,
-) -> Result<bool, StoreError>
-where
-    E: sqlx::Executor<'c, Database = Any>,
-{
-    let table = table.name();
-    let sql =
-        format!("UPDATE {table} SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND status = $5");
-    let updated = sqlx::query(&sql)
-        .bind(to.to_owned())
-        .bind(Timestamp::now().as_millis())
-        .bind(tenant.to_string())
-        .bind(id.to_owned())
-        .bind(from.to_owned())
-        .execute(executor)
-        .await
-        .map_err(db)?;
-    Ok(updated.rows_affected() == 1)
 }
 
 #[async_trait]

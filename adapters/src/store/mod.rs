@@ -129,7 +129,7 @@ where
 }
 
 /// Tables whose rows move through statuses.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Table {
     Feedback,
     Emails,
