@@ -359,7 +359,9 @@ impl EmbeddedTransport {
             .busy_timeout(Duration::from_secs(5));
         // One connection: every operation is a short transaction, and one writer avoids
         // SQLite lock contention entirely.
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+        // No ping before each use: the file cannot go away under an open connection,
+        // and the ping is a round trip to the connection's thread per statement.
+        let pool = SqlitePoolOptions::new().max_connections(1).test_before_acquire(false).connect_with(options).await?;
         Self::lay_out(&pool).await?;
 
         let mut queues = HashMap::new();

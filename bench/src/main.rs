@@ -75,6 +75,10 @@ enum Command {
         trial_seconds: u64,
         #[arg(long, default_value_t = 16)]
         connections: usize,
+        /// Only trials at these rates (feedback/s), each reported held or not: for
+        /// profiling one rate, instead of the bursts and the bisection.
+        #[arg(long, value_delimiter = ',')]
+        at: Vec<f64>,
     },
     /// One tenant's flood next to another tenant's steady traffic.
     Fairness {
@@ -106,10 +110,10 @@ fn main() -> anyhow::Result<()> {
             let stores = stores.iter().map(|s| s.parse()).collect::<Result<Vec<pipeline::Store>, String>>();
             runtime.block_on(drain::run(&stores.map_err(anyhow::Error::msg)?, &backlogs, limit_seconds))
         }
-        Command::Pipeline { stores, tenants, bursts, trial_seconds, connections } => {
+        Command::Pipeline { stores, tenants, bursts, trial_seconds, connections, at } => {
             let stores = stores.iter().map(|s| s.parse()).collect::<Result<Vec<pipeline::Store>, String>>();
             let stores = stores.map_err(anyhow::Error::msg)?;
-            let options = pipeline::Options { stores, tenants, bursts, trial_seconds, connections };
+            let options = pipeline::Options { stores, tenants, bursts, trial_seconds, connections, at };
             runtime.block_on(pipeline::run(options))
         }
         Command::Fairness { flood, rate, seconds, connections } => {

@@ -35,6 +35,11 @@ pub struct RelayConfig {
     /// Failed attempts after which a row is given up on (kept in the outbox, marked
     /// failed, logged as an error) so that it no longer blocks its tenant.
     pub max_attempts: u32,
+    /// After a round that found rows but fewer than `claim_limit`, how long rows may
+    /// gather before the next claim: under a steady stream, rounds then carry many rows
+    /// each instead of one or two, for at most this much latency. A round after an
+    /// idle wait claims at once.
+    pub linger: Duration,
 }
 
 impl Default for RelayConfig {
@@ -46,6 +51,7 @@ impl Default for RelayConfig {
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
             max_attempts: 25,
+            linger: Duration::from_millis(5),
         }
     }
 }
@@ -148,6 +154,8 @@ impl BusLink {
 /// What one round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RoundOutcome {
+    /// Rows the round claimed.
+    pub claimed: usize,
     pub published: usize,
     pub retried: usize,
 }
@@ -183,7 +191,7 @@ impl OutboxRelay {
     /// Claims and publishes one batch of rows.
     pub async fn run_once(&self) -> Result<RoundOutcome, StoreError> {
         let entries = self.outbox.claim_outbox(self.config.claim_limit, self.config.lease).await?;
-        let mut outcome = RoundOutcome::default();
+        let mut outcome = RoundOutcome { claimed: entries.len(), ..RoundOutcome::default() };
         if entries.is_empty() {
             return Ok(outcome);
         }
@@ -291,6 +299,11 @@ impl OutboxRelay {
                     if outcome.retried > 0 {
                         // Failed rows are due later; don't spin on them.
                         self.idle(&shutdown, self.config.base_backoff).await;
+                    } else if outcome.claimed < self.config.claim_limit as usize {
+                        tokio::select! {
+                            () = shutdown.cancelled() => {}
+                            () = tokio::time::sleep(self.config.linger) => {}
+                        }
                     }
                     continue;
                 }

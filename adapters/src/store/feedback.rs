@@ -9,8 +9,8 @@ use shared::domain::{EmailAddress, Feedback, FeedbackMessage, FeedbackStatus, Ne
 use shared::ports::{FeedbackStore, StoreError};
 use shared::{EventEnvelope, EventId, FeedbackId, TenantId, Timestamp};
 
-use super::outbox::insert_outbox;
-use super::{check_envelope, corrupt, db, text, SqlStore, Table};
+use super::group::BatchWrite;
+use super::{append, check_envelope, corrupt, db, text, SqlStore, Table};
 
 fn feedback_from(row: &AnyRow) -> Result<Feedback, StoreError> {
     let rating: Option<i64> = row.try_get("rating").map_err(db)?;
@@ -33,6 +33,71 @@ fn feedback_from(row: &AnyRow) -> Result<Feedback, StoreError> {
     })
 }
 
+/// A feedback to store with its event.
+pub(super) struct Submission {
+    tenant: TenantId,
+    feedback: NewFeedback,
+    envelope: EventEnvelope,
+}
+
+/// The group commit of feedback submissions: the feedback rows and their outbox rows
+/// of whatever requests arrived together, in one transaction of two multi-row
+/// INSERTs, so a busy API costs the database one commit per batch rather than per
+/// request.
+pub(super) struct SubmissionWriter {
+    pub writer: append::Writer,
+}
+
+#[async_trait]
+impl BatchWrite for SubmissionWriter {
+    type Item = Submission;
+    type Answer = ();
+    const MAX_BATCH: usize = 64;
+
+    async fn write(&self, batch: &[&Submission]) -> Result<Vec<()>, StoreError> {
+        let now = Timestamp::now().as_millis();
+        let values: Vec<String> = (0..batch.len())
+            .map(|r| {
+                let p = r * 7;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, $1, $2, $2)",
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7,
+                    p + 8,
+                    p + 9
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO feedback (tenant_id, id, event_id, rating, message, contact_email, metadata, status, created_at, updated_at)
+             VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(FeedbackStatus::Accepted.as_str()).bind(now);
+        for Submission { tenant, feedback, envelope } in batch.iter().copied() {
+            query = query
+                .bind(tenant.to_string())
+                .bind(feedback.id.to_string())
+                .bind(envelope.id.to_string())
+                .bind(feedback.rating.map(|r| i64::from(r.value())))
+                .bind(feedback.message.as_str().to_owned())
+                .bind(feedback.contact_email.as_ref().map(|e| e.as_str().to_owned()))
+                .bind(Value::Object(feedback.metadata.clone()).to_string());
+        }
+        let mut tx = self.writer.pool.begin().await.map_err(db)?;
+        query.execute(&mut *tx).await.map_err(db)?;
+        let envelopes: Vec<&EventEnvelope> = batch.iter().map(|s| &s.envelope).collect();
+        let rows: Vec<usize> = (0..envelopes.len()).collect();
+        let sql = append::insert_outbox_sql(envelopes.len());
+        append::bind_outbox_rows(sqlx::query(&sql), &envelopes, &rows, now).execute(&mut *tx).await.map_err(db)?;
+        self.writer.commit_with_outbox(tx).await?;
+        Ok(vec![(); batch.len()])
+    }
+}
+
 #[async_trait]
 impl FeedbackStore for SqlStore {
     async fn submit_feedback(
@@ -42,26 +107,7 @@ impl FeedbackStore for SqlStore {
         envelope: &EventEnvelope,
     ) -> Result<(), StoreError> {
         check_envelope(tenant, envelope)?;
-        let now = Timestamp::now().as_millis();
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query(
-            "INSERT INTO feedback (tenant_id, id, event_id, rating, message, contact_email, metadata, status, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
-        )
-        .bind(tenant.to_string())
-        .bind(feedback.id.to_string())
-        .bind(envelope.id.to_string())
-        .bind(feedback.rating.map(|r| i64::from(r.value())))
-        .bind(feedback.message.as_str())
-        .bind(feedback.contact_email.as_ref().map(|e| e.as_str().to_owned()))
-        .bind(Value::Object(feedback.metadata.clone()).to_string())
-        .bind(FeedbackStatus::Accepted.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        insert_outbox(&mut tx, envelope).await?;
-        self.writer.commit_with_outbox(tx).await
+        self.submissions.write(Submission { tenant, feedback: feedback.clone(), envelope: envelope.clone() }).await
     }
 
     async fn feedback(&self, tenant: TenantId, id: FeedbackId) -> Result<Option<Feedback>, StoreError> {
@@ -78,7 +124,7 @@ impl FeedbackStore for SqlStore {
     }
 
     async fn mark_feedback_processing(&self, tenant: TenantId, id: FeedbackId) -> Result<(), StoreError> {
-        self.transition(
+        self.mark(
             Table::Feedback,
             tenant,
             &id.to_string(),

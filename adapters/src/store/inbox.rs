@@ -56,6 +56,7 @@ impl BatchWrite for EffectWriter {
         let mut moved = move_all(&mut tx, batch).await?;
         let mut first = record_inbox(&mut tx, batch).await?;
         let mut wrote_outbox = false;
+        let mut statuses: Vec<&Effect> = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
         for job in batch {
             answers.push(match job {
@@ -67,13 +68,18 @@ impl BatchWrite for EffectWriter {
                         Done::Once(Applied::Before)
                     } else {
                         for effect in effects.iter() {
-                            wrote_outbox |= apply(&mut tx, effect).await?;
+                            match effect {
+                                Effect::FeedbackStatus { .. } => statuses.push(effect),
+                                _ => wrote_outbox |= apply(&mut tx, effect).await?,
+                            }
                         }
                         Done::Once(Applied::Now)
                     }
                 }
             });
         }
+        // Nothing else writes the feedback table, so its updates can follow the rest.
+        set_feedback_statuses(&mut tx, &statuses).await?;
         if wrote_outbox {
             self.writer.commit_with_outbox(tx).await?;
         } else {
@@ -165,6 +171,55 @@ async fn record_inbox(
     Ok(recorded)
 }
 
+/// The batch's feedback status updates: one statement for them all, unless a row
+/// appears twice (then one each, in order). A row that is not there fails the batch,
+/// whose one-by-one retry then fails only the job it belongs to.
+async fn set_feedback_statuses(tx: &mut Transaction<'static, Any>, effects: &[&Effect]) -> Result<(), StoreError> {
+    let rows: Vec<(TenantId, String, &str, Option<&str>)> = effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::FeedbackStatus { tenant, id, status, result_key } => {
+                Some((*tenant, id.to_string(), status.as_str(), result_key.as_deref()))
+            }
+            _ => None,
+        })
+        .collect();
+    let distinct: HashSet<(TenantId, &str)> = rows.iter().map(|(tenant, id, _, _)| (*tenant, id.as_str())).collect();
+    if rows.len() < 2 || distinct.len() < rows.len() {
+        for effect in effects {
+            apply(tx, effect).await?;
+        }
+        return Ok(());
+    }
+    let values: Vec<String> =
+        (0..rows.len()).map(|r| format!("(${}, ${}, ${}, ${})", r * 4 + 2, r * 4 + 3, r * 4 + 4, r * 4 + 5)).collect();
+    let sql = format!(
+        "WITH v (tenant_id, id, status, result_key) AS (VALUES {})
+         UPDATE feedback SET status = v.status, result_key = COALESCE(v.result_key, feedback.result_key),
+                updated_at = $1
+         FROM v WHERE feedback.tenant_id = v.tenant_id AND feedback.id = v.id
+         RETURNING feedback.tenant_id, feedback.id",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(Timestamp::now().as_millis());
+    for (tenant, id, status, result_key) in &rows {
+        query = query.bind(tenant.to_string()).bind(id.clone()).bind(*status).bind(result_key.map(str::to_owned));
+    }
+    let updated = query.fetch_all(&mut **tx).await.map_err(db)?;
+    if updated.len() < rows.len() {
+        let found: HashSet<(String, String)> = updated
+            .iter()
+            .map(|row| Ok((row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?)))
+            .collect::<Result<_, StoreError>>()?;
+        if let Some((tenant, id, _, _)) =
+            rows.iter().find(|(tenant, id, _, _)| !found.contains(&(tenant.to_string(), id.clone())))
+        {
+            return Err(StoreError::NotFound(format!("feedback {id} of tenant {tenant}")));
+        }
+    }
+    Ok(())
+}
+
 /// Applies one effect inside `tx`; whether it wrote outbox rows (relays need waking).
 async fn apply(tx: &mut Transaction<'static, Any>, effect: &Effect) -> Result<bool, StoreError> {
     match effect {
@@ -240,9 +295,26 @@ impl SqlStore {
         from: &'static str,
         to: &'static str,
     ) -> Result<bool, StoreError> {
-        match self.effects.write(Job::Transition { table, tenant, id: id.to_owned(), from, to }).await? {
-            Done::Moved(moved) => Ok(moved),
-            Done::Once(_) => Err(StoreError::Unavailable("the store's writer answered another job".into())),
-        }
+        moved(self.effects.write(Job::Transition { table, tenant, id: id.to_owned(), from, to }).await?)
+    }
+
+    /// [`Self::transition`] for a mark that a redelivery sets again, committed through
+    /// the relaxed pool (see [`SqlStore::relaxed`]).
+    pub(super) async fn mark(
+        &self,
+        table: Table,
+        tenant: TenantId,
+        id: &str,
+        from: &'static str,
+        to: &'static str,
+    ) -> Result<bool, StoreError> {
+        moved(self.marks.write(Job::Transition { table, tenant, id: id.to_owned(), from, to }).await?)
+    }
+}
+
+fn moved(done: Done) -> Result<bool, StoreError> {
+    match done {
+        Done::Moved(moved) => Ok(moved),
+        Done::Once(_) => Err(StoreError::Unavailable("the store's writer answered another job".into())),
     }
 }

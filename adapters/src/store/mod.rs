@@ -85,7 +85,7 @@ impl Dialect {
     /// database can use.
     fn append_writers(self) -> usize {
         match self {
-            Dialect::Postgres => 4,
+            Dialect::Postgres => 2,
             Dialect::Sqlite => 1,
         }
     }
@@ -176,6 +176,20 @@ pub struct SqlStore {
     appender: group::GroupCommit<append::Writer>,
     /// Consumers' effects and status transitions.
     effects: group::GroupCommit<inbox::EffectWriter>,
+    /// Feedback submissions (a feedback row and its outbox row each).
+    submissions: group::GroupCommit<feedback::SubmissionWriter>,
+    /// For writes that a crash of the database server may lose at the price of a
+    /// repeat, and nothing more: the relay's claims and published marks (a republished
+    /// event is dropped by the transport's dedup id, or applied once by the inbox) and
+    /// a feedback's `processing` mark (set again by the redelivery). On PostgreSQL its
+    /// connections commit without waiting for their WAL flush (`synchronous_commit =
+    /// off`), so these commits cost no disk wait; a kill -9 of this process loses
+    /// none of them, and the next durable commit flushes them with its own. On SQLite
+    /// it is the one pool.
+    relaxed: AnyPool,
+    /// Status marks through `relaxed`, with a group commit of their own so that they
+    /// never share a transaction with a durable write.
+    marks: group::GroupCommit<inbox::EffectWriter>,
 }
 
 impl Drop for SqlStore {
@@ -198,11 +212,17 @@ fn sqlite_url(path: &Path) -> String {
 impl SqlStore {
     pub async fn connect(config: &StoreConfig) -> Result<Self, ConnectError> {
         install_drivers();
+        // No ping before each use (sqlx's default costs a round trip per acquire): a
+        // connection the server dropped fails its statement with an I/O error, which
+        // is `Unavailable`, and every caller waits that out and retries.
         let (dialect, url, options) = match config {
             StoreConfig::Postgres { url, max_connections, acquire_timeout } => (
                 Dialect::Postgres,
                 url.expose().to_owned(),
-                AnyPoolOptions::new().max_connections(*max_connections).acquire_timeout(*acquire_timeout),
+                AnyPoolOptions::new()
+                    .max_connections(*max_connections)
+                    .acquire_timeout(*acquire_timeout)
+                    .test_before_acquire(false),
             ),
             StoreConfig::Sqlite { path } => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -213,6 +233,7 @@ impl SqlStore {
                 // "database is locked" races into an orderly queue.
                 let options = AnyPoolOptions::new()
                     .max_connections(1)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(30))
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
@@ -225,13 +246,40 @@ impl SqlStore {
                 (Dialect::Sqlite, sqlite_url(path), options)
             }
         };
+        let (options, relaxed) = match config {
+            StoreConfig::Postgres { max_connections, acquire_timeout, .. } if *max_connections >= 2 => {
+                // A quarter of the connections (at least one) for the relaxed writes.
+                let relaxed = (*max_connections / 4).max(1);
+                let pool = AnyPoolOptions::new()
+                    .max_connections(relaxed)
+                    .test_before_acquire(false)
+                    .acquire_timeout(*acquire_timeout)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            sqlx::query("SET synchronous_commit = off").execute(&mut *conn).await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_lazy(&url)
+                    .map_err(|source| ConnectError::Connect { dialect, source })?;
+                (options.max_connections(max_connections - relaxed), Some(pool))
+            }
+            _ => (options, None),
+        };
         let pool = options.connect(&url).await.map_err(|source| ConnectError::Connect { dialect, source })?;
+        let relaxed = relaxed.unwrap_or_else(|| pool.clone());
         let outbox_signal = Arc::new(Notify::new());
         let remote_wake = dialect.notifies_across_processes().then(|| append::Writer::start_notifier(pool.clone()));
         let writer = append::Writer { pool: pool.clone(), outbox_signal: outbox_signal.clone(), remote_wake };
         let appender = group::GroupCommit::start(writer.clone(), dialect.append_writers());
         let effects = group::GroupCommit::start(
             inbox::EffectWriter { pool: pool.clone(), writer: writer.clone() },
+            dialect.append_writers(),
+        );
+        let submissions =
+            group::GroupCommit::start(feedback::SubmissionWriter { writer: writer.clone() }, dialect.append_writers());
+        let marks = group::GroupCommit::start(
+            inbox::EffectWriter { pool: relaxed.clone(), writer: writer.clone() },
             dialect.append_writers(),
         );
         Ok(Self {
@@ -243,6 +291,9 @@ impl SqlStore {
             writer,
             appender,
             effects,
+            submissions,
+            relaxed,
+            marks,
         })
     }
 
@@ -319,5 +370,34 @@ mod classification {
         for code in ["23505", "23514", "22P05", "22021", "42P01", "19", "2067", "1"] {
             assert!(!unavailable_code(code), "{code}");
         }
+    }
+}
+
+#[cfg(test)]
+mod relaxed_commits {
+    use std::time::Duration;
+
+    use shared::config::{Secret, StoreConfig};
+
+    use super::SqlStore;
+
+    async fn setting(pool: &sqlx::AnyPool) -> String {
+        sqlx::query_scalar("SELECT current_setting('synchronous_commit')").fetch_one(pool).await.unwrap()
+    }
+
+    /// Durable writes wait for their WAL flush; the relaxed pool's do not, and the two
+    /// share the configured connections rather than adding to them.
+    #[tokio::test]
+    async fn only_the_relaxed_pool_skips_the_flush_on_postgres() {
+        let url = crate::testing::fresh_postgres_database().await.expect("a test database");
+        let config = StoreConfig::Postgres {
+            url: Secret::new(url),
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+        };
+        let store = SqlStore::connect(&config).await.unwrap();
+        assert_eq!(setting(&store.pool).await, "on");
+        assert_eq!(setting(&store.relaxed).await, "off");
+        assert_eq!(store.pool.options().get_max_connections() + store.relaxed.options().get_max_connections(), 8);
     }
 }

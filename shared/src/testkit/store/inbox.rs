@@ -119,3 +119,43 @@ pub async fn concurrent_applies_stay_separate(store: Arc<dyn StoreBackend>) {
     let first = store.feedback(acme.id, duplicated.0.id).await.expect("get").expect("present");
     assert_eq!(first.status, FeedbackStatus::Completed);
 }
+
+/// Completions finishing together, with nothing wrong among them (what a group commit
+/// writes as one statement per kind of effect): every row gets its own status and
+/// result key, across tenants, and a missing key keeps the row's own.
+pub async fn concurrent_completions_each_keep_their_own(store: Arc<dyn StoreBackend>) {
+    let (acme, globex) = (tenant(store.as_ref(), "Acme").await, tenant(store.as_ref(), "Globex").await);
+    let mut submitted = Vec::new();
+    for n in 0..32 {
+        let owner = if n % 2 == 0 { acme.id } else { globex.id };
+        let (feedback, event) = (new_feedback(), envelope(owner, "feedback.submitted", None));
+        store.submit_feedback(owner, &feedback, &event).await.expect("submit");
+        submitted.push((n, owner, feedback.id, event.id));
+    }
+    let expected = |n: usize, id: FeedbackId| {
+        if n % 5 == 0 {
+            (FeedbackStatus::Failed, None)
+        } else {
+            (FeedbackStatus::Completed, Some(format!("k/{n}/{id}.json")))
+        }
+    };
+    let tasks: Vec<_> = submitted
+        .iter()
+        .map(|&(n, owner, id, event)| {
+            let store = store.clone();
+            let (status, key) = expected(n, id);
+            tokio::spawn(async move {
+                let mut effects = Effects::new();
+                effects.set_feedback_status(owner, id, status, key.as_deref());
+                store.apply_once(FEEDBACK, owner, event, effects).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.expect("apply task").expect("apply"), Applied::Now);
+    }
+    for &(n, owner, id, _) in &submitted {
+        let stored = store.feedback(owner, id).await.expect("get").expect("present");
+        assert_eq!((stored.status, stored.result_key), expected(n, id), "feedback {n} has its own outcome");
+    }
+}

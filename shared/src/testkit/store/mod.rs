@@ -45,8 +45,8 @@ macro_rules! store_conformance {
                 claim_publish_and_lease, each_tenant_stays_in_order, a_tenants_backlog_does_not_hold_back_another_tenant,
                 two_claimers_never_share_a_row, wake_up_is_level_triggered
             }
-            inbox { applies_an_event_once_per_consumer, concurrent_applies_stay_separate }
-            feedback { tenant_scoped_statuses }
+            inbox { applies_an_event_once_per_consumer, concurrent_applies_stay_separate, concurrent_completions_each_keep_their_own }
+            feedback { tenant_scoped_statuses, concurrent_submissions_each_stand_alone }
             emails { campaigns_sends_and_outcomes, a_campaign_is_all_or_nothing, concurrent_send_starts_are_each_once }
             analytics { batches_staging_claims_and_writes }
             access { tickets_pending_decisions_and_reminders }
