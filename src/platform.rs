@@ -20,6 +20,7 @@ use workers::alerts::{report_worker, Alerter, Monitor, MonitorPorts, TenantAlert
 use workers::analytics::{AnalyticsWorker, AnalyticsWriter};
 use workers::email::{EmailLimits, EmailWorker};
 use workers::feedback::FeedbackWorker;
+use workers::parking::Parker;
 use workers::testflight::TestflightWorker;
 use workers::webhooks::WebhookWorker;
 use workers::{Consumer, ConsumerConfig, ConsumerStats, Handler, OutboxRelay, RelayConfig};
@@ -316,7 +317,12 @@ impl Platform {
                     ));
                 }
                 Component::Alarms => self.spawn_alarm_forwarder(&mut tasks, &shutdown),
-                Component::Monitor | Component::ControlPlane => {}
+                Component::ControlPlane => {
+                    let parker =
+                        Parker::new(self.backends.transport.clone(), self.backends.store.clone(), &self.topology);
+                    tasks.spawn(parker.run(shutdown.clone()));
+                }
+                Component::Monitor => {}
             }
         }
         if self.components.contains(&Component::Monitor) {
@@ -359,6 +365,8 @@ impl Platform {
                 plans: self.config.plans.clone(),
                 captures: adapters::open_captures(&self.config),
                 webhooks: self.config.webhooks.clone(),
+                parking: store.clone(),
+                topology: self.topology.clone(),
             };
             let console = control_plane::server(listener, state)?;
             handles.push(console.handle());

@@ -29,8 +29,8 @@ use tokio::sync::Notify;
 
 use shared::pattern::FilterPolicy;
 use shared::ports::{
-    check_batch, fairness_lane, with_dead_letter_reason, DeadLetter, OutgoingMessage, QueueStats, Receipt,
-    ReceiveOptions, ReceivedMessage, Transport, TransportError, DEAD_LETTER_REASON, MAX_BATCH,
+    check_batch, dead_letter_attributes, fairness_lane, DeadLetter, Failure, OutgoingMessage, QueueStats, Receipt,
+    ReceiveOptions, ReceivedMessage, Transport, TransportError, DEAD_LETTER_ATTEMPTS, DEAD_LETTER_REASON, MAX_BATCH,
 };
 use shared::topology::Topology;
 use shared::{Clock, Timestamp};
@@ -736,7 +736,12 @@ impl Transport for EmbeddedTransport {
         Ok(())
     }
 
-    async fn dead_letter(&self, queue: &str, message: &ReceivedMessage, reason: &str) -> Result<(), TransportError> {
+    async fn dead_letter(
+        &self,
+        queue: &str,
+        message: &ReceivedMessage,
+        failure: &Failure,
+    ) -> Result<(), TransportError> {
         let info = self.queue(queue)?;
         let (dlq, _) = info
             .dead_letter
@@ -753,7 +758,7 @@ impl Transport for EmbeddedTransport {
             .map_err(db)?
             .ok_or(TransportError::StaleReceipt)?;
         let held = Stored::from_row(&held);
-        let attributes = with_dead_letter_reason(&held.body, &attributes_from(&held.attributes), reason);
+        let attributes = dead_letter_attributes(&held.body, &attributes_from(&held.attributes), failure);
         let attributes = serde_json::to_string(&attributes).unwrap_or_else(|_| "{}".into());
         Self::move_message(&mut tx, dlq, &held, &attributes, now).await?;
         tx.commit().await.map_err(db)?;
@@ -806,6 +811,7 @@ impl Transport for EmbeddedTransport {
             let message = Stored::from_row(row);
             let mut attributes = attributes_from(&message.attributes);
             attributes.remove(DEAD_LETTER_REASON);
+            attributes.remove(DEAD_LETTER_ATTEMPTS);
             let attributes = serde_json::to_string(&attributes).unwrap_or_else(|_| "{}".into());
             Self::move_message(&mut tx, &source, &message, &attributes, now).await?;
         }

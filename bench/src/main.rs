@@ -12,11 +12,14 @@
 //! - `aws-calls`: AWS API calls per operation for feedback end to end on an
 //!   AWS-compatible server, next to a naive one-call-per-message-per-step flow, and
 //!   the relay's added latency.
+//! - `dead-letters`: the operators' first page of 100,000 parked dead letters through
+//!   the control plane, unfiltered and filtered, on both stores.
 //!
 //! Run `bench/run` to do both and write `bench/results/latest.md`.
 
 mod api;
 mod aws_calls;
+mod dead_letters;
 mod drain;
 mod e2e;
 mod pipeline;
@@ -91,6 +94,13 @@ enum Command {
         #[arg(long, default_value_t = 16)]
         connections: usize,
     },
+    /// The first page of parked dead letters through the control plane.
+    DeadLetters {
+        #[arg(long, value_delimiter = ',', default_values_t = [String::from("sqlite"), String::from("postgres")])]
+        stores: Vec<String>,
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+    },
     /// End-to-end feedback latency on the embedded engine at a steady rate.
     E2e {
         #[arg(long, default_value_t = 200)]
@@ -118,6 +128,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Fairness { flood, rate, seconds, connections } => {
             runtime.block_on(pipeline::fairness(flood, rate, seconds, connections))
+        }
+        Command::DeadLetters { stores, count } => {
+            let stores = stores.iter().map(|s| s.parse()).collect::<Result<Vec<pipeline::Store>, String>>();
+            runtime.block_on(dead_letters::run(&stores.map_err(anyhow::Error::msg)?, count))
         }
         Command::AwsCalls { events, tenants, rate } => runtime.block_on(aws_calls::run(events, tenants, rate)),
     }

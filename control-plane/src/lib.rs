@@ -1,12 +1,14 @@
-//! control-plane: the operator API and admin console. Today: access-request decisions
-//! and tenant settings (plan, alert webhook) as a JSON API behind the operators' bearer
-//! token (`SWITCHYARD_ADMIN_TOKEN`).
+//! control-plane: the operator API and admin console. Today: access-request decisions,
+//! tenant settings (plan, alert webhook) and the dead letters parked from every
+//! dead-letter queue, as a JSON API behind the operators' bearer token
+//! (`SWITCHYARD_ADMIN_TOKEN`).
 //!
 //! Architecture invariant: like core-api, it reaches the outside world only through
 //! the ports in `shared::ports`.
 
 mod access_requests;
 mod captures;
+mod dead_letters;
 mod tenants;
 
 use std::net::TcpListener;
@@ -19,7 +21,8 @@ use serde_json::json;
 use core_api::ApiError;
 use shared::config::{Plans, Secret};
 use shared::ports::providers::CapturedCalls;
-use shared::ports::{AccessRequestStore, Readiness, TenantDirectory};
+use shared::ports::{AccessRequestStore, DeadLetterParking, Readiness, TenantDirectory};
+use shared::topology::Topology;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -36,6 +39,10 @@ pub struct ConsoleState {
     pub captures: Option<Arc<dyn CapturedCalls>>,
     /// Which URLs a tenant's alert webhook may have.
     pub webhooks: shared::domain::WebhookPolicy,
+    /// Dead letters drained from their queues.
+    pub parking: Arc<dyn DeadLetterParking>,
+    /// The deployment's queues, by name and use case.
+    pub topology: Topology,
 }
 
 /// An operator: the request carries the operators' bearer token. The first extractor
@@ -102,6 +109,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/access-requests/{ticket}/reject", web::post().to(access_requests::reject))
                 .route("/captures", web::get().to(captures::kinds))
                 .route("/captures/{kind}", web::get().to(captures::list))
+                .route("/dead-letters", web::get().to(dead_letters::list))
+                .route("/dead-letters/groups", web::get().to(dead_letters::groups))
+                .route("/dead-letters/{id}", web::get().to(dead_letters::get))
                 .route("/tenants/{id}", web::get().to(tenants::get))
                 .route("/tenants/{id}", web::patch().to(tenants::update)),
         )

@@ -13,7 +13,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use shared::ports::providers::{Alert, AlertSink};
-use shared::ports::{AccessRequestStore, Outbox, StoreBackend, TenantDirectory, Transport, WorkerHealth, WorkerReport};
+use shared::ports::{
+    AccessRequestStore, DeadLetterParking, Outbox, QueueName, StoreBackend, TenantDirectory, Transport, WorkerHealth,
+    WorkerReport,
+};
 use shared::topology::{Topology, MAX_RECEIVE_COUNT};
 use shared::{TenantId, Timestamp};
 
@@ -172,12 +175,20 @@ pub struct MonitorPorts {
     pub access: Arc<dyn AccessRequestStore>,
     /// Lag and failed rows.
     pub outbox: Arc<dyn Outbox>,
+    /// Dead letters drained from their queues into the store.
+    pub parking: Arc<dyn DeadLetterParking>,
 }
 
 impl MonitorPorts {
     /// Every port from one backend.
     pub fn of(store: &Arc<dyn StoreBackend>) -> Self {
-        Self { health: store.clone(), tenants: store.clone(), access: store.clone(), outbox: store.clone() }
+        Self {
+            health: store.clone(),
+            tenants: store.clone(),
+            access: store.clone(),
+            outbox: store.clone(),
+            parking: store.clone(),
+        }
     }
 }
 
@@ -359,7 +370,16 @@ impl Monitor {
                     continue;
                 }
             };
-            let count = stats.visible + stats.in_flight;
+            // The control plane drains each dead-letter queue into the store: what
+            // reached it is what it holds plus what was parked from it.
+            let parked = match self.store.parking.parked_count(&QueueName::new(queue.name.clone())).await {
+                Ok(parked) => parked,
+                Err(error) => {
+                    tracing::warn!(queue = queue.name.as_str(), %error, "could not count parked dead letters");
+                    continue;
+                }
+            };
+            let count = stats.visible + stats.in_flight + parked;
             let before = self.seen.insert(queue.dlq_name.clone(), count).unwrap_or(0);
             if count > before {
                 let alert = Alert {

@@ -48,8 +48,8 @@ use tracing::Instrument;
 use shared::events::{Decode, PayloadError};
 use shared::ports::providers::{Alert, AlertSink};
 use shared::ports::{
-    BoxError, DeadLetterRecord, DedupId, MessageId, QueueName, Receipt, ReceiveOptions, ReceivedMessage, Transport,
-    TransportError, WorkerHealth,
+    Attempt, BoxError, DeadLetterRecord, DedupId, Failure, MessageId, QueueName, Receipt, ReceiveOptions,
+    ReceivedMessage, Transport, TransportError, WorkerHealth,
 };
 use shared::topology::MAX_RECEIVE_COUNT;
 use shared::{EventEnvelope, EventType, TenantId, Timestamp};
@@ -446,6 +446,8 @@ impl Consumer {
     /// given back. Before any wait it acks what its group finished (`done`).
     async fn settle(&self, message: &ReceivedMessage, shutdown: &CancellationToken, done: &mut Done<'_>) -> Settled {
         let mut attempts = 0u32;
+        // Each failed run that counted as an attempt, carried to the dead-letter queue.
+        let mut failed_runs: Vec<Attempt> = Vec::new();
         let mut outage: Option<(Instant, u32)> = None;
         loop {
             let span = tracing::info_span!(
@@ -481,6 +483,7 @@ impl Consumer {
                 }
                 HandlerError::Unavailable(_) | HandlerError::Transient(_) => {
                     attempts += 1;
+                    failed_runs.push(Attempt { at: Timestamp::now(), error: error.to_string() });
                     if attempts >= self.config.max_attempts {
                         Next::DeadLetter
                     } else {
@@ -489,6 +492,7 @@ impl Consumer {
                 }
                 HandlerError::Permanent(_) => {
                     attempts += 1;
+                    failed_runs.push(Attempt { at: Timestamp::now(), error: error.to_string() });
                     Next::DeadLetter
                 }
             };
@@ -512,16 +516,18 @@ impl Consumer {
                 }
                 Next::DeadLetter => {
                     let reason = format!("{error} (after {attempts} attempt{})", if attempts == 1 { "" } else { "s" });
-                    return self.dead_letter(message, &reason).await;
+                    let failure = Failure { reason, attempts: std::mem::take(&mut failed_runs) };
+                    return self.dead_letter(message, &failure).await;
                 }
             }
         }
     }
 
-    async fn dead_letter(&self, message: &ReceivedMessage, reason: &str) -> Settled {
+    async fn dead_letter(&self, message: &ReceivedMessage, failure: &Failure) -> Settled {
+        let reason = failure.reason.as_str();
         for wait in [Duration::ZERO, Duration::from_millis(500), Duration::from_secs(2)] {
             tokio::time::sleep(wait).await;
-            match self.transport.dead_letter(self.queue(), message, reason).await {
+            match self.transport.dead_letter(self.queue(), message, failure).await {
                 Ok(()) => {
                     tracing::warn!(
                         worker = self.handler.name(),

@@ -11,6 +11,7 @@ pub mod analytics;
 pub mod consumer;
 pub mod email;
 pub mod feedback;
+pub mod parking;
 pub mod relay;
 pub mod testflight;
 pub mod webhooks;

@@ -23,8 +23,8 @@ use aws_sdk_sqs::types::{
 };
 
 use shared::ports::{
-    check_batch, with_dead_letter_reason, DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions,
-    ReceivedMessage, Transport, TransportError, DEAD_LETTER_REASON, MAX_BATCH,
+    check_batch, dead_letter_attributes, DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions,
+    ReceivedMessage, Transport, TransportError, DEAD_LETTER_ATTEMPTS, DEAD_LETTER_REASON, MAX_BATCH,
 };
 use shared::topology::Topology;
 
@@ -374,7 +374,12 @@ impl Transport for AwsTransport {
         Ok(())
     }
 
-    async fn dead_letter(&self, queue: &str, message: &ReceivedMessage, reason: &str) -> Result<(), TransportError> {
+    async fn dead_letter(
+        &self,
+        queue: &str,
+        message: &ReceivedMessage,
+        failure: &shared::ports::Failure,
+    ) -> Result<(), TransportError> {
         let dlq = self
             .dead_letter_queues
             .get(queue)
@@ -384,7 +389,7 @@ impl Transport for AwsTransport {
         // and keeps the message ours while it is copied.
         self.change_visibility(queue, &message.receipt, Duration::from_secs(30)).await?;
         let url = self.queue_url(queue).await?;
-        let attributes = with_dead_letter_reason(&message.body, &message.attributes, reason);
+        let attributes = dead_letter_attributes(&message.body, &message.attributes, failure);
         self.sqs
             .send_message()
             .queue_url(dlq_url)
@@ -458,7 +463,10 @@ impl Transport for AwsTransport {
                         .message_group_id(system(m, MessageSystemAttributeName::MessageGroupId))
                         .message_deduplication_id(system(m, MessageSystemAttributeName::MessageDeduplicationId))
                         .set_message_attributes(Some(sqs_attributes(
-                            &attributes_of(m).into_iter().filter(|(k, _)| k != DEAD_LETTER_REASON).collect(),
+                            &attributes_of(m)
+                                .into_iter()
+                                .filter(|(k, _)| k != DEAD_LETTER_REASON && k != DEAD_LETTER_ATTEMPTS)
+                                .collect(),
                         )?))
                         .build()
                         .map_err(|e| TransportError::Invalid(e.to_string()))

@@ -70,6 +70,11 @@ macro_rules! migrations_in {
                 name: "outbox_fair_claim",
                 sql: include_str!(concat!("../../../migrations/", $dir, "/0011_outbox_fair_claim.sql")),
             },
+            Migration {
+                version: 12,
+                name: "parked_dead_letters",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0012_parked_dead_letters.sql")),
+            },
         ]
     };
 }

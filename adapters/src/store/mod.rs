@@ -22,6 +22,7 @@ mod health;
 mod inbox;
 mod migrate;
 mod outbox;
+mod parking;
 mod tenants;
 mod testflight;
 mod webhooks;

@@ -11,13 +11,15 @@ pub mod transport;
 pub use bus::{BusEvent, EventBus};
 pub use object_store::{ObjectStore, ObjectStoreError};
 pub use store::{
-    AccessRequestStore, AnalyticsStore, Appended, Applied, ConsumerName, DeadLetterRecord, DedupId, Effect, Effects,
-    EmailStore, EventLog, FeedbackStore, Inbox, InvitationStore, MessageId, Outbox, OutboxEntry, QueueName, Readiness,
-    SendStart, StoreBackend, StoreError, TenantDirectory, WebhookPage, WebhookStore, WorkerHealth, WorkerReport,
+    AccessRequestStore, AnalyticsStore, Appended, Applied, ConsumerName, DeadLetterParking, DeadLetterRecord, DedupId,
+    Effect, Effects, EmailStore, ErrorGroup, ErrorGroupKey, EventLog, FeedbackStore, Fingerprint, Inbox,
+    InvitationStore, MessageId, NewParked, Outbox, OutboxEntry, Parked, ParkedFilter, QueueName, Readiness, SendStart,
+    StoreBackend, StoreError, TenantDirectory, WebhookPage, WebhookStore, WorkerHealth, WorkerReport,
 };
 pub use transport::{
-    check_batch, fairness_lane, with_dead_letter_reason, DeadLetter, OutgoingMessage, QueueStats, Receipt,
-    ReceiveOptions, ReceivedMessage, Transport, TransportError, DEAD_LETTER_REASON, MAX_BATCH, MAX_MESSAGE_BYTES,
+    check_batch, dead_letter_attributes, fairness_lane, Attempt, DeadLetter, Failure, OutgoingMessage, QueueStats,
+    Receipt, ReceiveOptions, ReceivedMessage, Transport, TransportError, DEAD_LETTER_ATTEMPTS, DEAD_LETTER_REASON,
+    MAX_BATCH, MAX_MESSAGE_BYTES,
 };
 
 /// A boxed error for the `source` of adapter errors.

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use super::BoxError;
+use crate::clock::Timestamp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -161,38 +163,94 @@ impl DeadLetter {
     pub fn reason(&self) -> Option<&str> {
         self.attributes.get(DEAD_LETTER_REASON).map(String::as_str)
     }
+
+    /// Its handler's failed runs, oldest first, when it was moved by
+    /// [`Transport::dead_letter`]; none when the queue's receive limit moved it.
+    pub fn attempts(&self) -> Vec<Attempt> {
+        self.attributes.get(DEAD_LETTER_ATTEMPTS).and_then(|json| serde_json::from_str(json).ok()).unwrap_or_default()
+    }
+}
+
+/// One failed run of a message's handler.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub at: Timestamp,
+    pub error: String,
+}
+
+/// Why a consumer gives up on a message: the reason (one line, for alerts and lists)
+/// and each failed run of its handler, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Failure {
+    pub reason: String,
+    pub attempts: Vec<Attempt>,
+}
+
+impl Failure {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self { reason: reason.into(), attempts: Vec::new() }
+    }
 }
 
 /// The attribute [`Transport::dead_letter`] keeps the reason in. Redrive removes it.
 pub const DEAD_LETTER_REASON: &str = "dead_letter_reason";
+/// The attribute [`Transport::dead_letter`] keeps the attempts in (a JSON array of
+/// [`Attempt`]). Redrive removes it.
+pub const DEAD_LETTER_ATTEMPTS: &str = "dead_letter_attempts";
 
-/// The attributes of `message` in its dead-letter queue: its own plus the reason,
-/// cut (and stripped of characters SQS refuses) so the message stays within
-/// [`MAX_MESSAGE_BYTES`].
-pub fn with_dead_letter_reason(
+/// The attributes of `message` in its dead-letter queue: its own plus the reason and
+/// the attempts, cut (and stripped of characters SQS refuses) so the message stays
+/// within [`MAX_MESSAGE_BYTES`] and [`MAX_ATTRIBUTES`]. The reason comes first; the
+/// oldest attempts are the first to go when there is no room for all.
+pub fn dead_letter_attributes(
     body: &str,
     attributes: &BTreeMap<String, String>,
-    reason: &str,
+    failure: &Failure,
 ) -> BTreeMap<String, String> {
     let mut attributes = attributes.clone();
     attributes.remove(DEAD_LETTER_REASON);
-    let used = body.len()
-        + attributes.iter().map(|(k, v)| k.len() + "String".len() + v.len()).sum::<usize>()
-        + DEAD_LETTER_REASON.len()
-        + "String".len();
-    let room = MAX_MESSAGE_BYTES.saturating_sub(used).min(MAX_REASON_BYTES);
-    let mut text = String::new();
-    for c in reason.chars().map(|c| if c.is_control() { ' ' } else { c }) {
-        if text.len() + c.len_utf8() > room {
-            break;
-        }
-        text.push(c);
-    }
+    attributes.remove(DEAD_LETTER_ATTEMPTS);
+    let size = |attributes: &BTreeMap<String, String>| {
+        body.len() + attributes.iter().map(|(k, v)| k.len() + "String".len() + v.len()).sum::<usize>()
+    };
+    let room = |attributes: &BTreeMap<String, String>, name: &str| {
+        MAX_MESSAGE_BYTES.saturating_sub(size(attributes) + name.len() + "String".len())
+    };
+    let text = one_line(&failure.reason, room(&attributes, DEAD_LETTER_REASON).min(MAX_REASON_BYTES));
     if !text.trim().is_empty() && attributes.len() < MAX_ATTRIBUTES {
         attributes.insert(DEAD_LETTER_REASON.to_owned(), text);
     }
+    let mut attempts: Vec<Attempt> = failure
+        .attempts
+        .iter()
+        .map(|a| Attempt { at: a.at, error: one_line(&a.error, MAX_ATTEMPT_ERROR_BYTES) })
+        .collect();
+    while !attempts.is_empty() && attributes.len() < MAX_ATTRIBUTES {
+        let json = serde_json::to_string(&attempts).unwrap_or_default();
+        if json.len() <= room(&attributes, DEAD_LETTER_ATTEMPTS) {
+            attributes.insert(DEAD_LETTER_ATTEMPTS.to_owned(), json);
+            break;
+        }
+        attempts.remove(0);
+    }
     attributes
 }
+
+/// `text` on one line (control characters, which SQS refuses in attributes, become
+/// spaces), cut to at most `max` bytes on a character boundary.
+fn one_line(text: &str, max: usize) -> String {
+    let mut line = String::new();
+    for c in text.chars().map(|c| if c.is_control() { ' ' } else { c }) {
+        if line.len() + c.len_utf8() > max {
+            break;
+        }
+        line.push(c);
+    }
+    line
+}
+
+/// The longest error kept per attempt.
+const MAX_ATTEMPT_ERROR_BYTES: usize = 512;
 
 /// The longest reason kept with a dead letter.
 const MAX_REASON_BYTES: usize = 1024;
@@ -224,8 +282,9 @@ pub struct QueueStats {
 ///   receipt of the latest receive: an older one may be rejected (`StaleReceipt`) or
 ///   ignored, depending on the backend.
 /// - `dead_letter` moves one received message (by its current receipt) to the queue's
-///   dead-letter queue at once, with its group and dedup ids and the reason in the
-///   [`DEAD_LETTER_REASON`] attribute: the consumer counts a message's attempts itself
+///   dead-letter queue at once, with its group and dedup ids, the reason in the
+///   [`DEAD_LETTER_REASON`] attribute and the attempts in [`DEAD_LETTER_ATTEMPTS`]
+///   ([`dead_letter_attributes`]): the consumer counts a message's attempts itself
 ///   and gives up on it without waiting for its receives to run out. On the embedded
 ///   engine the move is one transaction; on SQS it is a send to the DLQ and then a
 ///   delete, so a crash between the two leaves the message in both (the DLQ's dedup
@@ -254,7 +313,12 @@ pub trait Transport: Send + Sync + 'static {
 
     async fn change_visibility(&self, queue: &str, receipt: &Receipt, timeout: Duration) -> Result<(), TransportError>;
 
-    async fn dead_letter(&self, queue: &str, message: &ReceivedMessage, reason: &str) -> Result<(), TransportError>;
+    async fn dead_letter(
+        &self,
+        queue: &str,
+        message: &ReceivedMessage,
+        failure: &Failure,
+    ) -> Result<(), TransportError>;
 
     async fn dead_letters(&self, dlq: &str, max: u32) -> Result<Vec<DeadLetter>, TransportError>;
 

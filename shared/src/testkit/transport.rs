@@ -8,10 +8,10 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{announce, skip};
-use crate::clock::ManualClock;
+use crate::clock::{ManualClock, Timestamp};
 use crate::envelope::Service;
 use crate::pattern::{FilterPolicy, FilterPolicyScope};
-use crate::ports::{OutgoingMessage, ReceiveOptions, ReceivedMessage, Transport};
+use crate::ports::{Attempt, Failure, OutgoingMessage, ReceiveOptions, ReceivedMessage, Transport};
 use crate::topology::{Environment, InstanceName, Topology, UseCase};
 
 const SUITE: &str = "transport";
@@ -412,7 +412,11 @@ async fn dead_letter_now(fixture: &Fixture) {
     publish_all(t, &n.topic, &[message("g", "bad", "feedback.x"), message("g", "next", "feedback.x")]).await;
     let got = t.receive(&n.feedback, short_visibility(1, 30)).await.expect("receive");
     assert_eq!(dedups(&got), vec!["bad".to_owned()]);
-    t.dead_letter(&n.feedback, &got[0], "handler failed 3 times:\nprovider said no").await.expect("dead-letter");
+    let attempts: Vec<Attempt> = (1..=3)
+        .map(|n| Attempt { at: Timestamp::from_millis(1_700_000_000_000 + n), error: format!("try {n}:\nrefused") })
+        .collect();
+    let failure = Failure { reason: "handler failed 3 times:\nprovider said no".into(), attempts };
+    t.dead_letter(&n.feedback, &got[0], &failure).await.expect("dead-letter");
     let next = drain(t, &n.feedback, 1).await;
     assert_eq!(dedups(&next), vec!["next".to_owned()], "the group goes on at once, without the moved message");
     assert_eq!(next[0].receive_count, 1, "the next message was not received for nothing");
@@ -422,8 +426,14 @@ async fn dead_letter_now(fixture: &Fixture) {
     assert_eq!(dead[0].body, got[0].body, "the body is kept");
     assert_eq!(dead[0].attributes.get("event_type").map(String::as_str), Some("feedback.x"), "attributes are kept");
     assert_eq!(dead[0].reason(), Some("handler failed 3 times: provider said no"), "with its reason, on one line");
+    let kept: Vec<(i64, String)> = dead[0].attempts().into_iter().map(|a| (a.at.as_millis(), a.error)).collect();
+    assert_eq!(
+        kept,
+        (1..=3).map(|n| (1_700_000_000_000 + n, format!("try {n}: refused"))).collect::<Vec<_>>(),
+        "with each attempt's time and error, oldest first"
+    );
     assert!(
-        t.dead_letter(&n.feedback, &got[0], "again").await.is_err(),
+        t.dead_letter(&n.feedback, &got[0], &Failure::new("again")).await.is_err(),
         "a receipt whose message already moved is stale"
     );
     assert_eq!(t.dead_letters(&n.feedback_dlq, 10).await.expect("list").len(), 1, "and moves nothing twice");
@@ -433,13 +443,18 @@ async fn dead_letter_now(fixture: &Fixture) {
     let back = drain(t, &n.feedback, 1).await;
     assert_eq!(dedups(&back), vec!["bad".to_owned()]);
     assert_eq!(back[0].attributes.get(crate::ports::DEAD_LETTER_REASON), None, "redrive drops the reason");
+    assert_eq!(back[0].attributes.get(crate::ports::DEAD_LETTER_ATTEMPTS), None, "and the attempts");
 
     // A reason never pushes a message over the size limit.
     let mut big = message("h", "big", "feedback.x");
     big.body = format!("\"{}\"", "x".repeat(crate::ports::MAX_MESSAGE_BYTES - 200));
     publish_all(t, &n.topic, &[big]).await;
     let got = t.receive(&n.feedback, short_visibility(1, 30)).await.expect("receive");
-    t.dead_letter(&n.feedback, &got[0], &"why ".repeat(500)).await.expect("dead-letter a message near the limit");
+    let long = Failure {
+        reason: "why ".repeat(500),
+        attempts: vec![Attempt { at: Timestamp::now(), error: "because ".repeat(200) }; 3],
+    };
+    t.dead_letter(&n.feedback, &got[0], &long).await.expect("dead-letter a message near the limit");
     let dead = t.dead_letters(&n.feedback_dlq, 10).await.expect("list");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].body.len(), got[0].body.len());

@@ -181,8 +181,13 @@ fn without_analytics_worker() -> Vec<Component> {
 
 /// The embedded engine with feedback tickets going to the Zendesk at `url`.
 pub async fn spawn_app_with_zendesk(url: &str) -> TestApp {
+    spawn_app_with_zendesk_on(Engine::Embedded, url).await
+}
+
+/// `engine` with feedback tickets going to the Zendesk at `url`.
+pub async fn spawn_app_with_zendesk_on(engine: Engine, url: &str) -> TestApp {
     let zendesk = zendesk_config(url);
-    spawn(Engine::Embedded, Backing { zendesk: Some(zendesk), ..Backing::default() }, Component::all()).await
+    spawn(engine, Backing { zendesk: Some(zendesk), ..Backing::default() }, Component::all()).await
 }
 
 /// PostgreSQL + the AWS engine on the AWS-compatible server at `endpoint`, reading
@@ -283,6 +288,11 @@ impl TestApp {
 
     pub async fn get(&self, path: &str, key: &str) -> reqwest::Response {
         self.client.get(format!("{}{path}", self.api_url)).bearer_auth(key).send().await.expect("request")
+    }
+
+    /// A GET of the control plane's `path`, as an operator.
+    pub async fn operator_get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.console_url)).bearer_auth(ADMIN_TOKEN).send().await.expect("request")
     }
 
     /// Stops the platform the way Ctrl-C does and waits for it to exit.

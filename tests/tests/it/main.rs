@@ -5,6 +5,7 @@ mod access_requests;
 mod alarms;
 mod analytics;
 mod api;
+mod dead_letters;
 mod emails;
 mod flow;
 mod helpers;

@@ -225,3 +225,23 @@ fn each_worker_may_move_its_own_messages_to_its_dead_letter_queue() {
     assert!(statement.contains("\"sqs:SendMessage\""), "{statement}");
     assert!(statement.contains("var.dlq_arns[use_case]"), "only its own DLQ: {statement}");
 }
+
+#[test]
+fn the_control_plane_may_park_dead_letters_and_send_only_to_source_queues() {
+    let text = source(&Expression::from(parse("infra/terraform/modules/iam/main.tf")));
+    let statement = |sid: &str| {
+        let after = text
+            .split(&format!("Sid = \"{sid}\""))
+            .nth(1)
+            .unwrap_or_else(|| panic!("the control-plane role has no {sid} statement: {text}"));
+        after[..after.find('}').unwrap_or(after.len())].to_owned()
+    };
+    let park = statement("parkDeadLetters");
+    for action in ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"] {
+        assert!(park.contains(&format!("\"{action}\"")), "{action}: {park}");
+    }
+    assert!(park.contains("values(var.dlq_arns)") && !park.contains("queue_arns"), "dead-letter queues only: {park}");
+    let redrive = statement("redriveToSourceQueues");
+    assert!(redrive.contains("\"sqs:SendMessage\"") && !redrive.contains("Delete"), "{redrive}");
+    assert!(redrive.contains("values(var.queue_arns)") && !redrive.contains("dlq"), "source queues only: {redrive}");
+}

@@ -14,8 +14,8 @@ use shared::config::StoreConfig;
 use shared::domain::{Tenant, TenantName};
 use shared::ports::providers::{Alert, AlertSink, ProviderError};
 use shared::ports::{
-    DeadLetter, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, StoreBackend, Transport,
-    TransportError,
+    DeadLetter, Failure, OutgoingMessage, QueueStats, Receipt, ReceiveOptions, ReceivedMessage, StoreBackend,
+    Transport, TransportError,
 };
 use shared::topology::{Environment, InstanceName, Topology, UseCase};
 use shared::{EventEnvelope, EventType, Service, SystemClock, TenantId, Timestamp};
@@ -192,11 +192,16 @@ impl Transport for FaultyTransport {
         self.inner.change_visibility(queue, receipt, timeout).await
     }
 
-    async fn dead_letter(&self, queue: &str, message: &ReceivedMessage, reason: &str) -> Result<(), TransportError> {
+    async fn dead_letter(
+        &self,
+        queue: &str,
+        message: &ReceivedMessage,
+        failure: &Failure,
+    ) -> Result<(), TransportError> {
         if self.faults.lock().expect("lock").dead_letters_unavailable {
             return Err(TransportError::Unavailable("injected outage".into()));
         }
-        self.inner.dead_letter(queue, message, reason).await
+        self.inner.dead_letter(queue, message, failure).await
     }
 
     async fn dead_letters(&self, dlq: &str, max: u32) -> Result<Vec<DeadLetter>, TransportError> {

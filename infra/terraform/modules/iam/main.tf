@@ -1,6 +1,7 @@
 # Least privilege per process: the API and the relay publish, each worker consumes its
-# own queue and writes its own prefix of the results bucket, the monitor reads the
-# dead-letter queues. Every process may read the topology (the start-up check).
+# own queue and writes its own prefix of the results bucket, the control plane parks
+# dead letters and redrives them, the monitor reads the dead-letter queues. Every
+# process may read the topology (the start-up check).
 
 locals {
   # The object prefix each worker writes.
@@ -71,6 +72,24 @@ locals {
           Effect   = "Allow"
           Action   = ["events:ListRules"]
           Resource = ["*"]
+        },
+      ])
+      # The control plane drains every dead-letter queue into the store (receive, then
+      # delete once parked) and redrives parked messages to their source queues; the
+      # parking table is in the store, so nothing else.
+      control-plane = concat(local.topology_read, [
+        local.messaging_key,
+        {
+          Sid      = "parkDeadLetters"
+          Effect   = "Allow"
+          Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"]
+          Resource = values(var.dlq_arns)
+        },
+        {
+          Sid      = "redriveToSourceQueues"
+          Effect   = "Allow"
+          Action   = ["sqs:SendMessage"]
+          Resource = values(var.queue_arns)
         },
       ])
       monitor = concat(local.topology_read, [

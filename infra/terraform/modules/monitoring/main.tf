@@ -75,19 +75,41 @@ resource "aws_sns_topic_subscription" "alerts" {
   depends_on           = [aws_sqs_queue_policy.alerts]
 }
 
+# The control plane drains every dead-letter queue into the store as messages arrive
+# (operators browse the parked copies), so a DLQ's depth stays near zero: the alarm is
+# on what reaches it, which the control plane receives once each to park it.
 resource "aws_cloudwatch_metric_alarm" "dead_letters" {
   for_each = var.dlq_names
 
   alarm_name          = "${each.value}-has-messages"
-  alarm_description   = "A message of the ${each.key} queue could not be handled after 3 attempts and moved to ${each.value}."
+  alarm_description   = "A message of the ${each.key} queue could not be handled after 3 attempts and moved to ${each.value}; it is parked for operators (GET /v1/dead-letters)."
   namespace           = "AWS/SQS"
-  metric_name         = "ApproximateNumberOfMessagesVisible"
+  metric_name         = "NumberOfMessagesReceived"
   dimensions          = { QueueName = each.value }
-  statistic           = "Maximum"
+  statistic           = "Sum"
   period              = 60
   evaluation_periods  = 1
   comparison_operator = "GreaterThanThreshold"
   threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alerts.arn]
+  ok_actions          = [aws_sns_topic.alerts.arn]
+}
+
+# A dead letter that stays in its queue means the control plane is not parking them.
+resource "aws_cloudwatch_metric_alarm" "dead_letters_not_parked" {
+  for_each = var.dlq_names
+
+  alarm_name          = "${each.value}-not-parked"
+  alarm_description   = "A dead letter waited in ${each.value} for more than 5 minutes: the control plane is not draining it into the store."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateAgeOfOldestMessage"
+  dimensions          = { QueueName = each.value }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 5
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 300
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.alerts.arn]
   ok_actions          = [aws_sns_topic.alerts.arn]

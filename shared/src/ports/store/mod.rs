@@ -22,6 +22,7 @@ mod health;
 mod inbox;
 mod invitations;
 mod outbox;
+mod parking;
 mod tenants;
 mod webhooks;
 
@@ -39,6 +40,7 @@ pub use health::{DeadLetterRecord, DedupId, MessageId, QueueName, WorkerHealth, 
 pub use inbox::{Applied, ConsumerName, Effect, Effects, Inbox};
 pub use invitations::InvitationStore;
 pub use outbox::{Outbox, OutboxEntry};
+pub use parking::{DeadLetterParking, ErrorGroup, ErrorGroupKey, Fingerprint, NewParked, Parked, ParkedFilter};
 pub use tenants::TenantDirectory;
 pub use webhooks::{WebhookPage, WebhookStore};
 
@@ -109,4 +111,5 @@ store_backend!(
     AccessRequestStore,
     InvitationStore,
     WorkerHealth,
+    DeadLetterParking,
 );

@@ -13,6 +13,7 @@ pub mod health;
 pub mod inbox;
 pub mod invitations;
 pub mod outbox;
+pub mod parking;
 pub mod tenants;
 pub mod webhooks;
 
@@ -52,6 +53,7 @@ macro_rules! store_conformance {
             access { tickets_pending_decisions_and_reminders }
             invitations { tenant_scoped_with_outcome }
             health { latest_report_per_process, dead_letters_after_a_cursor_since_a_time }
+            parking { parks_once_and_lists_newest_first, groups_errors_that_differ_only_in_values }
         );
     };
     (@ports $open:path; $($port:ident { $($scenario:ident),* $(,)? })*) => {

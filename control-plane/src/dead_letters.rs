@@ -1,0 +1,173 @@
+//! Operators look at dead letters without consuming them. The control plane drains
+//! every dead-letter queue into the store as messages arrive (`workers::parking`), and
+//! these read the parked copies:
+//!
+//! - `GET /v1/dead-letters?queue=&tenant=&type=&error=&from=&to=&limit=&cursor=`: newest
+//!   first, `limit` 1–100 (50), `cursor` from the previous page's `next_cursor`;
+//!   `queue` is a queue's name or its use case (`feedback`), `error` an error group's
+//!   fingerprint, `from` (inclusive) and `to` (exclusive) RFC 3339 times of the
+//!   dead-lettering;
+//! - `GET /v1/dead-letters/groups` with the same filters: the parked dead letters by
+//!   error group (errors that differ only in ids, numbers and quoted values), largest
+//!   first;
+//! - `GET /v1/dead-letters/{id}`: one, with its envelope and every attempt.
+
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Value};
+
+use core_api::problem::FieldError;
+use core_api::ApiError;
+use shared::ports::{ErrorGroup, Fingerprint, Parked, ParkedFilter, QueueName};
+use shared::topology::QueueSpec;
+use shared::{EventType, TenantId, Timestamp};
+
+use crate::{ConsoleState, Operator};
+
+/// The largest page.
+const MAX_LIMIT: u32 = 100;
+const DEFAULT_LIMIT: u32 = 50;
+/// The most error groups answered.
+const MAX_GROUPS: u32 = 100;
+
+#[derive(serde::Deserialize)]
+pub(crate) struct ListQuery {
+    queue: Option<String>,
+    tenant: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    error: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// The queue `raw` names: a queue of the topology, by name or by use case.
+fn queue_named<'t>(state: &'t ConsoleState, raw: &str) -> Option<&'t QueueSpec> {
+    state.topology.queues.iter().find(|q| q.name == raw || q.use_case.as_str() == raw)
+}
+
+/// The filter, page size and cursor a query asks for; every invalid parameter named
+/// in one validation problem.
+fn read(state: &ConsoleState, query: &ListQuery) -> Result<(ParkedFilter, u32, Option<i64>), ApiError> {
+    let mut errors = Vec::new();
+    let mut check = |field: &str, raw: &Option<String>, message: &str, ok: &dyn Fn(&str) -> bool| {
+        if raw.as_deref().is_some_and(|r| !ok(r)) {
+            errors.push(FieldError::new(field, message));
+        }
+    };
+    check("queue", &query.queue, "must be a queue of this deployment, by name or use case", &|r| {
+        queue_named(state, r).is_some()
+    });
+    check("tenant", &query.tenant, "must be a tenant id (ten_…)", &|r| TenantId::parse(r).is_ok());
+    check("type", &query.event_type, "must be an event type", &|r| EventType::parse(r).is_ok());
+    check("error", &query.error, "must be an error group's fingerprint (16 hex digits)", &|r| {
+        Fingerprint::parse(r).is_ok()
+    });
+    check("from", &query.from, "must be an RFC 3339 time", &|r| Timestamp::parse_rfc3339(r).is_ok());
+    check("to", &query.to, "must be an RFC 3339 time", &|r| Timestamp::parse_rfc3339(r).is_ok());
+    check("limit", &query.limit, "must be a whole number from 1 to 100", &|r| {
+        r.parse::<u32>().is_ok_and(|n| (1..=MAX_LIMIT).contains(&n))
+    });
+    check("cursor", &query.cursor, "must be the next_cursor of a previous page", &|r| {
+        r.parse::<i64>().is_ok_and(|n| n > 0)
+    });
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let filter = ParkedFilter {
+        queue: query.queue.as_deref().and_then(|r| queue_named(state, r)).map(|q| QueueName::new(q.name.clone())),
+        tenant: query.tenant.as_deref().and_then(|r| TenantId::parse(r).ok()),
+        event_type: query.event_type.as_deref().and_then(|r| EventType::parse(r).ok()),
+        error_group: query.error.as_deref().and_then(|r| Fingerprint::parse(r).ok()),
+        from: query.from.as_deref().and_then(|r| Timestamp::parse_rfc3339(r).ok()),
+        to: query.to.as_deref().and_then(|r| Timestamp::parse_rfc3339(r).ok()),
+    };
+    let limit = query.limit.as_deref().and_then(|r| r.parse().ok()).unwrap_or(DEFAULT_LIMIT);
+    Ok((filter, limit, query.cursor.as_deref().and_then(|r| r.parse().ok())))
+}
+
+/// A dead letter as listed: what it is, where from, why it failed.
+fn summary(state: &ConsoleState, parked: &Parked) -> Value {
+    let message = &parked.message;
+    let use_case = queue_named(state, message.queue.as_str()).map(|q| q.use_case.as_str());
+    json!({
+        "id": parked.id.to_string(),
+        "queue": message.queue.as_str(),
+        "use_case": use_case,
+        "tenant_id": message.tenant,
+        "event_id": message.event_id,
+        "event_type": message.event_type.as_ref().map(EventType::as_str),
+        "group_id": message.group_id,
+        "error": message.error,
+        "error_group": {"fingerprint": parked.error_group.fingerprint.as_str(), "pattern": parked.error_group.pattern},
+        "attempts": message.attempts.len(),
+        "dead_lettered_at": message.dead_lettered_at,
+        "parked_at": parked.parked_at,
+    })
+}
+
+/// Everything about one dead letter: the summary, its envelope (or its raw body when
+/// it is not one), its attributes and every attempt.
+fn detail(state: &ConsoleState, parked: &Parked) -> Value {
+    let message = &parked.message;
+    let mut view = summary(state, parked);
+    view["attempts"] = json!(message.attempts);
+    view["message_id"] = json!(message.message_id.as_str());
+    view["dedup_id"] = json!(message.dedup_id.as_str());
+    view["attributes"] = json!(message.attributes);
+    match serde_json::from_str::<Value>(&message.body) {
+        Ok(envelope) if message.event_id.is_some() => view["envelope"] = envelope,
+        _ => view["body"] = json!(message.body),
+    }
+    view
+}
+
+fn group_view(group: &ErrorGroup) -> Value {
+    json!({
+        "fingerprint": group.key.fingerprint.as_str(),
+        "pattern": group.key.pattern,
+        "count": group.count,
+        "example": group.example,
+        "first_at": group.first_at,
+        "last_at": group.last_at,
+    })
+}
+
+pub(crate) async fn list(
+    _operator: Operator,
+    query: web::Query<ListQuery>,
+    state: web::Data<ConsoleState>,
+) -> Result<HttpResponse, ApiError> {
+    let (filter, limit, cursor) = read(&state, &query)?;
+    // One more than the page: whether there is a next one.
+    let mut page = state.parking.parked(&filter, cursor, limit + 1).await?;
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
+    let next = if more { page.last().map(|p| p.id.to_string()) } else { None };
+    Ok(HttpResponse::Ok().json(json!({
+        "dead_letters": page.iter().map(|p| summary(&state, p)).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
+}
+
+pub(crate) async fn groups(
+    _operator: Operator,
+    query: web::Query<ListQuery>,
+    state: web::Data<ConsoleState>,
+) -> Result<HttpResponse, ApiError> {
+    let (filter, _, _) = read(&state, &query)?;
+    let groups = state.parking.parked_groups(&filter, MAX_GROUPS).await?;
+    Ok(HttpResponse::Ok().json(json!({"groups": groups.iter().map(group_view).collect::<Vec<_>>()})))
+}
+
+pub(crate) async fn get(
+    _operator: Operator,
+    path: web::Path<String>,
+    state: web::Data<ConsoleState>,
+) -> Result<HttpResponse, ApiError> {
+    let missing = || ApiError::NotFound(format!("dead letter {}", path.chars().take(40).collect::<String>()));
+    let id: i64 = path.parse().map_err(|_| missing())?;
+    let parked = state.parking.parked_message(id).await?.ok_or_else(missing)?;
+    Ok(HttpResponse::Ok().json(detail(&state, &parked)))
+}
