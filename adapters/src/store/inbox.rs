@@ -12,7 +12,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 use shared::ports::{Applied, ConsumerName, Effect, Effects, Inbox, StoreError};
 use shared::{EventId, TenantId, Timestamp};
 
-use super::group::BatchWrite;
+use super::group::{BatchWrite, GroupCommit};
 use super::{analytics, append, db, emails, testflight, update_owned, webhooks, SqlStore, Table};
 
 /// A write through the group commit.
@@ -295,7 +295,7 @@ impl SqlStore {
         from: &'static str,
         to: &'static str,
     ) -> Result<bool, StoreError> {
-        moved(self.effects.write(Job::Transition { table, tenant, id: id.to_owned(), from, to }).await?)
+        move_through(&self.effects, Job::Transition { table, tenant, id: id.to_owned(), from, to }).await
     }
 
     /// [`Self::transition`] for a mark that a redelivery sets again, committed through
@@ -308,12 +308,13 @@ impl SqlStore {
         from: &'static str,
         to: &'static str,
     ) -> Result<bool, StoreError> {
-        moved(self.marks.write(Job::Transition { table, tenant, id: id.to_owned(), from, to }).await?)
+        move_through(&self.marks, Job::Transition { table, tenant, id: id.to_owned(), from, to }).await
     }
 }
 
-fn moved(done: Done) -> Result<bool, StoreError> {
-    match done {
+/// Writes a transition through `commit`; whether the row moved.
+async fn move_through(commit: &GroupCommit<EffectWriter>, transition: Job) -> Result<bool, StoreError> {
+    match commit.write(transition).await? {
         Done::Moved(moved) => Ok(moved),
         Done::Once(_) => Err(StoreError::Unavailable("the store's writer answered another job".into())),
     }

@@ -119,6 +119,9 @@ async fn a_minute_without_the_store_fails_nothing_that_was_accepted() {
     assert!(pending.is_empty(), "{} accepted feedback not completed 30 s after the store came back", pending.len());
     let dlq = &app.topology.queue(UseCase::Feedback).dlq_name;
     assert!(app.backends.transport.dead_letters(dlq, 10).await.expect("dlq").is_empty(), "nothing dead-lettered");
+    // Nor parked: the control plane drains dead-letter queues into the store.
+    let parked = app.backends.store.parked(&shared::ports::ParkedFilter::default(), None, 10).await.expect("parked");
+    assert!(parked.is_empty(), "nothing dead-lettered: {parked:?}");
     let ready = app.client.get(format!("{}/readyz", app.api_url)).send().await.expect("readyz");
     assert_eq!(ready.status(), 200, "ready again");
     gateway.stop();
