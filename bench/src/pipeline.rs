@@ -79,7 +79,7 @@ struct Running {
     keys: Vec<String>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Running {
@@ -101,13 +101,13 @@ impl Running {
         let url = format!("http://127.0.0.1:{}/v1/feedback", platform.api_port().unwrap_or_default());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(platform.run_until_stopped(shutdown.clone()));
-        Ok(Self { url, keys, shutdown, task, _dir: dir })
+        Ok(Self { url, keys, shutdown, task, dir })
     }
 
     async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         let stopped = self.task.await?.context("platform");
-        KEPT.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(self._dir);
+        KEPT.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(self.dir);
         stopped
     }
 }

@@ -47,44 +47,53 @@ fn queue_named<'t>(state: &'t ConsoleState, raw: &str) -> Option<&'t QueueSpec> 
     state.topology.queues.iter().find(|q| q.name == raw || q.use_case.as_str() == raw)
 }
 
+/// `raw` parsed by `parse`, when given; when it does not parse, `message` is collected
+/// for `name` in `errors`.
+fn field<T>(
+    errors: &mut Vec<FieldError>,
+    name: &str,
+    raw: Option<&str>,
+    message: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Option<T> {
+    let parsed = parse(raw?);
+    if parsed.is_none() {
+        errors.push(FieldError::new(name, message));
+    }
+    parsed
+}
+
 /// The filter, page size and cursor a query asks for; every invalid parameter named
 /// in one validation problem.
 fn read(state: &ConsoleState, query: &ListQuery) -> Result<(ParkedFilter, u32, Option<i64>), ApiError> {
     let mut errors = Vec::new();
-    let mut check = |field: &str, raw: &Option<String>, message: &str, ok: &dyn Fn(&str) -> bool| {
-        if raw.as_deref().is_some_and(|r| !ok(r)) {
-            errors.push(FieldError::new(field, message));
-        }
-    };
-    check("queue", &query.queue, "must be a queue of this deployment, by name or use case", &|r| {
-        queue_named(state, r).is_some()
+    let e = &mut errors;
+    let queue =
+        field(e, "queue", query.queue.as_deref(), "must be a queue of this deployment, by name or use case", |r| {
+            queue_named(state, r).map(|q| QueueName::new(q.name.clone()))
+        });
+    let tenant =
+        field(e, "tenant", query.tenant.as_deref(), "must be a tenant id (ten_…)", |r| TenantId::parse(r).ok());
+    let event_type =
+        field(e, "type", query.event_type.as_deref(), "must be an event type", |r| EventType::parse(r).ok());
+    let error_group =
+        field(e, "error", query.error.as_deref(), "must be an error group's fingerprint (16 hex digits)", |r| {
+            Fingerprint::parse(r).ok()
+        });
+    let time = |r: &str| Timestamp::parse_rfc3339(r).ok();
+    let from = field(e, "from", query.from.as_deref(), "must be an RFC 3339 time", time);
+    let to = field(e, "to", query.to.as_deref(), "must be an RFC 3339 time", time);
+    let limit = field(e, "limit", query.limit.as_deref(), "must be a whole number from 1 to 100", |r| {
+        r.parse::<u32>().ok().filter(|n| (1..=MAX_LIMIT).contains(n))
     });
-    check("tenant", &query.tenant, "must be a tenant id (ten_…)", &|r| TenantId::parse(r).is_ok());
-    check("type", &query.event_type, "must be an event type", &|r| EventType::parse(r).is_ok());
-    check("error", &query.error, "must be an error group's fingerprint (16 hex digits)", &|r| {
-        Fingerprint::parse(r).is_ok()
-    });
-    check("from", &query.from, "must be an RFC 3339 time", &|r| Timestamp::parse_rfc3339(r).is_ok());
-    check("to", &query.to, "must be an RFC 3339 time", &|r| Timestamp::parse_rfc3339(r).is_ok());
-    check("limit", &query.limit, "must be a whole number from 1 to 100", &|r| {
-        r.parse::<u32>().is_ok_and(|n| (1..=MAX_LIMIT).contains(&n))
-    });
-    check("cursor", &query.cursor, "must be the next_cursor of a previous page", &|r| {
-        r.parse::<i64>().is_ok_and(|n| n > 0)
+    let cursor = field(e, "cursor", query.cursor.as_deref(), "must be the next_cursor of a previous page", |r| {
+        r.parse::<i64>().ok().filter(|n| *n > 0)
     });
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let filter = ParkedFilter {
-        queue: query.queue.as_deref().and_then(|r| queue_named(state, r)).map(|q| QueueName::new(q.name.clone())),
-        tenant: query.tenant.as_deref().and_then(|r| TenantId::parse(r).ok()),
-        event_type: query.event_type.as_deref().and_then(|r| EventType::parse(r).ok()),
-        error_group: query.error.as_deref().and_then(|r| Fingerprint::parse(r).ok()),
-        from: query.from.as_deref().and_then(|r| Timestamp::parse_rfc3339(r).ok()),
-        to: query.to.as_deref().and_then(|r| Timestamp::parse_rfc3339(r).ok()),
-    };
-    let limit = query.limit.as_deref().and_then(|r| r.parse().ok()).unwrap_or(DEFAULT_LIMIT);
-    Ok((filter, limit, query.cursor.as_deref().and_then(|r| r.parse().ok())))
+    let filter = ParkedFilter { queue, tenant, event_type, error_group, from, to };
+    Ok((filter, limit.unwrap_or(DEFAULT_LIMIT), cursor))
 }
 
 /// A dead letter as listed: what it is, where from, why it failed.

@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use shared::ports::{
-    Attempt, DeadLetterParking, DedupId, MessageId, NewParked, QueueName, ReceiveOptions, ReceivedMessage, Transport,
-    DEAD_LETTER_ATTEMPTS, DEAD_LETTER_REASON,
+    attempts_in, DeadLetterParking, DedupId, MessageId, NewParked, QueueName, ReceiveOptions, ReceivedMessage,
+    Transport, DEAD_LETTER_ATTEMPTS, DEAD_LETTER_REASON,
 };
 use shared::topology::Topology;
 use shared::{EventEnvelope, Timestamp};
@@ -108,11 +108,7 @@ impl Parker {
     /// What is parked of `message`, received from the dead-letter queue of `source`.
     pub fn parked(source: &QueueName, message: &ReceivedMessage) -> NewParked {
         let envelope = EventEnvelope::from_json(&message.body).ok();
-        let attempts: Vec<Attempt> = message
-            .attributes
-            .get(DEAD_LETTER_ATTEMPTS)
-            .and_then(|json| serde_json::from_str(json).ok())
-            .unwrap_or_default();
+        let attempts = attempts_in(&message.attributes);
         let error = match message.attributes.get(DEAD_LETTER_REASON) {
             Some(reason) => reason.clone(),
             None => "moved by the queue's receive limit: its handler never finished (the process died or \
@@ -136,5 +132,49 @@ impl Parker {
             error,
             attempts,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use shared::ports::{QueueName, Receipt, ReceivedMessage, DEAD_LETTER_ATTEMPTS, DEAD_LETTER_REASON};
+
+    use super::Parker;
+
+    fn received(body: &str, attributes: BTreeMap<String, String>) -> ReceivedMessage {
+        ReceivedMessage {
+            message_id: "m-1".into(),
+            receipt: Receipt("r".into()),
+            group_id: "ten_x:k".into(),
+            dedup_id: "d-1".into(),
+            body: body.into(),
+            attributes,
+            receive_count: 1,
+        }
+    }
+
+    /// A body that is no envelope, moved by the queue's receive limit (no reason, no
+    /// attempts), is parked as it is, for nobody's tenant, with an error saying so.
+    #[test]
+    fn a_message_that_is_no_envelope_and_has_no_verdict_is_parked_as_it_is() {
+        let attributes = BTreeMap::from([("event_type".to_owned(), "feedback.submitted".to_owned())]);
+        let parked =
+            Parker::parked(&QueueName::new("q.fifo"), &received("{\"not\": \"an envelope\"", attributes.clone()));
+        assert_eq!((parked.tenant, parked.event_id, parked.event_type), (None, None, None));
+        assert_eq!(parked.body, "{\"not\": \"an envelope\"");
+        assert!(parked.error.contains("receive limit"), "{}", parked.error);
+        assert!(parked.attempts.is_empty());
+        assert_eq!(parked.attributes, attributes, "the message's own attributes, for a redrive");
+
+        // Unreadable attempts are none, and the dead-letter attributes are not kept.
+        let mut marked = attributes.clone();
+        marked.insert(DEAD_LETTER_REASON.to_owned(), "boom (after 3 attempts)".to_owned());
+        marked.insert(DEAD_LETTER_ATTEMPTS.to_owned(), "[{\"at\": 12".to_owned());
+        let parked = Parker::parked(&QueueName::new("q.fifo"), &received("x", marked));
+        assert_eq!(parked.error, "boom (after 3 attempts)");
+        assert!(parked.attempts.is_empty());
+        assert_eq!(parked.attributes, attributes);
     }
 }

@@ -17,9 +17,9 @@ pub use store::{
     StoreBackend, StoreError, TenantDirectory, WebhookPage, WebhookStore, WorkerHealth, WorkerReport,
 };
 pub use transport::{
-    check_batch, dead_letter_attributes, fairness_lane, Attempt, DeadLetter, Failure, OutgoingMessage, QueueStats,
-    Receipt, ReceiveOptions, ReceivedMessage, Transport, TransportError, DEAD_LETTER_ATTEMPTS, DEAD_LETTER_REASON,
-    MAX_BATCH, MAX_MESSAGE_BYTES,
+    attempts_in, check_batch, dead_letter_attributes, fairness_lane, Attempt, DeadLetter, Failure, OutgoingMessage,
+    QueueStats, Receipt, ReceiveOptions, ReceivedMessage, Transport, TransportError, DEAD_LETTER_ATTEMPTS,
+    DEAD_LETTER_REASON, MAX_BATCH, MAX_MESSAGE_BYTES,
 };
 
 /// A boxed error for the `source` of adapter errors.

@@ -167,8 +167,14 @@ impl DeadLetter {
     /// Its handler's failed runs, oldest first, when it was moved by
     /// [`Transport::dead_letter`]; none when the queue's receive limit moved it.
     pub fn attempts(&self) -> Vec<Attempt> {
-        self.attributes.get(DEAD_LETTER_ATTEMPTS).and_then(|json| serde_json::from_str(json).ok()).unwrap_or_default()
+        attempts_in(&self.attributes)
     }
+}
+
+/// The attempts a dead letter's attributes carry ([`DEAD_LETTER_ATTEMPTS`]); none
+/// when it has none or they cannot be read.
+pub fn attempts_in(attributes: &BTreeMap<String, String>) -> Vec<Attempt> {
+    attributes.get(DEAD_LETTER_ATTEMPTS).and_then(|json| serde_json::from_str(json).ok()).unwrap_or_default()
 }
 
 /// One failed run of a message's handler.
