@@ -664,6 +664,49 @@ impl Transport for EmbeddedTransport {
         Ok(results)
     }
 
+    async fn send(
+        &self,
+        queue: &str,
+        batch: &[OutgoingMessage],
+    ) -> Result<Vec<Result<(), TransportError>>, TransportError> {
+        let info = self.queue(queue)?;
+        let checks = check_batch(batch, MAX_BATCH)?;
+        let now = self.clock.now();
+        let mut results = Vec::with_capacity(batch.len());
+        let mut valid: Vec<&OutgoingMessage> = Vec::with_capacity(batch.len());
+        for (message, check) in batch.iter().zip(checks) {
+            results.push(check.map(|()| valid.push(message)));
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let ids: Vec<&str> = valid.iter().map(|m| m.dedup_id.as_str()).collect();
+        let first = Self::first_sightings(&mut tx, queue, &ids, now).await?;
+        let queued: Vec<(&OutgoingMessage, String, String)> = valid
+            .iter()
+            .zip(first)
+            .filter(|(_, first)| *first)
+            .map(|(m, _)| {
+                let attributes = serde_json::to_string(&m.attributes).unwrap_or_else(|_| "{}".into());
+                (*m, attributes, uuid::Uuid::new_v4().to_string())
+            })
+            .collect();
+        let messages: Vec<NewMessage<'_>> = queued
+            .iter()
+            .map(|(m, attributes, message_id)| NewMessage {
+                message_id,
+                group_id: &m.group_id,
+                dedup_id: &m.dedup_id,
+                body: &m.body,
+                attributes,
+            })
+            .collect();
+        Self::enqueue(&mut tx, queue, &messages, now).await?;
+        tx.commit().await.map_err(db)?;
+        if !messages.is_empty() {
+            info.wake.notify_waiters();
+        }
+        Ok(results)
+    }
+
     async fn receive(&self, queue: &str, options: ReceiveOptions) -> Result<Vec<ReceivedMessage>, TransportError> {
         let info = self.queue(queue)?;
         if !(1..=10).contains(&options.max_messages) {

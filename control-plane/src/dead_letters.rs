@@ -6,7 +6,7 @@
 //!   first, `limit` 1–100 (50), `cursor` from the previous page's `next_cursor`;
 //!   `queue` is a queue's name or its use case (`feedback`), `error` an error group's
 //!   fingerprint, `from` (inclusive) and `to` (exclusive) RFC 3339 times of the
-//!   dead-lettering;
+//!   dead-lettering, `state` parked (the default), purged or redriven;
 //! - `GET /v1/dead-letters/groups` with the same filters: the parked dead letters by
 //!   error group (errors that differ only in ids, numbers and quoted values), largest
 //!   first;
@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use core_api::problem::FieldError;
 use core_api::ApiError;
-use shared::ports::{ErrorGroup, Fingerprint, Parked, ParkedFilter, QueueName};
+use shared::ports::{ErrorGroup, Fingerprint, Parked, ParkedFilter, ParkedState, QueueName};
 use shared::topology::QueueSpec;
 use shared::{EventType, TenantId, Timestamp};
 
@@ -38,6 +38,7 @@ pub(crate) struct ListQuery {
     error: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    state: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
@@ -83,6 +84,7 @@ fn read(state: &ConsoleState, query: &ListQuery) -> Result<(ParkedFilter, u32, O
     let time = |r: &str| Timestamp::parse_rfc3339(r).ok();
     let from = field(e, "from", query.from.as_deref(), "must be an RFC 3339 time", time);
     let to = field(e, "to", query.to.as_deref(), "must be an RFC 3339 time", time);
+    let state = field(e, "state", query.state.as_deref(), "must be parked, purged or redriven", ParkedState::parse);
     let limit = field(e, "limit", query.limit.as_deref(), "must be a whole number from 1 to 100", |r| {
         r.parse::<u32>().ok().filter(|n| (1..=MAX_LIMIT).contains(n))
     });
@@ -92,7 +94,7 @@ fn read(state: &ConsoleState, query: &ListQuery) -> Result<(ParkedFilter, u32, O
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let filter = ParkedFilter { queue, tenant, event_type, error_group, from, to };
+    let filter = ParkedFilter { queue, tenant, event_type, error_group, from, to, state: state.unwrap_or_default() };
     Ok((filter, limit.unwrap_or(DEFAULT_LIMIT), cursor))
 }
 
@@ -113,6 +115,9 @@ fn summary(state: &ConsoleState, parked: &Parked) -> Value {
         "attempts": message.attempts.len(),
         "dead_lettered_at": message.dead_lettered_at,
         "parked_at": parked.parked_at,
+        "state": parked.state.as_str(),
+        "purged_at": parked.purged_at,
+        "redriven_by": parked.redriven_by,
     })
 }
 

@@ -129,6 +129,16 @@ prefixed_id!(
     InvitationId, "tfi", "TestFlight invitation"
 );
 
+prefixed_id!(
+    /// An operator's plan over dead letters: the selection it froze and what confirming
+    /// it does.
+    PlanId, "pln", "plan"
+);
+prefixed_id!(
+    /// A server-side job an operator started by confirming a plan.
+    JobId, "job", "job"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

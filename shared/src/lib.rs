@@ -24,6 +24,7 @@ pub mod testkit;
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use envelope::{EventEnvelope, EventType, Service, TraceContext};
 pub use ids::{
-    AnalyticsBatchId, AnalyticsEventId, ApiKeyId, EmailId, EventId, FeedbackId, IdError, InvitationId, TenantId,
+    AnalyticsBatchId, AnalyticsEventId, ApiKeyId, EmailId, EventId, FeedbackId, IdError, InvitationId, JobId, PlanId,
+    TenantId,
 };
 pub use object_key::ObjectKey;

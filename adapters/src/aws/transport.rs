@@ -93,6 +93,42 @@ fn sqs_attributes(attributes: &BTreeMap<String, String>) -> Result<HashMap<Strin
         .collect()
 }
 
+/// A batch entry the service refused: the caller's fault, or the service's.
+fn entry_error(sender_fault: bool, code: &str, message: Option<&str>) -> TransportError {
+    let text = format!("{code}: {}", message.unwrap_or_default());
+    if sender_fault {
+        TransportError::Invalid(text)
+    } else {
+        TransportError::Unavailable(text.into())
+    }
+}
+
+/// The answers of a batch call, keeping the contract even if the service accepted an
+/// entry after rejecting an earlier one of its group: the later one is reported
+/// rejected (its dedup id drops the copy when it is sent again).
+fn settle(
+    batch: &[OutgoingMessage],
+    results: Vec<Option<Result<(), TransportError>>>,
+) -> Vec<Result<(), TransportError>> {
+    let mut failed_groups: Vec<&str> = Vec::new();
+    let mut answers = Vec::with_capacity(batch.len());
+    for (message, result) in batch.iter().zip(results) {
+        let result = result.unwrap_or_else(|| Err(TransportError::Unavailable("no result for this entry".into())));
+        if failed_groups.contains(&message.group_id.as_str()) {
+            answers.push(Err(TransportError::Invalid(format!(
+                "an earlier message of group `{}` in this batch was rejected",
+                message.group_id
+            ))));
+            continue;
+        }
+        if result.is_err() {
+            failed_groups.push(&message.group_id);
+        }
+        answers.push(result);
+    }
+    answers
+}
+
 impl AwsTransport {
     pub fn new(config: &SdkConfig, topology: &Topology) -> Self {
         Self::build(config, topology, None)
@@ -294,35 +330,58 @@ impl Transport for AwsTransport {
             }
             for failed in output.failed() {
                 if let Ok(i) = failed.id().parse::<usize>() {
-                    let text = format!("{}: {}", failed.code(), failed.message().unwrap_or_default());
-                    results[i] = Some(Err(if failed.sender_fault() {
-                        TransportError::Invalid(text)
-                    } else {
-                        TransportError::Unavailable(text.into())
-                    }));
+                    results[i] = Some(Err(entry_error(failed.sender_fault(), failed.code(), failed.message())));
                 }
             }
         }
-        // Keep the contract even if the service accepted an entry after rejecting an
-        // earlier one of its group: report the later one rejected (its dedup id drops
-        // the copy when it is published again).
-        let mut failed_groups: Vec<&str> = Vec::new();
-        let mut answers = Vec::with_capacity(batch.len());
-        for (message, result) in batch.iter().zip(results) {
-            let result = result.unwrap_or_else(|| Err(TransportError::Unavailable("no result for this entry".into())));
-            if failed_groups.contains(&message.group_id.as_str()) {
-                answers.push(Err(TransportError::Invalid(format!(
-                    "an earlier message of group `{}` in this batch was rejected",
-                    message.group_id
-                ))));
+        Ok(settle(batch, results))
+    }
+
+    async fn send(
+        &self,
+        queue: &str,
+        batch: &[OutgoingMessage],
+    ) -> Result<Vec<Result<(), TransportError>>, TransportError> {
+        let checks = check_batch(batch, MAX_BATCH)?;
+        let url = self.queue_url(queue).await?;
+        let mut results: Vec<Option<Result<(), TransportError>>> = (0..batch.len()).map(|_| None).collect();
+        let mut entries = Vec::new();
+        for (i, (message, check)) in batch.iter().zip(checks).enumerate() {
+            if let Err(error) = check {
+                results[i] = Some(Err(error));
                 continue;
             }
-            if result.is_err() {
-                failed_groups.push(&message.group_id);
-            }
-            answers.push(result);
+            let entry = SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(&message.body)
+                .message_group_id(&message.group_id)
+                .message_deduplication_id(&message.dedup_id)
+                .set_message_attributes(Some(sqs_attributes(&message.attributes)?))
+                .build()
+                .map_err(|e| TransportError::Invalid(e.to_string()))?;
+            entries.push(entry);
         }
-        Ok(answers)
+        if !entries.is_empty() {
+            let output = self
+                .sqs
+                .send_message_batch()
+                .queue_url(&url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| error_for(e, TransportError::UnknownQueue(queue.to_owned())))?;
+            for ok in output.successful() {
+                if let Ok(i) = ok.id().parse::<usize>() {
+                    results[i] = Some(Ok(()));
+                }
+            }
+            for failed in output.failed() {
+                if let Ok(i) = failed.id().parse::<usize>() {
+                    results[i] = Some(Err(entry_error(failed.sender_fault(), failed.code(), failed.message())));
+                }
+            }
+        }
+        Ok(settle(batch, results))
     }
 
     async fn receive(&self, queue: &str, options: ReceiveOptions) -> Result<Vec<ReceivedMessage>, TransportError> {

@@ -75,6 +75,11 @@ macro_rules! migrations_in {
                 name: "parked_dead_letters",
                 sql: include_str!(concat!("../../../migrations/", $dir, "/0012_parked_dead_letters.sql")),
             },
+            Migration {
+                version: 13,
+                name: "dead_letter_plans",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0013_dead_letter_plans.sql")),
+            },
         ]
     };
 }

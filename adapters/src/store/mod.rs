@@ -23,6 +23,7 @@ mod inbox;
 mod migrate;
 mod outbox;
 mod parking;
+mod plans;
 mod tenants;
 mod testflight;
 mod webhooks;

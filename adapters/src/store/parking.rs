@@ -8,22 +8,20 @@ use sqlx::Row;
 
 use shared::ports::{
     Attempt, DeadLetterParking, DedupId, ErrorGroup, ErrorGroupKey, Fingerprint, MessageId, NewParked, Parked,
-    ParkedFilter, QueueName, StoreError,
+    ParkedFilter, ParkedState, QueueName, StoreError,
 };
-use shared::{EventId, EventType, TenantId, Timestamp};
+use shared::{EventId, EventType, JobId, TenantId, Timestamp};
 
 use super::{corrupt, db, text, SqlStore};
 
-/// The state of a dead letter waiting for an operator.
-const PARKED: &str = "parked";
-
-const COLUMNS: &str = "seq, queue, message_id, group_id, dedup_id, body, attributes, tenant_id, event_id, event_type,
-                       error, error_pattern, fingerprint, attempts, dead_lettered_at, parked_at";
+pub(super) const COLUMNS: &str = "seq, queue, message_id, group_id, dedup_id, body, attributes, tenant_id, event_id,
+                       event_type, error, error_pattern, fingerprint, attempts, dead_lettered_at, parked_at, state,
+                       purged_at, redriven_by";
 
 /// The longest error kept per dead letter.
 const MAX_ERROR_CHARS: usize = 2_000;
 
-fn parked_from(row: &AnyRow) -> Result<Parked, StoreError> {
+pub(super) fn parked_from(row: &AnyRow) -> Result<Parked, StoreError> {
     let optional = |column: &str| -> Result<Option<String>, StoreError> { row.try_get(column).map_err(db) };
     let attributes: BTreeMap<String, String> =
         serde_json::from_str(&text(row, "attributes")?).map_err(|e| corrupt("dead letter attributes", e))?;
@@ -57,14 +55,20 @@ fn parked_from(row: &AnyRow) -> Result<Parked, StoreError> {
         },
         error_group: ErrorGroupKey { fingerprint, pattern: text(row, "error_pattern")? },
         parked_at: Timestamp::from_millis(row.try_get("parked_at").map_err(db)?),
+        state: ParkedState::parse(&text(row, "state")?).ok_or_else(|| corrupt("dead letter state", "unknown"))?,
+        purged_at: row.try_get::<Option<i64>, _>("purged_at").map_err(db)?.map(Timestamp::from_millis),
+        redriven_by: optional("redriven_by")?
+            .map(|j| JobId::parse(&j))
+            .transpose()
+            .map_err(|e| corrupt("job id", e))?,
     })
 }
 
 /// The WHERE clause of `filter` over parked rows, its parameters numbered from
 /// `$first`, and the values to bind in order.
-fn narrowed(filter: &ParkedFilter, first: usize) -> (String, Vec<Value>) {
+pub(super) fn narrowed(filter: &ParkedFilter, first: usize) -> (String, Vec<Value>) {
     let mut clauses = vec![format!("state = ${first}")];
-    let mut values = vec![Value::Text(PARKED.to_owned())];
+    let mut values = vec![Value::Text(filter.state.as_str().to_owned())];
     let mut add = |clause: &str, value: Value| {
         values.push(value);
         clauses.push(format!("{clause} ${}", first + values.len() - 1));
@@ -91,12 +95,12 @@ fn narrowed(filter: &ParkedFilter, first: usize) -> (String, Vec<Value>) {
 }
 
 /// A bound parameter of a filter.
-enum Value {
+pub(super) enum Value {
     Text(String),
     Int(i64),
 }
 
-fn bind_all<'q>(mut query: super::AnyQuery<'q>, values: Vec<Value>) -> super::AnyQuery<'q> {
+pub(super) fn bind_all<'q>(mut query: super::AnyQuery<'q>, values: Vec<Value>) -> super::AnyQuery<'q> {
     for value in values {
         query = match value {
             Value::Text(text) => query.bind(text),
@@ -133,7 +137,7 @@ impl DeadLetterParking for SqlStore {
         .bind(attempts)
         .bind(message.dead_lettered_at.as_millis())
         .bind(Timestamp::now().as_millis())
-        .bind(PARKED)
+        .bind(ParkedState::Parked.as_str())
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -190,7 +194,7 @@ impl DeadLetterParking for SqlStore {
 
     async fn parked_count(&self, queue: &QueueName) -> Result<u64, StoreError> {
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM parked_dead_letters WHERE state = $1 AND queue = $2")
-            .bind(PARKED)
+            .bind(ParkedState::Parked.as_str())
             .bind(queue.as_str())
             .fetch_one(&self.pool)
             .await

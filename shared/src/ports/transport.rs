@@ -298,6 +298,11 @@ pub struct QueueStats {
 /// - Dead letters can be listed (without consuming them), redriven to their source
 ///   queue (keeping group and dedup ids; a group's redriven messages stay in their old
 ///   order and are not interleaved with each other) and purged.
+/// - `send` puts at most [`MAX_BATCH`] messages straight onto one queue (no topic, no
+///   filter policy): the way operators' redrives put a parked message back. It answers
+///   entry by entry like `publish`, with the same group rule, and the queue's own dedup
+///   window: an entry whose dedup id the queue saw in the last five minutes succeeds
+///   without being queued again.
 /// - Nothing published and acknowledged is lost across a restart of the process.
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
@@ -310,6 +315,13 @@ pub trait Transport: Send + Sync + 'static {
     async fn publish(
         &self,
         topic: &str,
+        batch: &[OutgoingMessage],
+    ) -> Result<Vec<Result<(), TransportError>>, TransportError>;
+
+    /// Sends `batch` (1 to [`MAX_BATCH`] messages) to `queue`, in order.
+    async fn send(
+        &self,
+        queue: &str,
         batch: &[OutgoingMessage],
     ) -> Result<Vec<Result<(), TransportError>>, TransportError>;
 

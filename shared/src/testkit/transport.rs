@@ -167,6 +167,8 @@ pub async fn run_suite<B: Backend>(capabilities: Capabilities, backend: B) {
     dead_letters(&backend.open(unique_topology()).await).await;
     announce(SUITE, "a received message moved to the dead-letter queue at once, with its reason");
     dead_letter_now(&backend.open(unique_topology()).await).await;
+    announce(SUITE, "messages sent straight to a queue: order, dedup, rejected entries");
+    send_to_a_queue(&backend.open(unique_topology()).await).await;
     announce(SUITE, "unknown names, rejected entries and bad batches");
     errors(&backend.open(unique_topology()).await).await;
     if capabilities.restart {
@@ -458,6 +460,45 @@ async fn dead_letter_now(fixture: &Fixture) {
     let dead = t.dead_letters(&n.feedback_dlq, 10).await.expect("list");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].body.len(), got[0].body.len());
+}
+
+async fn send_to_a_queue(fixture: &Fixture) {
+    let n = names(&fixture.topology);
+    let t = fixture.transport.as_ref();
+    let first: Vec<_> = (0..6)
+        .map(|i| message(if i % 2 == 0 { "ten_1:a" } else { "ten_1:b" }, &format!("s{i}"), "feedback.x"))
+        .collect();
+    let results = t.send(&n.feedback, &first).await.expect("send");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // A repeat of a message still queued is accepted and dropped.
+    let results =
+        t.send(&n.feedback, &[message("ten_1:a", "s0", "feedback.x"), message("ten_1:a", "s6", "feedback.x")]).await;
+    assert!(results.expect("send").iter().all(Result::is_ok));
+    let mut oversized = message("ten_1:a", "big", "feedback.x");
+    oversized.body = "x".repeat(300_000);
+    let results = t
+        .send(
+            &n.feedback,
+            &[oversized, message("ten_2:c", "c0", "feedback.x"), message("ten_1:a", "after-big", "feedback.x")],
+        )
+        .await
+        .expect("send");
+    assert_eq!(results.iter().map(Result::is_ok).collect::<Vec<_>>(), vec![false, true, false]);
+    let received = drain(t, &n.feedback, 9).await;
+    let group =
+        |g: &str| -> Vec<String> { received.iter().filter(|m| m.group_id == g).map(|m| m.dedup_id.clone()).collect() };
+    assert_eq!(group("ten_1:a"), ["s0", "s2", "s4", "s6"], "a group keeps the order it was sent in, once each");
+    assert_eq!(group("ten_1:b"), ["s1", "s3", "s5"]);
+    assert_eq!(group("ten_2:c"), ["c0"]);
+    assert_eq!(received.len(), 8, "{:?}", dedups(&received));
+    assert_eq!(received[0].attributes.get("event_type").map(String::as_str), Some("feedback.x"));
+    assert_eq!(received[0].body, first[0].body, "the body as it was sent");
+    let elsewhere = t.receive(&n.analytics, ReceiveOptions { wait: Duration::ZERO, ..quick(10) }).await;
+    assert!(elsewhere.expect("receive").is_empty(), "a send reaches its queue only, not the topic's subscribers");
+    assert!(t.send("no-such-queue.fifo", &[message("g", "x", "a.b")]).await.is_err());
+    assert!(t.send(&n.feedback, &[]).await.is_err(), "an empty batch");
+    let over: Vec<_> = (0..=crate::ports::MAX_BATCH).map(|i| message("g", &format!("o{i}"), "a.b")).collect();
+    assert!(t.send(&n.feedback, &over).await.is_err(), "at most ten a call, as SendMessageBatch");
 }
 
 async fn errors(fixture: &Fixture) {

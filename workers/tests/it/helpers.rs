@@ -175,6 +175,14 @@ impl Transport for FaultyTransport {
         Ok(results)
     }
 
+    async fn send(
+        &self,
+        queue: &str,
+        batch: &[OutgoingMessage],
+    ) -> Result<Vec<Result<(), TransportError>>, TransportError> {
+        self.inner.send(queue, batch).await
+    }
+
     async fn receive(&self, queue: &str, options: ReceiveOptions) -> Result<Vec<ReceivedMessage>, TransportError> {
         let messages = self.inner.receive(queue, options).await?;
         if !messages.is_empty() {

@@ -23,6 +23,7 @@ mod inbox;
 mod invitations;
 mod outbox;
 mod parking;
+mod plans;
 mod tenants;
 mod webhooks;
 
@@ -41,6 +42,9 @@ pub use inbox::{Applied, ConsumerName, Effect, Effects, Inbox};
 pub use invitations::InvitationStore;
 pub use outbox::{Outbox, OutboxEntry};
 pub use parking::{DeadLetterParking, ErrorGroup, ErrorGroupKey, Fingerprint, NewParked, Parked, ParkedFilter};
+pub use plans::{
+    DeadLetterPlans, Job, JobState, JobStep, ParkedState, Plan, PlanAction, PlanCounts, Selection, Tally, MAX_TALLIES,
+};
 pub use tenants::TenantDirectory;
 pub use webhooks::{WebhookPage, WebhookStore};
 
@@ -112,4 +116,5 @@ store_backend!(
     InvitationStore,
     WorkerHealth,
     DeadLetterParking,
+    DeadLetterPlans,
 );

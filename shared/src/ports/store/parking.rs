@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use super::{DedupId, MessageId, QueueName, StoreError};
+use super::{DedupId, MessageId, ParkedState, QueueName, StoreError};
 use crate::clock::Timestamp;
 use crate::envelope::EventType;
-use crate::ids::{EventId, TenantId};
+use crate::ids::{EventId, JobId, TenantId};
 use crate::ports::Attempt;
 
 /// A message taken off a dead-letter queue, to park.
@@ -46,6 +46,11 @@ pub struct Parked {
     pub message: NewParked,
     pub error_group: ErrorGroupKey,
     pub parked_at: Timestamp,
+    pub state: ParkedState,
+    /// When it was purged (restorable for the retention period after).
+    pub purged_at: Option<Timestamp>,
+    /// The job that sent it back.
+    pub redriven_by: Option<JobId>,
 }
 
 /// What a listing of parked dead letters is narrowed to; every field left `None`
@@ -60,6 +65,8 @@ pub struct ParkedFilter {
     pub from: Option<Timestamp>,
     /// Dead-lettered before.
     pub to: Option<Timestamp>,
+    /// Parked (the default), purged or redriven ones.
+    pub state: ParkedState,
 }
 
 /// Parked dead letters whose errors differ only in ids, numbers and quoted values.

@@ -14,6 +14,7 @@ pub mod inbox;
 pub mod invitations;
 pub mod outbox;
 pub mod parking;
+pub mod plans;
 pub mod tenants;
 pub mod webhooks;
 
@@ -54,6 +55,11 @@ macro_rules! store_conformance {
             invitations { tenant_scoped_with_outcome }
             health { latest_report_per_process, dead_letters_after_a_cursor_since_a_time }
             parking { parks_once_and_lists_newest_first, groups_errors_that_differ_only_in_values }
+            plans {
+                a_plan_freezes_its_selection, a_plan_is_confirmed_once_and_only_in_time,
+                a_job_is_leased_stepped_and_taken_over, a_cancelled_job_stays_cancelled,
+                purge_restore_and_retention
+            }
         );
     };
     (@ports $open:path; $($port:ident { $($scenario:ident),* $(,)? })*) => {

@@ -10,7 +10,7 @@ use crate::ids::TenantId;
 use crate::ports::{Attempt, DedupId, ErrorGroupKey, MessageId, NewParked, ParkedFilter, QueueName, StoreBackend};
 
 /// A dead letter of `tenant` (none: a body that is not an envelope) from `queue`.
-fn letter(n: i64, queue: &str, tenant: Option<TenantId>, event_type: &str, error: &str) -> NewParked {
+pub(super) fn letter(n: i64, queue: &str, tenant: Option<TenantId>, event_type: &str, error: &str) -> NewParked {
     let event = envelope(tenant.unwrap_or_else(TenantId::new), event_type, None);
     let at = Timestamp::from_millis(1_700_000_000_000 + n * 1_000);
     NewParked {
