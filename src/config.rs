@@ -113,6 +113,12 @@ pub struct Layer {
     pub console_addr: Option<String>,
     #[serde(default, deserialize_with = "number")]
     pub worker_concurrency: Option<usize>,
+    /// A redrive job's rate when the operator names none, in messages a minute.
+    #[serde(default, deserialize_with = "number")]
+    pub redrive_rate_per_minute: Option<u32>,
+    /// Days purged dead letters stay restorable.
+    #[serde(default, deserialize_with = "number")]
+    pub dead_letter_retention_days: Option<u64>,
     /// Seconds a worker keeps a message while a platform dependency is down.
     #[serde(default, deserialize_with = "number")]
     pub worker_outage_grace_seconds: Option<u64>,
@@ -380,6 +386,16 @@ impl Layer {
             webhooks,
             alarms_queue: self.alarms_queue,
             access_requests,
+            dead_letters: shared::config::DeadLetterConfig {
+                redrive_rate_per_minute: in_range(
+                    "redrive_rate_per_minute",
+                    self.redrive_rate_per_minute,
+                    (600, 1, 60_000),
+                )?,
+                retention: Duration::from_secs(
+                    in_range("dead_letter_retention_days", self.dead_letter_retention_days, (7, 1, 365))? * 86_400,
+                ),
+            },
             email,
             analytics,
             testflight,

@@ -21,6 +21,7 @@ use workers::analytics::{AnalyticsWorker, AnalyticsWriter};
 use workers::email::{EmailLimits, EmailWorker};
 use workers::feedback::FeedbackWorker;
 use workers::parking::Parker;
+use workers::redrive::{RedriveConfig, Redriver};
 use workers::testflight::TestflightWorker;
 use workers::webhooks::WebhookWorker;
 use workers::{Consumer, ConsumerConfig, ConsumerStats, Handler, OutboxRelay, RelayConfig};
@@ -28,6 +29,27 @@ use workers::{Consumer, ConsumerConfig, ConsumerStats, Handler, OutboxRelay, Rel
 /// How often each worker process reports its counts (the monitor checks every 30 s).
 /// The role API processes report under (see `workers::alerts::report_worker`).
 const API_ROLE: &str = "api";
+
+/// Per queue: the most messages a minute a redrive may send it, so redriven messages
+/// alone never outrun what its worker may ask of its providers: an email is one
+/// provider send, a feedback one acknowledgement email, an invitation one App Store
+/// Connect call. Queues whose workers call no rate-limited provider have none.
+fn redrive_ceilings(config: &Config, topology: &Topology) -> std::collections::HashMap<String, u32> {
+    let email = config.email.provider_rate.saturating_mul(60);
+    let testflight = (config.testflight.rate_per_hour / 60).max(1);
+    topology
+        .queues
+        .iter()
+        .filter_map(|queue| {
+            let ceiling = match queue.use_case {
+                UseCase::Email | UseCase::Feedback => email,
+                UseCase::Testflight => testflight,
+                _ => return None,
+            };
+            Some((queue.name.clone(), ceiling))
+        })
+        .collect()
+}
 
 /// Repeats of one alert within this window are summarised, not posted.
 const ALERT_WINDOW: Duration = Duration::from_secs(5 * 60);
@@ -321,6 +343,13 @@ impl Platform {
                     let parker =
                         Parker::new(self.backends.transport.clone(), self.backends.store.clone(), &self.topology);
                     tasks.spawn(parker.run(shutdown.clone()));
+                    let config = RedriveConfig {
+                        ceilings: redrive_ceilings(&self.config, &self.topology),
+                        retention: self.config.dead_letters.retention,
+                        ..RedriveConfig::default()
+                    };
+                    let redriver = Redriver::new(self.backends.transport.clone(), self.backends.store.clone(), config);
+                    tasks.spawn(redriver.run(shutdown.clone()));
                 }
                 Component::Monitor => {}
             }
@@ -366,6 +395,12 @@ impl Platform {
                 captures: adapters::open_captures(&self.config),
                 webhooks: self.config.webhooks.clone(),
                 parking: store.clone(),
+                plans_store: store.clone(),
+                redrive: control_plane::RedriveSettings {
+                    default_rate_per_minute: self.config.dead_letters.redrive_rate_per_minute,
+                    ceilings: redrive_ceilings(&self.config, &self.topology),
+                    retention: self.config.dead_letters.retention,
+                },
                 topology: self.topology.clone(),
             };
             let console = control_plane::server(listener, state)?;

@@ -29,18 +29,18 @@ const DEFAULT_LIMIT: u32 = 50;
 /// The most error groups answered.
 const MAX_GROUPS: u32 = 100;
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, Default)]
 pub(crate) struct ListQuery {
-    queue: Option<String>,
-    tenant: Option<String>,
+    pub(crate) queue: Option<String>,
+    pub(crate) tenant: Option<String>,
     #[serde(rename = "type")]
-    event_type: Option<String>,
-    error: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    state: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
+    pub(crate) event_type: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
+    pub(crate) state: Option<String>,
+    pub(crate) limit: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// The queue `raw` names: a queue of the topology, by name or by use case.
@@ -64,9 +64,9 @@ fn field<T>(
     parsed
 }
 
-/// The filter, page size and cursor a query asks for; every invalid parameter named
-/// in one validation problem.
-fn read(state: &ConsoleState, query: &ListQuery) -> Result<(ParkedFilter, u32, Option<i64>), ApiError> {
+/// The filter a query (or a plan's selection) asks for; the problem with each
+/// invalid parameter.
+pub(crate) fn filter_from(state: &ConsoleState, query: &ListQuery) -> Result<ParkedFilter, Vec<FieldError>> {
     let mut errors = Vec::new();
     let e = &mut errors;
     let queue =
@@ -85,17 +85,28 @@ fn read(state: &ConsoleState, query: &ListQuery) -> Result<(ParkedFilter, u32, O
     let from = field(e, "from", query.from.as_deref(), "must be an RFC 3339 time", time);
     let to = field(e, "to", query.to.as_deref(), "must be an RFC 3339 time", time);
     let state = field(e, "state", query.state.as_deref(), "must be parked, purged or redriven", ParkedState::parse);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(ParkedFilter { queue, tenant, event_type, error_group, from, to, state: state.unwrap_or_default() })
+}
+
+/// The filter, page size and cursor a query asks for; every invalid parameter named
+/// in one validation problem.
+fn read(state: &ConsoleState, query: &ListQuery) -> Result<(ParkedFilter, u32, Option<i64>), ApiError> {
+    let filter = filter_from(state, query);
+    let mut errors = filter.as_ref().err().cloned().unwrap_or_default();
+    let e = &mut errors;
     let limit = field(e, "limit", query.limit.as_deref(), "must be a whole number from 1 to 100", |r| {
         r.parse::<u32>().ok().filter(|n| (1..=MAX_LIMIT).contains(n))
     });
     let cursor = field(e, "cursor", query.cursor.as_deref(), "must be the next_cursor of a previous page", |r| {
         r.parse::<i64>().ok().filter(|n| *n > 0)
     });
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+    match filter {
+        Ok(filter) if errors.is_empty() => Ok((filter, limit.unwrap_or(DEFAULT_LIMIT), cursor)),
+        _ => Err(ApiError::Validation(errors)),
     }
-    let filter = ParkedFilter { queue, tenant, event_type, error_group, from, to, state: state.unwrap_or_default() };
-    Ok((filter, limit.unwrap_or(DEFAULT_LIMIT), cursor))
 }
 
 /// A dead letter as listed: what it is, where from, why it failed.

@@ -1,6 +1,6 @@
 //! control-plane: the operator API and admin console. Today: access-request decisions,
-//! tenant settings (plan, alert webhook) and the dead letters parked from every
-//! dead-letter queue, as a JSON API behind the operators' bearer token
+//! tenant settings (plan, alert webhook), and the dead letters parked from every
+//! dead-letter queue — browsed, redriven, purged and restored by plan — as a JSON API behind the operators' bearer token
 //! (`SWITCHYARD_ADMIN_TOKEN`).
 //!
 //! Architecture invariant: like core-api, it reaches the outside world only through
@@ -9,6 +9,8 @@
 mod access_requests;
 mod captures;
 mod dead_letters;
+mod outbox;
+mod plans;
 mod tenants;
 
 use std::net::TcpListener;
@@ -21,7 +23,9 @@ use serde_json::json;
 use core_api::ApiError;
 use shared::config::{Plans, Secret};
 use shared::ports::providers::CapturedCalls;
-use shared::ports::{AccessRequestStore, DeadLetterParking, Readiness, TenantDirectory};
+use shared::ports::{AccessRequestStore, DeadLetterParking, DeadLetterPlans, Readiness, TenantDirectory};
+
+pub use plans::{RedriveSettings, PLAN_TTL};
 use shared::topology::Topology;
 
 /// What every handler shares.
@@ -41,6 +45,10 @@ pub struct ConsoleState {
     pub webhooks: shared::domain::WebhookPolicy,
     /// Dead letters drained from their queues.
     pub parking: Arc<dyn DeadLetterParking>,
+    /// Plans over the parked dead letters, and redrive jobs.
+    pub plans_store: Arc<dyn DeadLetterPlans>,
+    /// Redrive rates and the purge retention.
+    pub redrive: RedriveSettings,
     /// The deployment's queues, by name and use case.
     pub topology: Topology,
 }
@@ -111,6 +119,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/captures/{kind}", web::get().to(captures::list))
                 .route("/dead-letters", web::get().to(dead_letters::list))
                 .route("/dead-letters/groups", web::get().to(dead_letters::groups))
+                .route("/dead-letters/redrive", web::post().to(plans::redrive))
+                .route("/dead-letters/purge", web::post().to(plans::purge))
+                .route("/dead-letters/restore", web::post().to(plans::restore))
+                .route("/outbox/failed", web::get().to(outbox::failed))
+                .route("/outbox/retry", web::post().to(plans::retry_outbox))
+                .route("/outbox/discard", web::post().to(plans::discard_outbox))
+                .route("/jobs/{id}", web::get().to(plans::job))
+                .route("/jobs/{id}/cancel", web::post().to(plans::cancel))
                 .route("/dead-letters/{id}", web::get().to(dead_letters::get))
                 .route("/tenants/{id}", web::get().to(tenants::get))
                 .route("/tenants/{id}", web::patch().to(tenants::update)),

@@ -180,6 +180,22 @@ impl Default for AnalyticsConfig {
     }
 }
 
+/// What operators' tools do with dead letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetterConfig {
+    /// A redrive job's rate when the operator names none (messages a minute; never
+    /// faster than the queue's worker may call its providers).
+    pub redrive_rate_per_minute: u32,
+    /// How long purged dead letters stay restorable.
+    pub retention: std::time::Duration,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        Self { redrive_rate_per_minute: 600, retention: std::time::Duration::from_secs(7 * 24 * 3_600) }
+    }
+}
+
 /// Access requests: who hears of new ones, and when pending ones are brought up again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessRequestConfig {
@@ -344,6 +360,7 @@ pub struct Config {
     /// Which URLs tenants' alert webhooks may have.
     pub webhooks: crate::domain::WebhookPolicy,
     pub access_requests: AccessRequestConfig,
+    pub dead_letters: DeadLetterConfig,
     /// Where the capture provider stores provider calls that have no real provider
     /// configured (`switchyard dev`); none in production.
     pub capture_dir: Option<PathBuf>,
@@ -384,6 +401,7 @@ impl Config {
             webhooks: crate::domain::WebhookPolicy::default(),
             alarms_queue: None,
             access_requests: AccessRequestConfig::default(),
+            dead_letters: DeadLetterConfig::default(),
             capture_dir: None,
             data_dir: PathBuf::from(".switchyard"),
         }

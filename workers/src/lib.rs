@@ -12,6 +12,7 @@ pub mod consumer;
 pub mod email;
 pub mod feedback;
 pub mod parking;
+pub mod redrive;
 pub mod relay;
 pub mod testflight;
 pub mod webhooks;

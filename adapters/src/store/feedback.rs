@@ -124,14 +124,15 @@ impl FeedbackStore for SqlStore {
     }
 
     async fn mark_feedback_processing(&self, tenant: TenantId, id: FeedbackId) -> Result<(), StoreError> {
-        self.mark(
-            Table::Feedback,
-            tenant,
-            &id.to_string(),
-            FeedbackStatus::Accepted.as_str(),
-            FeedbackStatus::Processing.as_str(),
-        )
-        .await?;
+        // Almost always from accepted; from failed when its message was redriven.
+        for from in [FeedbackStatus::Accepted, FeedbackStatus::Failed] {
+            if self
+                .mark(Table::Feedback, tenant, &id.to_string(), from.as_str(), FeedbackStatus::Processing.as_str())
+                .await?
+            {
+                break;
+            }
+        }
         Ok(())
     }
 

@@ -77,8 +77,13 @@ macro_rules! migrations_in {
             },
             Migration {
                 version: 13,
-                name: "dead_letter_plans",
-                sql: include_str!(concat!("../../../migrations/", $dir, "/0013_dead_letter_plans.sql")),
+                name: "operator_plans",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0013_operator_plans.sql")),
+            },
+            Migration {
+                version: 14,
+                name: "outbox_discard",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0014_outbox_discard.sql")),
             },
         ]
     };

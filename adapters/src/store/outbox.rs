@@ -265,7 +265,7 @@ impl Outbox for SqlStore {
     }
 
     async fn failed_outbox(&self) -> Result<u64, StoreError> {
-        self.count_outbox("failed_at IS NOT NULL").await
+        self.count_outbox("failed_at IS NOT NULL AND published_at IS NULL AND discarded_at IS NULL").await
     }
 
     async fn wait_for_outbox(&self) {

@@ -8,8 +8,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use shared::ports::{
-    DeadLetterPlans, Fingerprint, Job, JobState, JobStep, Parked, ParkedFilter, ParkedState, Plan, PlanAction,
-    PlanCounts, QueueName, Selection, StoreError, Tally, MAX_TALLIES,
+    Apply, DeadLetterPlans, FailedOutboxRow, Fingerprint, Job, JobState, JobStep, Parked, ParkedFilter, ParkedState,
+    Plan, PlanAction, PlanCounts, QueueName, Selection, StoreError, Tally, MAX_TALLIES,
 };
 use shared::{EventType, JobId, PlanId, TenantId, Timestamp};
 
@@ -52,6 +52,7 @@ fn job_from(row: &AnyRow) -> Result<Job, StoreError> {
 fn selection_json(selection: &Selection) -> Json {
     match selection {
         Selection::Ids(ids) => json!({ "ids": ids }),
+        Selection::FailedOutbox { tenant } => json!({ "failed_outbox": { "tenant": tenant.map(|t| t.to_string()) } }),
         Selection::Filter(f) => json!({ "filter": {
             "queue": f.queue.as_ref().map(QueueName::as_str),
             "tenant": f.tenant.map(|t| t.to_string()),
@@ -68,6 +69,10 @@ fn selection_from(value: &Json) -> Result<Selection, StoreError> {
     let bad = |what: &str| corrupt("plan selection", what);
     if let Some(ids) = value.get("ids").and_then(Json::as_array) {
         return Ok(Selection::Ids(ids.iter().filter_map(Json::as_i64).collect()));
+    }
+    if let Some(outbox) = value.get("failed_outbox") {
+        let tenant = outbox.get("tenant").and_then(Json::as_str).map(TenantId::parse).transpose();
+        return Ok(Selection::FailedOutbox { tenant: tenant.map_err(|e| corrupt("plan tenant", e))? });
     }
     let f = value.get("filter").ok_or_else(|| bad("neither ids nor a filter"))?;
     let string = |name: &str| f.get(name).and_then(Json::as_str);
@@ -130,11 +135,16 @@ fn plan_from(row: &AnyRow) -> Result<Plan, StoreError> {
     })
 }
 
-/// The largest values of `column` among the plan's dead letters, with their counts.
-async fn tally(tx: &mut Transaction<'static, Any>, plan: &str, column: &str) -> Result<Vec<Tally>, StoreError> {
+/// The largest values of `column` among the plan's rows of `table`, with their counts.
+async fn tally(
+    tx: &mut Transaction<'static, Any>,
+    plan: &str,
+    table: &str,
+    column: &str,
+) -> Result<Vec<Tally>, StoreError> {
     let sql = format!(
-        "SELECT p.{column} AS k, COUNT(*) AS n FROM dead_letter_plan_items i
-         JOIN parked_dead_letters p ON p.seq = i.seq
+        "SELECT p.{column} AS k, COUNT(*) AS n FROM operator_plan_items i
+         JOIN {table} p ON p.seq = i.seq
          WHERE i.plan_id = $1 AND p.{column} IS NOT NULL
          GROUP BY p.{column} ORDER BY n DESC, k LIMIT $2"
     );
@@ -155,7 +165,7 @@ async fn confirm(
     action: impl Fn(PlanAction) -> bool,
     now: Timestamp,
 ) -> Result<Plan, StoreError> {
-    let row = sqlx::query("SELECT * FROM dead_letter_plans WHERE id = $1")
+    let row = sqlx::query("SELECT * FROM operator_plans WHERE id = $1")
         .bind(id.to_string())
         .fetch_optional(&mut **tx)
         .await
@@ -175,7 +185,7 @@ async fn confirm(
     if !action(plan.action) {
         return Err(StoreError::Conflict(format!("plan {id} is a {} plan", plan.action.as_str())));
     }
-    let updated = sqlx::query("UPDATE dead_letter_plans SET confirmed_at = $1 WHERE id = $2 AND confirmed_at IS NULL")
+    let updated = sqlx::query("UPDATE operator_plans SET confirmed_at = $1 WHERE id = $2 AND confirmed_at IS NULL")
         .bind(now.as_millis())
         .bind(id.to_string())
         .execute(&mut **tx)
@@ -185,6 +195,82 @@ async fn confirm(
         return Err(StoreError::Conflict(format!("plan {id} was confirmed meanwhile")));
     }
     Ok(plan)
+}
+
+/// The outbox rows an operator may retry or discard.
+const FAILED_ROW: &str = "failed_at IS NOT NULL AND published_at IS NULL AND discarded_at IS NULL";
+
+/// Records the parked dead letters in `state` that `selection` names as plan `plan`'s.
+async fn freeze_parked(
+    tx: &mut Transaction<'static, Any>,
+    plan: &str,
+    state: ParkedState,
+    selection: &Selection,
+) -> Result<(), StoreError> {
+    match selection {
+        Selection::Ids(ids) if ids.is_empty() => Ok(()),
+        Selection::Ids(ids) => {
+            let sql = format!(
+                "INSERT INTO operator_plan_items (plan_id, seq)
+                 SELECT $1, seq FROM parked_dead_letters WHERE state = $2 AND seq IN ({})",
+                in_list(3, ids.len())
+            );
+            let mut query = sqlx::query(&sql).bind(plan.to_owned()).bind(state.as_str());
+            for seq in ids {
+                query = query.bind(*seq);
+            }
+            query.execute(&mut **tx).await.map_err(db)?;
+            Ok(())
+        }
+        Selection::Filter(filter) => {
+            let filter = ParkedFilter { state, ..filter.clone() };
+            let (clause, values) = narrowed(&filter, 2);
+            let sql = format!(
+                "INSERT INTO operator_plan_items (plan_id, seq) SELECT $1, seq FROM parked_dead_letters WHERE {clause}"
+            );
+            bind_all(sqlx::query(&sql).bind(plan.to_owned()), values).execute(&mut **tx).await.map_err(db)?;
+            Ok(())
+        }
+        Selection::FailedOutbox { .. } => {
+            Err(StoreError::Conflict("a plan over dead letters selects dead letters, not outbox rows".into()))
+        }
+    }
+}
+
+/// Records the failed outbox rows that `selection` names as plan `plan`'s.
+async fn freeze_failed_rows(
+    tx: &mut Transaction<'static, Any>,
+    plan: &str,
+    selection: &Selection,
+) -> Result<(), StoreError> {
+    match selection {
+        Selection::Ids(ids) if ids.is_empty() => Ok(()),
+        Selection::Ids(ids) => {
+            let sql = format!(
+                "INSERT INTO operator_plan_items (plan_id, seq)
+                 SELECT $1, seq FROM outbox WHERE {FAILED_ROW} AND seq IN ({})",
+                in_list(2, ids.len())
+            );
+            let mut query = sqlx::query(&sql).bind(plan.to_owned());
+            for seq in ids {
+                query = query.bind(*seq);
+            }
+            query.execute(&mut **tx).await.map_err(db)?;
+            Ok(())
+        }
+        Selection::FailedOutbox { tenant } => {
+            let sql = format!(
+                "INSERT INTO operator_plan_items (plan_id, seq)
+                 SELECT $1, seq FROM outbox WHERE {FAILED_ROW} AND ($2 IS NULL OR tenant_id = $2)"
+            );
+            let query = sqlx::query(&sql).bind(plan.to_owned()).bind(tenant.map(|t| t.to_string()));
+            query.execute(&mut **tx).await.map_err(db)?;
+            Ok(())
+        }
+        Selection::Filter(_) => {
+            Err(StoreError::Conflict("a plan over failed outbox rows selects rows, not dead letters".into()))
+        }
+    }
 }
 
 impl SqlStore {
@@ -211,46 +297,38 @@ impl DeadLetterPlans for SqlStore {
         let id = PlanId::new();
         let plan = id.to_string();
         let mut tx = self.pool.begin().await.map_err(db)?;
-        match selection {
-            Selection::Ids(ids) => {
-                if !ids.is_empty() {
-                    let sql = format!(
-                        "INSERT INTO dead_letter_plan_items (plan_id, seq)
-                         SELECT $1, seq FROM parked_dead_letters WHERE state = $2 AND seq IN ({})",
-                        in_list(3, ids.len())
-                    );
-                    let mut query = sqlx::query(&sql).bind(plan.clone()).bind(action.selects().as_str());
-                    for seq in ids {
-                        query = query.bind(*seq);
-                    }
-                    query.execute(&mut *tx).await.map_err(db)?;
+        let counts = match action.selects() {
+            Some(state) => {
+                freeze_parked(&mut tx, &plan, state, selection).await?;
+                let totals = sqlx::query(
+                    "SELECT COUNT(*) AS n, COUNT(DISTINCT p.group_id) AS groups FROM operator_plan_items i
+                     JOIN parked_dead_letters p ON p.seq = i.seq WHERE i.plan_id = $1",
+                )
+                .bind(plan.clone())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+                PlanCounts {
+                    total: count(&totals, "n")?,
+                    group_count: count(&totals, "groups")?,
+                    queues: tally(&mut tx, &plan, "parked_dead_letters", "queue").await?,
+                    tenants: tally(&mut tx, &plan, "parked_dead_letters", "tenant_id").await?,
+                    groups: tally(&mut tx, &plan, "parked_dead_letters", "group_id").await?,
                 }
             }
-            Selection::Filter(filter) => {
-                let filter = ParkedFilter { state: action.selects(), ..filter.clone() };
-                let (clause, values) = narrowed(&filter, 2);
-                let sql = format!(
-                    "INSERT INTO dead_letter_plan_items (plan_id, seq) SELECT $1, seq FROM parked_dead_letters
-                     WHERE {clause}"
-                );
-                let query = bind_all(sqlx::query(&sql).bind(plan.clone()), values);
-                query.execute(&mut *tx).await.map_err(db)?;
+            None => {
+                freeze_failed_rows(&mut tx, &plan, selection).await?;
+                let totals = sqlx::query("SELECT COUNT(*) AS n FROM operator_plan_items WHERE plan_id = $1")
+                    .bind(plan.clone())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                PlanCounts {
+                    total: count(&totals, "n")?,
+                    tenants: tally(&mut tx, &plan, "outbox", "tenant_id").await?,
+                    ..PlanCounts::default()
+                }
             }
-        }
-        let totals = sqlx::query(
-            "SELECT COUNT(*) AS n, COUNT(DISTINCT p.group_id) AS groups FROM dead_letter_plan_items i
-             JOIN parked_dead_letters p ON p.seq = i.seq WHERE i.plan_id = $1",
-        )
-        .bind(plan.clone())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        let counts = PlanCounts {
-            total: count(&totals, "n")?,
-            group_count: count(&totals, "groups")?,
-            queues: tally(&mut tx, &plan, "queue").await?,
-            tenants: tally(&mut tx, &plan, "tenant_id").await?,
-            groups: tally(&mut tx, &plan, "group_id").await?,
         };
         let counts_json = json!({
             "total": counts.total,
@@ -260,7 +338,7 @@ impl DeadLetterPlans for SqlStore {
             "groups": tallies_json(&counts.groups),
         });
         sqlx::query(
-            "INSERT INTO dead_letter_plans (id, action, selection, counts, created_at, expires_at)
+            "INSERT INTO operator_plans (id, action, selection, counts, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(plan.clone())
@@ -286,7 +364,7 @@ impl DeadLetterPlans for SqlStore {
     }
 
     async fn plan(&self, id: PlanId) -> Result<Option<Plan>, StoreError> {
-        let row = sqlx::query("SELECT * FROM dead_letter_plans WHERE id = $1")
+        let row = sqlx::query("SELECT * FROM operator_plans WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await
@@ -294,34 +372,90 @@ impl DeadLetterPlans for SqlStore {
         row.as_ref().map(plan_from).transpose()
     }
 
-    async fn apply_plan(&self, id: PlanId, now: Timestamp, restorable_since: Timestamp) -> Result<u64, StoreError> {
+    async fn apply_plan(&self, id: PlanId, now: Timestamp, apply: &Apply) -> Result<u64, StoreError> {
+        if let Some(reason) = &apply.reason {
+            if reason.trim().is_empty() {
+                return Err(StoreError::Conflict("a discard needs a reason".into()));
+            }
+        }
         let mut tx = self.pool.begin().await.map_err(db)?;
         let plan = confirm(&mut tx, id, |a| a != PlanAction::Redrive, now).await?;
-        let frozen = "seq IN (SELECT seq FROM dead_letter_plan_items WHERE plan_id = $1)";
+        let frozen = "seq IN (SELECT seq FROM operator_plan_items WHERE plan_id = $1)";
         let purge = format!("UPDATE parked_dead_letters SET state = $2, purged_at = $3 WHERE {frozen} AND state = $4");
         let restore = format!(
             "UPDATE parked_dead_letters SET state = $2, purged_at = NULL WHERE {frozen} AND state = $3 AND purged_at >= $4"
         );
+        let retry = format!(
+            "UPDATE outbox SET failed_at = NULL, attempts = 0, not_before = 0, claimed_until = NULL
+             WHERE {frozen} AND {FAILED_ROW}"
+        );
+        let discard =
+            format!("UPDATE outbox SET discarded_at = $2, discard_reason = $3 WHERE {frozen} AND {FAILED_ROW}");
         let query = match plan.action {
             PlanAction::Purge => sqlx::query(&purge)
                 .bind(id.to_string())
                 .bind(ParkedState::Purged.as_str())
                 .bind(now.as_millis())
                 .bind(ParkedState::Parked.as_str()),
-            PlanAction::Restore | PlanAction::Redrive => sqlx::query(&restore)
+            PlanAction::Restore => sqlx::query(&restore)
                 .bind(id.to_string())
                 .bind(ParkedState::Parked.as_str())
                 .bind(ParkedState::Purged.as_str())
-                .bind(restorable_since.as_millis()),
+                .bind(apply.restorable_since.as_millis()),
+            PlanAction::RetryOutbox => sqlx::query(&retry).bind(id.to_string()),
+            PlanAction::DiscardOutbox => {
+                let reason =
+                    apply.reason.clone().ok_or_else(|| StoreError::Conflict("a discard needs a reason".into()))?;
+                sqlx::query(&discard).bind(id.to_string()).bind(now.as_millis()).bind(reason)
+            }
+            PlanAction::Redrive => return Err(StoreError::Conflict(format!("plan {id} is a redrive"))),
         };
         let moved = query.execute(&mut *tx).await.map_err(db)?.rows_affected();
-        sqlx::query("DELETE FROM dead_letter_plan_items WHERE plan_id = $1")
+        sqlx::query("DELETE FROM operator_plan_items WHERE plan_id = $1")
             .bind(id.to_string())
             .execute(&mut *tx)
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
+        if plan.action == PlanAction::RetryOutbox && moved > 0 {
+            self.writer.outbox_committed();
+        }
         Ok(moved)
+    }
+
+    async fn failed_rows(
+        &self,
+        tenant: Option<TenantId>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<FailedOutboxRow>, StoreError> {
+        let by_tenant = if tenant.is_some() { "AND tenant_id = $3" } else { "" };
+        let sql = format!(
+            "SELECT seq, event_id, tenant_id, envelope, last_error, attempts, created_at, failed_at FROM outbox
+             WHERE {FAILED_ROW} AND seq < $1 {by_tenant} ORDER BY seq DESC LIMIT $2"
+        );
+        let mut query = sqlx::query(&sql).bind(before.unwrap_or(i64::MAX)).bind(i64::from(limit));
+        if let Some(tenant) = tenant {
+            query = query.bind(tenant.to_string());
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let envelope = text(row, "envelope")?;
+                let attempts: i64 = row.try_get("attempts").map_err(db)?;
+                Ok(FailedOutboxRow {
+                    seq: row.try_get("seq").map_err(db)?,
+                    event_id: text(row, "event_id")?,
+                    tenant: TenantId::parse(&text(row, "tenant_id")?).map_err(|e| corrupt("tenant id", e))?,
+                    event_type: shared::EventEnvelope::from_json(&envelope).ok().map(|e| e.event_type),
+                    envelope,
+                    error: row.try_get("last_error").map_err(db)?,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    created_at: Timestamp::from_millis(row.try_get("created_at").map_err(db)?),
+                    failed_at: Timestamp::from_millis(row.try_get("failed_at").map_err(db)?),
+                })
+            })
+            .collect()
     }
 
     async fn start_job(&self, plan: PlanId, rate_per_minute: u32, now: Timestamp) -> Result<Job, StoreError> {
@@ -343,7 +477,7 @@ impl DeadLetterPlans for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        sqlx::query("UPDATE dead_letter_plans SET job_id = $1 WHERE id = $2")
+        sqlx::query("UPDATE operator_plans SET job_id = $1 WHERE id = $2")
             .bind(job.to_string())
             .bind(plan.to_string())
             .execute(&mut *tx)
@@ -397,7 +531,7 @@ impl DeadLetterPlans for SqlStore {
     async fn job_batch(&self, job: &Job, limit: u32) -> Result<Vec<Parked>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM parked_dead_letters WHERE seq IN (
-                 SELECT seq FROM dead_letter_plan_items WHERE plan_id = $1 AND seq > $2 ORDER BY seq LIMIT $3)
+                 SELECT seq FROM operator_plan_items WHERE plan_id = $1 AND seq > $2 ORDER BY seq LIMIT $3)
              ORDER BY seq"
         );
         let rows = sqlx::query(&sql)
@@ -500,14 +634,14 @@ impl DeadLetterPlans for SqlStore {
         .map_err(db)?
         .rows_affected();
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let expired = "SELECT id FROM dead_letter_plans WHERE confirmed_at IS NULL AND expires_at < $1 LIMIT $2";
-        sqlx::query(&format!("DELETE FROM dead_letter_plan_items WHERE plan_id IN ({expired})"))
+        let expired = "SELECT id FROM operator_plans WHERE confirmed_at IS NULL AND expires_at < $1 LIMIT $2";
+        sqlx::query(&format!("DELETE FROM operator_plan_items WHERE plan_id IN ({expired})"))
             .bind(now.as_millis())
             .bind(SWEEP_BATCH)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        sqlx::query(&format!("DELETE FROM dead_letter_plans WHERE id IN ({expired})"))
+        sqlx::query(&format!("DELETE FROM operator_plans WHERE id IN ({expired})"))
             .bind(now.as_millis())
             .bind(SWEEP_BATCH)
             .execute(&mut *tx)

@@ -137,3 +137,172 @@ async fn bad_filters_are_named_in_one_problem_and_unknown_ids_are_not_found() {
     assert_eq!(anonymous.status(), 401, "operators only");
     app.stop().await.expect("clean shutdown");
 }
+
+/// A POST as an operator: its status and its body.
+async fn post(app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
+    let response = app.operator_post(path, body).await;
+    let status = response.status().as_u16();
+    (status, json(response).await)
+}
+
+async fn feedback_status(app: &TestApp, id: &str) -> String {
+    let feedback = json(app.get(&format!("/v1/feedback/{id}"), &app.acme.key).await).await;
+    feedback["status"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The job once it has finished (polled for up to 30 s).
+async fn finished(app: &TestApp, job: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = json(app.operator_get(&format!("/v1/jobs/{job}")).await).await;
+        if view["state"] != "running" || Instant::now() > deadline {
+            return view;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn a_redriven_poison_message_completes_once_and_purge_can_be_undone(engine: Engine) {
+    let zendesk = crate::helpers::empty_zendesk().await;
+    let failing = Mock::given(method("POST"))
+        .and(path("/api/v2/tickets.json"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("maintenance"))
+        .mount_as_scoped(&zendesk)
+        .await;
+    let app = spawn_app_with_zendesk_on(engine, &zendesk.uri()).await;
+    let first = json(app.post_json("/v1/feedback", Some(&app.acme.key), &json!({"message": "First"})).await).await;
+    let first_id = first["id"].as_str().expect("id").to_owned();
+    listed(&app, "", 1).await;
+
+    // The plan freezes what it matched: a dead letter parked after it is not in it.
+    let (status, plan) = post(&app, "/v1/dead-letters/redrive", &json!({"filter": {"queue": "feedback"}})).await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["count"], 1, "{plan}");
+    assert_eq!(plan["queues"][0]["queue"], app.topology.queue(UseCase::Feedback).name.as_str());
+    assert_eq!(plan["tenants"], json!([{"tenant_id": app.acme.id.to_string(), "count": 1}]));
+    assert_eq!(plan["group_count"], 1);
+    let second = json(app.post_json("/v1/feedback", Some(&app.acme.key), &json!({"message": "Second"})).await).await;
+    let second_id = second["id"].as_str().expect("id").to_owned();
+    let page = listed(&app, "", 2).await;
+    assert_eq!(page["dead_letters"].as_array().map(Vec::len), Some(2), "{page}");
+    assert_eq!(feedback_status(&app, &first_id).await, "failed");
+
+    // The cause is fixed; the plan is confirmed and its job runs.
+    drop(failing);
+    Mock::given(method("POST"))
+        .and(path("/api/v2/tickets.json"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"ticket": {"id": 42}})))
+        .mount(&zendesk)
+        .await;
+    let confirm = json!({"plan_id": plan["plan_id"], "confirm": true});
+    let (status, job) = post(&app, "/v1/dead-letters/redrive", &confirm).await;
+    assert_eq!(status, 202, "{job}");
+    assert_eq!((job["state"].as_str(), job["total"].as_u64()), (Some("running"), Some(1)), "{job}");
+    let job_id = job["id"].as_str().expect("job id").to_owned();
+    let done = finished(&app, &job_id).await;
+    assert_eq!((done["state"].as_str(), done["done"].as_u64()), (Some("completed"), Some(1)), "{done}");
+    let (status, again) = post(&app, "/v1/dead-letters/redrive", &confirm).await;
+    assert_eq!(status, 409, "a plan is carried out once: {again}");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while feedback_status(&app, &first_id).await != "completed" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(feedback_status(&app, &first_id).await, "completed", "the redriven feedback completed");
+    assert_eq!(feedback_status(&app, &second_id).await, "failed", "the one the plan did not freeze is untouched");
+    let creates = |message: &'static str| {
+        let zendesk = &zendesk;
+        async move {
+            let requests = zendesk.received_requests().await.unwrap_or_default();
+            requests
+                .iter()
+                .filter(|r| r.method.as_str() == "POST" && String::from_utf8_lossy(&r.body).contains(message))
+                .count()
+        }
+    };
+    assert_eq!(creates("First").await, 4, "three failed attempts, then the one ticket the redrive made");
+    let parked = listed(&app, "", 1).await;
+    assert_eq!(parked["dead_letters"][0]["event_id"], second["event_id"], "only the second is still parked");
+    let redriven = listed(&app, "?state=redriven", 1).await;
+    assert_eq!(redriven["dead_letters"][0]["redriven_by"], json!(job_id), "{redriven}");
+
+    // Purge needs the plan's count; a purged one is restorable.
+    let (_, purge) = post(&app, "/v1/dead-letters/purge", &json!({"filter": {}})).await;
+    assert_eq!(purge["count"], 1, "{purge}");
+    let (status, refused) =
+        post(&app, "/v1/dead-letters/purge", &json!({"plan_id": purge["plan_id"], "confirm": 5})).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(
+        listed(&app, "", 1).await["dead_letters"].as_array().map(Vec::len),
+        Some(1),
+        "a refusal changes nothing"
+    );
+    let (status, purged) =
+        post(&app, "/v1/dead-letters/purge", &json!({"plan_id": purge["plan_id"], "confirm": 1})).await;
+    assert_eq!((status, purged["purged"].as_u64()), (200, Some(1)), "{purged}");
+    assert!(purged["restorable_until"].as_str().is_some(), "{purged}");
+    assert_eq!(listed(&app, "", 0).await["dead_letters"], json!([]));
+    let (_, restore) = post(&app, "/v1/dead-letters/restore", &json!({"filter": {}})).await;
+    assert_eq!(restore["count"], 1, "{restore}");
+    let (status, restored) =
+        post(&app, "/v1/dead-letters/restore", &json!({"plan_id": restore["plan_id"], "confirm": 1})).await;
+    assert_eq!((status, restored["restored"].as_u64()), (200, Some(1)), "{restored}");
+    assert_eq!(listed(&app, "", 1).await["dead_letters"][0]["event_id"], second["event_id"]);
+    assert_eq!(feedback_status(&app, &second_id).await, "failed");
+    app.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redriven_poison_message_completes_once_on_the_embedded_engine() {
+    a_redriven_poison_message_completes_once_and_purge_can_be_undone(Engine::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redriven_poison_message_completes_once_on_postgres() {
+    a_redriven_poison_message_completes_once_and_purge_can_be_undone(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_plans_and_confirmations_are_refused_and_change_nothing() {
+    let zendesk = crate::helpers::empty_zendesk().await;
+    let app = spawn_app_with_zendesk_on(Engine::Embedded, &zendesk.uri()).await;
+    let cases = [
+        (json!({}), "(body)"),
+        (json!({"ids": [], "filter": {}}), "ids"),
+        (json!({"ids": []}), "ids"),
+        (json!({"ids": ["x"]}), "ids"),
+        (json!({"ids": "1"}), "ids"),
+        (json!({"filter": {"queue": "nope"}}), "filter.queue"),
+        (json!({"filter": {"limit": "5"}}), "filter.limit"),
+        (json!({"filter": {"tenant": 5}}), "filter.tenant"),
+        (json!({"filter": [1]}), "filter"),
+        (json!({"filter": {}, "extra": 1}), "extra"),
+        (json!({"plan_id": "nope", "confirm": true}), "plan_id"),
+        (json!({"plan_id": shared::PlanId::new().to_string()}), "confirm"),
+        (
+            json!({"plan_id": shared::PlanId::new().to_string(), "confirm": true, "rate_per_minute": 0}),
+            "rate_per_minute",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, problem) = post(&app, "/v1/dead-letters/redrive", &body).await;
+        assert_eq!(status, 400, "{body}: {problem}");
+        let fields: Vec<&str> =
+            problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+        assert!(fields.contains(&field), "{body}: {problem}");
+    }
+    let unknown = json!({"plan_id": shared::PlanId::new().to_string(), "confirm": true});
+    assert_eq!(post(&app, "/v1/dead-letters/redrive", &unknown).await.0, 404);
+    let (_, purge) = post(&app, "/v1/dead-letters/purge", &json!({"filter": {}})).await;
+    assert_eq!(purge["count"], 0);
+    let wrong_route = json!({"plan_id": purge["plan_id"], "confirm": true});
+    assert_eq!(post(&app, "/v1/dead-letters/redrive", &wrong_route).await.0, 409, "a purge plan is no redrive");
+    let (status, _) =
+        post(&app, "/v1/dead-letters/purge", &json!({"plan_id": purge["plan_id"], "confirm": true})).await;
+    assert_eq!(status, 409, "a purge is confirmed with its count");
+    assert_eq!(app.operator_get(&format!("/v1/jobs/{}", shared::JobId::new())).await.status(), 404);
+    assert_eq!(app.operator_get("/v1/jobs/nope").await.status(), 404);
+    let anonymous = app.client.post(format!("{}/v1/dead-letters/purge", app.console_url)).json(&json!({"filter": {}}));
+    assert_eq!(anonymous.send().await.expect("send").status(), 401, "operators only");
+    app.stop().await.expect("clean shutdown");
+}

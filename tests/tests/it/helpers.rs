@@ -164,6 +164,18 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Starts another process running `components` on this app's backends.
+    pub async fn another_process(&self, components: Vec<Component>) -> OtherProcess {
+        let backends = Backends::open(&self.config, &self.topology).await.expect("backends");
+        let platform = Platform::with_backends(self.config.clone(), self.topology.clone(), backends, components)
+            .expect("platform");
+        let shutdown = CancellationToken::new();
+        tokio::spawn(platform.run_until_stopped(shutdown.clone()));
+        OtherProcess { api_url: String::new(), shutdown }
+    }
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port()
@@ -173,6 +185,13 @@ pub fn free_port() -> u16 {
 /// `order_queue` (the analytics queue) itself.
 pub async fn spawn_app_reading_orders(engine: Engine) -> TestApp {
     spawn(engine, Backing::default(), without_analytics_worker()).await
+}
+
+/// Like [`spawn_app_reading_orders`], without a relay either: what the API accepts stays
+/// in the outbox until the test starts one ([`TestApp::another_process`]).
+pub async fn spawn_app_without_relay(engine: Engine) -> TestApp {
+    let components = without_analytics_worker().into_iter().filter(|c| *c != Component::Relay).collect();
+    spawn(engine, Backing::default(), components).await
 }
 
 fn without_analytics_worker() -> Vec<Component> {
@@ -293,6 +312,12 @@ impl TestApp {
     /// A GET of the control plane's `path`, as an operator.
     pub async fn operator_get(&self, path: &str) -> reqwest::Response {
         self.client.get(format!("{}{path}", self.console_url)).bearer_auth(ADMIN_TOKEN).send().await.expect("request")
+    }
+
+    /// A POST of `body` to the control plane's `path`, as an operator.
+    pub async fn operator_post(&self, path: &str, body: &Value) -> reqwest::Response {
+        let request = self.client.post(format!("{}{path}", self.console_url)).bearer_auth(ADMIN_TOKEN).json(body);
+        request.send().await.expect("request")
     }
 
     /// Stops the platform the way Ctrl-C does and waits for it to exit.

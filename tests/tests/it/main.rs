@@ -7,6 +7,7 @@ mod analytics;
 mod api;
 mod dead_letters;
 mod emails;
+mod failed_outbox;
 mod flow;
 mod helpers;
 mod outage;

@@ -17,7 +17,8 @@ pub trait FeedbackStore: Send + Sync + 'static {
         envelope: &EventEnvelope,
     ) -> Result<(), StoreError>;
     async fn feedback(&self, tenant: TenantId, id: FeedbackId) -> Result<Option<Feedback>, StoreError>;
-    /// Moves feedback from `accepted` to `processing`; no-op in any later status.
+    /// Moves feedback from `accepted` to `processing`, or from `failed` (its message
+    /// was redriven and a worker has it again); no-op once completed.
     async fn mark_feedback_processing(&self, tenant: TenantId, id: FeedbackId) -> Result<(), StoreError>;
     /// Moves feedback from `accepted` or `processing` to `failed` (its last delivery
     /// failed and it went to the dead-letter queue); a redrive may still complete it.

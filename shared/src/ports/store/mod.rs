@@ -43,7 +43,8 @@ pub use invitations::InvitationStore;
 pub use outbox::{Outbox, OutboxEntry};
 pub use parking::{DeadLetterParking, ErrorGroup, ErrorGroupKey, Fingerprint, NewParked, Parked, ParkedFilter};
 pub use plans::{
-    DeadLetterPlans, Job, JobState, JobStep, ParkedState, Plan, PlanAction, PlanCounts, Selection, Tally, MAX_TALLIES,
+    redrive_dedup_id, Apply, DeadLetterPlans, FailedOutboxRow, Job, JobState, JobStep, ParkedState, Plan, PlanAction,
+    PlanCounts, Selection, Tally, MAX_TALLIES,
 };
 pub use tenants::TenantDirectory;
 pub use webhooks::{WebhookPage, WebhookStore};

@@ -1,4 +1,5 @@
-//! Operators' plans over parked dead letters, and the jobs that carry them out.
+//! Operators' plans over parked dead letters and failed outbox rows, and the jobs that
+//! carry out redrives.
 //!
 //! A plan freezes a selection: the parked dead letters it matched when it was made are
 //! recorded with it, so confirming it later acts on those and on nothing that arrived
@@ -10,11 +11,28 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 
 use super::StoreError;
 use crate::clock::Timestamp;
-use crate::ids::{JobId, PlanId};
+use crate::envelope::EventType;
+use crate::ids::{EventId, JobId, PlanId, TenantId};
 use crate::ports::{Parked, ParkedFilter};
+
+/// The dedup id a redriven message is sent with: its event id (or, for a body that is
+/// no envelope, its old dedup id) and the job's, so the queue's five-minute window does
+/// not swallow it as a repeat of the failed copy, while a job that sends it twice (a
+/// worker died between sending and recording) sends the same id. At most 128
+/// characters, as SQS takes.
+pub fn redrive_dedup_id(dedup_id: &str, event: Option<EventId>, job: JobId) -> String {
+    let id = format!("{}:r{}", event.map_or_else(|| dedup_id.to_owned(), |e| e.to_string()), job.as_uuid().simple());
+    if id.len() <= 128 {
+        return id;
+    }
+    let digest = Sha256::digest(dedup_id.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}:r{}", job.as_uuid().simple())
+}
 
 /// What confirming a plan does to its selection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,6 +43,10 @@ pub enum PlanAction {
     Purge,
     /// Purged → parked again.
     Restore,
+    /// Failed outbox rows → pending again, for the relay to publish.
+    RetryOutbox,
+    /// Failed outbox rows → discarded, with a reason (kept, never published).
+    DiscardOutbox,
 }
 
 impl PlanAction {
@@ -33,18 +55,30 @@ impl PlanAction {
             PlanAction::Redrive => "redrive",
             PlanAction::Purge => "purge",
             PlanAction::Restore => "restore",
+            PlanAction::RetryOutbox => "retry",
+            PlanAction::DiscardOutbox => "discard",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [PlanAction::Redrive, PlanAction::Purge, PlanAction::Restore].into_iter().find(|a| a.as_str() == text)
+        [
+            PlanAction::Redrive,
+            PlanAction::Purge,
+            PlanAction::Restore,
+            PlanAction::RetryOutbox,
+            PlanAction::DiscardOutbox,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == text)
     }
 
-    /// The state a dead letter must be in to be selected.
-    pub fn selects(self) -> ParkedState {
+    /// The state a dead letter must be in to be selected; `None` for the actions on
+    /// failed outbox rows.
+    pub fn selects(self) -> Option<ParkedState> {
         match self {
-            PlanAction::Redrive | PlanAction::Purge => ParkedState::Parked,
-            PlanAction::Restore => ParkedState::Purged,
+            PlanAction::Redrive | PlanAction::Purge => Some(ParkedState::Parked),
+            PlanAction::Restore => Some(ParkedState::Purged),
+            PlanAction::RetryOutbox | PlanAction::DiscardOutbox => None,
         }
     }
 }
@@ -75,13 +109,42 @@ impl ParkedState {
     }
 }
 
-/// Which dead letters a plan is over.
+/// What a plan is over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {
-    /// These, those of them in the action's state.
+    /// These dead letters (or, for the outbox actions, outbox rows), those of them the
+    /// action may act on.
     Ids(Vec<i64>),
     /// Every dead letter the filter matches (its `state` is the action's).
     Filter(ParkedFilter),
+    /// Every failed outbox row, or those of one tenant.
+    FailedOutbox { tenant: Option<TenantId> },
+}
+
+/// An outbox row the relay gave up on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedOutboxRow {
+    pub seq: i64,
+    pub event_id: String,
+    pub tenant: TenantId,
+    /// From the stored envelope, when it can be read.
+    pub event_type: Option<EventType>,
+    /// The envelope as stored.
+    pub envelope: String,
+    /// Why the relay gave up.
+    pub error: Option<String>,
+    pub attempts: u32,
+    pub created_at: Timestamp,
+    pub failed_at: Timestamp,
+}
+
+/// How a purge, restore, retry or discard plan is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Apply {
+    /// A restore moves only dead letters purged at or after this.
+    pub restorable_since: Timestamp,
+    /// Why rows are discarded (required for a discard).
+    pub reason: Option<String>,
 }
 
 /// How many of a plan's dead letters share one value (a queue, a tenant, a group).
@@ -193,8 +256,9 @@ pub struct JobStep {
 /// Operator-level: plans and jobs over the parked dead letters.
 #[async_trait]
 pub trait DeadLetterPlans: Send + Sync + 'static {
-    /// Freezes `selection` (only dead letters in `action.selects()`'s state) as a new
-    /// plan, confirmable until `expires_at`, and counts it.
+    /// Freezes `selection` (only dead letters in `action.selects()`'s state; for the
+    /// outbox actions, only failed rows) as a new plan, confirmable until `expires_at`,
+    /// and counts it. A selection of the wrong kind for the action is `Conflict`.
     async fn make_plan(
         &self,
         action: PlanAction,
@@ -205,12 +269,22 @@ pub trait DeadLetterPlans: Send + Sync + 'static {
 
     async fn plan(&self, id: PlanId) -> Result<Option<Plan>, StoreError>;
 
-    /// Confirms a purge or restore plan and applies it in one transaction: each frozen
-    /// dead letter still in the action's state moves (purged ones stamped `now`);
-    /// returns how many moved. A restore moves only those purged after
-    /// `restorable_since`. `NotFound` for an unknown plan; `Conflict` for one that
-    /// expired, was confirmed before, or is a redrive.
-    async fn apply_plan(&self, id: PlanId, now: Timestamp, restorable_since: Timestamp) -> Result<u64, StoreError>;
+    /// Confirms a purge, restore, retry or discard plan and applies it in one
+    /// transaction: each frozen dead letter still in the action's state moves (purged
+    /// ones stamped `now`), each frozen outbox row still failed is made pending again
+    /// (relays are woken) or discarded with the reason; returns how many moved. `NotFound`
+    /// for an unknown plan; `Conflict` for one that expired, was confirmed before, or
+    /// is a redrive.
+    async fn apply_plan(&self, id: PlanId, now: Timestamp, apply: &Apply) -> Result<u64, StoreError>;
+
+    /// Failed (not discarded) outbox rows, newest first, of `tenant` when given,
+    /// numbered below `before`, at most `limit`.
+    async fn failed_rows(
+        &self,
+        tenant: Option<TenantId>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<FailedOutboxRow>, StoreError>;
 
     /// Confirms a redrive plan by starting its job. `NotFound` / `Conflict` as
     /// [`DeadLetterPlans::apply_plan`] (a plan confirmed before names its job).
@@ -254,4 +328,24 @@ pub trait DeadLetterPlans: Send + Sync + 'static {
     /// Deletes, a bounded number at a time, dead letters purged before `purged_before`
     /// and plans that expired unconfirmed before `now`; returns how many dead letters.
     async fn sweep(&self, purged_before: Timestamp, now: Timestamp) -> Result<u64, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redrive_dedup_id;
+    use crate::ids::{EventId, JobId};
+
+    #[test]
+    fn a_redriven_message_gets_a_new_dedup_id_per_job_and_the_same_within_one() {
+        let (event, job, other) = (EventId::new(), JobId::new(), JobId::new());
+        let id = redrive_dedup_id("whatever", Some(event), job);
+        assert!(id.starts_with(&event.to_string()), "{id}");
+        assert_eq!(id, redrive_dedup_id("whatever", Some(event), job), "the same job sends the same id");
+        assert_ne!(id, redrive_dedup_id("whatever", Some(event), other));
+        let long = "d".repeat(128);
+        let hashed = redrive_dedup_id(&long, None, job);
+        assert!(hashed.len() <= 128 && hashed.bytes().all(|b| b.is_ascii_graphic()), "{hashed}");
+        assert_ne!(hashed, redrive_dedup_id(&"e".repeat(128), None, job));
+        assert_eq!(redrive_dedup_id("short", None, job), format!("short:r{}", job.as_uuid().simple()));
+    }
 }

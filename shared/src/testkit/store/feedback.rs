@@ -39,12 +39,10 @@ pub async fn tenant_scoped_statuses(store: Arc<dyn StoreBackend>) {
     assert_eq!(status(store.clone()).await, Some(FeedbackStatus::Processing));
     store.mark_feedback_failed(acme.id, feedback.id).await.expect("failed");
     assert_eq!(status(store.clone()).await, Some(FeedbackStatus::Failed));
-    store.mark_feedback_processing(acme.id, feedback.id).await.expect("no-op");
-    assert_eq!(
-        status(store.clone()).await,
-        Some(FeedbackStatus::Failed),
-        "a redrive's attempt keeps it failed until done"
-    );
+    store.mark_feedback_processing(globex.id, feedback.id).await.expect("no-op for another tenant");
+    assert_eq!(status(store.clone()).await, Some(FeedbackStatus::Failed));
+    store.mark_feedback_processing(acme.id, feedback.id).await.expect("processing again");
+    assert_eq!(status(store.clone()).await, Some(FeedbackStatus::Processing), "a redriven one is processed again");
 }
 
 /// Submissions arriving together (what a group commit writes as one transaction):

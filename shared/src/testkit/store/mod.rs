@@ -58,7 +58,7 @@ macro_rules! store_conformance {
             plans {
                 a_plan_freezes_its_selection, a_plan_is_confirmed_once_and_only_in_time,
                 a_job_is_leased_stepped_and_taken_over, a_cancelled_job_stays_cancelled,
-                purge_restore_and_retention
+                purge_restore_and_retention, failed_outbox_rows_are_listed_retried_and_discarded
             }
         );
     };

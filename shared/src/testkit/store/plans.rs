@@ -4,14 +4,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::parking::letter;
-use super::tenant;
+use super::{envelope, tenant};
 use crate::clock::Timestamp;
 use crate::ports::{
-    JobState, JobStep, ParkedFilter, ParkedState, PlanAction, QueueName, Selection, StoreBackend, StoreError,
+    Apply, JobState, JobStep, ParkedFilter, ParkedState, PlanAction, QueueName, Selection, StoreBackend, StoreError,
 };
 
 const HOUR: Duration = Duration::from_secs(3_600);
 const LEASE: Duration = Duration::from_secs(30);
+
+/// Applying a purge or restore; a restore takes those purged at `restorable_since` or later.
+fn since(restorable_since: Timestamp) -> Apply {
+    Apply { restorable_since, reason: None }
+}
 
 fn feedback_only() -> Selection {
     Selection::Filter(ParkedFilter { queue: Some(QueueName::new("feedback.fifo")), ..Default::default() })
@@ -68,7 +73,10 @@ pub async fn a_plan_is_confirmed_once_and_only_in_time(store: Arc<dyn StoreBacke
     let purge = store.make_plan(PlanAction::Purge, &feedback_only(), now, now.plus(HOUR)).await.expect("plan");
     let expired = store.make_plan(PlanAction::Redrive, &feedback_only(), now, now.plus(HOUR)).await.expect("plan");
 
-    assert!(matches!(store.apply_plan(redrive.id, now, now).await, Err(StoreError::Conflict(_))), "a redrive is a job");
+    assert!(
+        matches!(store.apply_plan(redrive.id, now, &since(now)).await, Err(StoreError::Conflict(_))),
+        "a redrive is a job"
+    );
     assert!(matches!(store.start_job(purge.id, 60, now).await, Err(StoreError::Conflict(_))), "a purge is no job");
     let job = store.start_job(redrive.id, 60, now).await.expect("start");
     match store.start_job(redrive.id, 60, now).await {
@@ -159,8 +167,8 @@ pub async fn purge_restore_and_retention(store: Arc<dyn StoreBackend>) {
     let all = store.parked(&ParkedFilter::default(), None, 10).await.expect("list");
     let two = Selection::Ids(vec![all[0].id, all[1].id]);
     let purge = store.make_plan(PlanAction::Purge, &two, now, now.plus(HOUR)).await.expect("plan");
-    assert_eq!(store.apply_plan(purge.id, now, now).await.expect("purge"), 2);
-    assert!(matches!(store.apply_plan(purge.id, now, now).await, Err(StoreError::Conflict(_))), "once");
+    assert_eq!(store.apply_plan(purge.id, now, &since(now)).await.expect("purge"), 2);
+    assert!(matches!(store.apply_plan(purge.id, now, &since(now)).await, Err(StoreError::Conflict(_))), "once");
     assert_eq!(store.parked(&ParkedFilter::default(), None, 10).await.expect("list").len(), 1);
     let purged_filter = ParkedFilter { state: ParkedState::Purged, ..Default::default() };
     let purged = store.parked(&purged_filter, None, 10).await.expect("list");
@@ -173,18 +181,18 @@ pub async fn purge_restore_and_retention(store: Arc<dyn StoreBackend>) {
     assert_eq!(restore.counts.total, 2);
     let late = now.plus(Duration::from_secs(1));
     assert_eq!(
-        store.apply_plan(restore.id, late, late).await.expect("restore"),
+        store.apply_plan(restore.id, late, &since(late)).await.expect("restore"),
         0,
         "purged before the retention window"
     );
     let again = store.make_plan(PlanAction::Restore, &purged_ones, now, now.plus(HOUR)).await.expect("plan");
-    assert_eq!(store.apply_plan(again.id, late, now).await.expect("restore"), 2);
+    assert_eq!(store.apply_plan(again.id, late, &since(now)).await.expect("restore"), 2);
     let back = store.parked_message(all[0].id).await.expect("read").expect("present");
     assert_eq!((back.state, back.purged_at), (ParkedState::Parked, None));
 
     // Retention: purged ones older than it are deleted; parked ones never.
     let purge = store.make_plan(PlanAction::Purge, &two, now, now.plus(HOUR)).await.expect("plan");
-    store.apply_plan(purge.id, now, now).await.expect("purge");
+    store.apply_plan(purge.id, now, &since(now)).await.expect("purge");
     assert_eq!(store.sweep(now, now).await.expect("sweep"), 0, "not yet out of retention");
     assert_eq!(store.sweep(now.plus(Duration::from_millis(1)), now).await.expect("sweep"), 2);
     assert_eq!(store.parked_message(all[0].id).await.expect("read"), None);
@@ -192,4 +200,71 @@ pub async fn purge_restore_and_retention(store: Arc<dyn StoreBackend>) {
     let stale = store.make_plan(PlanAction::Redrive, &feedback_only(), now, now.plus(HOUR)).await.expect("plan");
     store.sweep(now, now.plus(HOUR).plus(Duration::from_secs(1))).await.expect("sweep");
     assert_eq!(store.plan(stale.id).await.expect("read"), None, "an expired, unconfirmed plan is swept");
+}
+
+/// Outbox rows the relay gave up on: listed newest first (by tenant too), retried into
+/// the relay's hands again, or discarded with a reason, each by a plan frozen like a
+/// dead-letter plan.
+pub async fn failed_outbox_rows_are_listed_retried_and_discarded(store: Arc<dyn StoreBackend>) {
+    let (acme, globex) = (tenant(store.as_ref(), "Acme").await, tenant(store.as_ref(), "Globex").await);
+    let events = [
+        envelope(acme.id, "order.placed", None),
+        envelope(globex.id, "order.placed", None),
+        envelope(acme.id, "order.paid", None),
+        envelope(acme.id, "order.shipped", None),
+    ];
+    for event in &events {
+        store.append_event(event.tenant_id, event).await.expect("append");
+    }
+    let claimed = store.claim_outbox(10, LEASE).await.expect("claim");
+    assert_eq!(claimed.len(), 4);
+    // The relay gives up on the first three; the fourth is published.
+    for entry in &claimed[..3] {
+        store.fail_outbox(entry.seq, &format!("SNS refused {}", entry.envelope.id)).await.expect("fail");
+    }
+    store.mark_published(&[claimed[3].seq]).await.expect("published");
+    assert_eq!(store.failed_outbox().await.expect("count"), 3);
+
+    let all = store.failed_rows(None, None, 10).await.expect("list");
+    let order: Vec<String> = all.iter().map(|r| r.event_id.clone()).collect();
+    let expected: Vec<String> = [&events[2], &events[1], &events[0]].iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(order, expected, "newest first, the published one left out");
+    assert_eq!(all[0].error.as_deref(), Some(format!("SNS refused {}", events[2].id).as_str()));
+    assert_eq!(all[0].event_type.as_ref().map(|t| t.as_str()), Some("order.paid"));
+    assert_eq!(all[0].tenant, acme.id);
+    let page = store.failed_rows(None, Some(all[0].seq), 1).await.expect("page");
+    assert_eq!(page[0].seq, all[1].seq, "a page after the cursor");
+    let globex_rows = store.failed_rows(Some(globex.id), None, 10).await.expect("list");
+    assert_eq!(globex_rows.iter().map(|r| r.tenant).collect::<Vec<_>>(), [globex.id]);
+
+    let now = Timestamp::now();
+    let wrong = store.make_plan(PlanAction::RetryOutbox, &feedback_only(), now, now.plus(HOUR)).await;
+    assert!(matches!(wrong, Err(StoreError::Conflict(_))), "a retry selects outbox rows");
+    let acme_only = Selection::FailedOutbox { tenant: Some(acme.id) };
+    let retry = store.make_plan(PlanAction::RetryOutbox, &acme_only, now, now.plus(HOUR)).await.expect("plan");
+    assert_eq!(retry.counts.total, 2);
+    assert_eq!(
+        retry.counts.tenants.iter().map(|t| (t.key.clone(), t.count)).collect::<Vec<_>>(),
+        [(acme.id.to_string(), 2)]
+    );
+    assert_eq!(store.apply_plan(retry.id, now, &since(now)).await.expect("retry"), 2);
+    assert_eq!(store.failed_outbox().await.expect("count"), 1, "only Globex's is still failed");
+    let again = store.claim_outbox(10, LEASE).await.expect("claim");
+    let ids: Vec<_> = again.iter().map(|e| e.envelope.id).collect();
+    assert_eq!(ids, [events[0].id, events[2].id], "pending again, in order, with no attempts spent");
+    assert!(again.iter().all(|e| e.attempts == 0));
+
+    let discard = Selection::Ids(vec![globex_rows[0].seq, claimed[3].seq]);
+    let plan = store.make_plan(PlanAction::DiscardOutbox, &discard, now, now.plus(HOUR)).await.expect("plan");
+    assert_eq!(plan.counts.total, 1, "a published row is not failed");
+    let no_reason = store.apply_plan(plan.id, now, &since(now)).await;
+    assert!(matches!(no_reason, Err(StoreError::Conflict(_))), "a discard needs a reason");
+    let with_reason = Apply { restorable_since: now, reason: Some("the tenant asked".into()) };
+    assert_eq!(store.apply_plan(plan.id, now, &with_reason).await.expect("discard"), 1);
+    assert_eq!(store.failed_outbox().await.expect("count"), 0, "discarded rows no longer count as failed");
+    assert!(store.failed_rows(None, None, 10).await.expect("list").is_empty());
+    assert!(
+        store.claim_outbox(10, LEASE).await.expect("claim").iter().all(|e| e.envelope.id != events[1].id),
+        "a discarded row is never published"
+    );
 }

@@ -1,14 +1,14 @@
 -- Operators' plans over parked dead letters and the jobs that carry them out. A plan
--- freezes its selection as rows of dead_letter_plan_items, so confirming it acts on
+-- freezes its selection as rows of operator_plan_items, so confirming it acts on
 -- what it matched when it was made and on nothing that arrived since.
 
 -- Purged dead letters are kept (state 'purged') until the retention runs out;
 -- redriven ones name the job that sent them back.
-ALTER TABLE parked_dead_letters ADD COLUMN purged_at BIGINT;
+ALTER TABLE parked_dead_letters ADD COLUMN purged_at INTEGER;
 ALTER TABLE parked_dead_letters ADD COLUMN redriven_by TEXT;
 CREATE INDEX parked_purged ON parked_dead_letters (state, purged_at);
 
-CREATE TABLE dead_letter_plans (
+CREATE TABLE operator_plans (
     id TEXT PRIMARY KEY,
     -- redrive, purge or restore.
     action TEXT NOT NULL,
@@ -16,16 +16,16 @@ CREATE TABLE dead_letter_plans (
     selection TEXT NOT NULL,
     -- The counts when it was made (JSON).
     counts TEXT NOT NULL,
-    created_at BIGINT NOT NULL,
-    expires_at BIGINT NOT NULL,
-    confirmed_at BIGINT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    confirmed_at INTEGER,
     job_id TEXT
 );
-CREATE INDEX dead_letter_plans_unconfirmed ON dead_letter_plans (expires_at) WHERE confirmed_at IS NULL;
+CREATE INDEX operator_plans_unconfirmed ON operator_plans (expires_at) WHERE confirmed_at IS NULL;
 
-CREATE TABLE dead_letter_plan_items (
+CREATE TABLE operator_plan_items (
     plan_id TEXT NOT NULL,
-    seq BIGINT NOT NULL,
+    seq INTEGER NOT NULL,
     PRIMARY KEY (plan_id, seq)
 );
 
@@ -35,18 +35,18 @@ CREATE TABLE operator_jobs (
     action TEXT NOT NULL,
     -- running, cancelled, completed or failed.
     state TEXT NOT NULL,
-    total BIGINT NOT NULL,
-    done BIGINT NOT NULL,
-    skipped BIGINT NOT NULL,
+    total INTEGER NOT NULL,
+    done INTEGER NOT NULL,
+    skipped INTEGER NOT NULL,
     -- The highest parked seq handled: a job taken over goes on after it.
-    cursor_seq BIGINT NOT NULL,
-    rate_per_minute BIGINT NOT NULL,
+    cursor_seq INTEGER NOT NULL,
+    rate_per_minute INTEGER NOT NULL,
     error TEXT,
     -- Who works on it, until when: a job whose lease ran out is taken over.
     lease_owner TEXT,
-    lease_until BIGINT NOT NULL,
-    created_at BIGINT NOT NULL,
-    updated_at BIGINT NOT NULL,
-    finished_at BIGINT
+    lease_until INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    finished_at INTEGER
 );
 CREATE INDEX operator_jobs_running ON operator_jobs (state, lease_until);
