@@ -402,6 +402,10 @@ impl Platform {
                     retention: self.config.dead_letters.retention,
                 },
                 topology: self.topology.clone(),
+                transport: self.backends.transport.clone(),
+                outbox: store.clone(),
+                health: store.clone(),
+                report_interval: self.config.report_interval,
             };
             let console = control_plane::server(listener, state)?;
             handles.push(console.handle());

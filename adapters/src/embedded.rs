@@ -274,7 +274,7 @@ mod sql {
              JOIN messages m ON m.seq IN (SELECT s.seq FROM messages s
                                           WHERE s.queue = ?1 AND s.group_id = g.group_id ORDER BY s.seq LIMIT ?2)
              ORDER BY g.head_turn, g.head_seq, m.seq LIMIT ?2)
-         RETURNING seq, message_id, group_id, dedup_id, body, attributes, receive_count, receipt";
+         RETURNING seq, message_id, group_id, dedup_id, body, attributes, receive_count, receipt, sent_at";
     pub const REMOVE: &str = "DELETE FROM messages WHERE seq = ?1";
     // By receipt, named: without statistics the planner may prefer a range of
     // `messages_lapsed`, which grows with the messages in flight.
@@ -574,6 +574,7 @@ fn received_from(row: &SqliteRow) -> ReceivedMessage {
         body: row.get("body"),
         attributes: attributes_from(row.get::<&str, _>("attributes")),
         receive_count: u32::try_from(receive_count).unwrap_or(u32::MAX),
+        sent_at: Timestamp::from_millis(row.get("sent_at")),
     }
 }
 
@@ -877,7 +878,9 @@ impl Transport for EmbeddedTransport {
         let now = self.clock.now().as_millis();
         let row = sqlx::query(
             "SELECT COALESCE(SUM(CASE WHEN visible_at <= ?2 THEN 1 ELSE 0 END), 0) AS visible,
-                    COALESCE(SUM(CASE WHEN visible_at > ?2 AND receipt IS NOT NULL THEN 1 ELSE 0 END), 0) AS in_flight
+                    COALESCE(SUM(CASE WHEN visible_at > ?2 AND receipt IS NOT NULL THEN 1 ELSE 0 END), 0) AS in_flight,
+                    COALESCE(SUM(CASE WHEN visible_at > ?2 AND receipt IS NULL THEN 1 ELSE 0 END), 0) AS delayed,
+                    MIN(sent_at) AS oldest
              FROM messages WHERE queue = ?1",
         )
         .bind(queue)
@@ -886,7 +889,13 @@ impl Transport for EmbeddedTransport {
         .await
         .map_err(db)?;
         let count = |column: &str| u64::try_from(row.get::<i64, _>(column)).unwrap_or(0);
-        Ok(QueueStats { visible: count("visible"), in_flight: count("in_flight") })
+        let oldest: Option<i64> = row.get("oldest");
+        Ok(QueueStats {
+            visible: count("visible"),
+            in_flight: count("in_flight"),
+            delayed: count("delayed"),
+            oldest_age: oldest.map(|sent| Timestamp::from_millis(sent).until(self.clock.now())),
+        })
     }
 }
 

@@ -11,6 +11,7 @@ mod captures;
 mod dead_letters;
 mod outbox;
 mod plans;
+mod queues;
 mod tenants;
 
 use std::net::TcpListener;
@@ -23,7 +24,9 @@ use serde_json::json;
 use core_api::ApiError;
 use shared::config::{Plans, Secret};
 use shared::ports::providers::CapturedCalls;
-use shared::ports::{AccessRequestStore, DeadLetterParking, DeadLetterPlans, Readiness, TenantDirectory};
+use shared::ports::{
+    AccessRequestStore, DeadLetterParking, DeadLetterPlans, Outbox, Readiness, TenantDirectory, Transport, WorkerHealth,
+};
 
 pub use plans::{RedriveSettings, PLAN_TTL};
 use shared::topology::Topology;
@@ -51,6 +54,13 @@ pub struct ConsoleState {
     pub redrive: RedriveSettings,
     /// The deployment's queues, by name and use case.
     pub topology: Topology,
+    /// Queue depths for `GET /v1/queues`.
+    pub transport: Arc<dyn Transport>,
+    pub outbox: Arc<dyn Outbox>,
+    /// Workers' reports (the oldest message's age where the transport cannot say).
+    pub health: Arc<dyn WorkerHealth>,
+    /// How often processes report themselves: reports older than three are stale.
+    pub report_interval: std::time::Duration,
 }
 
 /// An operator: the request carries the operators' bearer token. The first extractor
@@ -125,6 +135,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/outbox/failed", web::get().to(outbox::failed))
                 .route("/outbox/retry", web::post().to(plans::retry_outbox))
                 .route("/outbox/discard", web::post().to(plans::discard_outbox))
+                .route("/queues", web::get().to(queues::list))
                 .route("/jobs/{id}", web::get().to(plans::job))
                 .route("/jobs/{id}/cancel", web::post().to(plans::cancel))
                 .route("/dead-letters/{id}", web::get().to(dead_letters::get))

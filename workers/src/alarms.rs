@@ -122,6 +122,7 @@ mod tests {
             body: ALARM.into(),
             attributes: Default::default(),
             receive_count: 1,
+            sent_at: shared::Timestamp::now(),
         };
         let error = AlarmForwarder::new(Arc::new(Down)).handle(&message).await.unwrap_err();
         assert!(matches!(error, HandlerError::Transient(_)), "{error:?}");

@@ -100,6 +100,9 @@ pub async fn report_worker(
     shutdown: CancellationToken,
 ) {
     let mut first = true;
+    // The last report's longest wait: the final report (shutting down) repeats it
+    // rather than claiming nothing waited.
+    let mut longest_wait = None;
     loop {
         // The first report goes out at once, so other processes count this one early.
         let stopping = if std::mem::take(&mut first) {
@@ -115,6 +118,15 @@ pub async fn report_worker(
             process: process.clone(),
             handled: stats.handled.load(Ordering::Relaxed),
             failed: stats.failed.load(Ordering::Relaxed),
+            longest_wait: if stopping {
+                longest_wait
+            } else {
+                longest_wait = match stats.longest_wait_ms.swap(0, Ordering::Relaxed) {
+                    0 => None,
+                    ms => Some(Duration::from_millis(ms)),
+                };
+                longest_wait
+            },
             reported_at: Timestamp::now(),
         };
         if let Err(error) = health.report_worker(&report).await {

@@ -260,6 +260,21 @@ pub struct ConsumerStats {
     pub dead_lettered: AtomicU64,
     /// Handler runs that found a platform dependency unavailable.
     pub unavailable: AtomicU64,
+    /// The longest a message received since the last report had waited in the queue
+    /// (milliseconds): SQS reports its oldest message's age only to CloudWatch, so the
+    /// control plane derives it from this. Taken (reset) by each report.
+    pub longest_wait_ms: AtomicU64,
+}
+
+impl ConsumerStats {
+    /// Notes how long each of `messages` waited in the queue before it was received.
+    pub fn received(&self, messages: &[shared::ports::ReceivedMessage]) {
+        let now = shared::Timestamp::now();
+        if let Some(longest) = messages.iter().map(|m| m.sent_at.until(now)).max() {
+            let ms = u64::try_from(longest.as_millis()).unwrap_or(u64::MAX);
+            self.longest_wait_ms.fetch_max(ms, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The receipts of a group's messages not yet acked or dead-lettered.
@@ -638,6 +653,7 @@ impl Consumer {
     /// included. Returns how many messages were received.
     pub async fn run_once(&self, wait: Duration) -> Result<usize, TransportError> {
         let messages = self.transport.receive(self.queue(), self.receive_options(10, wait)).await?;
+        self.stats.received(&messages);
         let received = messages.len();
         let shutdown = CancellationToken::new();
         stream::iter(Self::groups(messages))
@@ -688,6 +704,7 @@ impl Consumer {
             };
             match received {
                 Ok(messages) => {
+                    this.stats.received(&messages);
                     for group in Self::groups(messages) {
                         let held: Vec<_> = permits.drain(..group.len().min(permits.len())).collect();
                         let (consumer, shutdown, slots) = (this.clone(), shutdown.clone(), slots.clone());

@@ -152,6 +152,7 @@ mod tests {
             body: body.into(),
             attributes,
             receive_count: 1,
+            sent_at: shared::Timestamp::now(),
         }
     }
 

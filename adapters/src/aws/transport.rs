@@ -404,6 +404,9 @@ impl Transport for AwsTransport {
                 body: m.body().unwrap_or_default().to_owned(),
                 attributes: attributes_of(m),
                 receive_count: system(m, MessageSystemAttributeName::ApproximateReceiveCount).parse().unwrap_or(1),
+                sent_at: system(m, MessageSystemAttributeName::SentTimestamp)
+                    .parse()
+                    .map_or_else(|_| shared::Timestamp::now(), shared::Timestamp::from_millis),
             })
             .collect())
     }
@@ -589,9 +592,29 @@ impl Transport for AwsTransport {
 
     async fn stats(&self, queue: &str) -> Result<QueueStats, TransportError> {
         let url = self.queue_url(queue).await?;
+        let names = [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ];
+        let output = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .set_attribute_names(Some(names.to_vec()))
+            .send()
+            .await
+            .map_err(|e| error_for(e, TransportError::UnknownQueue(queue.to_owned())))?;
+        let count = |name: &QueueAttributeName| -> u64 {
+            output.attributes().and_then(|a| a.get(name)).and_then(|v| v.parse().ok()).unwrap_or(0)
+        };
+        // The age of the oldest message is a CloudWatch metric only (no GetQueueAttributes
+        // attribute): the control plane derives it from what workers receive.
         Ok(QueueStats {
-            visible: self.count(&url, queue, QueueAttributeName::ApproximateNumberOfMessages).await?,
-            in_flight: self.count(&url, queue, QueueAttributeName::ApproximateNumberOfMessagesNotVisible).await?,
+            visible: count(&names[0]),
+            in_flight: count(&names[1]),
+            delayed: count(&names[2]),
+            oldest_age: None,
         })
     }
 }

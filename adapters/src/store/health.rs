@@ -13,14 +13,17 @@ impl WorkerHealth for SqlStore {
     async fn report_worker(&self, report: &WorkerReport) -> Result<(), StoreError> {
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         sqlx::query(
-            "INSERT INTO worker_stats (worker, process, handled, failed, reported_at) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO worker_stats (worker, process, handled, failed, longest_wait_ms, reported_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (worker, process) DO UPDATE
-             SET handled = excluded.handled, failed = excluded.failed, reported_at = excluded.reported_at",
+             SET handled = excluded.handled, failed = excluded.failed, longest_wait_ms = excluded.longest_wait_ms,
+                 reported_at = excluded.reported_at",
         )
         .bind(report.worker.as_str())
         .bind(report.process.as_str())
         .bind(count(report.handled))
         .bind(count(report.failed))
+        .bind(report.longest_wait.map(|wait| i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)))
         .bind(report.reported_at.as_millis())
         .execute(&self.pool)
         .await
@@ -30,7 +33,7 @@ impl WorkerHealth for SqlStore {
 
     async fn worker_reports(&self, since: Timestamp) -> Result<Vec<WorkerReport>, StoreError> {
         let rows = sqlx::query(
-            "SELECT worker, process, handled, failed, reported_at FROM worker_stats
+            "SELECT worker, process, handled, failed, longest_wait_ms, reported_at FROM worker_stats
              WHERE reported_at >= $1 ORDER BY worker, process",
         )
         .bind(since.as_millis())
@@ -48,6 +51,10 @@ impl WorkerHealth for SqlStore {
                     process: text(row, "process")?,
                     handled: count("handled")?,
                     failed: count("failed")?,
+                    longest_wait: row
+                        .try_get::<Option<i64>, _>("longest_wait_ms")
+                        .map_err(db)?
+                        .map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
                     reported_at: Timestamp::from_millis(row.try_get("reported_at").map_err(db)?),
                 })
             })

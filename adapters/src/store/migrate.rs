@@ -85,6 +85,11 @@ macro_rules! migrations_in {
                 name: "outbox_discard",
                 sql: include_str!(concat!("../../../migrations/", $dir, "/0014_outbox_discard.sql")),
             },
+            Migration {
+                version: 15,
+                name: "worker_wait",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0015_worker_wait.sql")),
+            },
         ]
     };
 }

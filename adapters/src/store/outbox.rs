@@ -264,6 +264,17 @@ impl Outbox for SqlStore {
         self.count_outbox("published_at IS NULL AND failed_at IS NULL").await
     }
 
+    async fn oldest_pending(&self) -> Result<Option<Timestamp>, StoreError> {
+        // The first pending row in insertion order, through the `outbox_pending` index.
+        let row = sqlx::query(
+            "SELECT created_at FROM outbox WHERE published_at IS NULL AND failed_at IS NULL ORDER BY seq LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|row| row.try_get::<i64, _>(0).map(Timestamp::from_millis).map_err(db)).transpose()
+    }
+
     async fn failed_outbox(&self) -> Result<u64, StoreError> {
         self.count_outbox("failed_at IS NOT NULL AND published_at IS NULL AND discarded_at IS NULL").await
     }

@@ -145,6 +145,8 @@ pub struct ReceivedMessage {
     pub attributes: BTreeMap<String, String>,
     /// 1 on the first delivery.
     pub receive_count: u32,
+    /// When the message was sent to this queue.
+    pub sent_at: Timestamp,
 }
 
 /// A message sitting in a dead-letter queue.
@@ -266,6 +268,11 @@ const MAX_REASON_BYTES: usize = 1024;
 pub struct QueueStats {
     pub visible: u64,
     pub in_flight: u64,
+    /// Sent with a delay that has not passed yet.
+    pub delayed: u64,
+    /// How long the oldest message has been in the queue, where the transport can say
+    /// (SQS reports it only as a CloudWatch metric: `None`).
+    pub oldest_age: Option<Duration>,
 }
 
 /// The transport.

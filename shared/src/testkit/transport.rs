@@ -167,6 +167,8 @@ pub async fn run_suite<B: Backend>(capabilities: Capabilities, backend: B) {
     dead_letters(&backend.open(unique_topology()).await).await;
     announce(SUITE, "a received message moved to the dead-letter queue at once, with its reason");
     dead_letter_now(&backend.open(unique_topology()).await).await;
+    announce(SUITE, "queue statistics: visible, in flight, the oldest message's age, send times");
+    queue_statistics(&backend.open(unique_topology()).await).await;
     announce(SUITE, "messages sent straight to a queue: order, dedup, rejected entries");
     send_to_a_queue(&backend.open(unique_topology()).await).await;
     announce(SUITE, "unknown names, rejected entries and bad batches");
@@ -460,6 +462,36 @@ async fn dead_letter_now(fixture: &Fixture) {
     let dead = t.dead_letters(&n.feedback_dlq, 10).await.expect("list");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].body.len(), got[0].body.len());
+}
+
+async fn queue_statistics(fixture: &Fixture) {
+    let n = names(&fixture.topology);
+    let t = fixture.transport.as_ref();
+    let empty = t.stats(&n.feedback).await.expect("stats");
+    assert_eq!((empty.visible, empty.in_flight, empty.delayed, empty.oldest_age), (0, 0, 0, None));
+    // The backend's clock: the manual one where there is one.
+    let now = || fixture.clock.as_ref().map_or_else(Timestamp::now, |clock| crate::Clock::now(clock.as_ref()));
+    let before = now();
+    publish_all(t, &n.topic, &[message("g-a", "s1", "feedback.x"), message("g-b", "s2", "feedback.x")]).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let held = t.receive(&n.feedback, short_visibility(1, 30)).await.expect("receive");
+    assert_eq!(held.len(), 1);
+    // The send time, as the backend's clock has it (within a second).
+    let sent = held[0].sent_at.as_millis();
+    assert!(sent >= before.as_millis() - 1_000 && sent <= now().as_millis() + 1_000, "sent at {sent}");
+    // SQS counts are approximate and catch up within moments.
+    let mut stats = t.stats(&n.feedback).await.expect("stats");
+    for _ in 0..20 {
+        if (stats.visible, stats.in_flight) == (1, 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stats = t.stats(&n.feedback).await.expect("stats");
+    }
+    assert_eq!((stats.visible, stats.in_flight, stats.delayed), (1, 1, 0), "{stats:?}");
+    if let Some(age) = stats.oldest_age {
+        assert!(age >= Duration::from_millis(40) && age < Duration::from_secs(60), "{age:?}");
+    }
 }
 
 async fn send_to_a_queue(fixture: &Fixture) {

@@ -186,6 +186,9 @@ async fn a_redriven_poison_message_completes_once_and_purge_can_be_undone(engine
     let page = listed(&app, "", 2).await;
     assert_eq!(page["dead_letters"].as_array().map(Vec::len), Some(2), "{page}");
     assert_eq!(feedback_status(&app, &first_id).await, "failed");
+    let queues = json(app.operator_get("/v1/queues").await).await;
+    let feedback = queues["queues"].as_array().expect("queues").iter().find(|q| q["use_case"] == "feedback");
+    assert_eq!(feedback.expect("the feedback queue")["parked"], 2, "{queues}");
 
     // The cause is fixed; the plan is confirmed and its job runs.
     drop(failing);

@@ -12,6 +12,7 @@ mod flow;
 mod helpers;
 mod outage;
 mod plans;
+mod queues;
 mod store_outage;
 mod testflight;
 mod webhooks;

@@ -217,3 +217,41 @@ async fn an_event_the_relay_gives_up_on_is_alerted_once() {
     let titles: Vec<String> = operators.posted.lock().expect("lock").iter().map(|a| a.title.clone()).collect();
     assert_eq!(titles, ["Events that cannot be published"], "once, not on every check");
 }
+
+/// A worker process reports how long the longest-waiting message it received had been
+/// in the queue (SQS tells only CloudWatch its oldest message's age), once per report.
+#[tokio::test]
+async fn a_worker_reports_how_long_its_messages_waited() {
+    use tokio_util::sync::CancellationToken;
+    use workers::{Consumer, ConsumerConfig};
+
+    let env = Env::new().await;
+    let queue = env.queue(UseCase::Email);
+    env.embedded.publish(&env.topic(), &[message("ten_1:a", "w1", "email.requested")]).await.expect("publish");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let config = ConsumerConfig { base_backoff: Duration::from_millis(10), ..ConsumerConfig::new(queue.clone()) };
+    let consumer = Consumer::new(env.embedded.clone(), Arc::new(Broken), config);
+    let stats = consumer.stats();
+    consumer.run_once(Duration::from_millis(300)).await.expect("run");
+    let report = || {
+        let stopped = CancellationToken::new();
+        stopped.cancel();
+        workers::alerts::report_worker(
+            env.store.clone(),
+            "email".into(),
+            "p1".into(),
+            stats.clone(),
+            shared::limits::Share::alone(),
+            Duration::from_secs(60),
+            stopped,
+        )
+    };
+    report().await;
+    let since = shared::Timestamp::now().minus(Duration::from_secs(60));
+    let reports = env.store.worker_reports(since).await.expect("reports");
+    let waited = reports[0].longest_wait.expect("a wait was reported");
+    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(30), "{waited:?}");
+    report().await;
+    let reports = env.store.worker_reports(since).await.expect("reports");
+    assert_eq!(reports[0].longest_wait, None, "nothing received since the previous report");
+}

@@ -239,6 +239,7 @@ pub fn delivery(envelope: &EventEnvelope, count: u32) -> ReceivedMessage {
         body: envelope.to_json(),
         attributes: std::collections::BTreeMap::new(),
         receive_count: count,
+        sent_at: Timestamp::now(),
     }
 }
 

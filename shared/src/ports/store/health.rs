@@ -15,6 +15,9 @@ pub struct WorkerReport {
     pub process: String,
     pub handled: u64,
     pub failed: u64,
+    /// The longest a message the process received since its previous report had waited
+    /// in the queue; `None` when it received none.
+    pub longest_wait: Option<std::time::Duration>,
     pub reported_at: Timestamp,
 }
 

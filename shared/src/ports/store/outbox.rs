@@ -40,6 +40,8 @@ pub trait Outbox: Send + Sync + 'static {
     async fn fail_outbox(&self, seq: i64, error: &str) -> Result<(), StoreError>;
     /// Rows not yet published (failed rows excluded).
     async fn outbox_backlog(&self) -> Result<u64, StoreError>;
+    /// When the oldest row not yet published (failed rows excluded) was written.
+    async fn oldest_pending(&self) -> Result<Option<Timestamp>, StoreError>;
     /// Rows given up on (`fail_outbox`, or unreadable when claimed), for alerts.
     async fn failed_outbox(&self) -> Result<u64, StoreError>;
     /// Resolves when rows may have been added since the previous call returned. It is

@@ -14,6 +14,8 @@ pub async fn latest_report_per_process(store: Arc<dyn StoreBackend>) {
         process: process.into(),
         handled,
         failed,
+        // The longest wait is kept as reported, and so is none.
+        longest_wait: (handled > 1).then(|| std::time::Duration::from_millis(handled * 1_000)),
         reported_at: at,
     };
     store.report_worker(&report("p1", 1, 0, now)).await.expect("report");

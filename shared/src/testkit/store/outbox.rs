@@ -13,6 +13,8 @@ use crate::testkit::within;
 pub async fn claim_publish_and_lease(store: Arc<dyn StoreBackend>) {
     let acme = tenant(store.as_ref(), "Acme").await;
     let globex = tenant(store.as_ref(), "Globex").await;
+    assert_eq!(store.oldest_pending().await.expect("oldest"), None, "nothing pending");
+    let before = Timestamp::now();
     let mut acme_ids = Vec::new();
     for _ in 0..3 {
         let e = envelope(acme.id, "order.placed", None);
@@ -22,6 +24,8 @@ pub async fn claim_publish_and_lease(store: Arc<dyn StoreBackend>) {
     for _ in 0..2 {
         store.append_event(globex.id, &envelope(globex.id, "order.placed", None)).await.expect("append");
     }
+    let oldest = store.oldest_pending().await.expect("oldest").expect("pending rows");
+    assert!(oldest >= before && oldest <= Timestamp::now(), "the first row's time");
     let first = store.claim_outbox(4, Duration::from_secs(30)).await.expect("claim");
     assert_eq!(first.len(), 4, "the limit is honoured");
     assert!(
@@ -37,6 +41,7 @@ pub async fn claim_publish_and_lease(store: Arc<dyn StoreBackend>) {
     assert_eq!(last.len(), 1, "published rows release their tenant's next row");
     store.mark_published(&[last[0].seq]).await.expect("published");
     assert_eq!(store.outbox_backlog().await.expect("backlog"), 0);
+    assert_eq!(store.oldest_pending().await.expect("oldest"), None, "all published");
     assert!(store.claim_outbox(10, Duration::from_secs(30)).await.expect("claim").is_empty());
 
     // A released row is claimable again at once, with no attempt counted.
