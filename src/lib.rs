@@ -4,5 +4,6 @@
 
 pub mod config;
 pub mod dev;
+pub mod operator;
 pub mod platform;
 pub mod terraform;

@@ -12,6 +12,7 @@ use shared::topology::UseCase;
 use shared::TenantId;
 use switchyard::config::{self, Layer};
 use switchyard::dev;
+use switchyard::operator::{self, Action, ControlPlane, DeadLetterFilter, Manner};
 use switchyard::platform::{Backends, Component, Platform};
 
 #[derive(Parser)]
@@ -67,6 +68,154 @@ enum Command {
     Pattern {
         #[command(subcommand)]
         command: PatternCommand,
+    },
+    /// Dead letters, through the control plane: list, show, groups, redrive, purge,
+    /// restore (SWITCHYARD_CONTROL_PLANE_URL and SWITCHYARD_OPERATOR_TOKEN; under
+    /// `dev`, its credentials file).
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Outbox rows the relay gave up on: list, retry, discard.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+    /// Each queue's depth and oldest message, and the outbox's backlog.
+    Queues {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A redrive job: its progress, or cancel it.
+    Job {
+        #[command(subcommand)]
+        command: JobCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Parked dead letters, newest first.
+    List {
+        #[command(flatten)]
+        filter: DeadLetterFilter,
+        /// parked (the default), purged or redriven.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One dead letter with its message and every attempt.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dead letters by error group, largest first.
+    Groups {
+        #[command(flatten)]
+        filter: DeadLetterFilter,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send dead letters back to their queues, in their order, as a job.
+    Redrive {
+        /// These dead letters (repeat the flag); without, the filter's.
+        #[arg(long = "id", value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        filter: DeadLetterFilter,
+        /// Messages a minute (the queue's provider rate caps it).
+        #[arg(long)]
+        rate_per_minute: Option<u32>,
+        /// Do it without asking.
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Purge dead letters (restorable for the retention period).
+    Purge {
+        #[arg(long = "id", value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        filter: DeadLetterFilter,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore purged dead letters.
+    Restore {
+        #[arg(long = "id", value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        filter: DeadLetterFilter,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// Failed outbox rows, newest first, with why.
+    Failed {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make failed rows pending again, for the relay to publish.
+    Retry {
+        #[arg(long = "id", value_name = "SEQ")]
+        ids: Vec<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Discard failed rows (kept, never published).
+    Discard {
+        #[arg(long = "id", value_name = "SEQ")]
+        ids: Vec<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Why they are discarded.
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// A job's progress.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a running job (what it sent stays sent).
+    Cancel {
+        id: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -286,6 +435,57 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Pattern { .. } => Ok(()),
+        Command::Dlq { command } => dlq(&control_plane(config_file)?, command).await,
+        Command::Outbox { command } => outbox(&control_plane(config_file)?, command).await,
+        Command::Queues { json } => operator::queues(&control_plane(config_file)?, json).await,
+        Command::Job { command: JobCommand::Show { id, json } } => {
+            operator::job(&control_plane(config_file)?, &id, false, json).await
+        }
+        Command::Job { command: JobCommand::Cancel { id, json } } => {
+            operator::job(&control_plane(config_file)?, &id, true, json).await
+        }
+    }
+}
+
+/// The control plane the operator commands talk to (see `switchyard::operator`).
+fn control_plane(config_file: Option<&Path>) -> anyhow::Result<ControlPlane> {
+    let data_dir =
+        config::load(config_file, Layer::default()).map_or_else(|_| PathBuf::from(".switchyard"), |c| c.data_dir);
+    ControlPlane::locate(&data_dir)
+}
+
+async fn dlq(cp: &ControlPlane, command: DlqCommand) -> anyhow::Result<()> {
+    match command {
+        DlqCommand::List { filter, state, limit, cursor, json } => {
+            operator::dlq_list(cp, &filter, state.as_deref(), limit, cursor.as_deref(), json).await
+        }
+        DlqCommand::Show { id, json } => operator::dlq_show(cp, &id, json).await,
+        DlqCommand::Groups { filter, json } => operator::dlq_groups(cp, &filter, json).await,
+        DlqCommand::Redrive { ids, filter, rate_per_minute, yes, json } => {
+            operator::dead_letter_action(cp, Action::Redrive, &ids, &filter, rate_per_minute, Manner { yes, json })
+                .await
+        }
+        DlqCommand::Purge { ids, filter, yes, json } => {
+            operator::dead_letter_action(cp, Action::Purge, &ids, &filter, None, Manner { yes, json }).await
+        }
+        DlqCommand::Restore { ids, filter, yes, json } => {
+            operator::dead_letter_action(cp, Action::Restore, &ids, &filter, None, Manner { yes, json }).await
+        }
+    }
+}
+
+async fn outbox(cp: &ControlPlane, command: OutboxCommand) -> anyhow::Result<()> {
+    match command {
+        OutboxCommand::Failed { tenant, limit, cursor, json } => {
+            operator::outbox_failed(cp, tenant.as_deref(), limit, cursor.as_deref(), json).await
+        }
+        OutboxCommand::Retry { ids, tenant, yes, json } => {
+            operator::outbox_action(cp, Action::Retry, &ids, tenant.as_deref(), None, Manner { yes, json }).await
+        }
+        OutboxCommand::Discard { ids, tenant, reason, yes, json } => {
+            let manner = Manner { yes, json };
+            operator::outbox_action(cp, Action::Discard, &ids, tenant.as_deref(), Some(&reason), manner).await
+        }
     }
 }
 

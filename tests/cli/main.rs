@@ -9,6 +9,8 @@ use serde_json::{json, Value};
 
 use shared::testkit::eventually;
 
+mod operator;
+
 fn switchyard(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
     command
