@@ -309,3 +309,8 @@ async fn bad_plans_and_confirmations_are_refused_and_change_nothing() {
     assert_eq!(anonymous.send().await.expect("send").status(), 401, "operators only");
     app.stop().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redriven_poison_message_completes_once_on_postgres_and_aws() {
+    a_redriven_poison_message_completes_once_and_purge_can_be_undone(Engine::PostgresAws).await;
+}

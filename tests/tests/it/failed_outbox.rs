@@ -122,3 +122,8 @@ async fn bad_outbox_requests_are_refused() {
     assert_eq!(post(&app, "/v1/outbox/retry", &confirm).await.0, 409, "a dead-letter plan is no outbox retry");
     app.stop().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_outbox_row_is_retried_and_published_on_postgres_and_aws() {
+    a_failed_outbox_row_is_retried_and_published(Engine::PostgresAws).await;
+}

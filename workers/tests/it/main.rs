@@ -7,6 +7,7 @@ mod consumer;
 mod email;
 mod feedback;
 mod helpers;
+mod parking;
 mod redrive;
 mod relay;
 mod testflight;

@@ -75,8 +75,9 @@ locals {
         },
       ])
       # The control plane drains every dead-letter queue into the store (receive, then
-      # delete once parked) and redrives parked messages to their source queues; the
-      # parking table is in the store, so nothing else.
+      # delete once parked), redrives parked messages to their source queues (send
+      # only: the plans, jobs and parked copies are in the store) and reads every
+      # queue's counts for the queue statistics (readQueues), so nothing else.
       control-plane = concat(local.topology_read, [
         local.messaging_key,
         {
