@@ -125,42 +125,31 @@ enum DlqCommand {
     },
     /// Send dead letters back to their queues, in their order, as a job.
     Redrive {
-        /// These dead letters (repeat the flag); without, the filter's.
-        #[arg(long = "id", value_name = "ID")]
-        ids: Vec<String>,
         #[command(flatten)]
-        filter: DeadLetterFilter,
+        chosen: Chosen,
         /// Messages a minute (the queue's provider rate caps it).
         #[arg(long)]
         rate_per_minute: Option<u32>,
-        /// Do it without asking.
-        #[arg(long)]
-        yes: bool,
-        #[arg(long)]
-        json: bool,
     },
     /// Purge dead letters (restorable for the retention period).
-    Purge {
-        #[arg(long = "id", value_name = "ID")]
-        ids: Vec<String>,
-        #[command(flatten)]
-        filter: DeadLetterFilter,
-        #[arg(long)]
-        yes: bool,
-        #[arg(long)]
-        json: bool,
-    },
+    Purge(Chosen),
     /// Restore purged dead letters.
-    Restore {
-        #[arg(long = "id", value_name = "ID")]
-        ids: Vec<String>,
-        #[command(flatten)]
-        filter: DeadLetterFilter,
-        #[arg(long)]
-        yes: bool,
-        #[arg(long)]
-        json: bool,
-    },
+    Restore(Chosen),
+}
+
+/// The dead letters an action is for, and how it goes.
+#[derive(clap::Args)]
+struct Chosen {
+    /// These dead letters (repeat the flag); without, the filter's.
+    #[arg(long = "id", value_name = "ID")]
+    ids: Vec<String>,
+    #[command(flatten)]
+    filter: DeadLetterFilter,
+    /// Do it without asking.
+    #[arg(long)]
+    yes: bool,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -461,17 +450,15 @@ async fn dlq(cp: &ControlPlane, command: DlqCommand) -> anyhow::Result<()> {
         }
         DlqCommand::Show { id, json } => operator::dlq_show(cp, &id, json).await,
         DlqCommand::Groups { filter, json } => operator::dlq_groups(cp, &filter, json).await,
-        DlqCommand::Redrive { ids, filter, rate_per_minute, yes, json } => {
-            operator::dead_letter_action(cp, Action::Redrive, &ids, &filter, rate_per_minute, Manner { yes, json })
-                .await
-        }
-        DlqCommand::Purge { ids, filter, yes, json } => {
-            operator::dead_letter_action(cp, Action::Purge, &ids, &filter, None, Manner { yes, json }).await
-        }
-        DlqCommand::Restore { ids, filter, yes, json } => {
-            operator::dead_letter_action(cp, Action::Restore, &ids, &filter, None, Manner { yes, json }).await
-        }
+        DlqCommand::Redrive { chosen, rate_per_minute } => act(cp, Action::Redrive, chosen, rate_per_minute).await,
+        DlqCommand::Purge(chosen) => act(cp, Action::Purge, chosen, None).await,
+        DlqCommand::Restore(chosen) => act(cp, Action::Restore, chosen, None).await,
     }
+}
+
+async fn act(cp: &ControlPlane, action: Action, chosen: Chosen, rate_per_minute: Option<u32>) -> anyhow::Result<()> {
+    let Chosen { ids, filter, yes, json } = chosen;
+    operator::dead_letter_action(cp, action, &ids, &filter, rate_per_minute, Manner { yes, json }).await
 }
 
 async fn outbox(cp: &ControlPlane, command: OutboxCommand) -> anyhow::Result<()> {

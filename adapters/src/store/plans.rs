@@ -200,6 +200,37 @@ async fn confirm(
 /// The outbox rows an operator may retry or discard.
 const FAILED_ROW: &str = "failed_at IS NOT NULL AND published_at IS NULL AND discarded_at IS NULL";
 
+/// Records as plan `plan`'s the rows among `ids` of `table` (`parked_dead_letters`,
+/// those in `state`; or `outbox`, those failed).
+async fn freeze_ids(
+    tx: &mut Transaction<'static, Any>,
+    plan: &str,
+    table: &str,
+    state: Option<&str>,
+    ids: &[i64],
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let (condition, first) = match state {
+        Some(_) => ("state = $2".to_owned(), 3),
+        None => (FAILED_ROW.to_owned(), 2),
+    };
+    let sql = format!(
+        "INSERT INTO operator_plan_items (plan_id, seq) SELECT $1, seq FROM {table} WHERE {condition} AND seq IN ({})",
+        in_list(first, ids.len())
+    );
+    let mut query = sqlx::query(&sql).bind(plan.to_owned());
+    if let Some(state) = state {
+        query = query.bind(state.to_owned());
+    }
+    for seq in ids {
+        query = query.bind(*seq);
+    }
+    query.execute(&mut **tx).await.map_err(db)?;
+    Ok(())
+}
+
 /// Records the parked dead letters in `state` that `selection` names as plan `plan`'s.
 async fn freeze_parked(
     tx: &mut Transaction<'static, Any>,
@@ -208,20 +239,7 @@ async fn freeze_parked(
     selection: &Selection,
 ) -> Result<(), StoreError> {
     match selection {
-        Selection::Ids(ids) if ids.is_empty() => Ok(()),
-        Selection::Ids(ids) => {
-            let sql = format!(
-                "INSERT INTO operator_plan_items (plan_id, seq)
-                 SELECT $1, seq FROM parked_dead_letters WHERE state = $2 AND seq IN ({})",
-                in_list(3, ids.len())
-            );
-            let mut query = sqlx::query(&sql).bind(plan.to_owned()).bind(state.as_str());
-            for seq in ids {
-                query = query.bind(*seq);
-            }
-            query.execute(&mut **tx).await.map_err(db)?;
-            Ok(())
-        }
+        Selection::Ids(ids) => freeze_ids(tx, plan, "parked_dead_letters", Some(state.as_str()), ids).await,
         Selection::Filter(filter) => {
             let filter = ParkedFilter { state, ..filter.clone() };
             let (clause, values) = narrowed(&filter, 2);
@@ -244,20 +262,7 @@ async fn freeze_failed_rows(
     selection: &Selection,
 ) -> Result<(), StoreError> {
     match selection {
-        Selection::Ids(ids) if ids.is_empty() => Ok(()),
-        Selection::Ids(ids) => {
-            let sql = format!(
-                "INSERT INTO operator_plan_items (plan_id, seq)
-                 SELECT $1, seq FROM outbox WHERE {FAILED_ROW} AND seq IN ({})",
-                in_list(2, ids.len())
-            );
-            let mut query = sqlx::query(&sql).bind(plan.to_owned());
-            for seq in ids {
-                query = query.bind(*seq);
-            }
-            query.execute(&mut **tx).await.map_err(db)?;
-            Ok(())
-        }
+        Selection::Ids(ids) => freeze_ids(tx, plan, "outbox", None, ids).await,
         Selection::FailedOutbox { tenant } => {
             let sql = format!(
                 "INSERT INTO operator_plan_items (plan_id, seq)
