@@ -91,6 +91,51 @@ enum Command {
         #[command(subcommand)]
         command: JobCommand,
     },
+    /// Named operators of the control plane (on the configured store).
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
+    /// What operators did, newest first (through the control plane).
+    Audit {
+        #[arg(long)]
+        operator: Option<String>,
+        /// The route (`POST /v1/dead-letters/purge`) or command.
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Create an operator and print its token (shown only this once; stored hashed).
+    Create {
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every operator with its role, revoked ones too.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an operator's token (at once, on every control-plane process).
+    Revoke { name: String },
 }
 
 #[derive(Subcommand)]
@@ -427,6 +472,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq { command } => dlq(&control_plane(config_file)?, command).await,
         Command::Outbox { command } => outbox(&control_plane(config_file)?, command).await,
         Command::Queues { json } => operator::queues(&control_plane(config_file)?, json).await,
+        Command::Operator { command } => {
+            let config = config::load(config_file, Layer::default())?;
+            let store = adapters::connect_store(&config.store).await?;
+            operator_command(store.as_ref(), command).await
+        }
+        Command::Audit { operator, action, tenant, from, to, limit, cursor, json } => {
+            let limit = limit.map(|l| l.to_string());
+            let pairs: Vec<(&str, &str)> = [
+                ("operator", operator.as_deref()),
+                ("action", action.as_deref()),
+                ("tenant", tenant.as_deref()),
+                ("from", from.as_deref()),
+                ("to", to.as_deref()),
+                ("limit", limit.as_deref()),
+                ("cursor", cursor.as_deref()),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+            operator::audit_log(&control_plane(config_file)?, &pairs, json).await
+        }
         Command::Job { command: JobCommand::Show { id, json } } => {
             operator::job(&control_plane(config_file)?, &id, false, json).await
         }
@@ -434,6 +500,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             operator::job(&control_plane(config_file)?, &id, true, json).await
         }
     }
+}
+
+async fn operator_command(store: &dyn shared::ports::StoreBackend, command: OperatorCommand) -> anyhow::Result<()> {
+    use switchyard::operator::accounts;
+    match command {
+        OperatorCommand::Create { name, role, json } => {
+            let token = accounts::create(store, &name, &role).await?;
+            if json {
+                println!("{}", serde_json::json!({"name": name, "role": role, "token": token}));
+            } else {
+                println!("{token}");
+                eprintln!("The token of {name} ({role}) is shown only this once.");
+            }
+        }
+        OperatorCommand::List { json } => {
+            let operators = accounts::list(store).await?;
+            if json {
+                let view: Vec<_> = operators
+                    .iter()
+                    .map(|o| {
+                        serde_json::json!({
+                            "name": o.name.as_str(),
+                            "role": o.role.as_str(),
+                            "created_at": o.created_at,
+                            "revoked_at": o.revoked_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({ "operators": view }));
+            } else {
+                for o in &operators {
+                    let revoked = o.revoked_at.map(|at| format!("  revoked {at}")).unwrap_or_default();
+                    println!("{:<24} {:<9} {}{revoked}", o.name.as_str(), o.role.as_str(), o.created_at);
+                }
+            }
+        }
+        OperatorCommand::Revoke { name } => {
+            accounts::revoke(store, &name).await?;
+            println!("revoked {name}");
+        }
+    }
+    Ok(())
 }
 
 /// The control plane the operator commands talk to (see `switchyard::operator`).

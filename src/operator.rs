@@ -564,3 +564,88 @@ mod tests {
         );
     }
 }
+
+/// Named operators, managed on the store itself (how the first one is made), each
+/// change in the audit log as done by `cli`.
+pub mod accounts {
+    use anyhow::Context;
+
+    use shared::domain::operators::{OperatorName, OperatorRecord, Role};
+    use shared::ports::{NewAuditEntry, StoreBackend};
+    use shared::Timestamp;
+
+    /// The audit log's name for changes made by these commands.
+    pub const CLI: &str = "cli";
+
+    async fn audit(store: &dyn StoreBackend, action: &str, target: &str, outcome: &str) -> anyhow::Result<()> {
+        let entry = NewAuditEntry {
+            at: Timestamp::now(),
+            operator: CLI.to_owned(),
+            role: Role::Admin,
+            action: action.to_owned(),
+            target: Some(serde_json::json!({ "operator": target }).to_string()),
+            tenant: None,
+            count: None,
+            outcome: outcome.to_owned(),
+        };
+        store.append_audit(&entry).await.context("writing the audit log")?;
+        Ok(())
+    }
+
+    /// Creates an operator and answers its token, which is shown only this once.
+    pub async fn create(store: &dyn StoreBackend, name: &str, role: &str) -> anyhow::Result<String> {
+        let name = OperatorName::parse(name).map_err(anyhow::Error::msg)?;
+        let role = Role::parse(role).map_err(anyhow::Error::msg)?;
+        let token = format!("opk_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let record = OperatorRecord {
+            name: name.clone(),
+            role,
+            token_hash: control_plane::audit::token_hash(&token),
+            created_at: Timestamp::now(),
+            revoked_at: None,
+        };
+        let created = store.create_operator(&record).await;
+        let outcome = match &created {
+            Ok(()) => "ok".to_owned(),
+            Err(error) => format!("refused: {error}"),
+        };
+        audit(store, "operator create", name.as_str(), &outcome).await?;
+        created?;
+        Ok(token)
+    }
+
+    pub async fn list(store: &dyn StoreBackend) -> anyhow::Result<Vec<OperatorRecord>> {
+        Ok(store.operators().await?)
+    }
+
+    /// Revokes `name`'s token; an error when there is no such active operator.
+    pub async fn revoke(store: &dyn StoreBackend, name: &str) -> anyhow::Result<()> {
+        let name = OperatorName::parse(name).map_err(anyhow::Error::msg)?;
+        let revoked = store.revoke_operator(&name, Timestamp::now()).await?;
+        let outcome = if revoked { "ok" } else { "refused: no such active operator" };
+        audit(store, "operator revoke", name.as_str(), outcome).await?;
+        if !revoked {
+            anyhow::bail!("there is no active operator named {name}");
+        }
+        Ok(())
+    }
+}
+
+pub async fn audit_log(cp: &ControlPlane, pairs: &[(&str, &str)], json: bool) -> anyhow::Result<()> {
+    let page = cp.get(&format!("/v1/audit{}", query(pairs))).await?;
+    if json {
+        print_json(&page);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = page["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| ["at", "operator", "role", "action", "count", "outcome"].iter().map(|k| cell(&e[*k])).collect())
+        .collect();
+    table(&["AT", "OPERATOR", "ROLE", "ACTION", "COUNT", "OUTCOME"], &rows);
+    if let Some(next) = page["next_cursor"].as_str() {
+        println!("\nmore: --cursor {next}");
+    }
+    Ok(())
+}

@@ -391,6 +391,8 @@ impl Platform {
                 access: store.clone(),
                 readiness: store.clone(),
                 admin_token: self.config.admin_token.clone(),
+                operators: store.clone(),
+                audit: store.clone(),
                 plans: self.config.plans.clone(),
                 captures: adapters::open_captures(&self.config),
                 webhooks: self.config.webhooks.clone(),

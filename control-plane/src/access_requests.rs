@@ -13,7 +13,8 @@ use shared::domain::access::{parse_message, AccessRequest, AccessRequestStatus, 
 use shared::events::{AccessDecision, AccessRequestApproved, AccessRequestRejected, Payload};
 use shared::{EventEnvelope, TenantId};
 
-use crate::{ConsoleState, Operator};
+use crate::audit::{audited, Acting, Viewer};
+use crate::ConsoleState;
 
 #[derive(serde::Deserialize)]
 pub(crate) struct ListQuery {
@@ -26,7 +27,7 @@ fn ticket(raw: &str) -> Result<TicketId, ApiError> {
 }
 
 pub(crate) async fn list(
-    _operator: Operator,
+    _caller: Viewer,
     query: web::Query<ListQuery>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -48,7 +49,7 @@ fn admin_view(request: &AccessRequest) -> Value {
 }
 
 pub(crate) async fn get(
-    _operator: Operator,
+    _caller: Viewer,
     path: web::Path<String>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -82,12 +83,16 @@ async fn decide(raw: &str, decision: Decision, state: &ConsoleState) -> Result<H
 }
 
 pub(crate) async fn approve(
-    _operator: Operator,
+    Acting(caller): Acting,
     path: web::Path<String>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
-    let decision = Decision::Approve { tenant: TenantId::new() };
-    decide(&path, decision, &state).await
+    let tenant = TenantId::new();
+    let target = serde_json::json!({"ticket": path.as_str()});
+    audited(&state, &caller, target, None, async {
+        Ok((decide(&path, Decision::Approve { tenant }, &state).await?, None))
+    })
+    .await
 }
 
 /// The optional body of a rejection: empty, or a JSON object with a `reason`.
@@ -106,10 +111,12 @@ impl FromBody for Rejection {
 }
 
 pub(crate) async fn reject(
-    _operator: Operator,
+    Acting(caller): Acting,
     Body(rejection): Body<Rejection>,
     path: web::Path<String>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
-    decide(&path, Decision::Reject { reason: rejection.reason }, &state).await
+    let target = serde_json::json!({"ticket": path.as_str(), "reason": rejection.reason});
+    let decision = Decision::Reject { reason: rejection.reason };
+    audited(&state, &caller, target, None, async { Ok((decide(&path, decision, &state).await?, None)) }).await
 }

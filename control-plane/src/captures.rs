@@ -7,13 +7,14 @@ use serde_json::{json, Map, Value};
 
 use core_api::ApiError;
 
-use crate::{ConsoleState, Operator};
+use crate::audit::Viewer;
+use crate::ConsoleState;
 
 fn not_capturing() -> ApiError {
     ApiError::NotFound("captured calls (this process makes real provider calls)".into())
 }
 
-pub(crate) async fn kinds(_operator: Operator, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn kinds(_caller: Viewer, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
     let captures = state.captures.as_ref().ok_or_else(not_capturing)?;
     let mut counts = Map::new();
     for kind in captures.kinds() {
@@ -23,7 +24,7 @@ pub(crate) async fn kinds(_operator: Operator, state: web::Data<ConsoleState>) -
 }
 
 pub(crate) async fn list(
-    _operator: Operator,
+    _caller: Viewer,
     path: web::Path<String>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {

@@ -21,7 +21,8 @@ use shared::ports::{ErrorGroup, Fingerprint, Parked, ParkedFilter, ParkedState, 
 use shared::topology::QueueSpec;
 use shared::{EventType, TenantId, Timestamp};
 
-use crate::{ConsoleState, Operator};
+use crate::audit::Viewer;
+use crate::ConsoleState;
 
 /// The largest page.
 const MAX_LIMIT: u32 = 100;
@@ -160,7 +161,7 @@ fn group_view(group: &ErrorGroup) -> Value {
 }
 
 pub(crate) async fn list(
-    _operator: Operator,
+    _caller: Viewer,
     query: web::Query<ListQuery>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -177,7 +178,7 @@ pub(crate) async fn list(
 }
 
 pub(crate) async fn groups(
-    _operator: Operator,
+    _caller: Viewer,
     query: web::Query<ListQuery>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -187,7 +188,7 @@ pub(crate) async fn groups(
 }
 
 pub(crate) async fn get(
-    _operator: Operator,
+    _caller: Viewer,
     path: web::Path<String>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {

@@ -1,12 +1,14 @@
 //! control-plane: the operator API and admin console. Today: access-request decisions,
-//! tenant settings (plan, alert webhook), and the dead letters parked from every
-//! dead-letter queue — browsed, redriven, purged and restored by plan — as a JSON API behind the operators' bearer token
-//! (`SWITCHYARD_ADMIN_TOKEN`).
+//! tenant settings (plan, alert webhook), the dead letters parked from every
+//! dead-letter queue (browsed, redriven, purged and restored by plan), failed outbox
+//! rows, queue statistics and the audit log, as a JSON API for named operators with
+//! roles and the bootstrap admin (`SWITCHYARD_ADMIN_TOKEN`); see `audit`.
 //!
 //! Architecture invariant: like core-api, it reaches the outside world only through
 //! the ports in `shared::ports`.
 
 mod access_requests;
+pub mod audit;
 mod captures;
 mod dead_letters;
 mod outbox;
@@ -25,7 +27,8 @@ use core_api::ApiError;
 use shared::config::{Plans, Secret};
 use shared::ports::providers::CapturedCalls;
 use shared::ports::{
-    AccessRequestStore, DeadLetterParking, DeadLetterPlans, Outbox, Readiness, TenantDirectory, Transport, WorkerHealth,
+    AccessRequestStore, AuditLog, DeadLetterParking, DeadLetterPlans, Operators, Outbox, Readiness, TenantDirectory,
+    Transport, WorkerHealth,
 };
 
 pub use plans::{RedriveSettings, PLAN_TTL};
@@ -37,9 +40,12 @@ pub struct ConsoleState {
     pub tenants: Arc<dyn TenantDirectory>,
     pub access: Arc<dyn AccessRequestStore>,
     pub readiness: Arc<dyn Readiness>,
-    /// Operators authenticate with this bearer token; with none set, the JSON API
-    /// refuses every call.
+    /// The bootstrap admin's bearer token (named operators have their own).
     pub admin_token: Option<Secret>,
+    /// Named operators and their roles.
+    pub operators: Arc<dyn Operators>,
+    /// Where every operator action is recorded.
+    pub audit: Arc<dyn AuditLog>,
     /// The plans a tenant can be put on.
     pub plans: Plans,
     /// Provider calls captured instead of made (`dev`), for operators to look at.
@@ -63,45 +69,6 @@ pub struct ConsoleState {
     pub report_interval: std::time::Duration,
 }
 
-/// An operator: the request carries the operators' bearer token. The first extractor
-/// of every operator handler, before its `Body`: an operator body's errors name the
-/// deployment's configuration (its plans), which only operators may see.
-pub struct Operator;
-
-impl actix_web::FromRequest for Operator {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
-
-    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let authorized = match request.app_data::<web::Data<ConsoleState>>() {
-            Some(state) => state.authorize(request).map(|()| Operator),
-            None => Err(ApiError::Unauthorized("the control plane has no state registered")),
-        };
-        std::future::ready(authorized)
-    }
-}
-
-impl ConsoleState {
-    fn authorize(&self, request: &HttpRequest) -> Result<(), ApiError> {
-        let Some(expected) = &self.admin_token else {
-            return Err(ApiError::Unauthorized(
-                "the control plane has no admin token configured (SWITCHYARD_ADMIN_TOKEN)",
-            ));
-        };
-        let presented = request
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if core_api::auth::constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
-            Ok(())
-        } else {
-            Err(ApiError::Unauthorized("a valid admin token is required"))
-        }
-    }
-}
-
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok", "service": "control-plane"}))
 }
@@ -121,6 +88,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(ready))
         .service(
             web::scope("/v1")
+                .route("/audit", web::get().to(audit::list))
                 .route("/access-requests", web::get().to(access_requests::list))
                 .route("/access-requests/{ticket}", web::get().to(access_requests::get))
                 .route("/access-requests/{ticket}/approve", web::post().to(access_requests::approve))

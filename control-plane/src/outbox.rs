@@ -10,7 +10,8 @@ use core_api::ApiError;
 use shared::ports::FailedOutboxRow;
 use shared::TenantId;
 
-use crate::{ConsoleState, Operator};
+use crate::audit::Viewer;
+use crate::ConsoleState;
 
 const MAX_LIMIT: u32 = 100;
 const DEFAULT_LIMIT: u32 = 50;
@@ -36,7 +37,7 @@ fn view(row: &FailedOutboxRow) -> serde_json::Value {
 }
 
 pub(crate) async fn failed(
-    _operator: Operator,
+    _caller: Viewer,
     query: web::Query<FailedQuery>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {

@@ -26,8 +26,9 @@ use core_api::ApiError;
 use shared::ports::{Apply, Job, Plan, PlanAction, Selection, Tally};
 use shared::{JobId, PlanId, TenantId, Timestamp};
 
+use crate::audit::{audited, Acting, Admin, Caller, Viewer};
 use crate::dead_letters::{filter_from, ListQuery};
-use crate::{ConsoleState, Operator};
+use crate::ConsoleState;
 
 /// How long a plan can be confirmed.
 pub const PLAN_TTL: Duration = Duration::from_secs(3_600);
@@ -289,11 +290,15 @@ pub(crate) fn job_view(job: &Job) -> Value {
     })
 }
 
-async fn make(state: &ConsoleState, action: PlanAction, selection: Selection) -> Result<HttpResponse, ApiError> {
+async fn make(
+    state: &ConsoleState,
+    action: PlanAction,
+    selection: Selection,
+) -> Result<(HttpResponse, Option<u64>), ApiError> {
     let now = Timestamp::now();
     let plan = state.plans_store.make_plan(action, &selection, now, now.plus(PLAN_TTL)).await?;
-    tracing::info!(plan = %plan.id, action = action.as_str(), count = plan.counts.total, "dead-letter plan made");
-    Ok(HttpResponse::Ok().json(plan_view(&plan)))
+    tracing::info!(plan = %plan.id, action = action.as_str(), count = plan.counts.total, "plan made");
+    Ok((HttpResponse::Ok().json(plan_view(&plan)), Some(plan.counts.total)))
 }
 
 /// The plan `id`, which must be `action`'s.
@@ -308,7 +313,50 @@ async fn plan_for(state: &ConsoleState, id: PlanId, action: PlanAction) -> Resul
     Ok(plan)
 }
 
-async fn handle(state: &ConsoleState, action: PlanAction, request: Request) -> Result<HttpResponse, ApiError> {
+/// What an audit entry says a request was for.
+fn target(request: &Request) -> Value {
+    match request {
+        Request::Plan(Selection::Ids(ids)) => json!({"ids": ids}),
+        Request::Plan(Selection::Filter(f)) => json!({"filter": {
+            "queue": f.queue.as_ref().map(|q| q.as_str()),
+            "tenant": f.tenant,
+            "type": f.event_type.as_ref().map(|t| t.as_str()),
+            "error": f.error_group.as_ref().map(|g| g.as_str()),
+            "from": f.from,
+            "to": f.to,
+        }}),
+        Request::Plan(Selection::FailedOutbox { tenant }) => json!({"filter": {"tenant": tenant}}),
+        Request::Confirm { plan, confirm, rate_per_minute, reason } => {
+            json!({"plan_id": plan, "confirm": confirm, "rate_per_minute": rate_per_minute, "reason": reason})
+        }
+    }
+}
+
+/// The tenant a request names, for the audit log's tenant filter.
+fn tenant_of(request: &Request) -> Option<TenantId> {
+    match request {
+        Request::Plan(Selection::Filter(filter)) => filter.tenant,
+        Request::Plan(Selection::FailedOutbox { tenant }) => *tenant,
+        _ => None,
+    }
+}
+
+/// Plans or confirms `request` as `caller`, audited.
+async fn handle(
+    state: &ConsoleState,
+    caller: &Caller,
+    action: PlanAction,
+    request: Request,
+) -> Result<HttpResponse, ApiError> {
+    let (target, tenant) = (target(&request), tenant_of(&request));
+    audited(state, caller, target, tenant, carry_out(state, action, request)).await
+}
+
+async fn carry_out(
+    state: &ConsoleState,
+    action: PlanAction,
+    request: Request,
+) -> Result<(HttpResponse, Option<u64>), ApiError> {
     let (id, confirm, rate, reason) = match request {
         Request::Plan(selection) => return make(state, action, selection).await,
         Request::Confirm { plan, confirm, rate_per_minute, reason } => (plan, confirm, rate_per_minute, reason),
@@ -330,9 +378,9 @@ async fn handle(state: &ConsoleState, action: PlanAction, request: Request) -> R
         let rate = rate.unwrap_or(state.redrive.default_rate_per_minute);
         let job = state.plans_store.start_job(id, rate, now).await?;
         tracing::info!(plan = %id, job = %job.id, total = job.total, rate, "redrive job started");
-        return Ok(HttpResponse::Accepted()
-            .insert_header(("Location", format!("/v1/jobs/{}", job.id)))
-            .json(job_view(&job)));
+        let response =
+            HttpResponse::Accepted().insert_header(("Location", format!("/v1/jobs/{}", job.id))).json(job_view(&job));
+        return Ok((response, Some(job.total)));
     }
     if confirm.as_u64() != Some(plan.counts.total) {
         return Err(ApiError::Conflict {
@@ -343,7 +391,7 @@ async fn handle(state: &ConsoleState, action: PlanAction, request: Request) -> R
     let apply = Apply { restorable_since: now.minus(state.redrive.retention), reason };
     let moved = state.plans_store.apply_plan(id, now, &apply).await?;
     tracing::info!(plan = %id, action = action.as_str(), moved, "plan applied");
-    Ok(HttpResponse::Ok().json(match action {
+    let response = HttpResponse::Ok().json(match action {
         PlanAction::Purge => json!({
             "plan_id": id,
             "purged": moved,
@@ -352,47 +400,48 @@ async fn handle(state: &ConsoleState, action: PlanAction, request: Request) -> R
         PlanAction::Restore => json!({"plan_id": id, "restored": moved}),
         PlanAction::RetryOutbox => json!({"plan_id": id, "retried": moved}),
         _ => json!({"plan_id": id, "discarded": moved}),
-    }))
+    });
+    Ok((response, Some(moved)))
 }
 
 pub(crate) async fn redrive(
-    _operator: Operator,
+    Acting(caller): Acting,
     Body(DeadLetterRequest(request)): Body<DeadLetterRequest>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
-    handle(&state, PlanAction::Redrive, request).await
+    handle(&state, &caller, PlanAction::Redrive, request).await
 }
 
 pub(crate) async fn purge(
-    _operator: Operator,
+    Admin(caller): Admin,
     Body(DeadLetterRequest(request)): Body<DeadLetterRequest>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
-    handle(&state, PlanAction::Purge, request).await
+    handle(&state, &caller, PlanAction::Purge, request).await
 }
 
 pub(crate) async fn restore(
-    _operator: Operator,
+    Admin(caller): Admin,
     Body(DeadLetterRequest(request)): Body<DeadLetterRequest>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
-    handle(&state, PlanAction::Restore, request).await
+    handle(&state, &caller, PlanAction::Restore, request).await
 }
 
 pub(crate) async fn retry_outbox(
-    _operator: Operator,
+    Acting(caller): Acting,
     Body(OutboxRequest(request)): Body<OutboxRequest>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
-    handle(&state, PlanAction::RetryOutbox, request).await
+    handle(&state, &caller, PlanAction::RetryOutbox, request).await
 }
 
 pub(crate) async fn discard_outbox(
-    _operator: Operator,
+    Admin(caller): Admin,
     Body(OutboxRequest(request)): Body<OutboxRequest>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
-    handle(&state, PlanAction::DiscardOutbox, request).await
+    handle(&state, &caller, PlanAction::DiscardOutbox, request).await
 }
 
 fn job_id(raw: &str) -> Result<JobId, ApiError> {
@@ -400,7 +449,7 @@ fn job_id(raw: &str) -> Result<JobId, ApiError> {
 }
 
 pub(crate) async fn job(
-    _operator: Operator,
+    _caller: Viewer,
     path: web::Path<String>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -410,16 +459,19 @@ pub(crate) async fn job(
 }
 
 pub(crate) async fn cancel(
-    _operator: Operator,
+    Acting(caller): Acting,
     path: web::Path<String>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = job_id(&path)?;
-    let job = state
-        .plans_store
-        .cancel_job(id, Timestamp::now())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("job {id}")))?;
-    tracing::info!(job = %id, state = job.state.as_str(), "redrive job cancel asked for");
-    Ok(HttpResponse::Ok().json(job_view(&job)))
+    audited(&state, &caller, json!({"job_id": path.as_str()}), None, async {
+        let id = job_id(&path)?;
+        let job = state
+            .plans_store
+            .cancel_job(id, Timestamp::now())
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("job {id}")))?;
+        tracing::info!(job = %id, state = job.state.as_str(), "redrive job cancel asked for");
+        Ok((HttpResponse::Ok().json(job_view(&job)), None))
+    })
+    .await
 }

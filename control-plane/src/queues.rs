@@ -18,7 +18,8 @@ use core_api::ApiError;
 use shared::ports::{QueueName, QueueStats, StoreError, TransportError};
 use shared::Timestamp;
 
-use crate::{ConsoleState, Operator};
+use crate::audit::Viewer;
+use crate::ConsoleState;
 
 fn transport_error(error: TransportError) -> ApiError {
     let error = if error.is_retryable() {
@@ -33,7 +34,7 @@ fn seconds(duration: std::time::Duration) -> f64 {
     (duration.as_secs_f64() * 1_000.0).round() / 1_000.0
 }
 
-pub(crate) async fn list(_operator: Operator, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn list(_caller: Viewer, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
     let now = Timestamp::now();
     let reports = state.health.worker_reports(now.minus(state.report_interval.saturating_mul(3))).await?;
     let mut queues = Vec::with_capacity(state.topology.queues.len());

@@ -10,7 +10,8 @@ use core_api::ApiError;
 use shared::domain::{PlanName, SettingsChange};
 use shared::TenantId;
 
-use crate::{ConsoleState, Operator};
+use crate::audit::{audited, Admin, Viewer};
+use crate::ConsoleState;
 
 fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
     TenantId::parse(raw).map_err(|_| ApiError::NotFound(format!("tenant {}", raw.chars().take(64).collect::<String>())))
@@ -30,7 +31,7 @@ async fn view(state: &ConsoleState, id: TenantId) -> Result<Value, ApiError> {
 }
 
 pub(crate) async fn get(
-    _operator: Operator,
+    _caller: Viewer,
     path: web::Path<String>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -78,13 +79,23 @@ impl FromBody for Patch {
 }
 
 pub(crate) async fn update(
-    _operator: Operator,
+    Admin(caller): Admin,
     Body(Patch(change)): Body<Patch>,
     path: web::Path<String>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = tenant_id(&path)?;
-    let settings = state.tenants.change_tenant_settings(id, &change).await?;
-    tracing::info!(tenant_id = %id, plan = %settings.plan, "tenant settings changed");
-    Ok(HttpResponse::Ok().json(view(&state, id).await?))
+    let tenant = TenantId::parse(&path).ok();
+    let target = json!({
+        "tenant_id": path.as_str(),
+        "plan": change.plan.as_ref().map(ToString::to_string),
+        // Not the URL itself: a webhook URL carries its credentials.
+        "alert_webhook_url": change.alert_webhook_url.as_ref().map(|url| if url.is_some() { "set" } else { "removed" }),
+    });
+    audited(&state, &caller, target, tenant, async {
+        let id = tenant_id(&path)?;
+        let settings = state.tenants.change_tenant_settings(id, &change).await?;
+        tracing::info!(tenant_id = %id, plan = %settings.plan, "tenant settings changed");
+        Ok((HttpResponse::Ok().json(view(&state, id).await?), None))
+    })
+    .await
 }

@@ -29,6 +29,9 @@ impl FieldError {
 pub enum ApiError {
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// Authenticated, but the caller's role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("the request body is not valid JSON: {0}")]
     MalformedJson(String),
     #[error("the request has invalid fields")]
@@ -85,6 +88,7 @@ impl ApiError {
     fn kind_and_title(&self) -> (&'static str, &'static str) {
         match self {
             ApiError::Unauthorized(_) => ("/problems/unauthorized", "Unauthorized"),
+            ApiError::Forbidden(_) => ("/problems/forbidden", "Forbidden"),
             ApiError::MalformedJson(_) => ("/problems/malformed-json", "Malformed JSON"),
             ApiError::Validation(_) => ("/problems/validation", "Invalid request"),
             ApiError::PayloadTooLarge { .. } => ("/problems/payload-too-large", "Payload too large"),
@@ -138,6 +142,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MalformedJson(_) | ApiError::Validation(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } | ApiError::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -28,11 +28,15 @@ struct Running {
 
 /// The platform on the embedded engine, feedback tickets going to `zendesk`.
 async fn platform(zendesk: &str) -> Running {
-    let dir = tempfile::tempdir().expect("tempdir");
+    platform_in(tempfile::tempdir().expect("tempdir"), zendesk).await
+}
+
+/// The same, keeping its state in `dir` (its store where the CLI's default is).
+async fn platform_in(dir: tempfile::TempDir, zendesk: &str) -> Running {
     let topology = Topology::new(InstanceName::parse("cli").expect("name"), Environment::Production).expect("topology");
     let mut config = Config::minimal(
         &topology,
-        StoreConfig::Sqlite { path: dir.path().join("store.db") },
+        StoreConfig::Sqlite { path: dir.path().join("switchyard.db") },
         TransportConfig::Embedded { path: dir.path().join("transport.db") },
         ObjectStoreConfig::Filesystem { root: dir.path().join("objects") },
     );
@@ -234,4 +238,83 @@ fn write_dev_credentials(dir: &Path, console_url: &str) {
         "admin_token": TOKEN,
     });
     std::fs::write(dir.join("dev-credentials.json"), credentials.to_string()).expect("write");
+}
+
+fn with_token(running: &Running, token: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .env("SWITCHYARD_CONTROL_PLANE_URL", &running.console_url)
+        .env("SWITCHYARD_OPERATOR_TOKEN", token)
+        .env_remove("SWITCHYARD_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run switchyard")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_operators_are_made_on_the_store_and_held_to_their_role() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(args)
+            .env("SWITCHYARD_DATA_DIR", dir.path())
+            .env_remove("SWITCHYARD_DATABASE_URL")
+            .env_remove("SWITCHYARD_STORE")
+            .env_remove("SWITCHYARD_CONFIG")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run switchyard")
+    };
+    let created = local(&["operator", "create", "vera", "--role", "viewer", "--json"]);
+    let vera = json_of(&created)["token"].as_str().expect("token").to_owned();
+    let (code, token, err) = text(&local(&["operator", "create", "otto", "--role", "operator"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("only this once"), "{err}");
+    let otto = token.trim().to_owned();
+    assert_ne!(vera, otto);
+    let (code, _, err) = text(&local(&["operator", "create", "vera", "--role", "admin"]));
+    assert_ne!(code, Some(0), "a name is taken once");
+    assert!(err.contains("vera"), "{err}");
+    let (code, _, err) = text(&local(&["operator", "create", "Bad Name", "--role", "admin"]));
+    assert_ne!(code, Some(0));
+    assert!(err.contains("lowercase"), "{err}");
+    assert_ne!(local(&["operator", "create", "cy", "--role", "root"]).status.code(), Some(0));
+    let listed = json_of(&local(&["operator", "list", "--json"]));
+    let names: Vec<&str> =
+        listed["operators"].as_array().expect("list").iter().filter_map(|o| o["name"].as_str()).collect();
+    assert_eq!(names, ["otto", "vera"]);
+    let stored = std::fs::read(dir.path().join("switchyard.db")).expect("store file");
+    assert!(!String::from_utf8_lossy(&stored).contains(&vera), "tokens are stored hashed");
+
+    let zendesk = MockServer::start().await;
+    let running = platform_in(dir, &zendesk.uri()).await;
+    assert!(json_of(&with_token(&running, &vera, &["queues", "--json"]))["queues"].is_array(), "a viewer reads");
+    let (code, _, err) = text(&with_token(&running, &vera, &["dlq", "purge", "--yes"]));
+    assert_ne!(code, Some(0));
+    assert!(err.contains("403") && err.contains("admin"), "{err}");
+    let (code, out, err) = text(&with_token(&running, &otto, &["dlq", "redrive", "--yes"]));
+    assert_eq!(code, Some(0), "an operator redrives: {out}{err}");
+
+    let audit = json_of(&operator(&running, &["audit", "--json", "--limit", "100"]));
+    let entries = audit["entries"].as_array().expect("entries");
+    let seen: Vec<(String, String, String)> = entries
+        .iter()
+        .map(|e| {
+            let field = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (field("operator"), field("action"), field("outcome").split(':').next().unwrap_or_default().to_owned())
+        })
+        .collect();
+    for expected in [
+        ("vera", "POST /v1/dead-letters/purge", "refused"),
+        ("otto", "POST /v1/dead-letters/redrive", "ok"),
+        ("cli", "operator create", "ok"),
+        ("cli", "operator create", "refused"),
+    ] {
+        let expected = (expected.0.to_owned(), expected.1.to_owned(), expected.2.to_owned());
+        assert!(seen.contains(&expected), "{expected:?} in {seen:?}");
+    }
+    let (code, table, _) = text(&operator(&running, &["audit", "--operator", "vera"]));
+    assert_eq!(code, Some(0));
+    assert!(table.starts_with("AT") && table.contains("refused"), "{table}");
+    running.stop.cancel();
 }

@@ -90,6 +90,11 @@ macro_rules! migrations_in {
                 name: "worker_wait",
                 sql: include_str!(concat!("../../../migrations/", $dir, "/0015_worker_wait.sql")),
             },
+            Migration {
+                version: 16,
+                name: "operators_audit",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0016_operators_audit.sql")),
+            },
         ]
     };
 }

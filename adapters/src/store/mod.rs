@@ -21,6 +21,7 @@ mod group;
 mod health;
 mod inbox;
 mod migrate;
+mod operators;
 mod outbox;
 mod parking;
 mod plans;

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod analytics;
+pub mod operators;
 pub mod testflight;
 pub mod webhooks;
 

@@ -13,6 +13,7 @@ mod helpers;
 mod outage;
 mod plans;
 mod queues;
+mod roles;
 mod store_outage;
 mod testflight;
 mod webhooks;

@@ -21,6 +21,7 @@ mod feedback;
 mod health;
 mod inbox;
 mod invitations;
+mod operators;
 mod outbox;
 mod parking;
 mod plans;
@@ -40,6 +41,7 @@ pub use feedback::FeedbackStore;
 pub use health::{DeadLetterRecord, DedupId, MessageId, QueueName, WorkerHealth, WorkerReport};
 pub use inbox::{Applied, ConsumerName, Effect, Effects, Inbox};
 pub use invitations::InvitationStore;
+pub use operators::{AuditEntry, AuditFilter, AuditLog, NewAuditEntry, Operators};
 pub use outbox::{Outbox, OutboxEntry};
 pub use parking::{DeadLetterParking, ErrorGroup, ErrorGroupKey, Fingerprint, NewParked, Parked, ParkedFilter};
 pub use plans::{
@@ -118,4 +120,6 @@ store_backend!(
     WorkerHealth,
     DeadLetterParking,
     DeadLetterPlans,
+    Operators,
+    AuditLog,
 );

@@ -12,6 +12,7 @@ pub mod feedback;
 pub mod health;
 pub mod inbox;
 pub mod invitations;
+pub mod operators;
 pub mod outbox;
 pub mod parking;
 pub mod plans;
@@ -55,6 +56,7 @@ macro_rules! store_conformance {
             invitations { tenant_scoped_with_outcome }
             health { latest_report_per_process, dead_letters_after_a_cursor_since_a_time }
             parking { parks_once_and_lists_newest_first, groups_errors_that_differ_only_in_values }
+            operators { operators_are_named_found_by_token_and_revoked, the_audit_log_lists_newest_first_by_filter }
             plans {
                 a_plan_freezes_its_selection, a_plan_is_confirmed_once_and_only_in_time,
                 a_job_is_leased_stepped_and_taken_over, a_cancelled_job_stays_cancelled,
