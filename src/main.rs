@@ -286,9 +286,27 @@ enum TopologyCommand {
 
 #[derive(Subcommand)]
 enum TenantCommand {
-    /// Create a tenant and print its id.
+    /// Create a tenant and print its id (on the configured store).
     Create {
         name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tenants with their plan and active keys (through the control plane).
+    List {
+        /// A part of the name, any case.
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One tenant's settings and keys (through the control plane).
+    Show {
+        tenant_id: String,
         #[arg(long)]
         json: bool,
     },
@@ -296,9 +314,28 @@ enum TenantCommand {
 
 #[derive(Subcommand)]
 enum KeyCommand {
-    /// Create an API key for a tenant and print it (shown only this once).
+    /// Create an API key for a tenant and print it (shown only this once; on the
+    /// configured store).
     Create {
         tenant_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A tenant's keys: prefix, created, expires, last used, revoked (through the
+    /// control plane).
+    List {
+        tenant_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key: every API process refuses it within seconds (through the control
+    /// plane).
+    Revoke {
+        tenant_id: String,
+        key_id: String,
+        /// Do it without asking.
+        #[arg(long)]
+        yes: bool,
         #[arg(long)]
         json: bool,
     },
@@ -469,6 +506,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Pattern { .. } => Ok(()),
+        Command::Tenant { command: TenantCommand::List { search, limit, cursor, json } } => {
+            let limit = limit.map(|l| l.to_string());
+            let pairs: Vec<(&str, &str)> =
+                [("search", search.as_deref()), ("limit", limit.as_deref()), ("cursor", cursor.as_deref())]
+                    .into_iter()
+                    .filter_map(|(k, v)| v.map(|v| (k, v)))
+                    .collect();
+            operator::tenants(&control_plane(config_file)?, &pairs, json).await
+        }
+        Command::Tenant { command: TenantCommand::Show { tenant_id, json } } => {
+            operator::tenant(&control_plane(config_file)?, &tenant_id, json).await
+        }
+        Command::Key { command: KeyCommand::List { tenant_id, json } } => {
+            operator::keys(&control_plane(config_file)?, &tenant_id, json).await
+        }
+        Command::Key { command: KeyCommand::Revoke { tenant_id, key_id, yes, json } } => {
+            operator::revoke_key(&control_plane(config_file)?, &tenant_id, &key_id, Manner { yes, json }).await
+        }
         Command::Dlq { command } => dlq(&control_plane(config_file)?, command).await,
         Command::Outbox { command } => outbox(&control_plane(config_file)?, command).await,
         Command::Queues { json } => operator::queues(&control_plane(config_file)?, json).await,

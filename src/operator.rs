@@ -551,6 +551,89 @@ pub async fn job(cp: &ControlPlane, id: &str, cancel: bool, json: bool) -> anyho
     Ok(())
 }
 
+/// A path segment an operator typed: an id, never a path of its own.
+fn segment<'a>(raw: &'a str, what: &str) -> anyhow::Result<&'a str> {
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        bail!("`{raw}` is not a {what} id");
+    }
+    Ok(raw)
+}
+
+pub async fn tenants(cp: &ControlPlane, pairs: &[(&str, &str)], json: bool) -> anyhow::Result<()> {
+    let page = cp.get(&format!("/v1/tenants{}", query(pairs))).await?;
+    if json {
+        print_json(&page);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = page["tenants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| ["id", "name", "plan", "active_keys", "created_at"].iter().map(|k| cell(&t[*k])).collect())
+        .collect();
+    table(&["ID", "NAME", "PLAN", "KEYS", "CREATED"], &rows);
+    if let Some(next) = page["next_cursor"].as_str() {
+        println!("\nmore: --cursor {next}");
+    }
+    Ok(())
+}
+
+fn print_keys(keys: &Value) {
+    let rows: Vec<Vec<String>> = keys["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|k| {
+            ["id", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at"]
+                .iter()
+                .map(|f| cell(&k[*f]))
+                .collect()
+        })
+        .collect();
+    table(&["ID", "PREFIX", "CREATED", "EXPIRES", "LAST USED", "REVOKED"], &rows);
+}
+
+pub async fn tenant(cp: &ControlPlane, id: &str, json: bool) -> anyhow::Result<()> {
+    let id = segment(id, "tenant")?;
+    let tenant = cp.get(&format!("/v1/tenants/{id}")).await?;
+    let keys = cp.get(&format!("/v1/tenants/{id}/keys")).await?;
+    if json {
+        print_json(&json!({"tenant": tenant, "keys": keys["keys"]}));
+        return Ok(());
+    }
+    for key in ["id", "name", "plan", "alert_webhook_url", "created_at"] {
+        println!("{key:<18}{}", cell(&tenant[key]));
+    }
+    println!();
+    print_keys(&keys);
+    Ok(())
+}
+
+pub async fn keys(cp: &ControlPlane, tenant: &str, json: bool) -> anyhow::Result<()> {
+    let keys = cp.get(&format!("/v1/tenants/{}/keys", segment(tenant, "tenant")?)).await?;
+    if json {
+        print_json(&keys);
+    } else {
+        print_keys(&keys);
+    }
+    Ok(())
+}
+
+pub async fn revoke_key(cp: &ControlPlane, tenant: &str, key: &str, manner: Manner) -> anyhow::Result<()> {
+    let (tenant, key) = (segment(tenant, "tenant")?, segment(key, "key")?);
+    if !agree(&format!("Revoke key {key} of tenant {tenant}? Its requests are refused within seconds."), manner)? {
+        bail!("not confirmed; nothing changed");
+    }
+    let path = format!("{}/v1/tenants/{tenant}/keys/{key}", cp.base);
+    let revoked = ControlPlane::expect_ok(cp.send(cp.http.delete(path)).await?)?;
+    if manner.json {
+        print_json(&revoked);
+    } else {
+        println!("revoked {key} at {}", cell(&revoked["revoked_at"]));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::query;

@@ -377,10 +377,9 @@ impl Platform {
         let mut servers = tokio::task::JoinSet::new();
         let mut handles = Vec::new();
         if let Some(listener) = self.api_listener.take() {
-            let api = core_api::server(
-                listener,
-                core_api::ApiState::new(self.backends.store.clone(), &self.config.plans, &api_share),
-            )?;
+            let state = core_api::ApiState::new(self.backends.store.clone(), &self.config.plans, &api_share);
+            tasks.spawn(core_api::auth::watch_keys(state.keys.clone(), state.tenants.clone(), shutdown.clone()));
+            let api = core_api::server(listener, state)?;
             handles.push(api.handle());
             servers.spawn(api);
         }

@@ -11,6 +11,7 @@ mod access_requests;
 pub mod audit;
 mod captures;
 mod dead_letters;
+mod keys;
 mod outbox;
 mod plans;
 mod queues;
@@ -107,6 +108,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/jobs/{id}", web::get().to(plans::job))
                 .route("/jobs/{id}/cancel", web::post().to(plans::cancel))
                 .route("/dead-letters/{id}", web::get().to(dead_letters::get))
+                .route("/tenants", web::get().to(keys::list))
+                .route("/tenants", web::post().to(keys::create))
+                .route("/tenants/{id}/keys", web::get().to(keys::keys))
+                .route("/tenants/{id}/keys", web::post().to(keys::create_key))
+                .route("/tenants/{id}/keys/{key_id}", web::delete().to(keys::revoke_key))
                 .route("/tenants/{id}", web::get().to(tenants::get))
                 .route("/tenants/{id}", web::patch().to(tenants::update)),
         )

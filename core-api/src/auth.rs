@@ -34,6 +34,15 @@ fn hash(plaintext: &str) -> String {
 
 /// Creates and stores a new key for `tenant`.
 pub async fn issue_api_key(tenants: &dyn TenantDirectory, tenant: TenantId) -> Result<IssuedKey, StoreError> {
+    issue_api_key_until(tenants, tenant, None).await
+}
+
+/// Creates and stores a new key for `tenant`, refused from `expires_at` on when given.
+pub async fn issue_api_key_until(
+    tenants: &dyn TenantDirectory,
+    tenant: TenantId,
+    expires_at: Option<Timestamp>,
+) -> Result<IssuedKey, StoreError> {
     let id = ApiKeyId::new();
     let mut secret = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut secret);
@@ -44,6 +53,8 @@ pub async fn issue_api_key(tenants: &dyn TenantDirectory, tenant: TenantId) -> R
         secret_hash: hash(&plaintext),
         created_at: Timestamp::now(),
         revoked_at: None,
+        expires_at,
+        last_used_at: None,
     };
     tenants.create_api_key(&record).await?;
     Ok(IssuedKey { record, plaintext })
@@ -65,14 +76,29 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Recently verified keys, so that a busy client costs one store lookup per minute
-/// rather than one per request. A revoked key keeps working for at most [`KEY_CACHE_TTL`]
-/// in each API process.
+/// rather than one per request. Revocations reach every API process within
+/// [`REVOCATION_POLL`] plus a request: [`watch_keys`] asks the store every interval which
+/// keys were revoked since its previous look (an index probe on `revoked_at`) and drops
+/// them; an expiry needs no news, the cached record carries it. Each key's use is
+/// recorded at most once a [`USE_INTERVAL`] per process, in one batched write.
 #[derive(Default)]
 pub struct KeyCache {
     entries: RwLock<HashMap<ApiKeyId, (ApiKeyRecord, Instant)>>,
+    /// When this process last noted each key's use, and the uses not yet written.
+    uses: std::sync::Mutex<Uses>,
+}
+
+#[derive(Default)]
+struct Uses {
+    noted: HashMap<ApiKeyId, Instant>,
+    pending: HashMap<ApiKeyId, Timestamp>,
 }
 
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
+/// How often each API process asks for revocations and writes uses.
+pub const REVOCATION_POLL: Duration = Duration::from_secs(2);
+/// A key's last use is recorded at most this often per process.
+pub const USE_INTERVAL: Duration = Duration::from_secs(60);
 const KEY_CACHE_CAPACITY: usize = 10_000;
 
 impl KeyCache {
@@ -96,6 +122,64 @@ impl KeyCache {
         }
         Ok(found)
     }
+
+    fn forget(&self, ids: &[ApiKeyId]) {
+        if let Ok(mut entries) = self.entries.write() {
+            for id in ids {
+                entries.remove(id);
+            }
+        }
+    }
+
+    fn note_use(&self, id: ApiKeyId, now: Timestamp) {
+        if let Ok(mut uses) = self.uses.lock() {
+            if uses.noted.get(&id).is_some_and(|at| at.elapsed() < USE_INTERVAL) {
+                return;
+            }
+            if uses.noted.len() >= KEY_CACHE_CAPACITY {
+                uses.noted.retain(|_, at| at.elapsed() < USE_INTERVAL);
+            }
+            uses.noted.insert(id, Instant::now());
+            uses.pending.insert(id, now);
+        }
+    }
+
+    fn take_uses(&self) -> Vec<(ApiKeyId, Timestamp)> {
+        self.uses.lock().map(|mut uses| uses.pending.drain().collect()).unwrap_or_default()
+    }
+}
+
+/// Keeps `keys` in step with the store until `shutdown`: every [`REVOCATION_POLL`] it
+/// drops the keys revoked since its previous look and writes the uses noted meanwhile.
+pub async fn watch_keys(
+    keys: std::sync::Arc<KeyCache>,
+    tenants: std::sync::Arc<dyn TenantDirectory>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    // Revocations are stamped by the control plane's clock: look back a little further
+    // than the last look, and at start as far as a cache entry lives.
+    const SKEW: Duration = Duration::from_secs(5);
+    let mut since = Timestamp::now().minus(KEY_CACHE_TTL);
+    loop {
+        let looked = Timestamp::now();
+        match tenants.keys_revoked_since(since).await {
+            Ok(revoked) => {
+                keys.forget(&revoked);
+                since = looked.minus(SKEW);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not look for revoked API keys; cached keys stay until they age out")
+            }
+        }
+        let uses = keys.take_uses();
+        if let Err(error) = tenants.record_key_use(&uses).await {
+            tracing::warn!(%error, keys = uses.len(), "could not record API key use");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(REVOCATION_POLL) => {}
+        }
+    }
 }
 
 /// The tenant a request's `Authorization: Bearer sk_…` header belongs to.
@@ -114,12 +198,14 @@ pub async fn authenticate(
         .or_else(|| header.strip_prefix("bearer "))
         .map(str::trim)
         .ok_or(ApiError::Unauthorized("the Authorization header must use the Bearer scheme"))?;
-    const UNKNOWN: ApiError = ApiError::Unauthorized("unknown or revoked API key");
+    const UNKNOWN: ApiError = ApiError::Unauthorized("unknown, revoked or expired API key");
     let id = key_id(token).ok_or(UNKNOWN)?;
     let record = keys.lookup(tenants, id).await?.ok_or(UNKNOWN)?;
-    if record.revoked_at.is_some() || !constant_time_eq(record.secret_hash.as_bytes(), hash(token).as_bytes()) {
+    let now = Timestamp::now();
+    if !record.usable_at(now) || !constant_time_eq(record.secret_hash.as_bytes(), hash(token).as_bytes()) {
         return Err(UNKNOWN);
     }
+    keys.note_use(record.id, now);
     Ok(record.tenant_id)
 }
 

@@ -19,6 +19,7 @@ use switchyard::platform::{Backends, Component, Platform};
 const TOKEN: &str = "operator-token-for-the-cli-test";
 
 struct Running {
+    tenant_id: String,
     console_url: String,
     api_url: String,
     api_key: String,
@@ -55,7 +56,7 @@ async fn platform_in(dir: tempfile::TempDir, zendesk: &str) -> Running {
     let api_url = format!("http://127.0.0.1:{}", platform.api_port().expect("api"));
     let stop = CancellationToken::new();
     tokio::spawn(platform.run_until_stopped(stop.clone()));
-    Running { console_url, api_url, api_key: key.plaintext, stop, _dir: dir }
+    Running { tenant_id: tenant.id.to_string(), console_url, api_url, api_key: key.plaintext, stop, _dir: dir }
 }
 
 fn operator(running: &Running, args: &[&str]) -> Output {
@@ -316,5 +317,48 @@ async fn named_operators_are_made_on_the_store_and_held_to_their_role() {
     let (code, table, _) = text(&operator(&running, &["audit", "--operator", "vera"]));
     assert_eq!(code, Some(0));
     assert!(table.starts_with("AT") && table.contains("refused"), "{table}");
+    running.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_and_keys_from_the_command_line() {
+    let zendesk = MockServer::start().await;
+    let running = platform(&zendesk.uri()).await;
+    let listed = json_of(&operator(&running, &["tenant", "list", "--search", "acm", "--json"]));
+    assert_eq!(listed["tenants"][0]["id"], running.tenant_id.as_str(), "{listed}");
+    let (code, table, _) = text(&operator(&running, &["tenant", "list"]));
+    assert_eq!(code, Some(0));
+    assert!(table.starts_with("ID") && table.contains("Acme") && table.contains("standard"), "{table}");
+    let (code, shown, _) = text(&operator(&running, &["tenant", "show", &running.tenant_id]));
+    assert_eq!(code, Some(0));
+    assert!(shown.contains("Acme") && shown.contains("PREFIX"), "{shown}");
+    let keys = json_of(&operator(&running, &["key", "list", &running.tenant_id, "--json"]));
+    let key_id = keys["keys"][0]["id"].as_str().expect("the key").to_owned();
+
+    let client = reqwest::Client::new();
+    let status = |key: String| {
+        let (client, url) = (client.clone(), format!("{}/v1/webhooks/events", running.api_url));
+        async move { client.get(url).bearer_auth(key).send().await.expect("send").status().as_u16() }
+    };
+    assert_eq!(status(running.api_key.clone()).await, 200);
+    let (code, _, err) = text(&operator(&running, &["key", "revoke", &running.tenant_id, &key_id]));
+    assert_ne!(code, Some(0), "asks first, and there is no terminal");
+    assert!(err.contains("--yes"), "{err}");
+    let (code, out, err) = text(&operator(&running, &["key", "revoke", &running.tenant_id, &key_id, "--yes"]));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("revoked"), "{out}");
+    eventually(Duration::from_secs(5), "the revoked key is refused", || {
+        let status = status(running.api_key.clone());
+        async move {
+            match status.await {
+                401 => Ok(()),
+                other => Err(other),
+            }
+        }
+    })
+    .await;
+    let (code, _, err) = text(&operator(&running, &["key", "list", "../queues"]));
+    assert_ne!(code, Some(0));
+    assert!(err.contains("not a tenant id"), "{err}");
     running.stop.cancel();
 }

@@ -95,6 +95,11 @@ macro_rules! migrations_in {
                 name: "operators_audit",
                 sql: include_str!(concat!("../../../migrations/", $dir, "/0016_operators_audit.sql")),
             },
+            Migration {
+                version: 17,
+                name: "api_key_lifecycle",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0017_api_key_lifecycle.sql")),
+            },
         ]
     };
 }

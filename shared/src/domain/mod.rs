@@ -236,6 +236,26 @@ pub struct ApiKeyRecord {
     pub secret_hash: String,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    /// From then on the key is refused, as a revoked one.
+    pub expires_at: Option<Timestamp>,
+    /// When a request last used it, recorded at most once a minute per API process.
+    pub last_used_at: Option<Timestamp>,
+}
+
+impl ApiKeyRecord {
+    /// Whether a request at `now` may use it.
+    pub fn usable_at(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| now < at)
+    }
+}
+
+/// A tenant as operators list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantSummary {
+    pub tenant: Tenant,
+    pub plan: PlanName,
+    /// Keys neither revoked nor expired.
+    pub active_keys: u64,
 }
 
 /// A feedback rating from 1 to 5.

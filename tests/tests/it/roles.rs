@@ -36,6 +36,11 @@ fn routes(app: &TestApp) -> Vec<(&'static str, String, Option<Value>, Role)> {
         ("GET", format!("/v1/jobs/{job}"), None, Role::Viewer),
         ("POST", format!("/v1/jobs/{job}/cancel"), None, Role::Operator),
         ("GET", "/v1/dead-letters/1".into(), None, Role::Viewer),
+        ("GET", "/v1/tenants".into(), None, Role::Viewer),
+        ("POST", "/v1/tenants".into(), Some(json!({"name": "Initech"})), Role::Admin),
+        ("GET", format!("/v1/tenants/{tenant}/keys"), None, Role::Viewer),
+        ("POST", format!("/v1/tenants/{tenant}/keys"), Some(json!({})), Role::Admin),
+        ("DELETE", format!("/v1/tenants/{tenant}/keys/{}", shared::ApiKeyId::new()), None, Role::Admin),
         ("GET", format!("/v1/tenants/{tenant}"), None, Role::Viewer),
         ("PATCH", format!("/v1/tenants/{tenant}"), Some(json!({"plan": "tiny"})), Role::Admin),
     ]
@@ -82,6 +87,7 @@ async fn call(app: &TestApp, token: &str, method: &str, path: &str, body: &Optio
         "GET" => app.client.get(url),
         "POST" => app.client.post(url),
         "PATCH" => app.client.patch(url),
+        "DELETE" => app.client.delete(url),
         other => panic!("method {other}"),
     };
     request = request.bearer_auth(token);

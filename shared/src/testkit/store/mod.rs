@@ -38,7 +38,7 @@ use crate::ports::StoreBackend;
 macro_rules! store_conformance {
     ($open:path) => {
         $crate::store_conformance!(@ports $open;
-            tenants { directory, api_keys, settings, concurrent_setting_changes_all_land }
+            tenants { directory, api_keys, settings, concurrent_setting_changes_all_land, tenants_are_paged_and_searched }
             webhooks { secrets_per_tenant_and_source, received_webhooks_are_listed_per_tenant_in_pages }
             events {
                 idempotent_append, concurrent_appends_with_one_key, a_failing_append_spares_its_neighbours,
