@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod dev;
+pub mod import;
 pub mod operator;
 pub mod platform;
 pub mod terraform;

@@ -91,6 +91,11 @@ enum Command {
         #[command(subcommand)]
         command: JobCommand,
     },
+    /// Bring records across from the backend Switchyard replaces.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Named operators of the control plane (on the configured store).
     Operator {
         #[command(subcommand)]
@@ -113,6 +118,21 @@ enum Command {
         limit: Option<u32>,
         #[arg(long)]
         cursor: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// An export of `organization_access_requests` (JSON lines, or CSV with a header):
+    /// each request under its own ticket number, once; new tickets continue after the
+    /// highest imported one.
+    AccessRequests {
+        file: PathBuf,
+        /// The tenant whose application the requests came through.
+        #[arg(long)]
+        tenant: String,
         #[arg(long)]
         json: bool,
     },
@@ -527,6 +547,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq { command } => dlq(&control_plane(config_file)?, command).await,
         Command::Outbox { command } => outbox(&control_plane(config_file)?, command).await,
         Command::Queues { json } => operator::queues(&control_plane(config_file)?, json).await,
+        Command::Import { command: ImportCommand::AccessRequests { file, tenant, json } } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            let config = config::load(config_file, Layer::default())?;
+            let store = adapters::connect_store(&config.store).await?;
+            if store.tenant(tenant).await?.is_none() {
+                anyhow::bail!("no tenant {tenant}");
+            }
+            import_report(&switchyard::import::import(store.as_ref(), tenant, &text).await?, json)
+        }
         Command::Operator { command } => {
             let config = config::load(config_file, Layer::default())?;
             let store = adapters::connect_store(&config.store).await?;
@@ -555,6 +586,51 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             operator::job(&control_plane(config_file)?, &id, true, json).await
         }
     }
+}
+
+/// Prints what an import did; an error when a line was refused.
+fn import_report(outcomes: &[switchyard::import::LineOutcome], json: bool) -> anyhow::Result<()> {
+    use switchyard::import::Outcome;
+    let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(&o.outcome)).count();
+    let (imported, skipped, refused) = (
+        count(|o| matches!(o, Outcome::Imported)),
+        count(|o| matches!(o, Outcome::Skipped(_))),
+        count(|o| matches!(o, Outcome::Refused(_))),
+    );
+    if json {
+        let lines: Vec<_> = outcomes
+            .iter()
+            .filter(|o| !matches!(o.outcome, Outcome::Imported))
+            .map(|o| {
+                let (kind, reason) = match &o.outcome {
+                    Outcome::Skipped(why) => ("skipped", why.as_str()),
+                    Outcome::Refused(why) => ("refused", why.as_str()),
+                    Outcome::Imported => ("imported", ""),
+                };
+                serde_json::json!({"line": o.line, "ticket_id": o.ticket, "outcome": kind, "reason": reason})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"imported": imported, "skipped": skipped, "refused": refused, "lines": lines})
+        );
+    } else {
+        for o in outcomes {
+            let ticket = o.ticket.as_deref().unwrap_or("-");
+            match &o.outcome {
+                Outcome::Imported => {}
+                Outcome::Skipped(why) => println!("line {}: {ticket}: skipped: {why}", o.line),
+                Outcome::Refused(why) => println!("line {}: {ticket}: refused: {why}", o.line),
+            }
+        }
+        println!("imported {imported}, skipped {skipped}, refused {refused}");
+    }
+    if refused > 0 {
+        anyhow::bail!(
+            "{refused} line(s) were refused (listed above); fix them and import again: what was imported stays"
+        );
+    }
+    Ok(())
 }
 
 async fn operator_command(store: &dyn shared::ports::StoreBackend, command: OperatorCommand) -> anyhow::Result<()> {

@@ -415,3 +415,94 @@ async fn dev_keeps_its_state_under_the_data_dir_of_the_config_file() {
         std::fs::remove_file(from_file.join("dev-credentials.json")).ok();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_requests_of_the_old_backend_are_imported_once_and_tickets_continue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let created = run(switchyard(dir.path()).args(["tenant", "create", "Acme", "--json"]));
+    let tenant: Value = serde_json::from_str(&stdout(&created)).expect("json");
+    let tenant_id = tenant["tenant_id"].as_str().expect("tenant id").to_owned();
+    let export = dir.path().join("organization_access_requests.csv");
+    std::fs::write(
+        &export,
+        "ticket_id,requester_id,requester_email,organization_name,request_message,status,created_at,decided_at\n\
+         R00003,usr_1,ana@example.com,Initech,\"Hello, we'd like \"\"access\"\"\",approved,2024-05-01 10:00:00+00,2024-05-02 09:00:00+00\n\
+         R00011,usr_2,bo@example.com,Hooli,,pending,2024-06-01T08:00:00Z,\n\
+         R00003,usr_1,ana@example.com,Initech,again,approved,2024-05-01 10:00:00+00,\n\
+         R00012,usr_3,not-an-email,Globex,,pending,2024-06-02T08:00:00Z,\n\
+         R00013,usr_2,bo@example.com,Hooli,twice,pending,2024-06-03T08:00:00Z,\n\
+         R00014,usr_4,cy@example.com,Umbrella,,closed,2024-06-04T08:00:00Z,\n",
+    )
+    .expect("write export");
+    let import = || {
+        run(switchyard(dir.path())
+            .args(["import", "access-requests"])
+            .arg(&export)
+            .args(["--tenant", &tenant_id, "--json"]))
+    };
+    let first = import();
+    assert_eq!(first.status.code(), Some(1), "some lines were refused");
+    let report: Value = serde_json::from_str(&stdout(&first)).expect("json report");
+    assert_eq!(
+        (report["imported"].as_u64(), report["skipped"].as_u64(), report["refused"].as_u64()),
+        (Some(2), Some(1), Some(3)),
+        "{report}"
+    );
+    let lines: Vec<(u64, &str)> = report["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| (l["line"].as_u64().unwrap_or(0), l["outcome"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(lines, [(4, "skipped"), (5, "refused"), (6, "refused"), (7, "refused")], "{report}");
+    let reasons: Vec<&str> =
+        report["lines"].as_array().expect("lines").iter().filter_map(|l| l["reason"].as_str()).collect();
+    assert!(reasons[1].contains("requester_email"), "{reasons:?}");
+    assert!(reasons[2].contains("pending request (R00011)"), "{reasons:?}");
+    assert!(reasons[3].contains("status"), "{reasons:?}");
+
+    let again = import();
+    let report: Value = serde_json::from_str(&stdout(&again)).expect("json report");
+    assert_eq!(
+        (report["imported"].as_u64(), report["skipped"].as_u64()),
+        (Some(0), Some(3)),
+        "nothing twice: {report}"
+    );
+    let (code, human) = {
+        let output =
+            run(switchyard(dir.path()).args(["import", "access-requests"]).arg(&export).args(["--tenant", &tenant_id]));
+        (output.status.code(), stdout(&output))
+    };
+    assert_eq!(code, Some(1));
+    assert!(human.contains("line 5: R00012: refused") && human.contains("imported 0, skipped 3, refused 3"), "{human}");
+
+    // A new request continues after the highest imported ticket.
+    let store =
+        adapters::SqlStore::connect(&shared::config::StoreConfig::Sqlite { path: dir.path().join("switchyard.db") })
+            .await
+            .expect("store");
+    let request = shared::domain::access::NewAccessRequest {
+        requester: shared::domain::EmailAddress::parse("dee@example.com").expect("email"),
+        organization: shared::domain::TenantName::parse("Stark").expect("name"),
+        message: None,
+    };
+    let tenant = shared::TenantId::parse(&tenant_id).expect("id");
+    let event = |r: &shared::domain::access::AccessRequest| {
+        shared::EventEnvelope::new(
+            r.tenant_id,
+            shared::Service::ControlPlane,
+            shared::EventType::parse("access_request.submitted").expect("type"),
+            serde_json::Map::new(),
+        )
+    };
+    match shared::ports::AccessRequestStore::submit_access_request(&store, tenant, &request, &event)
+        .await
+        .expect("submit")
+    {
+        shared::domain::access::Submitted::Created(created) => assert_eq!(created.ticket_id.to_string(), "R00012"),
+        other => panic!("{other:?}"),
+    }
+    let missing =
+        run(switchyard(dir.path()).args(["import", "access-requests", "/nonexistent.csv", "--tenant", &tenant_id]));
+    assert!(!missing.status.success());
+}

@@ -5,7 +5,10 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use shared::domain::access::{AccessRequest, AccessRequestStatus, Decision, NewAccessRequest, Submitted, TicketId};
+use shared::domain::access::{
+    AccessRequest, AccessRequestStatus, Decision, Imported, ImportedAccessRequest, NewAccessRequest, Submitted,
+    TicketId,
+};
 use shared::domain::{EmailAddress, TenantName};
 use shared::ports::store::EventFor;
 use shared::ports::{AccessRequestStore, StoreError};
@@ -13,7 +16,7 @@ use shared::{EventEnvelope, TenantId, Timestamp};
 
 use super::append::Writer;
 use super::outbox::insert_outbox_rows;
-use super::{corrupt, db, text, SqlStore};
+use super::{corrupt, db, text, Dialect, SqlStore};
 
 const COLUMNS: &str = "seq, tenant_id, requester, organization, message, status, decision_reason, created_tenant_id, \
                        created_at, updated_at";
@@ -45,6 +48,77 @@ async fn pending_of(pool: &AnyPool, tenant: TenantId, requester: &str) -> Result
         format!("SELECT {COLUMNS} FROM access_requests WHERE tenant_id = $1 AND requester = $2 AND status = 'pending'");
     let row = sqlx::query(&sql).bind(tenant.to_string()).bind(requester).fetch_optional(pool).await.map_err(db)?;
     row.as_ref().map(from_row).transpose()
+}
+
+async fn import(
+    pool: &AnyPool,
+    dialect: Dialect,
+    tenant: TenantId,
+    request: &ImportedAccessRequest,
+) -> Result<Imported, StoreError> {
+    let requester = request.requester.as_str().to_lowercase();
+    let mut tx = pool.begin().await.map_err(db)?;
+    let sql = format!("SELECT {COLUMNS} FROM access_requests WHERE seq = $1");
+    let existing = sqlx::query(&sql).bind(ticket_seq(request.ticket_id)).fetch_optional(&mut *tx).await.map_err(db)?;
+    if let Some(row) = existing {
+        let found = from_row(&row)?;
+        let same = found.tenant_id == tenant
+            && found.requester.as_str() == requester
+            && found.organization == request.organization
+            && found.status == request.status;
+        return Ok(Imported::AlreadyThere(if same {
+            "imported before".to_owned()
+        } else {
+            format!("ticket {} is taken by another request ({})", request.ticket_id, found.requester.as_str())
+        }));
+    }
+    if request.status == AccessRequestStatus::Pending {
+        let pending = sqlx::query(
+            "SELECT seq FROM access_requests WHERE tenant_id = $1 AND requester = $2 AND status = 'pending'",
+        )
+        .bind(tenant.to_string())
+        .bind(requester.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        if let Some(row) = pending {
+            let seq: i64 = row.try_get(0).map_err(db)?;
+            let other = TicketId::from_number(u64::try_from(seq).unwrap_or(0));
+            return Ok(Imported::Refused(format!("{requester} already has a pending request ({other})")));
+        }
+    }
+    let updated = request.decided_at.unwrap_or(request.created_at);
+    sqlx::query(
+        "INSERT INTO access_requests (seq, tenant_id, requester, requester_id, organization, message, status,
+             created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(ticket_seq(request.ticket_id))
+    .bind(tenant.to_string())
+    .bind(requester.as_str())
+    .bind(request.requester_id.clone())
+    .bind(request.organization.as_str())
+    .bind(request.message.clone())
+    .bind(request.status.as_str())
+    .bind(request.created_at.as_millis())
+    .bind(updated.as_millis())
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    // New tickets continue after the highest number there is. (SQLite's AUTOINCREMENT
+    // does so by itself once a row has a higher number.)
+    if dialect == Dialect::Postgres {
+        sqlx::query(
+            "SELECT setval(pg_get_serial_sequence('access_requests', 'seq'),
+                           GREATEST((SELECT MAX(seq) FROM access_requests),
+                                    (SELECT last_value FROM access_requests_seq_seq)))",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(Imported::Created)
 }
 
 pub(super) async fn submit(
@@ -234,6 +308,14 @@ impl AccessRequestStore for SqlStore {
         event: EventFor<'_>,
     ) -> Result<AccessRequest, StoreError> {
         decide(&self.writer, ticket, decision, event).await
+    }
+
+    async fn import_access_request(
+        &self,
+        tenant: TenantId,
+        request: &ImportedAccessRequest,
+    ) -> Result<Imported, StoreError> {
+        import(&self.pool, self.dialect, tenant, request).await
     }
 
     async fn due_access_reminders(

@@ -100,6 +100,11 @@ macro_rules! migrations_in {
                 name: "api_key_lifecycle",
                 sql: include_str!(concat!("../../../migrations/", $dir, "/0017_api_key_lifecycle.sql")),
             },
+            Migration {
+                version: 18,
+                name: "imported_access_requests",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0018_imported_access_requests.sql")),
+            },
         ]
     };
 }

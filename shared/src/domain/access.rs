@@ -120,6 +120,32 @@ pub enum Submitted {
     PendingExists(AccessRequest),
 }
 
+/// One access request exported from the backend Switchyard replaces
+/// (`organization_access_requests`), to import under its own ticket number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedAccessRequest {
+    pub ticket_id: TicketId,
+    /// The old backend's id of the requesting user, kept for tracing back.
+    pub requester_id: Option<String>,
+    pub requester: EmailAddress,
+    pub organization: TenantName,
+    pub message: Option<String>,
+    pub status: AccessRequestStatus,
+    pub created_at: Timestamp,
+    pub decided_at: Option<Timestamp>,
+}
+
+/// What importing one request did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Imported {
+    Created,
+    /// Its ticket number is taken: imported before (or, if the data differs, that is
+    /// said).
+    AlreadyThere(String),
+    /// Not imported, and why.
+    Refused(String),
+}
+
 /// An operator's decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {

@@ -4,7 +4,10 @@ use async_trait::async_trait;
 
 use super::StoreError;
 use crate::clock::Timestamp;
-use crate::domain::access::{AccessRequest, AccessRequestStatus, Decision, NewAccessRequest, Submitted, TicketId};
+use crate::domain::access::{
+    AccessRequest, AccessRequestStatus, Decision, Imported, ImportedAccessRequest, NewAccessRequest, Submitted,
+    TicketId,
+};
 use crate::domain::EmailAddress;
 use crate::envelope::EventEnvelope;
 use crate::ids::TenantId;
@@ -44,6 +47,16 @@ pub trait AccessRequestStore: Send + Sync + 'static {
         decision: &Decision,
         event: EventFor<'_>,
     ) -> Result<AccessRequest, StoreError>;
+    /// Operator-level: stores `request` for `tenant` under its own ticket number and
+    /// moves the ticket sequence past it, so new requests continue after the highest
+    /// imported number. A ticket number already there is left as it is; a second
+    /// pending request of one requester is refused. No event is emitted: these are
+    /// history.
+    async fn import_access_request(
+        &self,
+        tenant: TenantId,
+        request: &ImportedAccessRequest,
+    ) -> Result<Imported, StoreError>;
     /// Operator-level: pending requests created at or before `created_before` and not
     /// reminded about since `reminded_before`; marks them reminded now, so each is
     /// returned once per period even with several monitors.

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use super::{event, tenant};
 use crate::clock::Timestamp;
-use crate::domain::access::{AccessRequest, AccessRequestStatus, Decision, NewAccessRequest, Submitted, TicketId};
+use crate::domain::access::{
+    AccessRequest, AccessRequestStatus, Decision, Imported, ImportedAccessRequest, NewAccessRequest, Submitted,
+    TicketId,
+};
 use crate::domain::{EmailAddress, TenantName};
 use crate::envelope::EventEnvelope;
 use crate::ids::TenantId;
@@ -106,4 +109,54 @@ pub async fn tickets_pending_decisions_and_reminders(store: Arc<dyn StoreBackend
     assert!(store.due_access_reminders(hour_ago, later).await.expect("reminders").is_empty(), "not old enough");
     let next_period = store.due_access_reminders(later, later).await.expect("reminders");
     assert_eq!(next_period.len(), 1, "again in the next period");
+}
+
+/// The old backend's requests come across under their own ticket numbers, once, and
+/// new requests continue after the highest of them.
+pub async fn imported_requests_keep_their_tickets_and_the_sequence_continues(store: Arc<dyn StoreBackend>) {
+    let acme = tenant(store.as_ref(), "Acme").await;
+    let at = Timestamp::from_millis(1_700_000_000_000);
+    let imported = |ticket: u64, email: &str, status: AccessRequestStatus| ImportedAccessRequest {
+        ticket_id: TicketId::from_number(ticket),
+        requester_id: Some(format!("usr_{ticket}")),
+        requester: EmailAddress::parse(email).expect("email"),
+        organization: TenantName::parse("Initech").expect("name"),
+        message: Some("please".into()),
+        status,
+        created_at: at,
+        decided_at: (status != AccessRequestStatus::Pending).then(|| at.plus(Duration::from_secs(60))),
+    };
+    let approved = imported(41, "bo@example.com", AccessRequestStatus::Approved);
+    assert_eq!(store.import_access_request(acme.id, &approved).await.expect("import"), Imported::Created);
+    let pending = imported(7, "Ana@Example.com", AccessRequestStatus::Pending);
+    assert_eq!(store.import_access_request(acme.id, &pending).await.expect("import"), Imported::Created);
+    assert!(matches!(store.import_access_request(acme.id, &approved).await.expect("again"), Imported::AlreadyThere(_)));
+    let other = imported(41, "cy@example.com", AccessRequestStatus::Rejected);
+    match store.import_access_request(acme.id, &other).await.expect("import") {
+        Imported::AlreadyThere(why) => assert!(why.contains("taken"), "{why}"),
+        outcome => panic!("another request under a taken ticket: {outcome:?}"),
+    }
+    let second_pending = imported(9, "ana@example.com", AccessRequestStatus::Pending);
+    match store.import_access_request(acme.id, &second_pending).await.expect("import") {
+        Imported::Refused(why) => assert!(why.contains("R00007"), "{why}"),
+        outcome => panic!("a second pending request: {outcome:?}"),
+    }
+    let stored = store.access_request(TicketId::from_number(41)).await.expect("get").expect("imported");
+    assert_eq!((stored.status, stored.created_at), (AccessRequestStatus::Approved, at));
+    assert_eq!(stored.updated_at, at.plus(Duration::from_secs(60)), "decided then");
+    assert_eq!(store.outbox_backlog().await.expect("backlog"), 0, "history emits no events");
+    let pending_now = store.access_request(TicketId::from_number(7)).await.expect("get").expect("imported");
+    assert_eq!(pending_now.requester.as_str(), "ana@example.com");
+
+    let next = created(
+        store
+            .submit_access_request(acme.id, &new_request("dee@example.com", "Hooli"), &access_event)
+            .await
+            .expect("submit"),
+    );
+    assert_eq!(next.ticket_id.to_string(), "R00042", "after the highest imported ticket");
+    match store.submit_access_request(acme.id, &new_request("ana@example.com", "Initech"), &access_event).await {
+        Ok(Submitted::PendingExists(existing)) => assert_eq!(existing.ticket_id.to_string(), "R00007"),
+        other => panic!("an imported pending request counts: {other:?}"),
+    }
 }

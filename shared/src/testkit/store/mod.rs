@@ -52,7 +52,7 @@ macro_rules! store_conformance {
             feedback { tenant_scoped_statuses, concurrent_submissions_each_stand_alone }
             emails { campaigns_sends_and_outcomes, a_campaign_is_all_or_nothing, concurrent_send_starts_are_each_once }
             analytics { batches_staging_claims_and_writes }
-            access { tickets_pending_decisions_and_reminders }
+            access { tickets_pending_decisions_and_reminders, imported_requests_keep_their_tickets_and_the_sequence_continues }
             invitations { tenant_scoped_with_outcome }
             health { latest_report_per_process, dead_letters_after_a_cursor_since_a_time }
             parking { parks_once_and_lists_newest_first, groups_errors_that_differ_only_in_values }
