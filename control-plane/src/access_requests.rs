@@ -75,22 +75,57 @@ fn decision_event(decided: &AccessRequest) -> EventEnvelope {
     }
 }
 
-async fn decide(raw: &str, decision: Decision, state: &ConsoleState) -> Result<HttpResponse, ApiError> {
+async fn decide(raw: &str, decision: Decision, state: &ConsoleState) -> Result<(HttpResponse, Value), ApiError> {
     let ticket = ticket(raw)?;
     let decided = state.access.decide_access_request(ticket, &decision, &decision_event).await?;
     tracing::info!(ticket = %ticket, status = decided.status.as_str(), "access request decided");
-    Ok(HttpResponse::Ok().json(admin_view(&decided)))
+    let view = admin_view(&decided);
+    Ok((HttpResponse::Ok().json(&view), view))
+}
+
+/// The optional body of an approval: `{"issue_key": true}` also issues the new
+/// tenant's first API key, shown in the answer only.
+pub(crate) struct Approval {
+    issue_key: bool,
+}
+
+impl FromBody for Approval {
+    const OPTIONAL: bool = true;
+
+    fn from_body(body: &Map<String, Value>, _: &HttpRequest) -> Result<Self, ApiError> {
+        let mut fields = Fields::new(body);
+        let issue_key = match body.get("issue_key") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(issue)) => *issue,
+            Some(_) => {
+                fields.error("issue_key", "must be true or false");
+                false
+            }
+        };
+        if let Some(unknown) = body.keys().find(|k| k.as_str() != "issue_key") {
+            fields.error(unknown.clone(), "is not part of an approval (issue_key)");
+        }
+        fields.finish(|| Some(Approval { issue_key }))
+    }
 }
 
 pub(crate) async fn approve(
     Acting(caller): Acting,
+    Body(approval): Body<Approval>,
     path: web::Path<String>,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = TenantId::new();
-    let target = serde_json::json!({"ticket": path.as_str()});
-    audited(&state, &caller, target, None, async {
-        Ok((decide(&path, Decision::Approve { tenant }, &state).await?, None))
+    let target = serde_json::json!({"ticket": path.as_str(), "tenant_id": tenant, "issue_key": approval.issue_key});
+    audited(&state, &caller, target, Some(tenant), async {
+        let (response, mut view) = decide(&path, Decision::Approve { tenant }, &state).await?;
+        if !approval.issue_key {
+            return Ok((response, None));
+        }
+        // The tenant exists from the approval's commit on; its first key, shown once.
+        let key = core_api::auth::issue_api_key(state.tenants.as_ref(), tenant).await?;
+        view["api_key"] = serde_json::json!({"id": key.record.id, "key": key.plaintext});
+        Ok((HttpResponse::Ok().json(view), None))
     })
     .await
 }
@@ -118,5 +153,5 @@ pub(crate) async fn reject(
 ) -> Result<HttpResponse, ApiError> {
     let target = serde_json::json!({"ticket": path.as_str(), "reason": rejection.reason});
     let decision = Decision::Reject { reason: rejection.reason };
-    audited(&state, &caller, target, None, async { Ok((decide(&path, decision, &state).await?, None)) }).await
+    audited(&state, &caller, target, None, async { Ok((decide(&path, decision, &state).await?.0, None)) }).await
 }

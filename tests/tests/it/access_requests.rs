@@ -173,3 +173,31 @@ async fn bad_access_requests_are_refused_and_change_nothing() {
     assert_eq!(json(ok).await["ticket_id"], "R00001", "the refused ones used no ticket");
     app.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_may_issue_the_new_tenants_first_key() {
+    let app = spawn_app(Engine::Embedded).await;
+    let submitted = submit(&app, &app.acme.key, "ana@initech.example", &json!({"organization": "Initech"})).await;
+    assert_eq!(submitted.status(), 202);
+    let bad = Some(json!({"issue_key": "yes"}));
+    let refused =
+        console(&app, reqwest::Method::POST, "/v1/access-requests/R00001/approve", Some(ADMIN_TOKEN), bad).await;
+    assert_eq!(refused.status(), 400, "nothing decided on a bad body");
+    let body = Some(json!({"issue_key": true}));
+    let approved =
+        console(&app, reqwest::Method::POST, "/v1/access-requests/R00001/approve", Some(ADMIN_TOKEN), body).await;
+    assert_eq!(approved.status(), 200);
+    let approved = json(approved).await;
+    let tenant = approved["tenant_id"].as_str().expect("the new tenant").to_owned();
+    let key = approved["api_key"]["key"].as_str().expect("its first key, shown once").to_owned();
+    let events = app.client.get(format!("{}/v1/webhooks/events", app.api_url)).bearer_auth(&key).send().await;
+    assert_eq!(events.expect("send").status(), 200, "the key works for the new tenant");
+    let keys =
+        json(console(&app, reqwest::Method::GET, &format!("/v1/tenants/{tenant}/keys"), Some(ADMIN_TOKEN), None).await)
+            .await;
+    assert_eq!(keys["keys"].as_array().map(Vec::len), Some(1), "{keys}");
+    let audit = json(app.operator_get(&format!("/v1/audit?tenant={tenant}")).await).await;
+    assert_eq!(audit["entries"][0]["action"], "POST /v1/access-requests/{ticket}/approve", "{audit}");
+    assert!(audit["entries"][0]["target"].get("key").is_none(), "the key is not in the audit log");
+    app.stop().await.expect("clean shutdown");
+}
