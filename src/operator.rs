@@ -679,7 +679,7 @@ pub mod accounts {
     pub async fn create(store: &dyn StoreBackend, name: &str, role: &str) -> anyhow::Result<String> {
         let name = OperatorName::parse(name).map_err(anyhow::Error::msg)?;
         let role = Role::parse(role).map_err(anyhow::Error::msg)?;
-        let token = format!("opk_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let token = control_plane::audit::new_operator_token();
         let record = OperatorRecord {
             name: name.clone(),
             role,

@@ -37,6 +37,11 @@ pub struct Caller {
     pub action: String,
 }
 
+/// A new operator token: `opk_` and 64 random hex digits.
+pub fn new_operator_token() -> String {
+    format!("opk_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
 /// The SHA-256 under which an operator's token is stored.
 pub fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()

@@ -12,6 +12,7 @@ pub mod audit;
 mod captures;
 mod dead_letters;
 mod keys;
+mod operators;
 mod outbox;
 mod plans;
 mod queues;
@@ -104,6 +105,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/outbox/failed", web::get().to(outbox::failed))
                 .route("/outbox/retry", web::post().to(plans::retry_outbox))
                 .route("/outbox/discard", web::post().to(plans::discard_outbox))
+                .route("/operators", web::get().to(operators::list))
+                .route("/operators", web::post().to(operators::create))
+                .route("/operators/{name}", web::delete().to(operators::revoke))
                 .route("/queues", web::get().to(queues::list))
                 .route("/jobs/{id}", web::get().to(plans::job))
                 .route("/jobs/{id}/cancel", web::post().to(plans::cancel))

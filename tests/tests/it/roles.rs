@@ -33,6 +33,9 @@ fn routes(app: &TestApp) -> Vec<(&'static str, String, Option<Value>, Role)> {
         ("POST", "/v1/outbox/retry".into(), filter.clone(), Role::Operator),
         ("POST", "/v1/outbox/discard".into(), filter, Role::Admin),
         ("GET", "/v1/queues".into(), None, Role::Viewer),
+        ("GET", "/v1/operators".into(), None, Role::Admin),
+        ("POST", "/v1/operators".into(), Some(json!({"name": "newbie", "role": "viewer"})), Role::Admin),
+        ("DELETE", "/v1/operators/nobody".into(), None, Role::Admin),
         ("GET", format!("/v1/jobs/{job}"), None, Role::Viewer),
         ("POST", format!("/v1/jobs/{job}/cancel"), None, Role::Operator),
         ("GET", "/v1/dead-letters/1".into(), None, Role::Viewer),
@@ -182,5 +185,34 @@ async fn a_revoked_operator_is_refused_at_once() {
         .expect("revoke"));
     assert_eq!(call(&app, &token, "GET", "/v1/queues", &None).await.0, 401, "no cache keeps a revoked token alive");
     assert_eq!(call(&app, ADMIN_TOKEN, "GET", "/v1/queues", &None).await.0, 200, "the bootstrap admin");
+    app.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_create_and_revoke_operators_through_the_api() {
+    let app = spawn_app(Engine::Embedded).await;
+    let body = Some(json!({"name": "otto", "role": "operator"}));
+    let (status, created) = call(&app, ADMIN_TOKEN, "POST", "/v1/operators", &body).await;
+    assert_eq!(status, 201, "{created}");
+    let token = created["token"].as_str().expect("the token, shown once").to_owned();
+    assert_eq!(call(&app, ADMIN_TOKEN, "POST", "/v1/operators", &body).await.0, 409, "a name is taken once");
+    for bad in
+        [json!({"name": "Otto", "role": "operator"}), json!({"name": "eve", "role": "root"}), json!({"name": "eve"})]
+    {
+        assert_eq!(call(&app, ADMIN_TOKEN, "POST", "/v1/operators", &Some(bad.clone())).await.0, 400, "{bad}");
+    }
+    let filter = Some(json!({"filter": {}}));
+    assert_eq!(call(&app, &token, "POST", "/v1/dead-letters/redrive", &filter).await.0, 200, "an operator redrives");
+    assert_eq!(call(&app, &token, "GET", "/v1/operators", &None).await.0, 403, "only admins see operators");
+    let (_, listed) = call(&app, ADMIN_TOKEN, "GET", "/v1/operators", &None).await;
+    assert_eq!(listed["operators"][0]["name"], "otto");
+    assert!(listed["operators"][0].get("token").is_none() && listed["operators"][0].get("token_hash").is_none());
+    assert_eq!(call(&app, ADMIN_TOKEN, "DELETE", "/v1/operators/otto", &None).await.0, 200);
+    assert_eq!(call(&app, &token, "GET", "/v1/queues", &None).await.0, 401, "refused from the next request on");
+    assert_eq!(call(&app, ADMIN_TOKEN, "DELETE", "/v1/operators/otto", &None).await.0, 404, "revoked once");
+    let audit = json(app.operator_get("/v1/audit?action=POST%20/v1/operators").await).await;
+    let entries = audit["entries"].as_array().expect("entries");
+    assert!(entries.iter().all(|e| !e.to_string().contains(&token)), "the token is not in the audit log");
+    assert_eq!(entries.iter().filter(|e| e["outcome"] == "ok").count(), 1, "{audit}");
     app.stop().await.expect("clean shutdown");
 }
