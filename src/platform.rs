@@ -372,12 +372,17 @@ impl Platform {
             }
         }
 
+        let journey = Arc::new(core_api::journey::JourneyContext {
+            topology: self.topology.clone(),
+            objects: Some(self.backends.objects.clone()),
+        });
         // The servers run as their own tasks: a `Server` future must keep being polled
         // for its handle's `stop` to complete.
         let mut servers = tokio::task::JoinSet::new();
         let mut handles = Vec::new();
         if let Some(listener) = self.api_listener.take() {
-            let state = core_api::ApiState::new(self.backends.store.clone(), &self.config.plans, &api_share);
+            let mut state = core_api::ApiState::new(self.backends.store.clone(), &self.config.plans, &api_share);
+            state.journey = Some(journey.clone());
             tasks.spawn(core_api::auth::watch_keys(state.keys.clone(), state.tenants.clone(), shutdown.clone()));
             let api = core_api::server(listener, state)?;
             handles.push(api.handle());
@@ -404,6 +409,8 @@ impl Platform {
                 },
                 topology: self.topology.clone(),
                 transport: self.backends.transport.clone(),
+                journeys: store.clone(),
+                journey: journey.clone(),
                 outbox: store.clone(),
                 health: store.clone(),
                 report_interval: self.config.report_interval,

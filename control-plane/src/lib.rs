@@ -11,6 +11,7 @@ mod access_requests;
 pub mod audit;
 mod captures;
 mod dead_letters;
+mod events;
 mod keys;
 mod operators;
 mod outbox;
@@ -29,8 +30,8 @@ use core_api::ApiError;
 use shared::config::{Plans, Secret};
 use shared::ports::providers::CapturedCalls;
 use shared::ports::{
-    AccessRequestStore, AuditLog, DeadLetterParking, DeadLetterPlans, Operators, Outbox, Readiness, TenantDirectory,
-    Transport, WorkerHealth,
+    AccessRequestStore, AuditLog, DeadLetterParking, DeadLetterPlans, EventJourneys, Operators, Outbox, Readiness,
+    TenantDirectory, Transport, WorkerHealth,
 };
 
 pub use plans::{RedriveSettings, PLAN_TTL};
@@ -62,6 +63,9 @@ pub struct ConsoleState {
     pub redrive: RedriveSettings,
     /// The deployment's queues, by name and use case.
     pub topology: Topology,
+    /// Events' records and what their journeys read besides.
+    pub journeys: Arc<dyn EventJourneys>,
+    pub journey: Arc<core_api::journey::JourneyContext>,
     /// Queue depths for `GET /v1/queues`.
     pub transport: Arc<dyn Transport>,
     pub outbox: Arc<dyn Outbox>,
@@ -105,6 +109,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/outbox/failed", web::get().to(outbox::failed))
                 .route("/outbox/retry", web::post().to(plans::retry_outbox))
                 .route("/outbox/discard", web::post().to(plans::discard_outbox))
+                .route("/events/{id}", web::get().to(events::journey))
                 .route("/operators", web::get().to(operators::list))
                 .route("/operators", web::post().to(operators::create))
                 .route("/operators/{name}", web::delete().to(operators::revoke))

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod journey;
 pub mod problem;
 pub mod request;
 mod routes;
@@ -51,6 +52,10 @@ pub struct ApiState {
     pub keys: Arc<auth::KeyCache>,
     /// Requests per second per tenant, by plan.
     pub rates: Arc<TenantRates>,
+    /// Events' records, for their journeys.
+    pub journeys: Arc<dyn shared::ports::EventJourneys>,
+    /// The topology and result objects journeys read (none: journeys show no queues).
+    pub journey: Option<Arc<journey::JourneyContext>>,
 }
 
 impl ApiState {
@@ -67,9 +72,11 @@ impl ApiState {
             access: store.clone(),
             invitations: store.clone(),
             webhooks: store.clone(),
+            journeys: store.clone(),
             readiness: store,
             keys: Arc::default(),
             rates: Arc::new(rates),
+            journey: None,
         }
     }
 
@@ -121,6 +128,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/v1")
                 .route("/events", web::post().to(routes::events::create))
+                .route("/events/{id}", web::get().to(routes::events::journey))
                 .route("/feedback", web::post().to(routes::feedback::create))
                 .route("/feedback/{id}", web::get().to(routes::feedback::get))
                 .route("/emails", web::post().to(routes::emails::create))

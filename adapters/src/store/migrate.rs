@@ -105,6 +105,11 @@ macro_rules! migrations_in {
                 name: "imported_access_requests",
                 sql: include_str!(concat!("../../../migrations/", $dir, "/0018_imported_access_requests.sql")),
             },
+            Migration {
+                version: 19,
+                name: "event_journeys",
+                sql: include_str!(concat!("../../../migrations/", $dir, "/0019_event_journeys.sql")),
+            },
         ]
     };
 }

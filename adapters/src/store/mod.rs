@@ -20,6 +20,7 @@ mod feedback;
 mod group;
 mod health;
 mod inbox;
+mod journeys;
 mod migrate;
 mod operators;
 mod outbox;

@@ -56,7 +56,7 @@ async fn migrations_apply_once_on_each_dialect() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sqlite = SqlStore::connect(&StoreConfig::Sqlite { path: dir.path().join("store.db") }).await.expect("connect");
     for store in [postgres, sqlite] {
-        assert_eq!(store.migrate().await.expect("migrate"), 18, "{:?}", store.dialect());
+        assert_eq!(store.migrate().await.expect("migrate"), 19, "{:?}", store.dialect());
         assert_eq!(store.migrate().await.expect("migrate again"), 0, "migrations apply once");
     }
 }

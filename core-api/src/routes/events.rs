@@ -106,3 +106,17 @@ async fn refuse_forged_webhook(state: &ApiState, tenant: TenantId, event_type: &
     }
     Ok(())
 }
+
+/// `GET /v1/events/{id}`: the journey of one of the caller's events (another tenant's
+/// is 404, as a missing one).
+pub(crate) async fn journey(
+    caller: crate::request::Caller,
+    path: actix_web::web::Path<String>,
+    state: actix_web::web::Data<ApiState>,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    let records = crate::request::by_id("event", &path, shared::EventId::parse, |id| {
+        state.journeys.event_records(id, Some(caller.tenant))
+    })
+    .await?;
+    Ok(actix_web::HttpResponse::Ok().json(crate::journey::build(&records, state.journey.as_deref()).await))
+}

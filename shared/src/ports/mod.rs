@@ -12,11 +12,12 @@ pub use bus::{BusEvent, EventBus};
 pub use object_store::{ObjectStore, ObjectStoreError};
 pub use store::{
     redrive_dedup_id, AccessRequestStore, AnalyticsStore, Appended, Applied, Apply, AuditEntry, AuditFilter, AuditLog,
-    ConsumerName, DeadLetterParking, DeadLetterPlans, DeadLetterRecord, DedupId, Effect, Effects, EmailStore,
-    ErrorGroup, ErrorGroupKey, EventLog, FailedOutboxRow, FeedbackStore, Fingerprint, Inbox, InvitationStore, Job,
-    JobState, JobStep, MessageId, NewAuditEntry, NewParked, Operators, Outbox, OutboxEntry, Parked, ParkedFilter,
-    ParkedState, Plan, PlanAction, PlanCounts, QueueName, Readiness, Selection, SendStart, StoreBackend, StoreError,
-    Tally, TenantDirectory, WebhookPage, WebhookStore, WorkerHealth, WorkerReport, MAX_TALLIES,
+    ConsumerName, DeadLetterParking, DeadLetterPlans, DeadLetterRecord, DedupId, Effect, EffectRecord, Effects,
+    EmailStore, ErrorGroup, ErrorGroupKey, EventJourneys, EventLog, EventRecords, FailedOutboxRow, FeedbackStore,
+    Fingerprint, Handled, Inbox, InvitationStore, Job, JobState, JobStep, MessageId, NewAuditEntry, NewParked,
+    Operators, Outbox, OutboxEntry, OutboxTrace, Parked, ParkedFilter, ParkedState, Plan, PlanAction, PlanCounts,
+    QueueName, Readiness, Selection, SendStart, StoreBackend, StoreError, Tally, TenantDirectory, WebhookPage,
+    WebhookStore, WorkerHealth, WorkerReport, MAX_TALLIES,
 };
 pub use transport::{
     attempts_in, check_batch, dead_letter_attributes, fairness_lane, Attempt, DeadLetter, Failure, OutgoingMessage,

@@ -224,6 +224,25 @@ async fn a_redriven_poison_message_completes_once_and_purge_can_be_undone(engine
         }
     };
     assert_eq!(creates("First").await, 4, "three failed attempts, then the one ticket the redrive made");
+    // Its journey: dead-lettered with its attempts, redriven by the job, then handled.
+    let event_id = first["event_id"].as_str().expect("event id");
+    let journey = json(app.operator_get(&format!("/v1/events/{event_id}")).await).await;
+    assert_eq!(journey["status"], "completed", "{journey}");
+    let steps = journey["steps"].as_array().expect("steps");
+    let named = |name: &str| steps.iter().filter(|s| s["step"] == name).cloned().collect::<Vec<Value>>();
+    assert_eq!(named("dead_lettered").len(), 1, "{journey}");
+    assert_eq!(named("dead_lettered")[0]["attempts"].as_array().map(Vec::len), Some(3));
+    assert_eq!(named("redriven")[0]["job_id"], json!(job_id));
+    let handled = named("handled");
+    assert_eq!((handled[0]["state"].as_str(), handled[0]["worker"].as_str()), (Some("done"), Some("feedback")));
+    assert_eq!(named("effect")[0]["status"], "completed");
+    assert_eq!(named("effect")[0]["ticket_id"], 42, "the ticket, from the result object");
+    let own = json(app.get(&format!("/v1/events/{event_id}"), &app.acme.key).await).await;
+    assert_eq!(own["status"], "completed", "the tenant sees its own event's journey");
+    let waiting =
+        json(app.operator_get(&format!("/v1/events/{}", second["event_id"].as_str().expect("id"))).await).await;
+    assert_eq!(waiting["status"], "dead_lettered", "{waiting}");
+
     let parked = listed(&app, "", 1).await;
     assert_eq!(parked["dead_letters"][0]["event_id"], second["event_id"], "only the second is still parked");
     let redriven = listed(&app, "?state=redriven", 1).await;

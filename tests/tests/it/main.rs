@@ -10,6 +10,7 @@ mod emails;
 mod failed_outbox;
 mod flow;
 mod helpers;
+mod journeys;
 mod keys;
 mod outage;
 mod plans;

@@ -21,6 +21,7 @@ mod feedback;
 mod health;
 mod inbox;
 mod invitations;
+mod journeys;
 mod operators;
 mod outbox;
 mod parking;
@@ -41,6 +42,7 @@ pub use feedback::FeedbackStore;
 pub use health::{DeadLetterRecord, DedupId, MessageId, QueueName, WorkerHealth, WorkerReport};
 pub use inbox::{Applied, ConsumerName, Effect, Effects, Inbox};
 pub use invitations::InvitationStore;
+pub use journeys::{EffectRecord, EventJourneys, EventRecords, Handled, OutboxTrace};
 pub use operators::{AuditEntry, AuditFilter, AuditLog, NewAuditEntry, Operators};
 pub use outbox::{Outbox, OutboxEntry};
 pub use parking::{DeadLetterParking, ErrorGroup, ErrorGroupKey, Fingerprint, NewParked, Parked, ParkedFilter};
@@ -122,4 +124,5 @@ store_backend!(
     DeadLetterPlans,
     Operators,
     AuditLog,
+    EventJourneys,
 );

@@ -12,6 +12,7 @@ pub mod feedback;
 pub mod health;
 pub mod inbox;
 pub mod invitations;
+pub mod journeys;
 pub mod operators;
 pub mod outbox;
 pub mod parking;
@@ -56,6 +57,7 @@ macro_rules! store_conformance {
             invitations { tenant_scoped_with_outcome }
             health { latest_report_per_process, dead_letters_after_a_cursor_since_a_time }
             parking { parks_once_and_lists_newest_first, groups_errors_that_differ_only_in_values }
+            journeys { an_events_records_are_found_by_its_id_for_its_tenant_only }
             operators { operators_are_named_found_by_token_and_revoked, the_audit_log_lists_newest_first_by_filter }
             plans {
                 a_plan_freezes_its_selection, a_plan_is_confirmed_once_and_only_in_time,
