@@ -12,7 +12,7 @@ use shared::topology::UseCase;
 use shared::TenantId;
 use switchyard::config::{self, Layer};
 use switchyard::dev;
-use switchyard::operator::{self, Action, ControlPlane, DeadLetterFilter, Manner};
+use switchyard::operator::{self, Action, ControlPlane, DeadLetterFilter, Manner, Page};
 use switchyard::platform::{Backends, Component, Platform};
 
 #[derive(Parser)]
@@ -114,10 +114,8 @@ enum Command {
         from: Option<String>,
         #[arg(long)]
         to: Option<String>,
-        #[arg(long)]
-        limit: Option<u32>,
-        #[arg(long)]
-        cursor: Option<String>,
+        #[command(flatten)]
+        page: Page,
         #[arg(long)]
         json: bool,
     },
@@ -167,11 +165,8 @@ enum DlqCommand {
         /// parked (the default), purged or redriven.
         #[arg(long)]
         state: Option<String>,
-        #[arg(long)]
-        limit: Option<u32>,
-        /// The `next_cursor` of the previous page.
-        #[arg(long)]
-        cursor: Option<String>,
+        #[command(flatten)]
+        page: Page,
         #[arg(long)]
         json: bool,
     },
@@ -223,10 +218,8 @@ enum OutboxCommand {
     Failed {
         #[arg(long)]
         tenant: Option<String>,
-        #[arg(long)]
-        limit: Option<u32>,
-        #[arg(long)]
-        cursor: Option<String>,
+        #[command(flatten)]
+        page: Page,
         #[arg(long)]
         json: bool,
     },
@@ -317,10 +310,8 @@ enum TenantCommand {
         /// A part of the name, any case.
         #[arg(long)]
         search: Option<String>,
-        #[arg(long)]
-        limit: Option<u32>,
-        #[arg(long)]
-        cursor: Option<String>,
+        #[command(flatten)]
+        page: Page,
         #[arg(long)]
         json: bool,
     },
@@ -526,13 +517,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Pattern { .. } => Ok(()),
-        Command::Tenant { command: TenantCommand::List { search, limit, cursor, json } } => {
-            let limit = limit.map(|l| l.to_string());
-            let pairs: Vec<(&str, &str)> =
-                [("search", search.as_deref()), ("limit", limit.as_deref()), ("cursor", cursor.as_deref())]
-                    .into_iter()
-                    .filter_map(|(k, v)| v.map(|v| (k, v)))
-                    .collect();
+        Command::Tenant { command: TenantCommand::List { search, page, json } } => {
+            let page = page.pairs();
+            let mut pairs: Vec<(&str, &str)> = page.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            pairs.extend(search.as_deref().map(|s| ("search", s)));
             operator::tenants(&control_plane(config_file)?, &pairs, json).await
         }
         Command::Tenant { command: TenantCommand::Show { tenant_id, json } } => {
@@ -563,20 +551,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = adapters::connect_store(&config.store).await?;
             operator_command(store.as_ref(), command).await
         }
-        Command::Audit { operator, action, tenant, from, to, limit, cursor, json } => {
-            let limit = limit.map(|l| l.to_string());
-            let pairs: Vec<(&str, &str)> = [
-                ("operator", operator.as_deref()),
-                ("action", action.as_deref()),
-                ("tenant", tenant.as_deref()),
-                ("from", from.as_deref()),
-                ("to", to.as_deref()),
-                ("limit", limit.as_deref()),
-                ("cursor", cursor.as_deref()),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .collect();
+        Command::Audit { operator, action, tenant, from, to, page, json } => {
+            let page = page.pairs();
+            let mut pairs: Vec<(&str, &str)> = page.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            pairs.extend(
+                [
+                    ("operator", operator.as_deref()),
+                    ("action", action.as_deref()),
+                    ("tenant", tenant.as_deref()),
+                    ("from", from.as_deref()),
+                    ("to", to.as_deref()),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v))),
+            );
             operator::audit_log(&control_plane(config_file)?, &pairs, json).await
         }
         Command::Job { command: JobCommand::Show { id, json } } => {
@@ -684,8 +672,8 @@ fn control_plane(config_file: Option<&Path>) -> anyhow::Result<ControlPlane> {
 
 async fn dlq(cp: &ControlPlane, command: DlqCommand) -> anyhow::Result<()> {
     match command {
-        DlqCommand::List { filter, state, limit, cursor, json } => {
-            operator::dlq_list(cp, &filter, state.as_deref(), limit, cursor.as_deref(), json).await
+        DlqCommand::List { filter, state, page, json } => {
+            operator::dlq_list(cp, &filter, state.as_deref(), &page, json).await
         }
         DlqCommand::Show { id, json } => operator::dlq_show(cp, &id, json).await,
         DlqCommand::Groups { filter, json } => operator::dlq_groups(cp, &filter, json).await,
@@ -702,8 +690,8 @@ async fn act(cp: &ControlPlane, action: Action, chosen: Chosen, rate_per_minute:
 
 async fn outbox(cp: &ControlPlane, command: OutboxCommand) -> anyhow::Result<()> {
     match command {
-        OutboxCommand::Failed { tenant, limit, cursor, json } => {
-            operator::outbox_failed(cp, tenant.as_deref(), limit, cursor.as_deref(), json).await
+        OutboxCommand::Failed { tenant, page, json } => {
+            operator::outbox_failed(cp, tenant.as_deref(), &page, json).await
         }
         OutboxCommand::Retry { ids, tenant, yes, json } => {
             operator::outbox_action(cp, Action::Retry, &ids, tenant.as_deref(), None, Manner { yes, json }).await

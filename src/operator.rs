@@ -65,6 +65,26 @@ impl DeadLetterFilter {
     }
 }
 
+/// Which page of a list: at most `limit`, after the previous page's `next_cursor`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Page {
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+impl Page {
+    /// The query parameters it adds.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = Vec::new();
+        pairs.extend(self.limit.map(|l| ("limit", l.to_string())));
+        pairs.extend(self.cursor.clone().map(|c| ("cursor", c)));
+        pairs
+    }
+}
+
 /// How an action asks and shows.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Manner {
@@ -242,15 +262,13 @@ pub async fn dlq_list(
     cp: &ControlPlane,
     filter: &DeadLetterFilter,
     state: Option<&str>,
-    limit: Option<u32>,
-    cursor: Option<&str>,
+    page: &Page,
     json: bool,
 ) -> anyhow::Result<()> {
-    let limit = limit.map(|l| l.to_string());
+    let page = page.pairs();
     let mut pairs = filter.pairs();
     pairs.extend(state.map(|s| ("state", s)));
-    pairs.extend(limit.as_deref().map(|l| ("limit", l)));
-    pairs.extend(cursor.map(|c| ("cursor", c)));
+    pairs.extend(page.iter().map(|(k, v)| (*k, v.as_str())));
     let page = cp.get(&format!("/v1/dead-letters{}", query(&pairs))).await?;
     if json {
         print_json(&page);
@@ -450,18 +468,10 @@ pub async fn dead_letter_action(
     act(cp, action, selection(ids, filter.as_json()), extra, manner).await
 }
 
-pub async fn outbox_failed(
-    cp: &ControlPlane,
-    tenant: Option<&str>,
-    limit: Option<u32>,
-    cursor: Option<&str>,
-    json: bool,
-) -> anyhow::Result<()> {
-    let limit = limit.map(|l| l.to_string());
-    let mut pairs = Vec::new();
+pub async fn outbox_failed(cp: &ControlPlane, tenant: Option<&str>, page: &Page, json: bool) -> anyhow::Result<()> {
+    let page = page.pairs();
+    let mut pairs: Vec<(&str, &str)> = page.iter().map(|(k, v)| (*k, v.as_str())).collect();
     pairs.extend(tenant.map(|t| ("tenant", t)));
-    pairs.extend(limit.as_deref().map(|l| ("limit", l)));
-    pairs.extend(cursor.map(|c| ("cursor", c)));
     let page = cp.get(&format!("/v1/outbox/failed{}", query(&pairs))).await?;
     if json {
         print_json(&page);
