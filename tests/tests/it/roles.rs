@@ -33,6 +33,7 @@ fn routes(app: &TestApp) -> Vec<(&'static str, String, Option<Value>, Role)> {
         ("POST", "/v1/outbox/retry".into(), filter.clone(), Role::Operator),
         ("POST", "/v1/outbox/discard".into(), filter, Role::Admin),
         ("GET", "/v1/queues".into(), None, Role::Viewer),
+        ("GET", format!("/v1/events/{}", shared::EventId::new()), None, Role::Viewer),
         ("GET", "/v1/operators".into(), None, Role::Admin),
         ("POST", "/v1/operators".into(), Some(json!({"name": "newbie", "role": "viewer"})), Role::Admin),
         ("DELETE", "/v1/operators/nobody".into(), None, Role::Admin),
