@@ -42,6 +42,9 @@ pub struct RedriveConfig {
     pub retention: Duration,
     /// How often to sweep.
     pub sweep_every: Duration,
+    /// The first pause after a send the transport refused for now (throttled, down);
+    /// it doubles with each one in a row, up to 16 times this.
+    pub backoff: Duration,
 }
 
 impl Default for RedriveConfig {
@@ -52,6 +55,7 @@ impl Default for RedriveConfig {
             ceilings: HashMap::new(),
             retention: Duration::from_secs(7 * 24 * 3_600),
             sweep_every: Duration::from_secs(60),
+            backoff: Duration::from_secs(1),
         }
     }
 }
@@ -179,8 +183,8 @@ impl Redriver {
             }
             if let Some(trouble) = trouble {
                 failures += 1;
-                let wait = Duration::from_secs(1 << failures.min(4));
-                tracing::warn!(job = %job.id, error = trouble, retry_in_s = wait.as_secs(), "redrive paused");
+                let wait = self.config.backoff * (1u32 << failures.min(5).saturating_sub(1));
+                tracing::warn!(job = %job.id, error = trouble, retry_in_ms = wait.as_millis(), "redrive paused");
                 tokio::select! {
                     () = shutdown.cancelled() => return Stop::Shutdown,
                     () = tokio::time::sleep(wait) => {}

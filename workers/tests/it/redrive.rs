@@ -181,3 +181,106 @@ async fn a_cancelled_job_stops_before_its_next_send() {
     assert_eq!((after.state, after.done), (JobState::Cancelled, 10), "{after:?}");
     assert_eq!(env.store.parked(&ParkedFilter::default(), None, 100).await.expect("list").len(), 10, "still parked");
 }
+
+/// The embedded transport, with its sends failing as in an outage while `down`.
+struct Flaky {
+    inner: std::sync::Arc<adapters::embedded::EmbeddedTransport>,
+    down: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl Transport for Flaky {
+    async fn publish(
+        &self,
+        topic: &str,
+        batch: &[shared::ports::OutgoingMessage],
+    ) -> Result<Vec<Result<(), shared::ports::TransportError>>, shared::ports::TransportError> {
+        self.inner.publish(topic, batch).await
+    }
+
+    async fn send(
+        &self,
+        queue: &str,
+        batch: &[shared::ports::OutgoingMessage],
+    ) -> Result<Vec<Result<(), shared::ports::TransportError>>, shared::ports::TransportError> {
+        let left = self.down.load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            self.down.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            return Err(shared::ports::TransportError::Unavailable("the queue service is down".into()));
+        }
+        self.inner.send(queue, batch).await
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        options: shared::ports::ReceiveOptions,
+    ) -> Result<Vec<shared::ports::ReceivedMessage>, shared::ports::TransportError> {
+        self.inner.receive(queue, options).await
+    }
+
+    async fn ack(&self, queue: &str, receipts: &[shared::ports::Receipt]) -> Result<(), shared::ports::TransportError> {
+        self.inner.ack(queue, receipts).await
+    }
+
+    async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt: &shared::ports::Receipt,
+        timeout: Duration,
+    ) -> Result<(), shared::ports::TransportError> {
+        self.inner.change_visibility(queue, receipt, timeout).await
+    }
+
+    async fn dead_letter(
+        &self,
+        queue: &str,
+        message: &shared::ports::ReceivedMessage,
+        failure: &shared::ports::Failure,
+    ) -> Result<(), shared::ports::TransportError> {
+        self.inner.dead_letter(queue, message, failure).await
+    }
+
+    async fn dead_letters(
+        &self,
+        dlq: &str,
+        max: u32,
+    ) -> Result<Vec<shared::ports::DeadLetter>, shared::ports::TransportError> {
+        self.inner.dead_letters(dlq, max).await
+    }
+
+    async fn redrive(&self, dlq: &str) -> Result<u64, shared::ports::TransportError> {
+        self.inner.redrive(dlq).await
+    }
+
+    async fn purge(&self, queue: &str) -> Result<u64, shared::ports::TransportError> {
+        self.inner.purge(queue).await
+    }
+
+    async fn stats(&self, queue: &str) -> Result<shared::ports::QueueStats, shared::ports::TransportError> {
+        self.inner.stats(queue).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waits_out_a_transport_outage_and_goes_on() {
+    let env = Env::new().await;
+    let tenant = env.tenant("Acme").await;
+    park(&env, tenant, 4).await;
+    let job = start(&env, 6_000).await;
+    let flaky = std::sync::Arc::new(Flaky { inner: env.embedded.clone(), down: std::sync::atomic::AtomicU32::new(4) });
+    let config = RedriveConfig {
+        lease: Duration::from_secs(3),
+        poll: Duration::from_millis(50),
+        backoff: Duration::from_millis(20),
+        ..RedriveConfig::default()
+    };
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(Redriver::new(flaky.clone(), env.store.clone(), config).run(shutdown.clone()));
+    let done = until_finished(&env, &job).await;
+    shutdown.cancel();
+    running.await.expect("redriver");
+    assert_eq!((done.state, done.done, done.skipped), (JobState::Completed, 4, 0), "{done:?}");
+    assert_eq!(flaky.down.load(std::sync::atomic::Ordering::SeqCst), 0, "it went through the outage");
+    assert_eq!(env.drain(&env.queue(UseCase::Feedback), Duration::from_millis(200)).await.len(), 4, "each once");
+}
