@@ -96,6 +96,11 @@ enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// What happened to events (through the control plane).
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Named operators of the control plane (on the configured store).
     Operator {
         #[command(subcommand)]
@@ -116,6 +121,16 @@ enum Command {
         to: Option<String>,
         #[command(flatten)]
         page: Page,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// One event's journey: every step from the request to its effects.
+    Show {
+        event_id: String,
         #[arg(long)]
         json: bool,
     },
@@ -545,6 +560,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("no tenant {tenant}");
             }
             import_report(&switchyard::import::import(store.as_ref(), tenant, &text).await?, json)
+        }
+        Command::Events { command: EventsCommand::Show { event_id, json } } => {
+            operator::event_journey(&control_plane(config_file)?, &event_id, json).await
         }
         Command::Operator { command } => {
             let config = config::load(config_file, Layer::default())?;

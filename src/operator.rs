@@ -644,6 +644,38 @@ pub async fn revoke_key(cp: &ControlPlane, tenant: &str, key: &str, manner: Mann
     Ok(())
 }
 
+/// `switchyard events show`: one event's journey, a step a line.
+pub async fn event_journey(cp: &ControlPlane, id: &str, json: bool) -> anyhow::Result<()> {
+    let journey = cp.get(&format!("/v1/events/{}", segment(id, "event")?)).await?;
+    if json {
+        print_json(&journey);
+        return Ok(());
+    }
+    println!(
+        "event {} ({}) of {}: {}",
+        cell(&journey["event_id"]),
+        cell(&journey["type"]),
+        cell(&journey["tenant_id"]),
+        cell(&journey["status"])
+    );
+    let rows: Vec<Vec<String>> = journey["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let what = ["queue", "topic", "kind", "error", "waiting_for"]
+                .iter()
+                .filter_map(|k| s[*k].as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+                .join(" · ");
+            vec![cell(&s["step"]), cell(&s["state"]), cell(&s["at"]), what]
+        })
+        .collect();
+    println!();
+    table(&["STEP", "STATE", "AT", "DETAIL"], &rows);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::query;

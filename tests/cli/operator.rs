@@ -175,6 +175,14 @@ async fn operators_see_redrive_and_purge_dead_letters_from_the_command_line() {
         Some(1)
     );
 
+    let event_id = listed["dead_letters"][0]["event_id"].as_str().expect("event id").to_owned();
+    let journey = json_of(&operator(&running, &["events", "show", &event_id, "--json"]));
+    assert_eq!(journey["event_id"], event_id.as_str(), "{journey}");
+    let (code, steps, _) = text(&operator(&running, &["events", "show", &event_id]));
+    assert_eq!(code, Some(0));
+    assert!(steps.contains("STEP") && steps.contains("dead_lettered") && steps.contains("redriven"), "{steps}");
+    assert_ne!(operator(&running, &["events", "show", "../queues"]).status.code(), Some(0));
+
     let failed = json_of(&operator(&running, &["outbox", "failed", "--json"]));
     assert_eq!(failed["rows"], json!([]));
     running.stop.cancel();
