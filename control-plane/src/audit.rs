@@ -17,12 +17,12 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use core_api::problem::FieldError;
 use core_api::ApiError;
 use shared::domain::operators::Role;
 use shared::ports::{AuditFilter, NewAuditEntry};
 use shared::{TenantId, Timestamp};
 
+use crate::page;
 use crate::ConsoleState;
 
 /// The bootstrap admin's name in the audit log.
@@ -197,39 +197,20 @@ pub(crate) async fn list(
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = Vec::new();
-    let mut parse = |name: &str, raw: &Option<String>, message: &str, ok: &dyn Fn(&str) -> bool| {
-        if let Some(raw) = raw {
-            if !ok(raw) {
-                errors.push(FieldError::new(name, message));
-            }
-        }
-    };
-    let time = |r: &str| Timestamp::parse_rfc3339(r).is_ok();
-    parse("tenant", &query.tenant, "must be a tenant id (ten_…)", &|r| TenantId::parse(r).is_ok());
-    parse("from", &query.from, "must be an RFC 3339 time", &time);
-    parse("to", &query.to, "must be an RFC 3339 time", &time);
-    parse("limit", &query.limit, "must be a whole number from 1 to 100", &|r| {
-        r.parse::<u32>().is_ok_and(|n| (1..=100).contains(&n))
-    });
-    parse("cursor", &query.cursor, "must be the next_cursor of a previous page", &|r| {
-        r.parse::<i64>().is_ok_and(|n| n > 0)
-    });
+    let e = &mut errors;
+    let time = |r: &str| Timestamp::parse_rfc3339(r).ok();
+    let tenant =
+        page::field(e, "tenant", query.tenant.as_deref(), "must be a tenant id (ten_…)", |r| TenantId::parse(r).ok());
+    let from = page::field(e, "from", query.from.as_deref(), "must be an RFC 3339 time", time);
+    let to = page::field(e, "to", query.to.as_deref(), "must be an RFC 3339 time", time);
+    let limit = page::limit(e, query.limit.as_deref());
+    let cursor = page::seq_cursor(e, query.cursor.as_deref());
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let filter = AuditFilter {
-        operator: query.operator.clone(),
-        action: query.action.clone(),
-        tenant: query.tenant.as_deref().and_then(|t| TenantId::parse(t).ok()),
-        from: query.from.as_deref().and_then(|t| Timestamp::parse_rfc3339(t).ok()),
-        to: query.to.as_deref().and_then(|t| Timestamp::parse_rfc3339(t).ok()),
-    };
-    let limit = query.limit.as_deref().and_then(|l| l.parse().ok()).unwrap_or(50u32);
-    let cursor = query.cursor.as_deref().and_then(|c| c.parse().ok());
-    let mut entries = state.audit.audit(&filter, cursor, limit + 1).await?;
-    let more = entries.len() > limit as usize;
-    entries.truncate(limit as usize);
-    let next = if more { entries.last().map(|e| e.id.to_string()) } else { None };
+    let filter = AuditFilter { operator: query.operator.clone(), action: query.action.clone(), tenant, from, to };
+    let fetched = state.audit.audit(&filter, cursor, limit + 1).await?;
+    let (entries, next) = page::split(fetched, limit, |e| e.id.to_string());
     let view: Vec<Value> = entries
         .iter()
         .map(|e| {

@@ -22,11 +22,9 @@ use shared::topology::QueueSpec;
 use shared::{EventType, TenantId, Timestamp};
 
 use crate::audit::Viewer;
+use crate::page::{self, field};
 use crate::ConsoleState;
 
-/// The largest page.
-const MAX_LIMIT: u32 = 100;
-const DEFAULT_LIMIT: u32 = 50;
 /// The most error groups answered.
 const MAX_GROUPS: u32 = 100;
 
@@ -47,22 +45,6 @@ pub(crate) struct ListQuery {
 /// The queue `raw` names: a queue of the topology, by name or by use case.
 fn queue_named<'t>(state: &'t ConsoleState, raw: &str) -> Option<&'t QueueSpec> {
     state.topology.queues.iter().find(|q| q.name == raw || q.use_case.as_str() == raw)
-}
-
-/// `raw` parsed by `parse`, when given; when it does not parse, `message` is collected
-/// for `name` in `errors`.
-fn field<T>(
-    errors: &mut Vec<FieldError>,
-    name: &str,
-    raw: Option<&str>,
-    message: &str,
-    parse: impl Fn(&str) -> Option<T>,
-) -> Option<T> {
-    let parsed = parse(raw?);
-    if parsed.is_none() {
-        errors.push(FieldError::new(name, message));
-    }
-    parsed
 }
 
 /// The filter a query (or a plan's selection) asks for; the problem with each
@@ -97,15 +79,10 @@ pub(crate) fn filter_from(state: &ConsoleState, query: &ListQuery) -> Result<Par
 fn read(state: &ConsoleState, query: &ListQuery) -> Result<(ParkedFilter, u32, Option<i64>), ApiError> {
     let filter = filter_from(state, query);
     let mut errors = filter.as_ref().err().cloned().unwrap_or_default();
-    let e = &mut errors;
-    let limit = field(e, "limit", query.limit.as_deref(), "must be a whole number from 1 to 100", |r| {
-        r.parse::<u32>().ok().filter(|n| (1..=MAX_LIMIT).contains(n))
-    });
-    let cursor = field(e, "cursor", query.cursor.as_deref(), "must be the next_cursor of a previous page", |r| {
-        r.parse::<i64>().ok().filter(|n| *n > 0)
-    });
+    let limit = page::limit(&mut errors, query.limit.as_deref());
+    let cursor = page::seq_cursor(&mut errors, query.cursor.as_deref());
     match filter {
-        Ok(filter) if errors.is_empty() => Ok((filter, limit.unwrap_or(DEFAULT_LIMIT), cursor)),
+        Ok(filter) if errors.is_empty() => Ok((filter, limit, cursor)),
         _ => Err(ApiError::Validation(errors)),
     }
 }
@@ -167,10 +144,8 @@ pub(crate) async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let (filter, limit, cursor) = read(&state, &query)?;
     // One more than the page: whether there is a next one.
-    let mut page = state.parking.parked(&filter, cursor, limit + 1).await?;
-    let more = page.len() > limit as usize;
-    page.truncate(limit as usize);
-    let next = if more { page.last().map(|p| p.id.to_string()) } else { None };
+    let fetched = state.parking.parked(&filter, cursor, limit + 1).await?;
+    let (page, next) = page::split(fetched, limit, |p| p.id.to_string());
     Ok(HttpResponse::Ok().json(json!({
         "dead_letters": page.iter().map(|p| summary(&state, p)).collect::<Vec<_>>(),
         "next_cursor": next,

@@ -20,10 +20,8 @@ use shared::domain::{ApiKeyRecord, PlanName, SettingsChange, Tenant, TenantName,
 use shared::{ApiKeyId, TenantId, Timestamp};
 
 use crate::audit::{audited, Admin, Viewer};
+use crate::page;
 use crate::ConsoleState;
-
-const MAX_LIMIT: u32 = 100;
-const DEFAULT_LIMIT: u32 = 50;
 
 fn not_found(what: &str, raw: &str) -> ApiError {
     ApiError::NotFound(format!("{what} {}", raw.chars().take(64).collect::<String>()))
@@ -65,20 +63,14 @@ pub(crate) async fn list(
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = Vec::new();
-    let limit = match query.limit.as_deref().map(|r| r.parse::<u32>().ok().filter(|n| (1..=MAX_LIMIT).contains(n))) {
-        Some(None) => {
-            errors.push(FieldError::new("limit", "must be a whole number from 1 to 100"));
-            DEFAULT_LIMIT
-        }
-        other => other.flatten().unwrap_or(DEFAULT_LIMIT),
-    };
-    let cursor = match query.cursor.as_deref().map(TenantId::parse) {
-        Some(Err(_)) => {
-            errors.push(FieldError::new("cursor", "must be the next_cursor of a previous page"));
-            None
-        }
-        other => other.and_then(Result::ok),
-    };
+    let limit = page::limit(&mut errors, query.limit.as_deref());
+    let cursor = page::field(
+        &mut errors,
+        "cursor",
+        query.cursor.as_deref(),
+        "must be the next_cursor of a previous page",
+        |r| TenantId::parse(r).ok(),
+    );
     let search = query.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
     if search.is_some_and(|s| s.chars().count() > 100) {
         errors.push(FieldError::new("search", "must be at most 100 characters"));
@@ -86,10 +78,8 @@ pub(crate) async fn list(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let mut page = state.tenants.tenant_page(search, cursor, limit + 1, Timestamp::now()).await?;
-    let more = page.len() > limit as usize;
-    page.truncate(limit as usize);
-    let next = if more { page.last().map(|t| t.tenant.id.to_string()) } else { None };
+    let fetched = state.tenants.tenant_page(search, cursor, limit + 1, Timestamp::now()).await?;
+    let (page, next) = page::split(fetched, limit, |t| t.tenant.id.to_string());
     Ok(HttpResponse::Ok().json(json!({
         "tenants": page.iter().map(summary_view).collect::<Vec<_>>(),
         "next_cursor": next,

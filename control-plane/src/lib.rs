@@ -15,6 +15,7 @@ mod events;
 mod keys;
 mod operators;
 mod outbox;
+mod page;
 mod plans;
 mod queues;
 mod tenants;
