@@ -85,7 +85,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub struct KeyCache {
     entries: RwLock<HashMap<ApiKeyId, (ApiKeyRecord, Instant)>>,
     /// When this process last noted each key's use, and the uses not yet written.
-    uses: std::sync::Mutex<Uses>,
+    uses: RwLock<Uses>,
 }
 
 #[derive(Default)]
@@ -132,8 +132,14 @@ impl KeyCache {
     }
 
     fn note_use(&self, id: ApiKeyId, now: Timestamp) {
-        if let Ok(mut uses) = self.uses.lock() {
-            if uses.noted.get(&id).is_some_and(|at| at.elapsed() < USE_INTERVAL) {
+        // Nearly every request finds its key noted within the minute: a shared read,
+        // so concurrent requests do not queue on a lock.
+        let due = |uses: &Uses| uses.noted.get(&id).is_none_or(|at| at.elapsed() >= USE_INTERVAL);
+        if self.uses.read().map(|uses| !due(&uses)).unwrap_or(true) {
+            return;
+        }
+        if let Ok(mut uses) = self.uses.write() {
+            if !due(&uses) {
                 return;
             }
             if uses.noted.len() >= KEY_CACHE_CAPACITY {
@@ -145,7 +151,7 @@ impl KeyCache {
     }
 
     fn take_uses(&self) -> Vec<(ApiKeyId, Timestamp)> {
-        self.uses.lock().map(|mut uses| uses.pending.drain().collect()).unwrap_or_default()
+        self.uses.write().map(|mut uses| uses.pending.drain().collect()).unwrap_or_default()
     }
 }
 
